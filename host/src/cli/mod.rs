@@ -1,0 +1,169 @@
+//! The `deployer` command line.
+
+mod inspect;
+mod plan;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigErrors;
+use crate::exit::Outcome;
+use crate::plugin::{PluginError, PluginHost};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deployer",
+    version,
+    about = "Progressive deployments (rolling, blue-green, canary) for ECS, EKS and EC2 Auto Scaling, \
+             with strategies and hooks as sandboxed WebAssembly components.",
+    after_help = "Examples:\n  deployer plan canary --config examples/ecs-canary/deployer.toml\n  \
+                  deployer validate --config deployer.toml\n  deployer plugin inspect builtin:canary"
+)]
+pub struct Cli {
+    /// Project config file.
+    #[arg(long, short, global = true, default_value = "deployer.toml")]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy a new release with a strategy (canary, blue-green, rolling or a plugin).
+    Run {
+        strategy: String,
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Go back to the last good release, now.
+    Rollback {
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Show what is running and any deployment in progress.
+    Status {
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Show past deployments.
+    History {
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Print the steps a strategy would take, computed by its component. Touches no cloud.
+    Plan {
+        strategy: String,
+        #[arg(long)]
+        service: Option<String>,
+        /// Simulate this many units instead of the service's desired count.
+        #[arg(long)]
+        desired: Option<u32>,
+    },
+    /// Check the config, every plugin and every strategy's parameters.
+    Validate,
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print a component's WIT world, digest, imports and exports.
+    Inspect {
+        /// A `.wasm` component file, or `builtin:NAME`.
+        component: String,
+    },
+}
+
+/// Parse arguments, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                Outcome::BadInput
+            } else {
+                Outcome::Success
+            }
+            .into();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return Outcome::Error.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(outcome) => outcome.into(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            classify(&err).into()
+        }
+    }
+}
+
+/// Bad input is anything the user can fix in their files or arguments.
+fn classify(err: &anyhow::Error) -> Outcome {
+    for cause in err.chain() {
+        if cause.is::<ConfigErrors>() {
+            return Outcome::BadInput;
+        }
+        if let Some(plugin) = cause.downcast_ref::<PluginError>() {
+            return if plugin.is_load_error() {
+                Outcome::BadInput
+            } else {
+                Outcome::Error
+            };
+        }
+    }
+    Outcome::Error
+}
+
+/// Run a parsed command.
+///
+/// # Errors
+/// Whatever stopped the command; [`main`] maps it to an exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let host = || PluginHost::new(PluginHost::default_cache_dir());
+    match cli.command {
+        Command::Plan {
+            strategy,
+            service,
+            desired,
+        } => {
+            plan::run(
+                &host()?,
+                &cli.config,
+                &strategy,
+                service.as_deref(),
+                desired,
+            )
+            .await
+        }
+        Command::Validate => validate::run(&host()?, &cli.config).await,
+        Command::Plugin {
+            command: PluginCommand::Inspect { component },
+        } => inspect::run(&component),
+        Command::Run { .. }
+        | Command::Rollback { .. }
+        | Command::Status { .. }
+        | Command::History { .. } => {
+            anyhow::bail!(
+                "this build has no target drivers yet: `run`, `rollback`, `status` and `history` \
+                 arrive with the ECS, EKS and Auto Scaling drivers; `plan` and `validate` work today"
+            )
+        }
+    }
+}

@@ -1,0 +1,634 @@
+//! `deployer.toml`: one file per project, parsed strictly and checked up front.
+//!
+//! Every error names the file, the line and column, the field, and what to do about it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::plugin::bindings::types::{TargetInfo, TargetKind};
+use crate::plugin::{Grants, Limits, PluginKind, PluginSource, builtin};
+
+/// A parsed and checked `deployer.toml`.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    source: String,
+    pub services: BTreeMap<String, Spanned<Service>>,
+    pub plugins: BTreeMap<String, Spanned<PluginConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    #[serde(default)]
+    services: BTreeMap<String, Spanned<Service>>,
+    #[serde(default)]
+    plugins: BTreeMap<String, Spanned<PluginConfig>>,
+}
+
+/// One deployable service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Service {
+    pub target: Target,
+    #[serde(default)]
+    pub traffic: Option<Traffic>,
+    /// Parameters per strategy name (`[services.web.strategies.canary]`).
+    #[serde(default)]
+    pub strategies: BTreeMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    pub hooks: Vec<Spanned<HookRef>>,
+}
+
+/// What the service runs on.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Target {
+    #[serde(rename_all = "kebab-case")]
+    Ecs {
+        cluster: String,
+        service: String,
+        desired_count: u32,
+    },
+    #[serde(rename_all = "kebab-case")]
+    Eks {
+        namespace: String,
+        deployment: String,
+        desired_count: u32,
+    },
+    #[serde(rename_all = "kebab-case")]
+    Asg { group: String, desired_count: u32 },
+}
+
+impl Target {
+    pub fn desired_count(&self) -> u32 {
+        match self {
+            Target::Ecs { desired_count, .. }
+            | Target::Eks { desired_count, .. }
+            | Target::Asg { desired_count, .. } => *desired_count,
+        }
+    }
+}
+
+/// ALB routing of a service deployed side by side (blue-green, canary).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Traffic {
+    /// The production listener (default action) or listener rule carrying the traffic.
+    #[serde(default)]
+    pub listener_arn: Option<String>,
+    #[serde(default)]
+    pub rule_arn: Option<String>,
+    pub stable_target_group: String,
+    pub new_target_group: String,
+    /// A second listener that can send test traffic to the new side only.
+    #[serde(default)]
+    pub test_listener_arn: Option<String>,
+}
+
+/// A hook attached to a service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HookRef {
+    /// Name of a `[plugins.NAME]` with kind = "hook".
+    pub plugin: String,
+    /// Lifecycle points: pre-deploy, pre-traffic, post-traffic, post-deploy, post-rollback.
+    pub at: Vec<LifecyclePoint>,
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifecyclePoint {
+    PreDeploy,
+    PreTraffic,
+    PostTraffic,
+    PostDeploy,
+    PostRollback,
+}
+
+/// A plugin component and what it may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginConfig {
+    pub kind: ConfigPluginKind,
+    /// Path of the `.wasm` component, relative to `deployer.toml`.
+    pub path: PathBuf,
+    /// Required: the component's sha256 (`deployer plugin inspect FILE` prints it).
+    pub sha256: String,
+    #[serde(default)]
+    pub http_allow: Vec<String>,
+    #[serde(default)]
+    pub kv: bool,
+    #[serde(default)]
+    pub clock: bool,
+    #[serde(default)]
+    pub metrics_namespaces: Vec<String>,
+    #[serde(default)]
+    pub actions: bool,
+    /// Time limit of one call, e.g. "30s".
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Memory limit in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigPluginKind {
+    Strategy,
+    Hook,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// Dotted path of the field, e.g. `services.web.strategies.canary.steps[1].weight`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// All problems found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A segment of a field path: a table key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// Parse `steps[1].weight` into segments.
+pub fn parse_field_path(path: &str) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            if open > 0 {
+                segments.push(Segment::Key(rest[..open].to_string()));
+            }
+            rest = &rest[open..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let close = stripped.find(']').unwrap_or(stripped.len());
+                if let Ok(index) = stripped[..close].parse() {
+                    segments.push(Segment::Index(index));
+                }
+                rest = stripped.get(close + 1..).unwrap_or("");
+            }
+        } else {
+            segments.push(Segment::Key(rest.to_string()));
+        }
+    }
+    segments
+}
+
+impl Config {
+    /// Read and check `path`.
+    ///
+    /// # Errors
+    /// Every problem found, each with file, position, field and fix.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = std::fs::read_to_string(path).map_err(|err| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                position: None,
+                field: String::new(),
+                message: format!(
+                    "cannot read the config: {err}\n  fix: pass --config PATH, or start from one of the files in examples/"
+                ),
+            }])
+        })?;
+        Config::parse(path, source)
+    }
+
+    /// Check config text as if read from `path`.
+    ///
+    /// # Errors
+    /// Every problem found, each with file, position, field and fix.
+    pub fn parse(path: &Path, source: String) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(&source).map_err(|err| {
+            let position = err.span().map(|span| line_col(&source, span.start));
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                position,
+                field: String::new(),
+                message: err.message().trim().to_string(),
+            }])
+        })?;
+        let config = Config {
+            path: path.to_path_buf(),
+            source,
+            services: raw.services,
+            plugins: raw.plugins,
+        };
+        let errors = config.check();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn error_at(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            position: span.map(|s| line_col(&self.source, s.start)),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the field at dotted `path`, positioned at that field when it
+    /// exists in the file (else at its closest existing parent).
+    pub fn error_at_field(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        self.error_at(self.locate(path), path, message)
+    }
+
+    /// Byte span of the value at dotted `path` (or its nearest existing ancestor).
+    pub fn locate(&self, path: &str) -> Option<std::ops::Range<usize>> {
+        let doc = DeTable::parse(&self.source).ok()?;
+        let mut span = None;
+        let mut current: Option<&DeValue<'_>> = None;
+        let root = doc.get_ref();
+        for segment in parse_field_path(path) {
+            let next = match (segment, current) {
+                (Segment::Key(key), None) => root.get(key.as_str()),
+                (Segment::Key(key), Some(DeValue::Table(table))) => table.get(key.as_str()),
+                (Segment::Index(i), Some(DeValue::Array(array))) => array.get(i),
+                _ => None,
+            };
+            match next {
+                Some(value) => {
+                    span = Some(value.span());
+                    current = Some(value.get_ref());
+                }
+                None => break,
+            }
+        }
+        span
+    }
+
+    fn check(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.services.is_empty() {
+            errors.push(self.error_at(
+                None,
+                "services",
+                "no services are defined\n  fix: add a [services.NAME] table with a target, see examples/",
+            ));
+        }
+        for (name, plugin) in &self.plugins {
+            let field = format!("plugins.{name}.sha256");
+            let digest = plugin.get_ref().sha256.trim().trim_start_matches("sha256:");
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                errors.push(self.error_at_field(
+                    &field,
+                    format!(
+                        "`{}` is not a sha256 digest (64 hex digits)\n  fix: run `deployer plugin inspect {}` and copy its sha256",
+                        plugin.get_ref().sha256,
+                        plugin.get_ref().path.display()
+                    ),
+                ));
+            }
+            if let Some(timeout) = &plugin.get_ref().timeout
+                && let Err(message) = parse_duration(timeout)
+            {
+                errors.push(self.error_at_field(&format!("plugins.{name}.timeout"), message));
+            }
+        }
+        for (service_name, service) in &self.services {
+            let service = service.get_ref();
+            for (i, hook) in service.hooks.iter().enumerate() {
+                let field = format!("services.{service_name}.hooks[{i}].plugin");
+                match self.plugins.get(&hook.get_ref().plugin) {
+                    Some(p) if p.get_ref().kind == ConfigPluginKind::Hook => {}
+                    Some(_) => errors.push(self.error_at_field(
+                        &field,
+                        format!("plugin `{}` is a strategy, not a hook", hook.get_ref().plugin),
+                    )),
+                    None => errors.push(self.error_at_field(
+                        &field,
+                        format!(
+                            "no plugin named `{}`\n  fix: declare it as [plugins.{}] with kind = \"hook\", path and sha256",
+                            hook.get_ref().plugin,
+                            hook.get_ref().plugin
+                        ),
+                    )),
+                }
+            }
+            for strategy in service.strategies.keys() {
+                if let Err(message) = self.strategy_source(strategy) {
+                    errors.push(self.error_at_field(
+                        &format!("services.{service_name}.strategies.{strategy}"),
+                        message,
+                    ));
+                }
+            }
+        }
+        errors
+    }
+
+    /// The service named `name`, or the only one when `name` is `None`.
+    ///
+    /// # Errors
+    /// When no such service exists, or a name is needed to choose.
+    pub fn service(&self, name: Option<&str>) -> Result<(&str, &Service), ConfigError> {
+        let names = || self.services.keys().cloned().collect::<Vec<_>>().join(", ");
+        match name {
+            Some(name) => self
+                .services
+                .get_key_value(name)
+                .map(|(k, v)| (k.as_str(), v.get_ref()))
+                .ok_or_else(|| {
+                    self.error_at(
+                        None,
+                        "services",
+                        format!("no service named `{name}`; this file defines: {}", names()),
+                    )
+                }),
+            None if self.services.len() == 1 => {
+                let (k, v) = self.services.iter().next().unwrap();
+                Ok((k.as_str(), v.get_ref()))
+            }
+            None => Err(self.error_at(
+                None,
+                "services",
+                format!(
+                    "this file defines several services ({}); choose one with --service NAME",
+                    names()
+                ),
+            )),
+        }
+    }
+
+    /// Where strategy `name` comes from: a `[plugins.NAME]` strategy, else a built-in.
+    ///
+    /// # Errors
+    /// When `name` is neither.
+    pub fn strategy_source(&self, name: &str) -> Result<PluginSource, String> {
+        if let Some(plugin) = self.plugins.get(name) {
+            let plugin = plugin.get_ref();
+            if plugin.kind != ConfigPluginKind::Strategy {
+                return Err(format!("plugin `{name}` is a hook, not a strategy"));
+            }
+            return Ok(PluginSource::File {
+                name: name.to_string(),
+                path: self.resolve(&plugin.path),
+                sha256: plugin.sha256.clone(),
+            });
+        }
+        if builtin::get(name).is_some() {
+            return Ok(PluginSource::Builtin(name.to_string()));
+        }
+        Err(format!(
+            "unknown strategy `{name}`\n  fix: use a built-in ({}) or declare [plugins.{name}] with kind = \"strategy\", path and sha256",
+            builtin::names().collect::<Vec<_>>().join(", ")
+        ))
+    }
+
+    /// Limits of plugin `name` (hook or custom strategy) from its config.
+    pub fn plugin_limits(&self, name: &str, kind: PluginKind) -> Limits {
+        let mut limits = match kind {
+            PluginKind::Strategy => Limits::strategy(),
+            PluginKind::Hook => Limits::hook(),
+        };
+        if let Some(plugin) = self.plugins.get(name).map(Spanned::get_ref) {
+            if let Some(timeout) = plugin
+                .timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+            {
+                limits.timeout = timeout;
+            }
+            if let Some(mib) = plugin.memory_mib {
+                limits.memory_bytes = mib << 20;
+            }
+        }
+        limits
+    }
+
+    /// The capabilities plugin `name` is granted.
+    pub fn plugin_grants(&self, name: &str) -> Grants {
+        self.plugins
+            .get(name)
+            .map(|p| {
+                let p = p.get_ref();
+                Grants {
+                    http_allow: p.http_allow.clone(),
+                    kv: p.kv,
+                    clock: p.clock,
+                    metrics_namespaces: p.metrics_namespaces.clone(),
+                    actions: p.actions,
+                }
+            })
+            .unwrap_or_default()
+    }
+
+    /// Strategy parameters of `service` for `strategy`, as JSON (`{}` when absent).
+    pub fn strategy_params(&self, service: &Service, strategy: &str) -> String {
+        service
+            .strategies
+            .get(strategy)
+            .map(|t| serde_json::to_string(t.get_ref()).expect("TOML tables serialize to JSON"))
+            .unwrap_or_else(|| "{}".to_string())
+    }
+
+    /// What a strategy is told about the service's target.
+    pub fn target_info(&self, service: &Service) -> TargetInfo {
+        let kind = match service.target {
+            Target::Ecs { .. } => TargetKind::EcsService,
+            Target::Eks { .. } => TargetKind::EksDeployment,
+            Target::Asg { .. } => TargetKind::AutoScalingGroup,
+        };
+        TargetInfo {
+            kind,
+            desired_count: service.target.desired_count(),
+            native_rolling: true,
+            test_traffic: service
+                .traffic
+                .as_ref()
+                .is_some_and(|t| t.test_listener_arn.is_some()),
+        }
+    }
+
+    /// `path` relative to the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(path)
+        }
+    }
+}
+
+/// `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`.
+///
+/// # Errors
+/// A message saying what a duration looks like.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!("`{text}` is not a duration: write e.g. \"30s\", \"5m\", \"1h30m\" or \"250ms\"")
+    };
+    let (mut total, mut rest) = (0u64, text.trim());
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let ms = match &rest[..unit] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit..];
+        total = value
+            .checked_mul(ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// 1-based line and column of byte `offset` in `source`.
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[services.web.target]
+kind = "ecs"
+cluster = "prod"
+service = "web"
+desired-count = 4
+
+[services.web.strategies.canary]
+steps = [ { weight = 10, bake = "5m" }, { weight = 50 } ]
+"#;
+
+    #[test]
+    fn field_paths_parse_keys_and_indexes() {
+        assert_eq!(
+            parse_field_path("steps[1].weight"),
+            vec![
+                Segment::Key("steps".into()),
+                Segment::Index(1),
+                Segment::Key("weight".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn locates_nested_fields_by_line() {
+        let config = Config::parse(Path::new("deployer.toml"), GOOD.into()).unwrap();
+        let span = config
+            .locate("services.web.strategies.canary.steps[1].weight")
+            .unwrap();
+        assert_eq!(line_col(GOOD, span.start).0, 9);
+        let err = config.error_at_field(
+            "services.web.strategies.canary.steps[1].weight",
+            "too small",
+        );
+        assert_eq!(
+            err.to_string(),
+            "deployer.toml:9:54: services.web.strategies.canary.steps[1].weight: too small"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_with_a_position() {
+        let bad = GOOD.replace("cluster = ", "clustr = ");
+        let errors = Config::parse(Path::new("deployer.toml"), bad).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.starts_with("deployer.toml:"), "{text}");
+        assert!(text.contains("clustr"), "{text}");
+    }
+
+    #[test]
+    fn unknown_strategies_and_bad_digests_are_reported_together() {
+        let bad = format!(
+            "{GOOD}\n[services.web.strategies.canery]\n\n[plugins.notify]\nkind = \"hook\"\npath = \"n.wasm\"\nsha256 = \"abc\"\n"
+        );
+        let errors = Config::parse(Path::new("deployer.toml"), bad)
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "plugins.notify.sha256" && e.position.is_some())
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "services.web.strategies.canery"
+                    && e.message.contains("unknown strategy"))
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

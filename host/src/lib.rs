@@ -1,0 +1,15 @@
+//! deployer: progressive deployments for AWS ECS, EKS and EC2 Auto Scaling, with
+//! strategies and hooks as sandboxed WebAssembly components.
+//!
+//! - [`plugin`]: the wasmtime host that loads, checks and runs plugin components.
+//! - [`rollout`]: the safety rules every step passes, and steps in words.
+//! - [`plan`]: simulate a strategy without touching any cloud.
+//! - [`config`]: `deployer.toml`.
+//! - [`cli`]: the command line; [`exit`]: its exit codes.
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod plan;
+pub mod plugin;
+pub mod rollout;

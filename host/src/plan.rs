@@ -1,0 +1,95 @@
+//! `deployer plan`: run a strategy against a simulated target where every gate passes,
+//! under the same safety rules as a real rollout, and list the steps. Touches no cloud.
+
+use crate::plugin::PluginError;
+use crate::plugin::bindings::types::{RolloutState, Step, StepOutcome, StepRecord, TargetInfo};
+use crate::plugin::strategy::StrategyPlugin;
+use crate::rollout::safety::{SafetyGuard, SafetyViolation};
+
+/// A plan longer than this is a strategy that never finishes.
+pub const MAX_STEPS: usize = 10_000;
+
+/// The simulated rollout.
+#[derive(Debug)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub ending: Ending,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Ending {
+    Completed,
+    /// The strategy itself aborted (e.g. a parameter the target cannot satisfy).
+    Aborted(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("step {number} would be refused by the host: {violation}")]
+    Unsafe {
+        number: usize,
+        violation: SafetyViolation,
+    },
+    #[error("the strategy did not finish within {MAX_STEPS} steps")]
+    Endless,
+}
+
+impl Plan {
+    pub fn traffic_shifts(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::ShiftTraffic(_)))
+            .count()
+    }
+
+    pub fn total_bake_ms(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| if let Step::Bake(ms) = s { *ms } else { 0 })
+            .sum()
+    }
+}
+
+/// Simulate `strategy` with `params` (JSON) on `target`.
+///
+/// # Errors
+/// A plugin failure, a step the safety rules refuse, or a strategy that never ends.
+pub async fn simulate(
+    strategy: &StrategyPlugin,
+    params: &str,
+    target: TargetInfo,
+) -> Result<Plan, PlanError> {
+    let mut guard = SafetyGuard::new(&target);
+    let mut state = RolloutState {
+        params: params.to_string(),
+        target,
+        history: Vec::new(),
+    };
+    while state.history.len() < MAX_STEPS {
+        let step = strategy.next(&state).await?;
+        let ending = match &step {
+            Step::Abort(reason) => Some(Ending::Aborted(reason.clone())),
+            _ => None,
+        };
+        guard.check(&step).map_err(|violation| PlanError::Unsafe {
+            number: state.history.len() + 1,
+            violation,
+        })?;
+        guard.apply(&step);
+        if let Some(ending) =
+            ending.or_else(|| (step == Step::Complete).then_some(Ending::Completed))
+        {
+            let mut steps: Vec<Step> = state.history.into_iter().map(|r| r.step).collect();
+            steps.push(step);
+            return Ok(Plan { steps, ending });
+        }
+        let outcome = match step {
+            Step::RunGates(_) => StepOutcome::Gates(Vec::new()),
+            _ => StepOutcome::Done,
+        };
+        state.history.push(StepRecord { step, outcome });
+    }
+    Err(PlanError::Endless)
+}

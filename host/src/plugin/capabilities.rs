@@ -1,0 +1,419 @@
+//! What the host offers plugins: the store state, the capability grants from config,
+//! and the providers behind each capability (the plug-in points for cloud backends).
+//!
+//! Every import checks its grant on each call, even though ungranted imports are
+//! already refused at load time: defence in depth costs a branch.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::types::{CapabilityError, Side};
+use super::bindings::{actions, http, log, metrics};
+use super::limits::Limiter;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Capabilities a hook's config grants (`[plugins.NAME]` in `deployer.toml`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Hosts the plugin may send HTTP requests to (`http-allow`), exact names or
+    /// `*.example.com` suffix patterns.
+    pub http_allow: Vec<String>,
+    /// The per-deployment key/value store (`kv = true`).
+    pub kv: bool,
+    /// Wall-clock time (`clock = true`).
+    pub clock: bool,
+    /// Metric namespaces the plugin may query (`metrics-namespaces`).
+    pub metrics_namespaces: Vec<String>,
+    /// Traffic and scale actions on its own deployment (`actions = true`).
+    pub actions: bool,
+}
+
+impl Grants {
+    /// Whether the capability interface `name` (`http`, `kv`, ...) is granted, and if
+    /// not, the config line that would grant it.
+    pub(crate) fn check(&self, name: &str) -> Result<(), String> {
+        let (granted, fix) = match name {
+            "log" => (true, ""),
+            "clock" => (self.clock, "clock = true"),
+            "kv" => (self.kv, "kv = true"),
+            "http" => (
+                !self.http_allow.is_empty(),
+                "http-allow = [\"hooks.example.com\"]",
+            ),
+            "metrics" => (
+                !self.metrics_namespaces.is_empty(),
+                "metrics-namespaces = [\"AWS/ApplicationELB\"]",
+            ),
+            "actions" => (self.actions, "actions = true"),
+            _ => (false, ""),
+        };
+        if granted {
+            Ok(())
+        } else {
+            Err(fix.to_string())
+        }
+    }
+
+    /// Whether `url`'s host is on the allow-list.
+    pub fn allows_url(&self, url: &str) -> bool {
+        let Some(host) = url_host(url) else {
+            return false;
+        };
+        self.http_allow
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(suffix) => {
+                    host.len() > suffix.len()
+                        && host.ends_with(suffix)
+                        && host[..host.len() - suffix.len()].ends_with('.')
+                }
+                None => host.eq_ignore_ascii_case(pattern),
+            })
+    }
+}
+
+/// The host of an `http://` or `https://` URL, lower-cased, without port or userinfo.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') {
+        // userinfo can be used to disguise the real host: refuse outright.
+        return None;
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Where plugin log lines go.
+pub trait LogSink: Send + Sync {
+    fn log(&self, plugin: &str, level: log::Level, message: &str);
+}
+
+/// Writes plugin logs to stderr.
+pub struct StderrLog;
+
+impl LogSink for StderrLog {
+    fn log(&self, plugin: &str, level: log::Level, message: &str) {
+        eprintln!("[plugin {plugin}] {level:?}: {message}");
+    }
+}
+
+/// Sends HTTP requests already checked against the allow-list.
+pub trait HttpTransport: Send + Sync {
+    fn send(
+        &self,
+        request: http::Request,
+    ) -> BoxFuture<'_, Result<http::Response, CapabilityError>>;
+}
+
+/// Answers metric queries already checked against the granted namespaces.
+pub trait MetricsSource: Send + Sync {
+    fn query(
+        &self,
+        query: metrics::MetricQuery,
+    ) -> BoxFuture<'_, Result<Vec<metrics::Datapoint>, CapabilityError>>;
+}
+
+/// Traffic and scale actions, scoped to one deployment and subject to its safety rules.
+pub trait DeploymentActions: Send + Sync {
+    fn current_traffic(&self) -> BoxFuture<'_, Result<u8, CapabilityError>>;
+    fn shift_traffic(&self, new_percent: u8) -> BoxFuture<'_, Result<u8, CapabilityError>>;
+    fn scale(&self, side: Side, count: u32) -> BoxFuture<'_, Result<(), CapabilityError>>;
+}
+
+/// A deployment's private key/value store.
+#[derive(Clone, Default)]
+pub struct KvStore(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
+
+impl KvStore {
+    pub const MAX_KEYS: usize = 256;
+    pub const MAX_KEY_BYTES: usize = 256;
+    pub const MAX_VALUE_BYTES: usize = 64 << 10;
+
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The providers behind the capabilities; `None` means "not available here".
+#[derive(Clone)]
+pub struct HostServices {
+    pub log: Arc<dyn LogSink>,
+    pub kv: KvStore,
+    pub http: Option<Arc<dyn HttpTransport>>,
+    pub metrics: Option<Arc<dyn MetricsSource>>,
+    pub actions: Option<Arc<dyn DeploymentActions>>,
+}
+
+impl Default for HostServices {
+    fn default() -> Self {
+        HostServices {
+            log: Arc::new(StderrLog),
+            kv: KvStore::default(),
+            http: None,
+            metrics: None,
+            actions: None,
+        }
+    }
+}
+
+/// Longest log line kept; a plugin cannot flood the deployment log.
+const MAX_LOG_BYTES: usize = 4096;
+
+/// The data of one store: one plugin call.
+pub struct HostState {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) limiter: Limiter,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) services: HostServices,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        limiter: Limiter,
+        grants: Arc<Grants>,
+        services: HostServices,
+    ) -> Self {
+        HostState {
+            plugin,
+            limiter,
+            grants,
+            services,
+            // No env, args, files, sockets or stdio: WASI only so that guests built for
+            // wasip2 link at all.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn require(&self, capability: &str) -> Result<(), CapabilityError> {
+        self.grants.check(capability).map_err(|fix| {
+            CapabilityError::Denied(format!(
+                "capability `{capability}` is not granted; add `{fix}` to the plugin's config"
+            ))
+        })
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+type Trappable<T> = wasmtime::Result<T>;
+
+impl super::bindings::types::Host for HostState {}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: log::Level, message: String) -> Trappable<()> {
+        let mut message = message;
+        if message.len() > MAX_LOG_BYTES {
+            let mut cut = MAX_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("… [truncated]");
+        }
+        self.services.log.log(&self.plugin, level, &message);
+        Ok(())
+    }
+}
+
+impl super::bindings::hook_world::deployer::plugin::clock::Host for HostState {
+    async fn now_ms(&mut self) -> Trappable<u64> {
+        if self.require("clock").is_err() {
+            return Err(wasmtime::format_err!("clock capability not granted"));
+        }
+        Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0))
+    }
+}
+
+impl super::bindings::hook_world::deployer::plugin::kv::Host for HostState {
+    async fn get(&mut self, key: String) -> Trappable<Option<Vec<u8>>> {
+        if self.require("kv").is_err() {
+            return Ok(None);
+        }
+        Ok(self.services.kv.0.lock().unwrap().get(&key).cloned())
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Trappable<Result<(), CapabilityError>> {
+        if let Err(e) = self.require("kv") {
+            return Ok(Err(e));
+        }
+        if key.len() > KvStore::MAX_KEY_BYTES || value.len() > KvStore::MAX_VALUE_BYTES {
+            return Ok(Err(CapabilityError::Limit(format!(
+                "keys are at most {} bytes and values at most {} bytes",
+                KvStore::MAX_KEY_BYTES,
+                KvStore::MAX_VALUE_BYTES
+            ))));
+        }
+        let mut map = self.services.kv.0.lock().unwrap();
+        if map.len() >= KvStore::MAX_KEYS && !map.contains_key(&key) {
+            return Ok(Err(CapabilityError::Limit(format!(
+                "at most {} keys",
+                KvStore::MAX_KEYS
+            ))));
+        }
+        map.insert(key, value);
+        Ok(Ok(()))
+    }
+
+    async fn delete(&mut self, key: String) -> Trappable<()> {
+        if self.require("kv").is_ok() {
+            self.services.kv.0.lock().unwrap().remove(&key);
+        }
+        Ok(())
+    }
+}
+
+impl http::Host for HostState {
+    async fn send(
+        &mut self,
+        req: http::Request,
+    ) -> Trappable<Result<http::Response, CapabilityError>> {
+        if let Err(e) = self.require("http") {
+            return Ok(Err(e));
+        }
+        if !self.grants.allows_url(&req.url) {
+            return Ok(Err(CapabilityError::Denied(format!(
+                "{} is not on this plugin's http-allow list",
+                url_host(&req.url).unwrap_or_else(|| req.url.clone())
+            ))));
+        }
+        let Some(transport) = self.services.http.clone() else {
+            return Ok(Err(CapabilityError::Unavailable(
+                "no HTTP transport in this host".into(),
+            )));
+        };
+        Ok(transport.send(req).await)
+    }
+}
+
+impl metrics::Host for HostState {
+    async fn query(
+        &mut self,
+        q: metrics::MetricQuery,
+    ) -> Trappable<Result<Vec<metrics::Datapoint>, CapabilityError>> {
+        if let Err(e) = self.require("metrics") {
+            return Ok(Err(e));
+        }
+        if !self
+            .grants
+            .metrics_namespaces
+            .iter()
+            .any(|ns| *ns == q.namespace)
+        {
+            return Ok(Err(CapabilityError::Denied(format!(
+                "namespace `{}` is not in this plugin's metrics-namespaces",
+                q.namespace
+            ))));
+        }
+        let Some(source) = self.services.metrics.clone() else {
+            return Ok(Err(CapabilityError::Unavailable(
+                "no metrics source in this host".into(),
+            )));
+        };
+        Ok(source.query(q).await)
+    }
+}
+
+impl actions::Host for HostState {
+    async fn current_traffic(
+        &mut self,
+    ) -> Trappable<Result<actions::TrafficState, CapabilityError>> {
+        let actions = match self.actions() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(actions
+            .current_traffic()
+            .await
+            .map(|new_percent| actions::TrafficState { new_percent }))
+    }
+
+    async fn shift_traffic(
+        &mut self,
+        new_percent: u8,
+    ) -> Trappable<Result<actions::TrafficState, CapabilityError>> {
+        let actions = match self.actions() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(actions
+            .shift_traffic(new_percent)
+            .await
+            .map(|new_percent| actions::TrafficState { new_percent }))
+    }
+
+    async fn scale(&mut self, side: Side, count: u32) -> Trappable<Result<(), CapabilityError>> {
+        let actions = match self.actions() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(actions.scale(side, count).await)
+    }
+}
+
+impl HostState {
+    fn actions(&self) -> Result<Arc<dyn DeploymentActions>, CapabilityError> {
+        self.require("actions")?;
+        self.services
+            .actions
+            .clone()
+            .ok_or_else(|| CapabilityError::Unavailable("no deployment is in progress".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_matches_exact_hosts_and_suffix_patterns_only() {
+        let grants = Grants {
+            http_allow: vec!["hooks.slack.com".into(), "*.internal.example".into()],
+            ..Grants::default()
+        };
+        assert!(grants.allows_url("https://hooks.slack.com/services/x"));
+        assert!(grants.allows_url("https://HOOKS.slack.com:443/x"));
+        assert!(grants.allows_url("http://api.internal.example/x"));
+        assert!(!grants.allows_url("https://internal.example/x"));
+        assert!(!grants.allows_url("https://evilinternal.example/x"));
+        assert!(!grants.allows_url("https://hooks.slack.com.evil.io/x"));
+        assert!(!grants.allows_url("https://hooks.slack.com@evil.io/x"));
+        assert!(!grants.allows_url("ftp://hooks.slack.com/x"));
+        assert!(!grants.allows_url("https://169.254.169.254/latest/meta-data"));
+    }
+
+    #[test]
+    fn ungranted_capabilities_say_how_to_grant_them() {
+        let grants = Grants::default();
+        assert_eq!(grants.check("log"), Ok(()));
+        assert_eq!(grants.check("kv"), Err("kv = true".into()));
+        assert!(grants.check("http").unwrap_err().contains("http-allow"));
+    }
+}

@@ -1,0 +1,251 @@
+//! The process-wide plugin host: engine, epoch ticker, linker and compiled components.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+
+use super::PluginError;
+use super::bindings::hook_world::HookPlugin;
+use super::cache::ComponentCache;
+use super::capabilities::{HostServices, HostState};
+use super::limits::Limiter;
+use super::load::Loaded;
+
+/// How often the engine's epoch advances while a plugin call is running; the deadline
+/// of a call is checked at this granularity.
+const TICK: Duration = Duration::from_millis(2);
+
+/// The plugin host. Cheap to clone; clones share the engine and caches.
+#[derive(Clone)]
+pub struct PluginHost(Arc<Inner>);
+
+struct Inner {
+    engine: Engine,
+    cache: ComponentCache,
+    linker: Linker<HostState>,
+    compiled: Mutex<HashMap<String, Component>>,
+    services: HostServices,
+    ticker: Arc<Ticker>,
+}
+
+impl PluginHost {
+    /// A host caching compiled components in `cache_dir` (none: compile every run).
+    ///
+    /// # Errors
+    /// When the engine cannot be configured for this machine.
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::with_services(cache_dir, HostServices::default())
+    }
+
+    /// Like [`PluginHost::new`] with capability providers.
+    ///
+    /// # Errors
+    /// When the engine cannot be configured for this machine.
+    pub fn with_services(
+        cache_dir: Option<PathBuf>,
+        services: HostServices,
+    ) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        HookPlugin::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        let ticker = Ticker::start(engine.clone());
+        Ok(PluginHost(Arc::new(Inner {
+            cache: ComponentCache::new(&engine, cache_dir),
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            services,
+            ticker,
+        })))
+    }
+
+    /// `$DEPLOYER_CACHE_DIR`, else `$XDG_CACHE_HOME/deployer/components`, else
+    /// `~/.cache/deployer/components`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("DEPLOYER_CACHE_DIR") {
+            return Some(PathBuf::from(dir));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("deployer").join("components"))
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.0.linker
+    }
+
+    pub fn services(&self) -> &HostServices {
+        &self.0.services
+    }
+
+    /// Drop the in-memory compiled components; the next load reads the disk cache.
+    pub fn forget_compiled(&self) {
+        self.0.compiled.lock().unwrap().clear();
+    }
+
+    pub(crate) fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        if let Some(component) = self.0.compiled.lock().unwrap().get(digest) {
+            return Ok(component.clone());
+        }
+        let component = self.0.cache.get_or_compile(&self.0.engine, digest, bytes)?;
+        self.0
+            .compiled
+            .lock()
+            .unwrap()
+            .insert(digest.to_string(), component.clone());
+        Ok(component)
+    }
+
+    /// Run one plugin call in a fresh store under the plugin's limits. `body` gets the
+    /// store and must instantiate and call; whatever goes wrong becomes a typed error.
+    pub(crate) async fn call<R, F, Fut>(
+        &self,
+        plugin: &Loaded,
+        function: &'static str,
+        services: HostServices,
+        body: F,
+    ) -> Result<R, PluginError>
+    where
+        F: FnOnce(Store<HostState>) -> Fut,
+        Fut: Future<Output = (Store<HostState>, wasmtime::Result<R>)>,
+    {
+        let limits = &plugin.limits;
+        let state = HostState::new(
+            plugin.name.clone(),
+            Limiter::new(limits),
+            plugin.grants.clone(),
+            services,
+        );
+        let mut store = Store::new(&self.0.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        // Yield to the executor every tick (a busy guest never starves other
+        // deployments) and trap once the call's deadline has passed.
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        let _running = self.0.ticker.running();
+        // The outer timeout also bounds time spent in host capabilities (HTTP, metrics).
+        let outcome = tokio::time::timeout(limits.timeout + TICK * 10, body(store)).await;
+        let timeout = || PluginError::Timeout {
+            name: plugin.name.to_string(),
+            function,
+            limit: limits.timeout,
+        };
+        let (store, result) = outcome.map_err(|_| timeout())?;
+        result.map_err(|err| {
+            if store.data().limiter.memory_refused {
+                return PluginError::MemoryLimit {
+                    name: plugin.name.to_string(),
+                    function,
+                    limit_mib: limits.memory_bytes >> 20,
+                };
+            }
+            match err.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => timeout(),
+                Some(Trap::StackOverflow) => PluginError::Trap {
+                    name: plugin.name.to_string(),
+                    function,
+                    trap: "stack overflow (recursion too deep)".into(),
+                },
+                _ => PluginError::Trap {
+                    name: plugin.name.to_string(),
+                    function,
+                    trap: first_line(&format!("{err:#}")),
+                },
+            }
+        })
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or(text);
+    if line.len() > 500 {
+        format!("{}…", &line[..line.floor_char_boundary(500)])
+    } else {
+        line.to_string()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker.stop();
+    }
+}
+
+/// Advances the engine's epoch every [`TICK`] while at least one call runs, and sleeps
+/// otherwise, so an idle host (a deployment baking for ten minutes) costs no CPU.
+struct Ticker {
+    state: Mutex<(usize, bool)>,
+    wake: Condvar,
+}
+
+struct Running(Arc<Ticker>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap().0 -= 1;
+    }
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Arc<Ticker> {
+        let ticker = Arc::new(Ticker {
+            state: Mutex::new((0, false)),
+            wake: Condvar::new(),
+        });
+        let me = ticker.clone();
+        std::thread::Builder::new()
+            .name("deployer-epoch".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let mut state = me.state.lock().unwrap();
+                        while state.0 == 0 && !state.1 {
+                            state = me.wake.wait(state).unwrap();
+                        }
+                        if state.1 {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        ticker
+    }
+
+    fn running(self: &Arc<Self>) -> Running {
+        self.state.lock().unwrap().0 += 1;
+        self.wake.notify_one();
+        Running(self.clone())
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.wake.notify_one();
+    }
+}

@@ -1,0 +1,304 @@
+//! Loading a plugin: every check that can refuse it runs here, before any guest code.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+
+use super::{CONTRACT_VERSION, Grants, Limits, PluginError, PluginHost, builtin};
+
+/// Where a plugin's component comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A built-in strategy embedded in the binary.
+    Builtin(String),
+    /// A component file, with the sha256 digest config requires for it.
+    File {
+        name: String,
+        path: PathBuf,
+        sha256: String,
+    },
+}
+
+impl PluginSource {
+    pub fn name(&self) -> &str {
+        match self {
+            PluginSource::Builtin(name) | PluginSource::File { name, .. } => name,
+        }
+    }
+}
+
+/// Which world a plugin implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PluginKind {
+    Strategy,
+    Hook,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Strategy => "strategy",
+            PluginKind::Hook => "hook",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A plugin that passed every load check.
+pub(crate) struct Loaded {
+    pub(crate) name: Arc<str>,
+    pub(crate) digest: String,
+    pub(crate) component: Component,
+    pub(crate) limits: Limits,
+    pub(crate) grants: Arc<Grants>,
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl PluginHost {
+    pub(crate) fn load(
+        &self,
+        source: &PluginSource,
+        kind: PluginKind,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Loaded, PluginError> {
+        let name = source.name().to_string();
+        let (bytes, digest) = match source {
+            PluginSource::Builtin(builtin_name) => {
+                let bytes = builtin::get(builtin_name).ok_or_else(|| PluginError::WrongWorld {
+                    name: name.clone(),
+                    expected: "built-in",
+                    found: format!(
+                        "there is no built-in strategy `{builtin_name}` (built-ins: {})",
+                        builtin::names().collect::<Vec<_>>().join(", ")
+                    ),
+                })?;
+                (std::borrow::Cow::Borrowed(bytes), sha256_hex(bytes))
+            }
+            PluginSource::File { path, sha256, .. } => {
+                let expected =
+                    normalize_digest(sha256).map_err(|reason| PluginError::BadDigest {
+                        name: name.clone(),
+                        path: path.clone(),
+                        reason,
+                    })?;
+                let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+                    name: name.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
+                let actual = sha256_hex(&bytes);
+                if actual != expected {
+                    return Err(PluginError::DigestMismatch {
+                        name,
+                        path: path.clone(),
+                        expected,
+                        actual,
+                    });
+                }
+                (std::borrow::Cow::Owned(bytes), actual)
+            }
+        };
+        check_is_component(&name, &bytes)?;
+        let component = self
+            .compile(&digest, &bytes)
+            .map_err(|err| PluginError::Invalid {
+                name: name.clone(),
+                reason: format!("{err:#}"),
+            })?;
+        check_world(self, &name, &component, kind)?;
+        check_imports(self, &name, &component, kind, &grants)?;
+        Ok(Loaded {
+            name: name.into(),
+            digest,
+            component,
+            limits,
+            grants: Arc::new(grants),
+        })
+    }
+}
+
+fn normalize_digest(text: &str) -> Result<String, String> {
+    let digest = text
+        .trim()
+        .strip_prefix("sha256:")
+        .unwrap_or(text.trim())
+        .to_ascii_lowercase();
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{text}` is not 64 hex digits"));
+    }
+    Ok(digest)
+}
+
+fn check_is_component(name: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    let refuse = |reason: &str| PluginError::NotAComponent {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(refuse(
+            "the file does not start with the WebAssembly magic bytes",
+        ));
+    }
+    if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(refuse(
+            "it is a core WebAssembly module; turn it into a component with \
+             `wasm-tools component new` (or build it with `deployer plugin build`)",
+        ));
+    }
+    if !wasmtime::wasmparser::Parser::is_component(bytes) {
+        return Err(refuse("unknown WebAssembly encoding version"));
+    }
+    Ok(())
+}
+
+/// `deployer:plugin/strategy@0.1.0` → (`strategy`, `0.1.0`).
+pub(crate) fn split_contract_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("deployer:plugin/")?;
+    Some(rest.split_once('@').unwrap_or((rest, "")))
+}
+
+/// Same major version, and for 0.x the same minor: semver compatibility, as wasmtime's
+/// linker applies it.
+fn compatible(version: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split('.')
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect()
+    };
+    let (ours, theirs) = (parts(CONTRACT_VERSION), parts(version));
+    theirs.len() == 3 && ours[0] == theirs[0] && (ours[0] != 0 || ours[1] == theirs[1])
+}
+
+fn check_world(
+    host: &PluginHost,
+    name: &str,
+    component: &Component,
+    kind: PluginKind,
+) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(host.engine())
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let wrong = |found: String| PluginError::WrongWorld {
+        name: name.to_string(),
+        expected: kind.as_str(),
+        found,
+    };
+    let mut other_kind = None;
+    for export in &exports {
+        let Some((interface, version)) = split_contract_name(export) else {
+            continue;
+        };
+        if interface == kind.as_str() {
+            if !compatible(version) {
+                return Err(wrong(format!(
+                    "it was built against deployer:plugin@{version}, but this deployer implements \
+                     deployer:plugin@{CONTRACT_VERSION}; rebuild the plugin against {CONTRACT_VERSION} \
+                     or use a deployer that supports {version}"
+                )));
+            }
+            return Ok(());
+        }
+        if interface == "strategy" || interface == "hook" {
+            other_kind = Some(interface.to_string());
+        }
+    }
+    Err(wrong(match other_kind {
+        Some(other) => format!(
+            "it is a {other} plugin (it exports deployer:plugin/{other}); \
+             use it where a {other} is expected"
+        ),
+        None if exports.is_empty() => "it exports nothing".to_string(),
+        None => format!(
+            "it exports {} but not deployer:plugin/{kind}",
+            exports.join(", ")
+        ),
+    }))
+}
+
+fn check_imports(
+    host: &PluginHost,
+    name: &str,
+    component: &Component,
+    kind: PluginKind,
+    grants: &Grants,
+) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    for (import, item) in ty.imports(host.engine()) {
+        if import.starts_with("wasi:") {
+            // Linked with an empty context: no env, files, sockets or clocks of note.
+            continue;
+        }
+        let Some((capability, _)) = split_contract_name(import) else {
+            return Err(PluginError::WrongWorld {
+                name: name.to_string(),
+                expected: kind.as_str(),
+                found: format!("it imports `{import}`, which deployer does not provide"),
+            });
+        };
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) || capability == "types" {
+            continue;
+        }
+        if kind == PluginKind::Strategy && capability != "log" {
+            return Err(PluginError::NotGranted {
+                name: name.to_string(),
+                capability: capability.to_string(),
+                fix: "strategies may import only `log`: they must be deterministic, so \
+                      anything else they need arrives in their rollout state"
+                    .to_string(),
+            });
+        }
+        if let Err(line) = grants.check(capability) {
+            return Err(PluginError::NotGranted {
+                name: name.to_string(),
+                capability: capability.to_string(),
+                fix: if line.is_empty() {
+                    format!("`{capability}` is not a deployer capability")
+                } else {
+                    format!("add `{line}` under [plugins.{name}] in deployer.toml")
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions_follow_semver_for_0x() {
+        assert!(compatible("0.1.0"));
+        assert!(compatible("0.1.7"));
+        assert!(!compatible("0.2.0"));
+        assert!(!compatible("1.1.0"));
+        assert!(!compatible("0.1"));
+    }
+
+    #[test]
+    fn digests_are_normalized_and_checked() {
+        let hex = "AB".repeat(32);
+        assert_eq!(
+            normalize_digest(&format!("sha256:{hex}")).unwrap(),
+            "ab".repeat(32)
+        );
+        assert!(normalize_digest("abc").is_err());
+        assert!(normalize_digest(&"zz".repeat(32)).is_err());
+    }
+}

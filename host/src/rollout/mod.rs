@@ -1,0 +1,5 @@
+//! Carrying out a strategy's steps: the safety rules every step must pass, and how steps
+//! read to a person.
+
+pub mod describe;
+pub mod safety;

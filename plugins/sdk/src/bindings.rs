@@ -1,0 +1,56 @@
+//! Bindings generated from `wit/` by wit-bindgen, one module per world.
+//!
+//! When both worlds are compiled in (native tests of a workspace), the hook world reuses
+//! the strategy world's shared interfaces so there is one Rust type per WIT type.
+
+#[cfg(feature = "strategy")]
+pub mod strategy {
+    wit_bindgen::generate!({
+        world: "strategy-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_strategy_world",
+        default_bindings_module: "deployer_plugin_sdk::bindings::strategy",
+        additional_derives: [PartialEq],
+    });
+}
+
+#[cfg(all(feature = "hook", feature = "strategy"))]
+pub mod hook {
+    wit_bindgen::generate!({
+        world: "hook-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_hook_world",
+        default_bindings_module: "deployer_plugin_sdk::bindings::hook",
+        additional_derives: [PartialEq],
+        with: {
+            "deployer:plugin/types@0.1.0": crate::bindings::strategy::deployer::plugin::types,
+            "deployer:plugin/log@0.1.0": crate::bindings::strategy::deployer::plugin::log,
+        },
+    });
+}
+
+#[cfg(all(feature = "hook", not(feature = "strategy")))]
+pub mod hook {
+    wit_bindgen::generate!({
+        world: "hook-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_hook_world",
+        default_bindings_module: "deployer_plugin_sdk::bindings::hook",
+        additional_derives: [PartialEq],
+    });
+}
+
+#[cfg(all(feature = "hook", not(feature = "strategy")))]
+pub use hook::deployer::plugin::types;
+/// The shared data types (`deployer:plugin/types`).
+#[cfg(feature = "strategy")]
+pub use strategy::deployer::plugin::types;
+
+#[cfg(all(feature = "hook", not(feature = "strategy")))]
+pub use hook::deployer::plugin::log;
+/// Logging into the deployment's log (always granted).
+#[cfg(feature = "strategy")]
+pub use strategy::deployer::plugin::log;

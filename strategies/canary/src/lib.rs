@@ -1,0 +1,235 @@
+//! Built-in canary strategy: shift production traffic to the new release in weighted
+//! steps, with gates after each shift and a bake time before the next.
+//!
+//! Parameters (`[services.NAME.strategies.canary]`):
+//! - `steps`: list of `{ weight = 1..=100, bake = "5m" }`, weights strictly increasing.
+//!   A final step to 100% is added when the list stops short of it.
+//! - `scale-with-traffic` (default `true`): size the new side to its traffic share
+//!   before each shift instead of bringing it up to full size at once.
+//! - `gates`: how inconclusive / no-data gate results are handled (see the SDK's
+//!   `GatePolicy`).
+
+use deployer_plugin_sdk::script::{self, GatePolicy};
+use deployer_plugin_sdk::{
+    Duration, LifecyclePoint, ParamError, PluginInfo, RolloutState, ScaleRequest, Side, Step,
+    Strategy, TargetInfo, param_error,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Params {
+    pub steps: Vec<CanaryStep>,
+    #[serde(default = "yes")]
+    pub scale_with_traffic: bool,
+    #[serde(default)]
+    pub gates: GatePolicy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryStep {
+    pub weight: u32,
+    #[serde(default)]
+    pub bake: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct Canary;
+
+impl Strategy for Canary {
+    type Params = Params;
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "canary".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Weighted traffic steps with gates and bake times".into(),
+        }
+    }
+
+    fn check(params: &Params) -> Vec<ParamError> {
+        let mut errors = Vec::new();
+        if params.steps.is_empty() {
+            errors.push(param_error(
+                "steps",
+                "needs at least one step, e.g. steps = [{ weight = 10, bake = \"5m\" }]",
+            ));
+        }
+        let mut previous = 0;
+        for (i, step) in params.steps.iter().enumerate() {
+            if step.weight == 0 || step.weight > 100 {
+                errors.push(param_error(
+                    format!("steps[{i}].weight"),
+                    format!("is {}; a weight is a percentage from 1 to 100", step.weight),
+                ));
+            } else if step.weight <= previous {
+                errors.push(param_error(
+                    format!("steps[{i}].weight"),
+                    format!(
+                        "is {} after {previous}; weights must increase from step to step",
+                        step.weight
+                    ),
+                ));
+            }
+            previous = previous.max(step.weight);
+        }
+        errors
+    }
+
+    fn next(params: &Params, state: &RolloutState) -> Result<Step, String> {
+        script::next_step(&plan(params, &state.target), &state.history, &params.gates)
+    }
+}
+
+/// The full script of a canary rollout for `target`.
+pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
+    let desired = target.desired_count;
+    let mut steps = vec![Step::RunGates(LifecyclePoint::PreDeploy)];
+    let mut weights: Vec<(u32, Duration)> =
+        params.steps.iter().map(|s| (s.weight, s.bake)).collect();
+    if weights.last().is_none_or(|(w, _)| *w < 100) {
+        weights.push((100, Duration::ZERO));
+    }
+    let mut new_count = 0;
+    for (i, (weight, bake)) in weights.into_iter().enumerate() {
+        let wanted = if params.scale_with_traffic {
+            units_for(desired, weight)
+        } else {
+            desired
+        };
+        if wanted > new_count {
+            steps.push(scale(Side::New, wanted));
+            new_count = wanted;
+        }
+        if i == 0 {
+            if target.test_traffic {
+                steps.push(Step::RouteTestTraffic);
+            }
+            steps.push(Step::RunGates(LifecyclePoint::PreTraffic));
+        }
+        steps.push(Step::ShiftTraffic(weight as u8));
+        steps.push(Step::RunGates(LifecyclePoint::PostTraffic));
+        if !bake.is_zero() {
+            steps.push(Step::Bake(bake.millis));
+        }
+    }
+    steps.extend([
+        Step::Promote,
+        scale(Side::Stable, 0),
+        Step::RunGates(LifecyclePoint::PostDeploy),
+        Step::Complete,
+    ]);
+    steps
+}
+
+/// Units needed to carry `weight`% of the traffic of `desired` units (at least one).
+fn units_for(desired: u32, weight: u32) -> u32 {
+    (desired * weight).div_ceil(100).max(1)
+}
+
+fn scale(side: Side, count: u32) -> Step {
+    Step::Scale(ScaleRequest { side, count })
+}
+
+deployer_plugin_sdk::export_strategy!(Canary);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deployer_plugin_sdk::testing::{simulate, simulate_with, target};
+    use deployer_plugin_sdk::{GateResult, GateStatus};
+
+    const PARAMS: &str = r#"{"steps":[{"weight":10,"bake":"5m"},{"weight":50,"bake":"10m"}]}"#;
+
+    #[test]
+    fn a_good_rollout_steps_through_every_weight_then_promotes() {
+        let steps = simulate::<Canary>(PARAMS, target(4, true, false)).unwrap();
+        let shifts: Vec<u8> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ShiftTraffic(w) => Some(*w),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(shifts, [10, 50, 100]);
+        assert!(steps.contains(&Step::Bake(300_000)));
+        assert!(steps.contains(&Step::Bake(600_000)));
+        assert_eq!(steps.last(), Some(&Step::Complete));
+        // The stable side is only scaled down after promotion.
+        let promote = steps.iter().position(|s| *s == Step::Promote).unwrap();
+        let drain = steps
+            .iter()
+            .position(|s| *s == scale(Side::Stable, 0))
+            .unwrap();
+        assert!(promote < drain);
+    }
+
+    #[test]
+    fn the_new_side_grows_with_its_traffic_share() {
+        let steps = simulate::<Canary>(PARAMS, target(4, true, false)).unwrap();
+        let sizes: Vec<u32> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Scale(ScaleRequest {
+                    side: Side::New,
+                    count,
+                }) => Some(*count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes, [1, 2, 4]);
+    }
+
+    #[test]
+    fn test_traffic_is_routed_before_the_first_shift_when_available() {
+        let steps = simulate::<Canary>(PARAMS, target(2, true, true)).unwrap();
+        let route = steps
+            .iter()
+            .position(|s| *s == Step::RouteTestTraffic)
+            .unwrap();
+        let first_shift = steps
+            .iter()
+            .position(|s| matches!(s, Step::ShiftTraffic(_)))
+            .unwrap();
+        assert!(route < first_shift);
+    }
+
+    #[test]
+    fn a_failing_gate_aborts_instead_of_shifting_further() {
+        let steps = simulate_with::<Canary>(PARAMS, target(4, true, false), |_, n| {
+            let status = if n == 2 {
+                GateStatus::Fail
+            } else {
+                GateStatus::Pass
+            };
+            vec![GateResult {
+                name: "http:/health".into(),
+                status,
+                detail: "3/10 requests failed".into(),
+                observed: Some(0.7),
+            }]
+        })
+        .unwrap();
+        assert!(matches!(steps.last(), Some(Step::Abort(why)) if why.contains("3/10")));
+        assert!(!steps.contains(&Step::ShiftTraffic(50)));
+    }
+
+    #[test]
+    fn parameter_errors_name_the_field() {
+        let bad = r#"{"steps":[{"weight":50},{"weight":20},{"weight":300}]}"#;
+        let errors = deployer_plugin_sdk::strategy::validate::<Canary>(bad).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["steps[1].weight", "steps[2].weight"]);
+        let unknown =
+            deployer_plugin_sdk::strategy::validate::<Canary>(r#"{"stepz":[]}"#).unwrap_err();
+        assert!(
+            unknown[0].message.contains("unknown field `stepz`"),
+            "{:?}",
+            unknown
+        );
+    }
+}
