@@ -591,7 +591,7 @@ steps = [ { weight = 10, bake = "5m" }, { weight = 50 } ]
         );
         assert_eq!(
             err.to_string(),
-            "deployer.toml:9:54: services.web.strategies.canary.steps[1].weight: too small"
+            "deployer.toml:9:52: services.web.strategies.canary.steps[1].weight: too small"
         );
     }
 

@@ -1,1 +1,8 @@
+//! Integration suites, one module per feature (wasmtime's `tests/all` layout).
 
+mod cli;
+mod plan;
+mod plugin_cache;
+mod plugin_capabilities;
+mod plugin_loading;
+mod plugin_sandbox;

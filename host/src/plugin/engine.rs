@@ -170,7 +170,13 @@ impl PluginHost {
                     function,
                     trap: "stack overflow (recursion too deep)".into(),
                 },
-                _ => PluginError::Trap {
+                // The wasm backtrace is context around the trap; the trap says what happened.
+                Some(trap) => PluginError::Trap {
+                    name: plugin.name.to_string(),
+                    function,
+                    trap: trap.to_string(),
+                },
+                None => PluginError::Trap {
                     name: plugin.name.to_string(),
                     function,
                     trap: first_line(&format!("{err:#}")),

@@ -1,0 +1,173 @@
+//! The `deployer` binary as CI calls it: output and exit codes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The binary cargo built next to this test executable.
+fn deployer() -> Command {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    let bin = path.join("deployer");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the suites with `cargo test --workspace`",
+        bin.display()
+    );
+    let mut cmd = Command::new(bin);
+    cmd.env(
+        "DEPLOYER_CACHE_DIR",
+        std::env::temp_dir().join("deployer-cli-tests-cache"),
+    );
+    cmd
+}
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(path)
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = deployer().args(args).output().unwrap();
+    (
+        status.code().unwrap(),
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+fn write_config(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("deployer.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn plan_canary_prints_the_steps_of_the_example() {
+    let config = repo("examples/ecs-canary/deployer.toml");
+    let (code, out, err) = run(&["plan", "canary", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Plan: `canary` for service `web` (ECS service, 4 units)"),
+        "{out}"
+    );
+    assert!(out.contains("shift traffic: 10% new / 90% stable"), "{out}");
+    assert!(out.contains("shift traffic: 100% new / 0% stable"), "{out}");
+    assert!(out.contains("bake 10m"), "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    let builtin = deployer::plugin::builtin::get("canary").unwrap();
+    assert!(
+        out.contains(&deployer::plugin::sha256_hex(builtin)),
+        "the plan names the component that computed it"
+    );
+}
+
+#[test]
+fn bad_strategy_parameters_are_bad_input_with_line_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        r#"[services.web.target]
+kind = "ecs"
+cluster = "c"
+service = "web"
+desired-count = 2
+
+[services.web.strategies.canary]
+steps = [ { weight = 50 }, { weight = 20 } ]
+"#,
+    );
+    let (code, _, err) = run(&["plan", "canary", "--config", &config]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("deployer.toml:8:39: services.web.strategies.canary.steps[1].weight: is 20 after 50; weights must increase"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["validate", "--config", &config]);
+    assert_eq!(code, 3);
+    assert!(err.contains("steps[1].weight"), "{err}");
+}
+
+#[test]
+fn a_config_with_a_typo_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[services.web.target]\nkind = \"ecs\"\nclustr = \"c\"\n",
+    );
+    let (code, _, err) = run(&["validate", "--config", &config]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("deployer.toml:"), "{err}");
+}
+
+#[test]
+fn a_missing_config_says_how_to_fix_it() {
+    let (code, _, err) = run(&["plan", "canary", "--config", "/nonexistent/deployer.toml"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("fix: pass --config PATH"), "{err}");
+}
+
+#[test]
+fn a_plugin_with_a_wrong_digest_fails_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("probe.wasm");
+    std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[services.web.target]
+kind = "ecs"
+cluster = "c"
+service = "web"
+desired-count = 2
+
+[plugins.probe]
+kind = "hook"
+path = "probe.wasm"
+sha256 = "{}"
+kv = true
+http-allow = ["hooks.example.com"]
+"#,
+            "ab".repeat(32)
+        ),
+    );
+    let (code, _, err) = run(&["validate", "--config", &config]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("refusing to run it"), "{err}");
+}
+
+#[test]
+fn inspect_prints_world_digest_and_imports() {
+    let (code, out, err) = run(&[
+        "plugin",
+        "inspect",
+        deployer_tests::components::HOSTILE_HOOK,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("kind:      hook (deployer:plugin@0.1.0"),
+        "{out}"
+    );
+    assert!(out.contains("deployer:plugin/http@0.1.0"), "{out}");
+    assert!(out.contains("export deployer:plugin/hook@0.1.0;"), "{out}");
+    let digest = deployer::plugin::sha256_hex(
+        &std::fs::read(deployer_tests::components::HOSTILE_HOOK).unwrap(),
+    );
+    assert!(out.contains(&digest), "{out}");
+}
+
+#[test]
+fn usage_errors_are_bad_input_and_help_succeeds() {
+    assert_eq!(run(&["plan"]).0, 3);
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("deployer plan canary --config"), "{out}");
+}
