@@ -506,41 +506,12 @@ impl Config {
     }
 }
 
-/// `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`.
+/// `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`: the duration syntax shared with plugins.
 ///
 /// # Errors
 /// A message saying what a duration looks like.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("`{text}` is not a duration: write e.g. \"30s\", \"5m\", \"1h30m\" or \"250ms\"")
-    };
-    let (mut total, mut rest) = (0u64, text.trim());
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let ms = match &rest[..unit] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit..];
-        total = value
-            .checked_mul(ms)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    Ok(Duration::from_millis(total))
+    deployer_plugin_sdk::Duration::parse(text).map(|d| Duration::from_millis(d.millis))
 }
 
 /// 1-based line and column of byte `offset` in `source`.

@@ -1,11 +1,11 @@
 //! deployer: progressive deployments for AWS ECS, EKS and EC2 Auto Scaling, with
 //! strategies and hooks as sandboxed WebAssembly components.
 //!
-//! - [`plugin`]: the wasmtime host that loads, checks and runs plugin components.
-//! - [`rollout`]: the safety rules every step passes, and steps in words.
-//! - [`plan`]: simulate a strategy without touching any cloud.
-//! - [`config`]: `deployer.toml`.
-//! - [`cli`]: the command line; [`exit`]: its exit codes.
+//! - [`plugin`] is the wasmtime host that loads, checks and runs plugin components.
+//! - [`rollout`] holds the safety rules every step passes, and steps in words.
+//! - [`plan`] simulates a strategy without touching any cloud.
+//! - [`config`] reads `deployer.toml`.
+//! - [`cli`]: the command line, and [`exit`] its exit codes.
 
 pub mod cli;
 pub mod config;

@@ -53,13 +53,13 @@ impl ComponentCache {
             }
         }
         let component = Component::new(engine, bytes)?;
-        if let Some(path) = entry {
-            if let Err(err) = store(&component, &path) {
-                eprintln!(
-                    "warning: cannot cache compiled plugin at {}: {err:#}",
-                    path.display()
-                );
-            }
+        if let Some(path) = entry
+            && let Err(err) = store(&component, &path)
+        {
+            eprintln!(
+                "warning: cannot cache compiled plugin at {}: {err:#}",
+                path.display()
+            );
         }
         Ok(component)
     }

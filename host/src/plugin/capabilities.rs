@@ -321,12 +321,7 @@ impl metrics::Host for HostState {
         if let Err(e) = self.require("metrics") {
             return Ok(Err(e));
         }
-        if !self
-            .grants
-            .metrics_namespaces
-            .iter()
-            .any(|ns| *ns == q.namespace)
-        {
+        if !self.grants.metrics_namespaces.contains(&q.namespace) {
             return Ok(Err(CapabilityError::Denied(format!(
                 "namespace `{}` is not in this plugin's metrics-namespaces",
                 q.namespace

@@ -74,6 +74,15 @@ impl StrategyPlugin {
             .await
     }
 
+    /// Instantiate the component in a fresh store and call nothing: what every call
+    /// pays before it starts (measured by the benchmarks).
+    ///
+    /// # Errors
+    /// A failure of instantiation (limits, start function traps).
+    pub async fn instantiate(&self) -> Result<(), PluginError> {
+        self.call("instantiate", async |_, _| Ok(())).await
+    }
+
     /// # Errors
     /// A call failure (trap, timeout, memory limit).
     pub async fn info(&self) -> Result<PluginInfo, PluginError> {

@@ -12,22 +12,9 @@ pub fn point(point: LifecyclePoint) -> &'static str {
     }
 }
 
-/// `1h30m`-style text for milliseconds.
+/// `1h30m`-style text for milliseconds, the same syntax config uses.
 pub fn duration_ms(ms: u64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms % 1000 != 0 {
-        return format!("{ms}ms");
-    }
-    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
-    let mut out = String::new();
-    for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
-        if value > 0 {
-            out += &format!("{value}{unit}");
-        }
-    }
-    out
+    deployer_plugin_sdk::Duration { millis: ms }.to_string()
 }
 
 pub fn step(step: &Step) -> String {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the build and the test suites need, idempotently, on a fresh
+# machine or an old one: the wasm targets for plugin components and moto (the AWS
+# emulator the end-to-end suites run against) in a private venv.
+#
+# Env: DEPLOYER_TOOLS (default ~/.cache/deployer) is where tools are installed.
+set -euo pipefail
+tools="${DEPLOYER_TOOLS:-$HOME/.cache/deployer}"
+mkdir -p "$tools"
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is missing; install Rust 1.95+ with rustup first" >&2
+    exit 1
+fi
+
+installed_targets=$(rustup target list --installed)
+for target in wasm32-unknown-unknown wasm32-wasip2; do
+    if ! grep -qx "$target" <<<"$installed_targets"; then
+        echo "setup: adding Rust target $target"
+        rustup target add "$target"
+    fi
+done
+
+venv="$tools/moto-venv"
+moto_spec='moto[server]>=5.2,<5.3'
+if ! "$venv/bin/python" -c 'import moto, sys; sys.exit(0 if moto.__version__.startswith("5.2.") else 1)' 2>/dev/null; then
+    echo "setup: installing $moto_spec into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$moto_spec"
+fi
+"$venv/bin/python" -c 'import moto; print("setup: moto", moto.__version__, "ready")'
