@@ -13,3 +13,4 @@ pub mod exit;
 pub mod plan;
 pub mod plugin;
 pub mod rollout;
+pub mod state;

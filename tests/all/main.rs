@@ -6,3 +6,4 @@ mod plugin_cache;
 mod plugin_capabilities;
 mod plugin_loading;
 mod plugin_sandbox;
+mod rollout;

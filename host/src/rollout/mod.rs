@@ -2,4 +2,8 @@
 //! read to a person.
 
 pub mod describe;
+pub mod driver;
+pub mod engine;
+pub mod gates;
 pub mod safety;
+pub mod sim;
