@@ -1,5 +1,8 @@
 //! Shared helpers of the integration suites.
 
+#[path = "support/mod.rs"]
+pub mod support;
+
 use std::path::{Path, PathBuf};
 
 use deployer::plugin::{PluginHost, PluginSource, sha256_hex};

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::gates::GatePoint;
 use crate::plugin::bindings::types::{TargetInfo, TargetKind};
 use crate::plugin::{Grants, Limits, PluginKind, PluginSource, builtin};
 
@@ -19,6 +20,8 @@ use crate::plugin::{Grants, Limits, PluginKind, PluginSource, builtin};
 pub struct Config {
     pub path: PathBuf,
     source: String,
+    pub aws: Aws,
+    pub state: StateConfig,
     pub services: BTreeMap<String, Spanned<Service>>,
     pub plugins: BTreeMap<String, Spanned<PluginConfig>>,
 }
@@ -27,9 +30,55 @@ pub struct Config {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawConfig {
     #[serde(default)]
+    aws: Aws,
+    #[serde(default)]
+    state: StateConfig,
+    #[serde(default)]
     services: BTreeMap<String, Spanned<Service>>,
     #[serde(default)]
     plugins: BTreeMap<String, Spanned<PluginConfig>>,
+}
+
+/// AWS access. Credentials always come from the standard chain, never from here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Aws {
+    pub region: Option<String>,
+    /// Send every AWS call here instead (tests, private endpoints). `AWS_ENDPOINT_URL`
+    /// in the environment does the same.
+    pub endpoint_url: Option<String>,
+}
+
+/// Where journals and locks live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateConfig {
+    /// Directory of the local backend, relative to `deployer.toml`.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: default_state_dir(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".deployer")
+}
+
+/// What to do with a deployment a killed run left unfinished.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnInterrupted {
+    /// Roll it back (fail closed).
+    #[default]
+    Rollback,
+    /// Carry on where it stopped, when the same release is deployed again.
+    Resume,
 }
 
 /// One deployable service.
@@ -44,6 +93,60 @@ pub struct Service {
     pub strategies: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
     pub hooks: Vec<Spanned<HookRef>>,
+    #[serde(default)]
+    pub gates: Vec<Spanned<GateConfig>>,
+    /// How long new units may take to become healthy, e.g. "10m".
+    #[serde(default)]
+    pub health_timeout: Option<String>,
+    /// How often `bake` gates are checked during a bake, e.g. "30s".
+    #[serde(default)]
+    pub watch_interval: Option<String>,
+    #[serde(default)]
+    pub on_interrupted: OnInterrupted,
+}
+
+/// A gate between steps.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum GateConfig {
+    /// HTTP smoke test.
+    #[serde(rename_all = "kebab-case")]
+    Http {
+        name: Option<String>,
+        at: Vec<GatePoint>,
+        url: String,
+        expect_status: Option<u16>,
+        body_contains: Option<String>,
+        max_latency: Option<String>,
+        requests: Option<u32>,
+        min_success: Option<f64>,
+        interval: Option<String>,
+        failures: Option<u32>,
+    },
+    /// CloudWatch alarms that must not be in ALARM.
+    #[serde(rename_all = "kebab-case")]
+    Alarm {
+        name: Option<String>,
+        at: Vec<GatePoint>,
+        alarms: Vec<String>,
+        failures: Option<u32>,
+    },
+    /// A CloudWatch metric statistic against a bound.
+    #[serde(rename_all = "kebab-case")]
+    Metric {
+        name: Option<String>,
+        at: Vec<GatePoint>,
+        namespace: String,
+        metric: String,
+        #[serde(default)]
+        dimensions: BTreeMap<String, String>,
+        statistic: Option<String>,
+        period: Option<String>,
+        window: Option<String>,
+        max: Option<f64>,
+        min: Option<f64>,
+        failures: Option<u32>,
+    },
 }
 
 /// What the service runs on.
@@ -85,8 +188,8 @@ pub struct Traffic {
     pub listener_arn: Option<String>,
     #[serde(default)]
     pub rule_arn: Option<String>,
-    pub stable_target_group: String,
-    pub new_target_group: String,
+    /// The two target groups the releases alternate between (blue and green).
+    pub target_groups: Vec<String>,
     /// A second listener that can send test traffic to the new side only.
     #[serde(default)]
     pub test_listener_arn: Option<String>,
@@ -98,20 +201,11 @@ pub struct Traffic {
 pub struct HookRef {
     /// Name of a `[plugins.NAME]` with kind = "hook".
     pub plugin: String,
-    /// Lifecycle points: pre-deploy, pre-traffic, post-traffic, post-deploy, post-rollback.
-    pub at: Vec<LifecyclePoint>,
+    /// Lifecycle points: pre-deploy, pre-traffic, post-traffic, post-deploy,
+    /// post-rollback, or bake (watched during bakes).
+    pub at: Vec<GatePoint>,
     #[serde(default)]
     pub params: toml::Table,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum LifecyclePoint {
-    PreDeploy,
-    PreTraffic,
-    PostTraffic,
-    PostDeploy,
-    PostRollback,
 }
 
 /// A plugin component and what it may do.
@@ -258,6 +352,8 @@ impl Config {
         let config = Config {
             path: path.to_path_buf(),
             source,
+            aws: raw.aws,
+            state: raw.state,
             services: raw.services,
             plugins: raw.plugins,
         };
@@ -359,6 +455,41 @@ impl Config {
                             hook.get_ref().plugin
                         ),
                     )),
+                }
+            }
+            if let Some(traffic) = &service.traffic {
+                let field = format!("services.{service_name}.traffic");
+                if traffic.target_groups.len() != 2
+                    || traffic.target_groups[0] == traffic.target_groups[1]
+                {
+                    errors.push(self.error_at_field(
+                        &format!("{field}.target-groups"),
+                        "needs exactly two different target group ARNs (the blue and the green side)",
+                    ));
+                }
+                if traffic.listener_arn.is_some() == traffic.rule_arn.is_some() {
+                    errors.push(self.error_at_field(
+                        &field,
+                        "set exactly one of listener-arn (the listener's default action) or rule-arn (a listener rule)",
+                    ));
+                }
+            }
+            for (field, value) in [
+                ("health-timeout", &service.health_timeout),
+                ("watch-interval", &service.watch_interval),
+            ] {
+                if let Some(text) = value
+                    && let Err(message) = parse_duration(text)
+                {
+                    errors.push(
+                        self.error_at_field(&format!("services.{service_name}.{field}"), message),
+                    );
+                }
+            }
+            for (i, gate) in service.gates.iter().enumerate() {
+                let field = format!("services.{service_name}.gates[{i}]");
+                for message in gate.get_ref().problems() {
+                    errors.push(self.error_at_field(&field, message));
                 }
             }
             for strategy in service.strategies.keys() {
@@ -520,6 +651,69 @@ fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+impl GateConfig {
+    /// Problems a gate's fields have beyond their types.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut durations = Vec::new();
+        let at = match self {
+            GateConfig::Http {
+                at,
+                max_latency,
+                interval,
+                min_success,
+                url,
+                ..
+            } => {
+                durations.extend([max_latency, interval]);
+                if min_success.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+                    problems.push("min-success is a ratio from 0.0 to 1.0".to_string());
+                }
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    problems.push(format!("url `{url}` must start with http:// or https://"));
+                }
+                at
+            }
+            GateConfig::Alarm { at, alarms, .. } => {
+                if alarms.is_empty() {
+                    problems.push("alarms lists no alarm names".to_string());
+                }
+                at
+            }
+            GateConfig::Metric {
+                at,
+                period,
+                window,
+                max,
+                min,
+                statistic,
+                ..
+            } => {
+                durations.extend([period, window]);
+                if max.is_some() == min.is_some() {
+                    problems.push("set exactly one of max or min".to_string());
+                }
+                if let Some(stat) = statistic
+                    && !["Average", "Sum", "Maximum", "Minimum", "SampleCount"]
+                        .contains(&stat.as_str())
+                {
+                    problems.push(format!("statistic `{stat}` is not one of Average, Sum, Maximum, Minimum, SampleCount"));
+                }
+                at
+            }
+        };
+        if at.is_empty() {
+            problems.push("at lists no lifecycle point; e.g. at = [\"post-traffic\"]".to_string());
+        }
+        for text in durations.into_iter().flatten() {
+            if let Err(message) = parse_duration(text) {
+                problems.push(message);
+            }
+        }
+        problems
+    }
 }
 
 #[cfg(test)]

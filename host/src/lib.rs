@@ -7,9 +7,11 @@
 //! - [`config`] reads `deployer.toml`.
 //! - [`cli`]: the command line, and [`exit`] its exit codes.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod gates;
 pub mod plan;
 pub mod plugin;
 pub mod rollout;

@@ -1,6 +1,7 @@
 //! Integration suites, one module per feature (wasmtime's `tests/all` layout).
 
 mod cli;
+mod ecs;
 mod plan;
 mod plugin_cache;
 mod plugin_capabilities;

@@ -2,6 +2,8 @@
 
 mod inspect;
 mod plan;
+mod run;
+mod setup;
 mod validate;
 
 use std::path::PathBuf;
@@ -36,6 +38,9 @@ pub enum Command {
     /// Deploy a new release with a strategy (canary, blue-green, rolling or a plugin).
     Run {
         strategy: String,
+        /// The release to deploy: an ECS task definition (`web:42` or its ARN).
+        #[arg(long)]
+        release: String,
         #[arg(long)]
         service: Option<String>,
     },
@@ -156,14 +161,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Plugin {
             command: PluginCommand::Inspect { component },
         } => inspect::run(&component),
-        Command::Run { .. }
-        | Command::Rollback { .. }
-        | Command::Status { .. }
-        | Command::History { .. } => {
-            anyhow::bail!(
-                "this build has no target drivers yet: `run`, `rollback`, `status` and `history` \
-                 arrive with the ECS, EKS and Auto Scaling drivers; `plan` and `validate` work today"
+        Command::Run {
+            strategy,
+            release,
+            service,
+        } => {
+            run::run(
+                &host()?,
+                &cli.config,
+                &strategy,
+                service.as_deref(),
+                &release,
             )
+            .await
         }
+        Command::Rollback { service } => {
+            run::rollback(&host()?, &cli.config, service.as_deref()).await
+        }
+        Command::Status { service } => run::status(&cli.config, service.as_deref()),
+        Command::History { service } => run::history(&cli.config, service.as_deref()),
     }
 }

@@ -6,8 +6,7 @@ use crate::config::Config;
 use crate::exit::Outcome;
 use crate::plan::{Ending, simulate};
 use crate::plugin::bindings::types::TargetKind;
-use crate::plugin::strategy::StrategyPlugin;
-use crate::plugin::{PluginHost, PluginKind, PluginSource};
+use crate::plugin::{PluginHost, PluginSource};
 use crate::rollout::describe;
 
 pub async fn run(
@@ -21,30 +20,8 @@ pub async fn run(
     let (service_name, service) = config
         .service(service)
         .map_err(|e| crate::config::ConfigErrors(vec![e]))?;
-    let source = config
-        .strategy_source(strategy)
-        .map_err(|msg| crate::config::ConfigErrors(vec![config.error_at_field("strategy", msg)]))?;
-    let plugin = StrategyPlugin::load(
-        host,
-        &source,
-        config.plugin_limits(strategy, PluginKind::Strategy),
-    )?;
-    let params = config.strategy_params(service, strategy);
-    if let Err(errors) = plugin.validate(&params).await? {
-        let prefix = format!("services.{service_name}.strategies.{strategy}");
-        let errors = errors
-            .into_iter()
-            .map(|e| {
-                let field = if e.field.is_empty() {
-                    prefix.clone()
-                } else {
-                    format!("{prefix}.{}", e.field)
-                };
-                config.error_at_field(&field, e.message)
-            })
-            .collect();
-        return Err(crate::config::ConfigErrors(errors).into());
-    }
+    let (plugin, source, params) =
+        super::setup::strategy(host, &config, service_name, service, strategy).await?;
     let mut target = config.target_info(service);
     if let Some(desired) = desired {
         target.desired_count = desired;

@@ -1,0 +1,88 @@
+//! AWS access: clients from the standard credential and region chain (with an
+//! endpoint override for tests and private endpoints), and the one place where SDK
+//! errors are sorted into worth-retrying and not.
+
+pub mod alb;
+pub mod ecs;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+
+use crate::rollout::driver::DriverError;
+
+/// The AWS clients one deployment uses.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+impl Clients {
+    /// Clients from the standard chain (env, profile, SSO, IMDS...). `endpoint` overrides
+    /// every service's endpoint (tests point it at moto); `AWS_ENDPOINT_URL` does too.
+    pub async fn new(region: Option<&str>, endpoint: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region.to_string()));
+        }
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let config = loader.load().await;
+        Clients {
+            ecs: aws_sdk_ecs::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+        }
+    }
+}
+
+/// Error codes AWS uses for throttling and momentary unavailability.
+const TRANSIENT_CODES: [&str; 8] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "ServerException",
+    "InternalFailure",
+];
+
+/// Sort an SDK error: throttling, 5xx, timeouts and connection failures are transient.
+pub fn classify<E, R>(what: &str, err: SdkError<E, R>) -> DriverError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            TRANSIENT_CODES.contains(&code) || format!("{:?}", service.raw()).contains("status: 5")
+        }
+        _ => false,
+    };
+    let message = match err.as_service_error() {
+        Some(service) => format!(
+            "{what}: {}{}",
+            service.code().unwrap_or("error"),
+            service
+                .message()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+        None => format!(
+            "{what}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        ),
+    };
+    if transient {
+        DriverError::Transient(message)
+    } else {
+        DriverError::Failed(message)
+    }
+}

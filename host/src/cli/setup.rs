@@ -1,0 +1,267 @@
+//! Building a deployment from config: everything that can refuse bad input (config,
+//! plugin digests and worlds, strategy parameters, the service's shape in AWS) runs
+//! here, before anything is changed.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_cloudwatch::types::Statistic;
+
+use crate::aws::Clients;
+use crate::aws::alb::{AlbRouter, Route};
+use crate::aws::ecs::EcsTaskSets;
+use crate::config::{
+    Config, ConfigErrors, GateConfig, OnInterrupted, Service, Target, parse_duration,
+};
+use crate::gates::{AlarmGate, Bound, Check, ConfiguredGates, Gate, HttpGate, MetricGate};
+use crate::plugin::hook::HookPlugin;
+use crate::plugin::strategy::StrategyPlugin;
+use crate::plugin::{PluginHost, PluginKind, PluginSource};
+use crate::rollout::engine::{ResumePolicy, Settings};
+use crate::state::LocalStore;
+
+/// Load strategy `name` for `service` and check its parameters; errors point at the
+/// offending line of `deployer.toml`.
+pub async fn strategy(
+    host: &PluginHost,
+    config: &Config,
+    service_name: &str,
+    service: &Service,
+    name: &str,
+) -> anyhow::Result<(StrategyPlugin, PluginSource, String)> {
+    let source = config
+        .strategy_source(name)
+        .map_err(|msg| ConfigErrors(vec![config.error_at_field("strategy", msg)]))?;
+    let plugin = StrategyPlugin::load(
+        host,
+        &source,
+        config.plugin_limits(name, PluginKind::Strategy),
+    )?;
+    let params = config.strategy_params(service, name);
+    if let Err(errors) = plugin.validate(&params).await? {
+        let prefix = format!("services.{service_name}.strategies.{name}");
+        let errors = errors
+            .into_iter()
+            .map(|e| {
+                let field = if e.field.is_empty() {
+                    prefix.clone()
+                } else {
+                    format!("{prefix}.{}", e.field)
+                };
+                config.error_at_field(&field, e.message)
+            })
+            .collect();
+        return Err(ConfigErrors(errors).into());
+    }
+    Ok((plugin, source, params))
+}
+
+pub fn store(config: &Config) -> LocalStore {
+    LocalStore::new(config.resolve(&config.state.dir))
+}
+
+pub fn settings(config: &Config, service: &Service) -> Settings {
+    let mut settings = Settings::default();
+    if let Some(interval) = service
+        .watch_interval
+        .as_deref()
+        .and_then(|t| parse_duration(t).ok())
+    {
+        settings.watch_interval = interval;
+    }
+    settings.on_resume = match service.on_interrupted {
+        OnInterrupted::Rollback => ResumePolicy::Rollback,
+        OnInterrupted::Resume => ResumePolicy::Resume,
+    };
+    let _ = config;
+    settings
+}
+
+pub async fn clients(config: &Config) -> Clients {
+    Clients::new(
+        config.aws.region.as_deref(),
+        config.aws.endpoint_url.as_deref(),
+    )
+    .await
+}
+
+fn duration(text: &Option<String>, default: Duration) -> Duration {
+    text.as_deref()
+        .and_then(|t| parse_duration(t).ok())
+        .unwrap_or(default)
+}
+
+/// The service's gates and hooks. Hook plugins are loaded (digest, world, grants)
+/// here, so a bad hook refuses the deploy before it starts.
+pub fn gates(
+    host: &PluginHost,
+    config: &Config,
+    service: &Service,
+    clients: &Clients,
+) -> anyhow::Result<ConfiguredGates> {
+    let http = reqwest::Client::builder()
+        .build()
+        .context("creating the HTTP client")?;
+    let mut gates = Vec::new();
+    for (i, gate) in service.gates.iter().enumerate() {
+        gates.push(match gate.get_ref() {
+            GateConfig::Http {
+                name,
+                at,
+                url,
+                expect_status,
+                body_contains,
+                max_latency,
+                requests,
+                min_success,
+                interval,
+                failures,
+            } => Gate {
+                name: name.clone().unwrap_or_else(|| format!("http:{url}")),
+                at: at.clone(),
+                failures: failures.unwrap_or(1),
+                check: Check::Http(HttpGate {
+                    client: http.clone(),
+                    url: url.clone(),
+                    expect_status: expect_status.unwrap_or(200),
+                    body_contains: body_contains.clone(),
+                    max_latency: max_latency.as_deref().and_then(|t| parse_duration(t).ok()),
+                    requests: requests.unwrap_or(10),
+                    min_success: min_success.unwrap_or(1.0),
+                    interval: duration(interval, Duration::ZERO),
+                }),
+            },
+            GateConfig::Alarm {
+                name,
+                at,
+                alarms,
+                failures,
+            } => Gate {
+                name: name
+                    .clone()
+                    .unwrap_or_else(|| format!("alarm:{}", alarms.join(","))),
+                at: at.clone(),
+                failures: failures.unwrap_or(1),
+                check: Check::Alarm(AlarmGate {
+                    client: clients.cloudwatch.clone(),
+                    alarms: alarms.clone(),
+                }),
+            },
+            GateConfig::Metric {
+                name,
+                at,
+                namespace,
+                metric,
+                dimensions,
+                statistic,
+                period,
+                window,
+                max,
+                min,
+                failures,
+            } => Gate {
+                name: name
+                    .clone()
+                    .unwrap_or_else(|| format!("metric:{namespace}/{metric}")),
+                at: at.clone(),
+                failures: failures.unwrap_or(1),
+                check: Check::Metric(MetricGate {
+                    client: clients.cloudwatch.clone(),
+                    namespace: namespace.clone(),
+                    metric: metric.clone(),
+                    dimensions: dimensions
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    statistic: Statistic::from(statistic.as_deref().unwrap_or("Average")),
+                    period: duration(period, Duration::from_secs(60)),
+                    window: duration(window, Duration::from_secs(300)),
+                    bound: match (max, min) {
+                        (Some(max), _) => Bound::Max(*max),
+                        (None, Some(min)) => Bound::Min(*min),
+                        (None, None) => {
+                            unreachable!("checked when the config was loaded: gate {i}")
+                        }
+                    },
+                }),
+            },
+        });
+    }
+    for hook in &service.hooks {
+        let hook = hook.get_ref();
+        let plugin = config
+            .plugins
+            .get(&hook.plugin)
+            .expect("checked when the config was loaded")
+            .get_ref();
+        let source = PluginSource::File {
+            name: hook.plugin.clone(),
+            path: config.resolve(&plugin.path),
+            sha256: plugin.sha256.clone(),
+        };
+        let loaded = HookPlugin::load(
+            host,
+            &source,
+            config.plugin_limits(&hook.plugin, PluginKind::Hook),
+            config.plugin_grants(&hook.plugin),
+        )?;
+        gates.push(Gate {
+            name: format!("hook:{}", hook.plugin),
+            at: hook.at.clone(),
+            failures: 1,
+            check: Check::Hook {
+                plugin: loaded,
+                params: serde_json::to_string(&hook.params).expect("TOML tables serialize to JSON"),
+            },
+        });
+    }
+    Ok(ConfiguredGates::new(gates))
+}
+
+/// The driver for `service` between `stable` and `new` releases.
+pub fn driver(
+    clients: &Clients,
+    service_name: &str,
+    service: &Service,
+    stable: &str,
+    new: &str,
+) -> anyhow::Result<EcsTaskSets> {
+    match &service.target {
+        Target::Ecs {
+            cluster,
+            service: ecs_service,
+            desired_count,
+        } => {
+            let traffic = service.traffic.as_ref().with_context(|| {
+                format!("service `{service_name}` has no [services.{service_name}.traffic] table: canary and blue-green on ECS need the listener and two target groups")
+            })?;
+            let production = match (&traffic.listener_arn, &traffic.rule_arn) {
+                (Some(listener), None) => Route::Listener(listener.clone()),
+                (None, Some(rule)) => Route::Rule(rule.clone()),
+                _ => unreachable!("checked when the config was loaded"),
+            };
+            Ok(EcsTaskSets {
+                clients: clients.clone(),
+                router: AlbRouter {
+                    elb: clients.elb.clone(),
+                    production,
+                    test_listener: traffic.test_listener_arn.clone(),
+                },
+                cluster: cluster.clone(),
+                service: ecs_service.clone(),
+                desired: *desired_count,
+                target_groups: [
+                    traffic.target_groups[0].clone(),
+                    traffic.target_groups[1].clone(),
+                ],
+                stable_release: stable.to_string(),
+                new_release: new.to_string(),
+                health_timeout: duration(&service.health_timeout, Duration::from_secs(600)),
+                poll: Duration::from_millis(500),
+            })
+        }
+        Target::Eks { .. } | Target::Asg { .. } => anyhow::bail!(
+            "service `{service_name}`: EKS and Auto Scaling targets are not in this build yet; ECS services are"
+        ),
+    }
+}

@@ -1,0 +1,179 @@
+//! CloudWatch gates: alarm states, and metric statistics against a threshold.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, StateValue, Statistic};
+
+use crate::plugin::bindings::types::{GateResult, GateStatus};
+
+#[derive(Clone, Debug)]
+pub struct AlarmGate {
+    pub client: Client,
+    pub alarms: Vec<String>,
+}
+
+impl AlarmGate {
+    /// Fails when any alarm is in ALARM (or missing: fail closed); no-data when one has
+    /// insufficient data; passes when all are OK.
+    pub async fn run(&self, name: &str) -> GateResult {
+        let result = |status, detail: String| GateResult {
+            name: name.to_string(),
+            status,
+            detail,
+            observed: None,
+        };
+        let out = match self
+            .client
+            .describe_alarms()
+            .set_alarm_names(Some(self.alarms.clone()))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(err) => {
+                return result(
+                    GateStatus::Inconclusive,
+                    format!(
+                        "cannot read alarms: {}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&err)
+                    ),
+                );
+            }
+        };
+        let found = out.metric_alarms();
+        let mut status = GateStatus::Pass;
+        let mut notes = Vec::new();
+        for wanted in &self.alarms {
+            match found
+                .iter()
+                .find(|a| a.alarm_name() == Some(wanted.as_str()))
+            {
+                None => {
+                    status = GateStatus::Fail;
+                    notes.push(format!("{wanted}: no such alarm"));
+                }
+                Some(alarm) => match alarm.state_value() {
+                    Some(StateValue::Alarm) => {
+                        status = GateStatus::Fail;
+                        notes.push(format!("{wanted}: ALARM"));
+                    }
+                    Some(StateValue::Ok) => notes.push(format!("{wanted}: OK")),
+                    _ => {
+                        if status == GateStatus::Pass {
+                            status = GateStatus::NoData;
+                        }
+                        notes.push(format!("{wanted}: INSUFFICIENT_DATA"));
+                    }
+                },
+            }
+        }
+        result(status, notes.join(", "))
+    }
+}
+
+/// Which side of the threshold is bad.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    /// Fail when the value is above this.
+    Max(f64),
+    /// Fail when the value is below this.
+    Min(f64),
+}
+
+#[derive(Clone, Debug)]
+pub struct MetricGate {
+    pub client: Client,
+    pub namespace: String,
+    pub metric: String,
+    pub dimensions: Vec<(String, String)>,
+    pub statistic: Statistic,
+    pub period: Duration,
+    pub window: Duration,
+    pub bound: Bound,
+}
+
+impl MetricGate {
+    /// The statistic over the window (the worst datapoint) against the bound; no-data
+    /// when CloudWatch has no datapoints in the window.
+    pub async fn run(&self, name: &str) -> GateResult {
+        let now = SystemTime::now();
+        let start = now - self.window;
+        let mut request = self
+            .client
+            .get_metric_statistics()
+            .namespace(&self.namespace)
+            .metric_name(&self.metric)
+            .start_time(DateTime::from(start))
+            .end_time(DateTime::from(now))
+            .period(self.period.as_secs().max(1) as i32)
+            .statistics(self.statistic.clone());
+        for (key, value) in &self.dimensions {
+            request = request.dimensions(Dimension::builder().name(key).value(value).build());
+        }
+        let result = |status, detail: String, observed| GateResult {
+            name: name.to_string(),
+            status,
+            detail,
+            observed,
+        };
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(err) => {
+                return result(
+                    GateStatus::Inconclusive,
+                    format!(
+                        "cannot read {}: {}",
+                        self.metric,
+                        aws_smithy_types::error::display::DisplayErrorContext(&err)
+                    ),
+                    None,
+                );
+            }
+        };
+        let values: Vec<f64> = out
+            .datapoints()
+            .iter()
+            .filter_map(|d| match self.statistic {
+                Statistic::Average => d.average(),
+                Statistic::Sum => d.sum(),
+                Statistic::Maximum => d.maximum(),
+                Statistic::Minimum => d.minimum(),
+                Statistic::SampleCount => d.sample_count(),
+                _ => None,
+            })
+            .collect();
+        let worst = match self.bound {
+            Bound::Max(_) => values.iter().copied().reduce(f64::max),
+            Bound::Min(_) => values.iter().copied().reduce(f64::min),
+        };
+        let Some(worst) = worst else {
+            return result(
+                GateStatus::NoData,
+                format!(
+                    "no {} datapoints in the last {:?}",
+                    self.metric, self.window
+                ),
+                None,
+            );
+        };
+        let (bad, bound) = match self.bound {
+            Bound::Max(max) => (worst > max, format!("at most {max}")),
+            Bound::Min(min) => (worst < min, format!("at least {min}")),
+        };
+        result(
+            if bad {
+                GateStatus::Fail
+            } else {
+                GateStatus::Pass
+            },
+            format!(
+                "{} {} is {worst} (must be {bound})",
+                self.metric,
+                self.statistic.as_str()
+            ),
+            Some(worst),
+        )
+    }
+}

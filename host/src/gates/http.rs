@@ -1,0 +1,94 @@
+//! HTTP smoke tests against a release: N requests, each must answer the expected
+//! status (and body text) within the latency bound; the gate passes when the share of
+//! good answers reaches `min-success`.
+
+use std::time::{Duration, Instant};
+
+use crate::plugin::bindings::types::{GateResult, GateStatus};
+
+#[derive(Clone, Debug)]
+pub struct HttpGate {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub expect_status: u16,
+    pub body_contains: Option<String>,
+    pub max_latency: Option<Duration>,
+    pub requests: u32,
+    pub min_success: f64,
+    pub interval: Duration,
+}
+
+impl HttpGate {
+    pub async fn run(&self, name: &str) -> GateResult {
+        if self.requests == 0 {
+            return GateResult {
+                name: name.to_string(),
+                status: GateStatus::NoData,
+                detail: "no requests configured".into(),
+                observed: None,
+            };
+        }
+        let mut good = 0;
+        let mut last_problem = String::new();
+        for i in 0..self.requests {
+            if i > 0 && !self.interval.is_zero() {
+                tokio::time::sleep(self.interval).await;
+            }
+            match self.probe().await {
+                Ok(()) => good += 1,
+                Err(problem) => last_problem = problem,
+            }
+        }
+        let ratio = f64::from(good) / f64::from(self.requests);
+        let status = if ratio >= self.min_success {
+            GateStatus::Pass
+        } else {
+            GateStatus::Fail
+        };
+        let mut detail = format!(
+            "{good}/{} requests to {} succeeded",
+            self.requests, self.url
+        );
+        if !last_problem.is_empty() {
+            detail += &format!(" (last problem: {last_problem})");
+        }
+        GateResult {
+            name: name.to_string(),
+            status,
+            detail,
+            observed: Some(ratio),
+        }
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        let started = Instant::now();
+        let timeout = self.max_latency.unwrap_or(Duration::from_secs(10)) + Duration::from_secs(1);
+        let response = self
+            .client
+            .get(&self.url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| format!("{e}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| format!("reading the body: {e}"))?;
+        let latency = started.elapsed();
+        if status != self.expect_status {
+            return Err(format!("status {status}, expected {}", self.expect_status));
+        }
+        if let Some(text) = &self.body_contains
+            && !body.contains(text.as_str())
+        {
+            return Err(format!("body does not contain {text:?}"));
+        }
+        if let Some(max) = self.max_latency
+            && latency > max
+        {
+            return Err(format!("took {latency:?}, more than {max:?}"));
+        }
+        Ok(())
+    }
+}

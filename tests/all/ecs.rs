@@ -1,0 +1,387 @@
+//! ECS + ALB end to end, against a real moto server, real HTTP apps and the real
+//! `deployer` binary: promotion with verified weights, automatic rollback on a failed
+//! smoke test or alarm, manual rollback, a SIGKILL mid-canary, and concurrent runs.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use deployer_tests::support::{App, EcsAgent, Moto, World};
+
+struct Env {
+    moto: Moto,
+    world: World,
+    clients: deployer::aws::Clients,
+    dir: tempfile::TempDir,
+    _agent: EcsAgent,
+}
+
+async fn env(broken: &[&str]) -> Env {
+    let moto = Moto::start();
+    let world = moto.ecs_world();
+    let clients = moto.clients().await;
+    let agent = EcsAgent::start(
+        clients.clone(),
+        broken.iter().map(|s| s.to_string()).collect(),
+    );
+    Env {
+        moto,
+        world,
+        clients,
+        dir: tempfile::tempdir().unwrap(),
+        _agent: agent,
+    }
+}
+
+impl Env {
+    /// Write deployer.toml with an HTTP smoke test against `app` and the alarm gate.
+    fn config(&self, app: &App, canary_steps: &str) {
+        let text = format!(
+            r#"[aws]
+region = "us-east-1"
+endpoint-url = "{endpoint}"
+
+[services.web]
+health-timeout = "5s"
+watch-interval = "200ms"
+
+[services.web.target]
+kind = "ecs"
+cluster = "prod"
+service = "web"
+desired-count = 4
+
+[services.web.traffic]
+listener-arn = "{listener}"
+test-listener-arn = "{test_listener}"
+target-groups = ["{blue}", "{green}"]
+
+[[services.web.gates]]
+kind = "http"
+at = ["pre-traffic", "post-traffic"]
+url = "{url}"
+requests = 5
+
+[[services.web.gates]]
+kind = "alarm"
+at = ["post-traffic", "bake"]
+alarms = ["web-5xx"]
+
+[services.web.strategies.canary]
+steps = {canary_steps}
+
+[services.web.strategies.blue-green]
+bake = "300ms"
+"#,
+            endpoint = self.moto.endpoint,
+            listener = self.world.listener,
+            test_listener = self.world.test_listener,
+            blue = self.world.blue,
+            green = self.world.green,
+            url = app.url,
+        );
+        std::fs::write(self.dir.path().join("deployer.toml"), text).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(deployer_bin());
+        cmd.args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("deployer.toml"))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env(
+                "DEPLOYER_CACHE_DIR",
+                std::env::temp_dir().join("deployer-e2e-cache"),
+            )
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn deployer(&self, args: &[&str]) -> (i32, String, String) {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.command(args).output().await.unwrap();
+        (
+            status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+        )
+    }
+
+    /// (blue %, green %) as the listener reports them.
+    async fn weights(&self) -> (u8, u8) {
+        let router = deployer::aws::alb::AlbRouter {
+            elb: self.clients.elb.clone(),
+            production: deployer::aws::alb::Route::Listener(self.world.listener.clone()),
+            test_listener: None,
+        };
+        let weights = router.weights().await.unwrap();
+        (
+            deployer::aws::alb::share_of(&weights, &self.world.blue),
+            deployer::aws::alb::share_of(&weights, &self.world.green),
+        )
+    }
+
+    /// The task definition of the primary task set, and how many task sets exist.
+    async fn primary(&self) -> (String, usize) {
+        let out = self
+            .clients
+            .ecs
+            .describe_services()
+            .cluster("prod")
+            .services("web")
+            .send()
+            .await
+            .unwrap();
+        let sets = out.services()[0].task_sets();
+        let primary = sets.iter().find(|t| t.status() == Some("PRIMARY")).unwrap();
+        let def = primary
+            .task_definition()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        (def, sets.len())
+    }
+
+    async fn set_alarm(&self, state: aws_sdk_cloudwatch::types::StateValue) {
+        self.clients
+            .cloudwatch
+            .set_alarm_state()
+            .alarm_name("web-5xx")
+            .state_value(state)
+            .state_reason("test")
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn deployer_bin() -> std::path::PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.join("deployer")
+}
+
+const STEPS: &str = r#"[{ weight = 10, bake = "300ms" }, { weight = 50 }]"#;
+
+fn journal_shifts(dir: &Path) -> Vec<u8> {
+    let mut shifts = Vec::new();
+    let deployments = dir.join(".deployer/services/web/deployments");
+    let mut files: Vec<_> = std::fs::read_dir(deployments)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let text = std::fs::read_to_string(files.last().unwrap()).unwrap();
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(p) = record.pointer("/action/step/ShiftTraffic") {
+            shifts.push(p.as_u64().unwrap() as u8);
+        }
+    }
+    shifts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_canary_promotes_with_verified_weights() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, STEPS);
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("promoted"), "{out}");
+    assert_eq!(journal_shifts(env.dir.path()), [10, 50, 100]);
+    assert_eq!(env.weights().await, (0, 100));
+    assert_eq!(
+        env.primary().await,
+        ("web:2".to_string(), 1),
+        "old task set removed"
+    );
+
+    let (_, history, _) = env.deployer(&["history"]).await;
+    assert!(
+        history.contains("promoted") && history.contains("web:1") && history.contains("web:2"),
+        "{history}"
+    );
+    let (_, status, _) = env.deployer(&["status"]).await;
+    assert!(
+        status.contains("state:   idle") && status.contains("live:    web:2"),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_smoke_test_rolls_the_canary_back() {
+    let env = env(&[]).await;
+    let bad = App::start(500, "boom");
+    env.config(&bad, STEPS);
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("rolled back"), "{out}");
+    assert!(out.contains("0/5 requests"), "{out}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(
+        env.primary().await,
+        ("web:1".to_string(), 1),
+        "new task set removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_rolls_back_blue_green_and_canary() {
+    for strategy in ["blue-green", "canary"] {
+        let env = env(&[]).await;
+        let good = App::start(200, "ok");
+        env.config(&good, STEPS);
+        env.set_alarm(aws_sdk_cloudwatch::types::StateValue::Alarm)
+            .await;
+        let (code, out, err) = env.deployer(&["run", strategy, "--release", "web:2"]).await;
+        assert_eq!(code, 1, "{strategy}: {out}\n{err}");
+        assert!(out.contains("web-5xx: ALARM"), "{strategy}: {out}");
+        assert_eq!(env.weights().await, (100, 0), "{strategy}");
+        assert_eq!(env.primary().await.0, "web:1", "{strategy}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_promotes_then_manual_rollback_restores_the_previous_release() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, STEPS);
+    let (code, out, err) = env
+        .deployer(&["run", "blue-green", "--release", "web:2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (0, 100));
+    assert_eq!(env.primary().await, ("web:2".to_string(), 1));
+
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (100, 0), "web:1 is back behind blue");
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+    let (_, history, _) = env.deployer(&["history"]).await;
+    assert_eq!(history.matches("promoted").count(), 2, "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_never_gets_healthy_rolls_back() {
+    let env = env(&["web:3"]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, STEPS);
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:3"]).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("became healthy within"), "{out}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+}
+
+/// Wait until the journal shows the first shift done.
+async fn wait_for_traffic(env: &Env) {
+    let started = std::time::Instant::now();
+    loop {
+        if env.weights().await.1 > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the canary never shifted traffic"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_canary_then_rollback_leaves_no_traffic_on_the_new_side() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, r#"[{ weight = 10, bake = "1h" }]"#);
+    let mut child = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_traffic(&env).await;
+    child.start_kill().unwrap(); // SIGKILL: no cleanup code runs
+    child.wait().await.unwrap();
+    assert_eq!(
+        env.weights().await,
+        (90, 10),
+        "killed with traffic on the canary"
+    );
+    let (_, status, _) = env.deployer(&["status"]).await;
+    assert!(status.contains("deploying web:2 over"), "{status}");
+
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+    let (_, status, _) = env.deployer(&["status"]).await;
+    assert!(status.contains("state:   idle"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_canary_then_a_new_run_recovers_and_deploys() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, r#"[{ weight = 10, bake = "2s" }]"#);
+    let mut child = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_traffic(&env).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("recovered unfinished deployment") || out.contains("rolled back"),
+        "{out}"
+    );
+    assert_eq!(env.weights().await, (0, 100));
+    assert_eq!(env.primary().await, ("web:2".to_string(), 1));
+    let (_, history, _) = env.deployer(&["history"]).await;
+    assert!(
+        history.contains("rolled-back") && history.contains("promoted"),
+        "{history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_runs_one_wins_one_is_refused() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, r#"[{ weight = 10, bake = "2s" }]"#);
+    let first = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .output();
+    let second = async {
+        wait_for_traffic(&env).await;
+        env.deployer(&["run", "canary", "--release", "web:3"]).await
+    };
+    let (first, (code, out, err)) = tokio::join!(first, second);
+    let first = first.unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        err.contains("already being deployed by deployment"),
+        "{err}"
+    );
+    assert_eq!(env.primary().await.0, "web:2");
+}

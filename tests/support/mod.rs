@@ -1,0 +1,270 @@
+//! Real parts for the end-to-end suites: a moto server per test, the AWS world in it,
+//! a stand-in for the ECS agent, and small HTTP apps that play good and bad releases.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+
+/// A moto server on a free 127.0.0.1 port, stopped on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+fn moto_venv() -> PathBuf {
+    std::env::var_os("DEPLOYER_MOTO_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/deployer/moto-venv")
+        })
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let venv = moto_venv();
+        let server = venv.join("bin/moto_server");
+        assert!(
+            server.exists(),
+            "moto is not installed at {}: run scripts/setup.sh",
+            venv.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto { child, endpoint }
+    }
+
+    /// Create the ECS world (see `support/moto_world.py`).
+    pub fn ecs_world(&self) -> World {
+        let out = Command::new(moto_venv().join("bin/python"))
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/moto_world.py"))
+            .arg(&self.endpoint)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let field = |k: &str| json[k].as_str().unwrap().to_string();
+        World {
+            listener: field("listener"),
+            test_listener: field("test_listener"),
+            blue: field("blue"),
+            green: field("green"),
+        }
+    }
+
+    pub async fn clients(&self) -> deployer::aws::Clients {
+        set_test_credentials();
+        deployer::aws::Clients::new(Some("us-east-1"), Some(&self.endpoint)).await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Static test credentials for moto (never real ones).
+pub fn set_test_credentials() {
+    // SAFETY: set once, before any threads read them, to the same values in every test.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_REGION", "us-east-1");
+    }
+}
+
+/// ARNs of the ECS world.
+#[derive(Clone, Debug)]
+pub struct World {
+    pub listener: String,
+    pub test_listener: String,
+    pub blue: String,
+    pub green: String,
+}
+
+/// What moto's ECS does not: start the tasks a task set's scale asks for and register
+/// them in its target group (and stop the extra ones), as the ECS agent and the ALB do.
+/// Releases listed in `broken` never become healthy (a crash-looping image).
+pub struct EcsAgent {
+    stop: Arc<AtomicBool>,
+}
+
+impl EcsAgent {
+    pub fn start(clients: deployer::aws::Clients, broken: Vec<String>) -> EcsAgent {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            while !flag.load(Ordering::Relaxed) {
+                let _ = reconcile(&clients, &broken).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        EcsAgent { stop }
+    }
+}
+
+impl Drop for EcsAgent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn reconcile(clients: &deployer::aws::Clients, broken: &[String]) -> Result<(), String> {
+    let out = clients
+        .ecs
+        .describe_services()
+        .cluster("prod")
+        .services("web")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(service) = out.services().first() else {
+        return Ok(());
+    };
+    let desired = service.desired_count() as f64;
+    let mut wanted: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for tg in tg_arns(clients).await? {
+        wanted.insert(tg, Vec::new());
+    }
+    for set in service.task_sets() {
+        let Some(tg) = set
+            .load_balancers()
+            .first()
+            .and_then(|l| l.target_group_arn())
+        else {
+            continue;
+        };
+        let release = set.task_definition().unwrap_or_default();
+        let revision = release.rsplit(':').next().unwrap_or("0").to_string();
+        if broken
+            .iter()
+            .any(|b| deployer::aws::ecs::same_task_definition(b, release))
+        {
+            continue;
+        }
+        let percent = set.scale().map(|s| s.value()).unwrap_or(0.0);
+        let units = (percent * desired / 100.0).round() as u32;
+        let ips = (1..=units).map(|i| format!("10.0.{revision}.{i}"));
+        wanted.entry(tg.to_string()).or_default().extend(ips);
+    }
+    for (tg, ips) in wanted {
+        let health = clients
+            .elb
+            .describe_target_health()
+            .target_group_arn(&tg)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let present: Vec<String> = health
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
+            .collect();
+        let add: Vec<&String> = ips.iter().filter(|ip| !present.contains(ip)).collect();
+        let remove: Vec<&String> = present.iter().filter(|ip| !ips.contains(ip)).collect();
+        if !add.is_empty() {
+            let mut req = clients.elb.register_targets().target_group_arn(&tg);
+            for ip in add {
+                req = req.targets(TargetDescription::builder().id(ip).port(8080).build());
+            }
+            req.send().await.map_err(|e| e.to_string())?;
+        }
+        if !remove.is_empty() {
+            let mut req = clients.elb.deregister_targets().target_group_arn(&tg);
+            for ip in remove {
+                req = req.targets(TargetDescription::builder().id(ip).port(8080).build());
+            }
+            req.send().await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+async fn tg_arns(clients: &deployer::aws::Clients) -> Result<Vec<String>, String> {
+    let out = clients
+        .elb
+        .describe_target_groups()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(out
+        .target_groups()
+        .iter()
+        .filter_map(|t| t.target_group_arn().map(str::to_string))
+        .collect())
+}
+
+/// A tiny HTTP app on 127.0.0.1 answering every request with `status` and `body`.
+pub struct App {
+    pub url: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl App {
+    pub fn start(status: u16, body: &'static str) -> App {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 2048];
+                        let _ = stream.read(&mut buf);
+                        let reason = if status == 200 { "OK" } else { "Error" };
+                        let response = format!(
+                            "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(response.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        App {
+            url: format!("http://127.0.0.1:{port}/health"),
+            stop,
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
