@@ -17,7 +17,7 @@ struct Env {
 }
 
 async fn env(broken: &[&str]) -> Env {
-    let moto = Moto::start();
+    let moto = Moto::start(broken);
     let world = moto.ecs_world();
     let clients = moto.clients().await;
     let agent = EcsAgent::start(
@@ -384,4 +384,143 @@ async fn two_concurrent_runs_one_wins_one_is_refused() {
         "{err}"
     );
     assert_eq!(env.primary().await.0, "web:2");
+}
+
+impl Env {
+    /// Write deployer.toml for the in-place service `api` (ECS deployment controller).
+    fn config_in_place(&self, app: &App) {
+        let text = format!(
+            r#"[aws]
+region = "us-east-1"
+endpoint-url = "{endpoint}"
+
+[services.api]
+health-timeout = "5s"
+
+[services.api.target]
+kind = "ecs"
+cluster = "prod"
+service = "api"
+desired-count = 2
+
+[[services.api.gates]]
+kind = "http"
+at = ["post-traffic"]
+url = "{url}"
+requests = 3
+
+[services.api.strategies.rolling]
+min-healthy-percent = 50
+"#,
+            endpoint = self.moto.endpoint,
+            url = app.url,
+        );
+        std::fs::write(self.dir.path().join("deployer.toml"), text).unwrap();
+    }
+
+    /// The `api` service's task definition and its primary deployment's state.
+    async fn api(&self) -> (String, String, String) {
+        let out = self
+            .clients
+            .ecs
+            .describe_services()
+            .cluster("prod")
+            .services("api")
+            .send()
+            .await
+            .unwrap();
+        let service = &out.services()[0];
+        let short = |s: &str| s.rsplit('/').next().unwrap().to_string();
+        let primary = service
+            .deployments()
+            .iter()
+            .find(|d| d.status() == Some("PRIMARY"))
+            .unwrap();
+        (
+            short(service.task_definition().unwrap()),
+            short(primary.task_definition().unwrap()),
+            primary
+                .rollout_state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+fn settled(release: &str) -> (String, String, String) {
+    (
+        release.to_string(),
+        release.to_string(),
+        "COMPLETED".to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_in_place_promotes_a_good_release_and_manual_rollback_undoes_it() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config_in_place(&good);
+    let (code, out, err) = env
+        .deployer(&["run", "rolling", "--release", "web:2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.api().await, settled("web:2"));
+
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.api().await, settled("web:1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_in_place_rolls_back_on_a_failed_smoke_test() {
+    let env = env(&[]).await;
+    let bad = App::start(503, "down");
+    env.config_in_place(&bad);
+    let (code, out, err) = env
+        .deployer(&["run", "rolling", "--release", "web:2"])
+        .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("0/3 requests"), "{out}");
+    assert_eq!(
+        env.api().await,
+        settled("web:1"),
+        "the stable release was rolled back out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_in_place_rolls_back_when_the_circuit_breaker_trips() {
+    let env = env(&["web:3"]).await;
+    let good = App::start(200, "ok");
+    env.config_in_place(&good);
+    let (code, out, err) = env
+        .deployer(&["run", "rolling", "--release", "web:3"])
+        .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("circuit breaker"), "{out}");
+    assert_eq!(env.api().await, settled("web:1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_by_side_strategy_on_an_in_place_service_is_refused_before_any_change() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config_in_place(&good);
+    std::fs::write(
+        env.dir.path().join("deployer.toml"),
+        std::fs::read_to_string(env.dir.path().join("deployer.toml")).unwrap()
+            + "\n[services.api.strategies.canary]\nsteps = [{ weight = 10 }]\n",
+    )
+    .unwrap();
+    let (code, _, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("uses the ECS deployment controller"), "{err}");
+    assert_eq!(env.api().await, settled("web:1"));
+    assert!(
+        !env.dir
+            .path()
+            .join(".deployer/services/api/deployments")
+            .exists(),
+        "nothing was journaled"
+    );
 }

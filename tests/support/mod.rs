@@ -26,11 +26,12 @@ fn moto_venv() -> PathBuf {
 }
 
 impl Moto {
-    pub fn start() -> Moto {
+    /// Start moto with the ECS deployment controller's progress (`support/moto_ecs.py`);
+    /// deployments of the task definitions in `broken` fail.
+    pub fn start(broken: &[&str]) -> Moto {
         let venv = moto_venv();
-        let server = venv.join("bin/moto_server");
         assert!(
-            server.exists(),
+            venv.join("bin/moto_server").exists(),
             "moto is not installed at {}: run scripts/setup.sh",
             venv.display()
         );
@@ -39,8 +40,10 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new(venv.join("bin/python"))
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/moto_ecs.py"))
+            .arg(port.to_string())
+            .env("MOTO_ECS_BROKEN", broken.join(","))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

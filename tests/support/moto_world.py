@@ -3,7 +3,8 @@
 An ALB with a production listener (weighted forward to two target groups, blue at
 100%) and a test listener, an ECS cluster with task definitions web:1..web:3, an
 EXTERNAL-controller service `web` (desired 4) whose primary task set runs web:1 behind
-blue with 4 healthy targets, and a CloudWatch alarm `web-5xx` in OK.
+blue, an ECS-controller service `api` (desired 2) running web:1, and a CloudWatch alarm
+`web-5xx` in OK.
 
 Usage: python moto_world.py ENDPOINT  -> prints the ARNs as JSON.
 """
@@ -44,6 +45,12 @@ primary = ecs.create_task_set(
     scale={"value": 100, "unit": "PERCENT"},
 )["taskSet"]["taskSetArn"]
 ecs.update_service_primary_task_set(cluster="prod", service="web", primaryTaskSet=primary)
+
+# A second service on the ECS deployment controller, for rolling updates in place.
+ecs.create_service(
+    cluster="prod", serviceName="api", taskDefinition="web:1", desiredCount=2, launchType="FARGATE",
+    networkConfiguration={"awsvpcConfiguration": {"subnets": subnets, "securityGroups": []}},
+)
 
 cw.put_metric_alarm(
     AlarmName="web-5xx", MetricName="HTTPCode_Target_5XX_Count", Namespace="AWS/ApplicationELB",

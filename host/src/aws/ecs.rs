@@ -42,76 +42,98 @@ pub fn same_task_definition(a: &str, b: &str) -> bool {
 /// What `deployer run` learns about an ECS service before changing anything.
 #[derive(Clone, Debug)]
 pub struct EcsService {
+    /// The release serving now: the primary task set's or the service's task definition.
     pub primary_release: String,
-    pub primary_target_group: String,
+    /// EXTERNAL (task sets, side by side) or ECS (in place).
+    pub side_by_side: bool,
+}
+
+/// Read the service and check it can be deployed: side by side with task sets behind
+/// one of `target_groups` (EXTERNAL controller), or in place (ECS controller). Only reads.
+///
+/// # Errors
+/// What is missing or misconfigured, and how to fix it.
+pub async fn inspect(
+    clients: &Clients,
+    cluster: &str,
+    service: &str,
+    target_groups: Option<&[String; 2]>,
+) -> Result<EcsService, DriverError> {
+    let out = clients
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .map_err(|e| classify("describing the ECS service", e))?;
+    let svc = out
+        .services()
+        .first()
+        .filter(|s| s.status() != Some("INACTIVE"))
+        .ok_or_else(|| {
+            DriverError::Failed(format!(
+                "ECS service {service} not found in cluster {cluster}"
+            ))
+        })?;
+    let controller = svc
+        .deployment_controller()
+        .map(|c| c.r#type().as_str().to_string())
+        .unwrap_or_else(|| "ECS".into());
+    match controller.as_str() {
+        "ECS" => Ok(EcsService {
+            primary_release: svc.task_definition().unwrap_or_default().to_string(),
+            side_by_side: false,
+        }),
+        "EXTERNAL" => {
+            let target_groups = target_groups.ok_or_else(|| {
+                DriverError::Failed(format!(
+                    "ECS service {service} deploys with task sets (EXTERNAL controller): configure its traffic \
+                     table (listener and two target groups)"
+                ))
+            })?;
+            let primary = primary_task_set_release(svc, service, target_groups)?;
+            Ok(EcsService {
+                primary_release: primary,
+                side_by_side: true,
+            })
+        }
+        other => Err(DriverError::Failed(format!(
+            "ECS service {service} uses the {other} deployment controller, which deployer does not drive"
+        ))),
+    }
+}
+
+/// The primary task set's release, checking it sits behind one of `target_groups`.
+fn primary_task_set_release(
+    svc: &aws_sdk_ecs::types::Service,
+    service: &str,
+    target_groups: &[String; 2],
+) -> Result<String, DriverError> {
+    let primary = svc
+        .task_sets()
+        .iter()
+        .find(|t| t.status() == Some("PRIMARY"))
+        .ok_or_else(|| {
+            DriverError::Failed(format!(
+                "ECS service {service} has no primary task set to deploy from"
+            ))
+        })?;
+    let tg = primary
+        .load_balancers()
+        .first()
+        .and_then(|lb| lb.target_group_arn())
+        .unwrap_or_default()
+        .to_string();
+    if !target_groups.contains(&tg) {
+        return Err(DriverError::Failed(format!(
+            "the primary task set of {service} is behind {tg}, which is not one of the service's configured target-groups"
+        )));
+    }
+    Ok(primary.task_definition().unwrap_or_default().to_string())
 }
 
 impl EcsTaskSets {
-    /// Read the service and check it can be deployed side by side: EXTERNAL deployment
-    /// controller, a primary task set behind one of the configured target groups.
-    /// Only reads.
-    ///
-    /// # Errors
-    /// What is missing or misconfigured, and how to fix it.
-    pub async fn inspect(
-        clients: &Clients,
-        cluster: &str,
-        service: &str,
-        target_groups: &[String; 2],
-    ) -> Result<EcsService, DriverError> {
-        let out = clients
-            .ecs
-            .describe_services()
-            .cluster(cluster)
-            .services(service)
-            .send()
-            .await
-            .map_err(|e| classify("describing the ECS service", e))?;
-        let svc = out
-            .services()
-            .first()
-            .filter(|s| s.status() != Some("INACTIVE"))
-            .ok_or_else(|| {
-                DriverError::Failed(format!(
-                    "ECS service {service} not found in cluster {cluster}"
-                ))
-            })?;
-        let controller = svc
-            .deployment_controller()
-            .map(|c| c.r#type().as_str().to_string())
-            .unwrap_or_else(|| "ECS".into());
-        if controller != "EXTERNAL" {
-            return Err(DriverError::Failed(format!(
-                "ECS service {service} uses the {controller} deployment controller; canary and blue-green \
-                 need EXTERNAL (task sets) — or use the rolling strategy"
-            )));
-        }
-        let primary = svc
-            .task_sets()
-            .iter()
-            .find(|t| t.status() == Some("PRIMARY"))
-            .ok_or_else(|| {
-                DriverError::Failed(format!(
-                    "ECS service {service} has no primary task set to deploy from"
-                ))
-            })?;
-        let tg = primary
-            .load_balancers()
-            .first()
-            .and_then(|lb| lb.target_group_arn())
-            .unwrap_or_default()
-            .to_string();
-        if !target_groups.contains(&tg) {
-            return Err(DriverError::Failed(format!(
-                "the primary task set of {service} is behind {tg}, which is not one of the service's configured target-groups"
-            )));
-        }
-        Ok(EcsService {
-            primary_release: primary.task_definition().unwrap_or_default().to_string(),
-            primary_target_group: tg,
-        })
-    }
-
     async fn task_sets(&self) -> Result<Vec<TaskSet>, DriverError> {
         let out = self
             .clients
@@ -353,6 +375,55 @@ impl Driver for EcsTaskSets {
             self.delete(&new).await?;
         }
         Ok(())
+    }
+}
+
+/// An ECS service, side by side or in place, behind the one driver interface.
+pub enum EcsDriver {
+    TaskSets(EcsTaskSets),
+    InPlace(super::ecs_rolling::EcsRolling),
+}
+
+macro_rules! delegate {
+    ($self:ident, $d:ident => $call:expr) => {
+        match $self {
+            EcsDriver::TaskSets($d) => $call,
+            EcsDriver::InPlace($d) => $call,
+        }
+    };
+}
+
+impl Driver for EcsDriver {
+    fn describe(&self) -> String {
+        delegate!(self, d => d.describe())
+    }
+    async fn prepare(&self, release: &str) -> Result<(), DriverError> {
+        delegate!(self, d => d.prepare(release).await)
+    }
+    async fn scale(&self, side: Side, count: u32) -> Result<(), DriverError> {
+        delegate!(self, d => d.scale(side, count).await)
+    }
+    async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
+        delegate!(self, d => d.shift_traffic(new_percent).await)
+    }
+    async fn route_test_traffic(&self) -> Result<(), DriverError> {
+        delegate!(self, d => d.route_test_traffic().await)
+    }
+    async fn rolling_update(
+        &self,
+        release: &str,
+        update: &RollingUpdate,
+    ) -> Result<(), DriverError> {
+        delegate!(self, d => d.rolling_update(release, update).await)
+    }
+    async fn promote(&self) -> Result<(), DriverError> {
+        delegate!(self, d => d.promote().await)
+    }
+    async fn finalize(&self) -> Result<(), DriverError> {
+        delegate!(self, d => d.finalize().await)
+    }
+    async fn discard_new(&self) -> Result<(), DriverError> {
+        delegate!(self, d => d.discard_new().await)
     }
 }
 

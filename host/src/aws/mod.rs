@@ -4,6 +4,7 @@
 
 pub mod alb;
 pub mod ecs;
+pub mod ecs_rolling;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};

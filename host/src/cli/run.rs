@@ -6,7 +6,6 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::setup;
-use crate::aws::ecs::EcsTaskSets;
 use crate::config::{Config, ConfigErrors};
 use crate::exit::Outcome;
 use crate::plugin::Limits;
@@ -90,13 +89,35 @@ pub async fn run(
     let gates = setup::gates(host, &config, service, &clients)?;
     let store = setup::store(&config);
     let settings = setup::settings(&config, service);
+    let shape = shape(&clients, service)
+        .await
+        .with_context(|| format!("checking service `{service_name}` before deploying"))?;
+    let mut target = config.target_info(service);
+    target.native_rolling = !shape.side_by_side;
+    check_fits(
+        &config,
+        service_name,
+        strategy_name,
+        &strategy,
+        &params,
+        target,
+        shape.side_by_side,
+    )
+    .await?;
     let cancel = cancel_on_signals();
     let engine = |driver| (driver, settings.clone());
 
     // A run killed earlier is dealt with first, with a driver for *its* releases.
     if let Some(journal) = store.active(service_name)? {
         let (stable, new) = releases(&journal);
-        let driver = setup::driver(&clients, service_name, service, &stable, &new)?;
+        let driver = setup::driver(
+            &clients,
+            service_name,
+            service,
+            shape.side_by_side,
+            &stable,
+            &new,
+        )?;
         let (driver, settings) = engine(driver);
         let resume =
             new == release && settings.on_resume == crate::rollout::engine::ResumePolicy::Resume;
@@ -111,7 +132,6 @@ pub async fn run(
             log: &log,
         };
         if resume {
-            let target = config.target_info(service);
             let report = e
                 .deploy(DeployRequest {
                     strategy: strategy_name.to_string(),
@@ -132,9 +152,8 @@ pub async fn run(
         }
     }
 
-    let shape = shape(&clients, service)
-        .await
-        .with_context(|| format!("checking service `{service_name}` before deploying"))?;
+    // Recovery may have changed what is live.
+    let shape = self::shape(&clients, service).await?;
     if crate::aws::ecs::same_task_definition(&shape.primary_release, release) {
         println!("{release} is already live on service `{service_name}`; nothing to do");
         return Ok(Outcome::Success);
@@ -143,6 +162,7 @@ pub async fn run(
         &clients,
         service_name,
         service,
+        shape.side_by_side,
         &shape.primary_release,
         release,
     )?;
@@ -161,7 +181,7 @@ pub async fn run(
         new_release: release.to_string(),
         stable_release: Some(shape.primary_release),
         params,
-        target: config.target_info(service),
+        target,
     })
     .await?;
     print_report(&report);
@@ -172,23 +192,63 @@ async fn shape(
     clients: &crate::aws::Clients,
     service: &crate::config::Service,
 ) -> anyhow::Result<crate::aws::ecs::EcsService> {
-    let (cluster, ecs_service) = match &service.target {
-        crate::config::Target::Ecs {
-            cluster, service, ..
-        } => (cluster, service),
-        _ => anyhow::bail!(
-            "EKS and Auto Scaling targets are not in this build yet; ECS services are"
-        ),
+    let crate::config::Target::Ecs {
+        cluster,
+        service: ecs_service,
+        ..
+    } = &service.target
+    else {
+        anyhow::bail!("EKS and Auto Scaling targets are not in this build yet; ECS services are")
     };
-    let traffic = service
+    let groups = service
         .traffic
         .as_ref()
-        .context("the service has no traffic table")?;
-    let groups = [
-        traffic.target_groups[0].clone(),
-        traffic.target_groups[1].clone(),
-    ];
-    Ok(EcsTaskSets::inspect(clients, cluster, ecs_service, &groups).await?)
+        .map(|t| [t.target_groups[0].clone(), t.target_groups[1].clone()]);
+    Ok(crate::aws::ecs::inspect(clients, cluster, ecs_service, groups.as_ref()).await?)
+}
+
+/// Refuse, before changing anything, a strategy whose steps the service cannot take:
+/// side-by-side steps on an in-place service, or an in-place update on task sets.
+async fn check_fits(
+    config: &Config,
+    service_name: &str,
+    strategy_name: &str,
+    strategy: &StrategyPlugin,
+    params: &str,
+    target: crate::plugin::bindings::types::TargetInfo,
+    side_by_side: bool,
+) -> anyhow::Result<()> {
+    use crate::plugin::bindings::types::Step;
+    let plan = crate::plan::simulate(strategy, params, target).await?;
+    let in_place = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::RollingUpdate(_)));
+    let two_sides = plan.steps.iter().any(|s| {
+        matches!(
+            s,
+            Step::Scale(_) | Step::ShiftTraffic(_) | Step::RouteTestTraffic
+        )
+    });
+    let problem = if side_by_side && in_place {
+        Some(format!(
+            "`{strategy_name}` asks for an in-place update, but the service deploys with task sets (EXTERNAL controller)"
+        ))
+    } else if !side_by_side && two_sides {
+        Some(format!(
+            "`{strategy_name}` runs two releases side by side, but the ECS service uses the ECS deployment controller \
+             (in place); use `rolling`, or move the service to the EXTERNAL controller with a traffic table"
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => Err(ConfigErrors(vec![
+            config.error_at_field(&format!("services.{service_name}.target"), message),
+        ])
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// Back to the last good release, now: an interrupted deployment is rolled back; a
@@ -203,16 +263,29 @@ pub async fn rollback(
     let clients = setup::clients(&config).await;
     let store = setup::store(&config);
     let settings = setup::settings(&config, service);
-    // The rollback path needs no strategy decisions; blue-green carries the redeploy.
+    let shape = self::shape(&clients, service).await?;
+    // No gates, no bakes: blue-green carries a side-by-side redeploy, rolling an in-place one.
+    let (strategy_name, params) = if shape.side_by_side {
+        ("blue-green", r#"{"test-traffic":false}"#)
+    } else {
+        ("rolling", "{}")
+    };
     let strategy = StrategyPlugin::load(
         host,
-        &PluginSource::Builtin("blue-green".into()),
+        &PluginSource::Builtin(strategy_name.into()),
         Limits::strategy(),
     )?;
 
     if let Some(journal) = store.active(service_name)? {
         let (stable, new) = releases(&journal);
-        let driver = setup::driver(&clients, service_name, service, &stable, &new)?;
+        let driver = setup::driver(
+            &clients,
+            service_name,
+            service,
+            shape.side_by_side,
+            &stable,
+            &new,
+        )?;
         let report = Engine {
             service: service_name,
             strategy: &strategy,
@@ -249,7 +322,6 @@ pub async fn rollback(
         !previous.is_empty(),
         "the last deployment recorded no previous release"
     );
-    let shape = shape(&clients, service).await?;
     anyhow::ensure!(
         crate::aws::ecs::same_task_definition(&shape.primary_release, &current),
         "the live release is {}, not {current} which deployer last deployed; refusing to guess",
@@ -258,7 +330,16 @@ pub async fn rollback(
     log(&format!(
         "rolling {service_name} back from {current} to {previous}"
     ));
-    let driver = setup::driver(&clients, service_name, service, &current, &previous)?;
+    let driver = setup::driver(
+        &clients,
+        service_name,
+        service,
+        shape.side_by_side,
+        &current,
+        &previous,
+    )?;
+    let mut target = config.target_info(service);
+    target.native_rolling = !shape.side_by_side;
     let report = Engine {
         service: service_name,
         strategy: &strategy,
@@ -270,11 +351,11 @@ pub async fn rollback(
         log: &log,
     }
     .deploy(DeployRequest {
-        strategy: "blue-green".into(),
+        strategy: strategy_name.into(),
         new_release: previous,
         stable_release: Some(current),
-        params: r#"{"test-traffic":false}"#.into(),
-        target: config.target_info(service),
+        params: params.into(),
+        target,
     })
     .await?;
     print_report(&report);

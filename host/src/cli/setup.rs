@@ -9,7 +9,8 @@ use aws_sdk_cloudwatch::types::Statistic;
 
 use crate::aws::Clients;
 use crate::aws::alb::{AlbRouter, Route};
-use crate::aws::ecs::EcsTaskSets;
+use crate::aws::ecs::{EcsDriver, EcsTaskSets};
+use crate::aws::ecs_rolling::EcsRolling;
 use crate::config::{
     Config, ConfigErrors, GateConfig, OnInterrupted, Service, Target, parse_duration,
 };
@@ -218,15 +219,28 @@ pub fn gates(
     Ok(ConfiguredGates::new(gates))
 }
 
-/// The driver for `service` between `stable` and `new` releases.
+/// The driver for `service` between `stable` and `new` releases; `side_by_side` says
+/// whether the ECS service deploys with task sets (EXTERNAL) or in place (ECS).
 pub fn driver(
     clients: &Clients,
     service_name: &str,
     service: &Service,
+    side_by_side: bool,
     stable: &str,
     new: &str,
-) -> anyhow::Result<EcsTaskSets> {
+) -> anyhow::Result<EcsDriver> {
     match &service.target {
+        Target::Ecs {
+            cluster,
+            service: ecs_service,
+            ..
+        } if !side_by_side => Ok(EcsDriver::InPlace(EcsRolling {
+            clients: clients.clone(),
+            cluster: cluster.clone(),
+            service: ecs_service.clone(),
+            progress_deadline: duration(&service.health_timeout, Duration::from_secs(600)),
+            poll: Duration::from_millis(500),
+        })),
         Target::Ecs {
             cluster,
             service: ecs_service,
@@ -240,7 +254,7 @@ pub fn driver(
                 (None, Some(rule)) => Route::Rule(rule.clone()),
                 _ => unreachable!("checked when the config was loaded"),
             };
-            Ok(EcsTaskSets {
+            Ok(EcsDriver::TaskSets(EcsTaskSets {
                 clients: clients.clone(),
                 router: AlbRouter {
                     elb: clients.elb.clone(),
@@ -258,7 +272,7 @@ pub fn driver(
                 new_release: new.to_string(),
                 health_timeout: duration(&service.health_timeout, Duration::from_secs(600)),
                 poll: Duration::from_millis(500),
-            })
+            }))
         }
         Target::Eks { .. } | Target::Asg { .. } => anyhow::bail!(
             "service `{service_name}`: EKS and Auto Scaling targets are not in this build yet; ECS services are"
