@@ -524,3 +524,74 @@ async fn a_side_by_side_strategy_on_an_in_place_service_is_refused_before_any_ch
         "nothing was journaled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_on_a_listener_rule_leaves_the_default_action_alone() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, STEPS);
+    let path = env.dir.path().join("deployer.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("listener-arn = \"{}\"", env.world.listener),
+        &format!("rule-arn = \"{}\"", env.world.rule),
+    );
+    std::fs::write(&path, text).unwrap();
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let router = deployer::aws::alb::AlbRouter {
+        elb: env.clients.elb.clone(),
+        production: deployer::aws::alb::Route::Rule(env.world.rule.clone()),
+        test_listener: None,
+    };
+    let rule = router.weights().await.unwrap();
+    assert_eq!(deployer::aws::alb::share_of(&rule, &env.world.green), 100);
+    assert_eq!(
+        env.weights().await,
+        (100, 0),
+        "the listener's default action is another service's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_plugins_gate_the_rollout_with_only_their_granted_capabilities() {
+    for (url, expected) in [("GOOD", 0), ("http://evil.example.net/steal", 1)] {
+        let env = env(&[]).await;
+        let good = App::start(200, "ok");
+        env.config(&good, STEPS);
+        let wasm = env.dir.path().join("probe.wasm");
+        std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
+        let digest = deployer::plugin::sha256_hex(&std::fs::read(&wasm).unwrap());
+        let url = if url == "GOOD" {
+            good.url.clone()
+        } else {
+            url.to_string()
+        };
+        let path = env.dir.path().join("deployer.toml");
+        let text = std::fs::read_to_string(&path).unwrap()
+            + &format!(
+                r#"
+[[services.web.hooks]]
+plugin = "probe"
+at = ["pre-traffic"]
+params = {{ url = "{url}" }}
+
+[plugins.probe]
+kind = "hook"
+path = "probe.wasm"
+sha256 = "{digest}"
+kv = true
+http-allow = ["127.0.0.1"]
+"#
+            );
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+        assert_eq!(code, expected, "{url}: {out}\n{err}");
+        if expected == 1 {
+            assert!(
+                out.contains("hook:probe") && out.contains("not on this plugin's http-allow list"),
+                "{out}"
+            );
+            assert_eq!(env.weights().await, (100, 0));
+        }
+    }
+}

@@ -75,6 +75,7 @@ impl Moto {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let field = |k: &str| json[k].as_str().unwrap().to_string();
         World {
+            rule: field("rule"),
             listener: field("listener"),
             test_listener: field("test_listener"),
             blue: field("blue"),
@@ -108,6 +109,7 @@ pub fn set_test_credentials() {
 /// ARNs of the ECS world.
 #[derive(Clone, Debug)]
 pub struct World {
+    pub rule: String,
     pub listener: String,
     pub test_listener: String,
     pub blue: String,

@@ -29,6 +29,11 @@ blue, green = (
 )
 forward = lambda weights: [{"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": a, "Weight": w} for a, w in weights]}}]
 listener = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=forward([(blue, 100), (green, 0)]))["Listeners"][0]["ListenerArn"]
+# Path-based routing on a listener rule, as several services share one ALB.
+rule = elb.create_rule(
+    ListenerArn=listener, Priority=10, Conditions=[{"Field": "path-pattern", "Values": ["/web/*"]}],
+    Actions=forward([(blue, 100), (green, 0)]),
+)["Rules"][0]["RuleArn"]
 test_listener = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=8443, DefaultActions=forward([(blue, 1)]))["Listeners"][0]["ListenerArn"]
 
 ecs.create_cluster(clusterName="prod")
@@ -58,4 +63,4 @@ cw.put_metric_alarm(
 )
 cw.set_alarm_state(AlarmName="web-5xx", StateValue="OK", StateReason="healthy")
 
-print(json.dumps({"listener": listener, "test_listener": test_listener, "blue": blue, "green": green}))
+print(json.dumps({"rule": rule, "listener": listener, "test_listener": test_listener, "blue": blue, "green": green}))

@@ -141,7 +141,15 @@ fn classify(err: &anyhow::Error) -> Outcome {
 /// # Errors
 /// Whatever stopped the command; [`main`] maps it to an exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let host = || PluginHost::new(PluginHost::default_cache_dir());
+    let host = || -> anyhow::Result<PluginHost> {
+        let services = crate::plugin::HostServices {
+            http: Some(std::sync::Arc::new(
+                crate::plugin::capabilities::ReqwestTransport::new()?,
+            )),
+            ..Default::default()
+        };
+        PluginHost::with_services(PluginHost::default_cache_dir(), services)
+    };
     match cli.command {
         Command::Plan {
             strategy,

@@ -383,6 +383,81 @@ impl HostState {
     }
 }
 
+/// The real HTTP transport: requests a hook makes (already allow-listed) with a
+/// bounded body size and the request's own timeout.
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    /// Largest response body handed back to a plugin.
+    pub const MAX_BODY: usize = 1 << 20;
+
+    /// # Errors
+    /// When the TLS backend cannot be initialised.
+    pub fn new() -> reqwest::Result<Self> {
+        Ok(ReqwestTransport {
+            // Redirects could leave the allow-list: a plugin sees them as responses.
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        })
+    }
+}
+
+impl HttpTransport for ReqwestTransport {
+    fn send(
+        &self,
+        request: http::Request,
+    ) -> BoxFuture<'_, Result<http::Response, CapabilityError>> {
+        Box::pin(async move {
+            let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+                CapabilityError::Invalid(format!("`{}` is not an HTTP method", request.method))
+            })?;
+            let mut builder = self
+                .client
+                .request(method, &request.url)
+                .timeout(std::time::Duration::from_millis(u64::from(
+                    request.timeout_ms.max(1),
+                )))
+                .body(request.body);
+            for (name, value) in request.headers {
+                builder = builder.header(name, value);
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| CapabilityError::Unavailable(e.to_string()))?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| CapabilityError::Unavailable(e.to_string()))?;
+            if body.len() > Self::MAX_BODY {
+                return Err(CapabilityError::Limit(format!(
+                    "response body over {} bytes",
+                    Self::MAX_BODY
+                )));
+            }
+            Ok(http::Response {
+                status,
+                headers,
+                body: body.to_vec(),
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
