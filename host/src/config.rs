@@ -49,19 +49,41 @@ pub struct Aws {
     pub endpoint_url: Option<String>,
 }
 
-/// Where journals and locks live.
+/// Where journals and locks live: local files (the default), or S3 + DynamoDB so
+/// every CI runner and teammate shares one journal and one lock per service.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StateConfig {
+    #[serde(default)]
+    pub backend: StateBackend,
     /// Directory of the local backend, relative to `deployer.toml`.
     #[serde(default = "default_state_dir")]
     pub dir: PathBuf,
+    /// S3 bucket of the `aws` backend's journals.
+    pub bucket: Option<String>,
+    /// DynamoDB table (partition key `pk`, a string) of the `aws` backend's locks.
+    pub table: Option<String>,
+    /// Key prefix inside the bucket and table, to share them between projects.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackend {
+    #[default]
+    Local,
+    Aws,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
+            backend: StateBackend::Local,
             dir: default_state_dir(),
+            bucket: None,
+            table: None,
+            prefix: String::new(),
         }
     }
 }
@@ -411,6 +433,14 @@ impl Config {
 
     fn check(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
+        if self.state.backend == StateBackend::Aws
+            && (self.state.bucket.is_none() || self.state.table.is_none())
+        {
+            errors.push(self.error_at_field(
+                "state",
+                "backend = \"aws\" needs bucket (S3, for journals) and table (DynamoDB with partition key `pk`, for locks)",
+            ));
+        }
         if self.services.is_empty() {
             errors.push(self.error_at(
                 None,

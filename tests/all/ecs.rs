@@ -595,3 +595,98 @@ http-allow = ["127.0.0.1"]
         }
     }
 }
+
+impl Env {
+    /// Keep journals and locks in S3 + DynamoDB instead of local files.
+    fn use_aws_state(&self) {
+        let path = self.dir.path().join("deployer.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "[aws]\n",
+            "[state]\nbackend = \"aws\"\nbucket = \"deployer-state\"\ntable = \"deployer-locks\"\nprefix = \"shop/\"\n\n[aws]\n",
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
+    async fn s3_keys(&self) -> Vec<String> {
+        let out = self
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket("deployer-state")
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_and_dynamodb_backend_journals_locks_and_reports() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, r#"[{ weight = 10, bake = "2s" }]"#);
+    env.use_aws_state();
+    let first = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .output();
+    let second = async {
+        wait_for_traffic(&env).await;
+        env.deployer(&["run", "canary", "--release", "web:3"]).await
+    };
+    let (first, (code, out, err)) = tokio::join!(first, second);
+    let first = first.unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        err.contains("already being deployed by deployment"),
+        "{err}"
+    );
+
+    let keys = env.s3_keys().await;
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("shop/services/web/deployments/")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("shop/services/web/history/")),
+        "{keys:?}"
+    );
+    assert!(
+        !env.dir.path().join(".deployer").exists(),
+        "nothing was kept locally"
+    );
+    let (_, history, _) = env.deployer(&["history"]).await;
+    assert!(history.contains("promoted"), "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_aws_backend_a_killed_runs_lease_is_taken_over_by_rollback() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, r#"[{ weight = 10, bake = "1h" }]"#);
+    env.use_aws_state();
+    let mut child = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_traffic(&env).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+}

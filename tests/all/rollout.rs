@@ -14,7 +14,7 @@ use deployer::rollout::driver::DriverError;
 use deployer::rollout::engine::{DeployRequest, Engine, Report, ResumePolicy, Settings};
 use deployer::rollout::gates::{GateContext, Gates, NoGates};
 use deployer::rollout::sim::{Fault, SimDriver};
-use deployer::state::{DeployResult, LocalStore};
+use deployer::state::{DeployResult, LocalStore, Store};
 use deployer_tests::{components, host, source};
 use tokio_util::sync::CancellationToken;
 
@@ -104,7 +104,7 @@ async fn deploy(
     strategy: &StrategyPlugin,
     driver: &SimDriver,
     gates: &impl Gates,
-    store: &LocalStore,
+    store: &Store,
     settings: Settings,
     request: DeployRequest,
 ) -> Report {
@@ -139,7 +139,7 @@ fn assert_safe_on_stable(driver: &SimDriver) {
 async fn a_good_canary_promotes_with_verified_weights_at_each_step() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     let report = deploy(
         &builtin(&host, "canary"),
@@ -155,8 +155,8 @@ async fn a_good_canary_promotes_with_verified_weights_at_each_step() {
     assert_eq!(state.shifts, [10, 50, 100]);
     assert_eq!(state.live_release(), Some("web:2"));
     assert_eq!(state.stable_units, 4);
-    assert!(store.active("web").unwrap().is_none());
-    assert_eq!(store.history("web").unwrap().len(), 1);
+    assert!(store.active("web").await.unwrap().is_none());
+    assert_eq!(store.history("web").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -169,7 +169,7 @@ async fn every_builtin_promotes_and_rolls_back_on_a_failed_gate() {
     ] {
         let plugin = builtin(&host, strategy);
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path());
+        let store = Store::Local(LocalStore::new(dir.path()));
         let good = SimDriver::new("web:1", 4);
         let report = deploy(
             &plugin,
@@ -216,7 +216,7 @@ async fn every_builtin_promotes_and_rolls_back_on_a_failed_gate() {
 async fn an_alarm_during_a_bake_rolls_back() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     let gates = Scripted {
         fail_watch: true,
@@ -255,7 +255,7 @@ async fn a_trapping_strategy_rolls_back() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     let report = deploy(
         &hostile,
@@ -279,7 +279,7 @@ async fn a_trapping_strategy_rolls_back() {
 async fn weights_that_read_back_wrong_roll_back() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     driver.arm("shift_traffic", Fault::MisreportWeight(0));
     let report = deploy(
@@ -305,7 +305,7 @@ async fn weights_that_read_back_wrong_roll_back() {
 async fn transient_faults_are_retried() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     driver.arm(
         "shift_traffic",
@@ -339,7 +339,7 @@ async fn transient_faults_are_retried() {
 async fn a_rollback_keeps_trying_through_faults() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     let gates = Scripted {
         fail: Some((LifecyclePoint::PostTraffic, 1)),
@@ -382,7 +382,7 @@ async fn a_rollback_keeps_trying_through_faults() {
 async fn a_rollback_that_cannot_finish_says_so() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     let gates = Scripted {
         fail: Some((LifecyclePoint::PostTraffic, 0)),
@@ -422,7 +422,7 @@ async fn a_rollback_that_cannot_finish_says_so() {
 async fn cancel_rolls_back() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     let plugin = builtin(&host, "canary");
     let cancel = CancellationToken::new();
@@ -459,7 +459,7 @@ async fn cancel_rolls_back() {
 async fn a_second_deploy_of_the_service_is_refused_while_one_runs() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     let plugin = builtin(&host, "canary");
     let log = |_: &str| {};
@@ -502,7 +502,7 @@ async fn kill_then_recover(
     let (host, _cache) = host();
     let plugin = builtin(&host, strategy);
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     driver.hang_at(n);
     let report = {
@@ -543,6 +543,7 @@ async fn kill_then_recover(
     };
     let history = store
         .history("web")
+        .await
         .unwrap()
         .iter()
         .filter_map(|j| j.finished().map(|f| f.0))
@@ -613,7 +614,7 @@ async fn recovery_alone_leaves_traffic_on_stable() {
     let (host, _cache) = host();
     let plugin = builtin(&host, "canary");
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+    let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     driver.hang_at(6);
     let log = |_: &str| {};

@@ -15,7 +15,7 @@ import boto3
 
 endpoint = sys.argv[1]
 kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-ec2, elb, ecs, cw = (boto3.client(s, **kw) for s in ("ec2", "elbv2", "ecs", "cloudwatch"))
+ec2, elb, ecs, cw, s3, ddb = (boto3.client(s, **kw) for s in ("ec2", "elbv2", "ecs", "cloudwatch", "s3", "dynamodb"))
 
 vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
 subnets = [
@@ -62,5 +62,13 @@ cw.put_metric_alarm(
     Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=10, ComparisonOperator="GreaterThanThreshold",
 )
 cw.set_alarm_state(AlarmName="web-5xx", StateValue="OK", StateReason="healthy")
+
+# The team backend's state: journals in S3, locks in DynamoDB.
+s3.create_bucket(Bucket="deployer-state")
+ddb.create_table(
+    TableName="deployer-locks", BillingMode="PAY_PER_REQUEST",
+    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+)
 
 print(json.dumps({"rule": rule, "listener": listener, "test_listener": test_listener, "blue": blue, "green": green}))

@@ -186,7 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Rollback { service } => {
             run::rollback(&host()?, &cli.config, service.as_deref()).await
         }
-        Command::Status { service } => run::status(&cli.config, service.as_deref()),
-        Command::History { service } => run::history(&cli.config, service.as_deref()),
+        Command::Status { service } => run::status(&cli.config, service.as_deref()).await,
+        Command::History { service } => run::history(&cli.config, service.as_deref()).await,
     }
 }

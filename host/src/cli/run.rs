@@ -87,7 +87,7 @@ pub async fn run(
         setup::strategy(host, &config, service_name, service, strategy_name).await?;
     let clients = setup::clients(&config).await;
     let gates = setup::gates(host, &config, service, &clients)?;
-    let store = setup::store(&config);
+    let store = setup::store(&config, &clients);
     let settings = setup::settings(&config, service);
     let shape = shape(&clients, service)
         .await
@@ -108,7 +108,7 @@ pub async fn run(
     let engine = |driver| (driver, settings.clone());
 
     // A run killed earlier is dealt with first, with a driver for *its* releases.
-    if let Some(journal) = store.active(service_name)? {
+    if let Some(journal) = store.active(service_name).await? {
         let (stable, new) = releases(&journal);
         let driver = setup::driver(
             &clients,
@@ -261,7 +261,7 @@ pub async fn rollback(
     let config = Config::load(config_path)?;
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await;
-    let store = setup::store(&config);
+    let store = setup::store(&config, &clients);
     let settings = setup::settings(&config, service);
     let shape = self::shape(&clients, service).await?;
     // No gates, no bakes: blue-green carries a side-by-side redeploy, rolling an in-place one.
@@ -276,7 +276,7 @@ pub async fn rollback(
         Limits::strategy(),
     )?;
 
-    if let Some(journal) = store.active(service_name)? {
+    if let Some(journal) = store.active(service_name).await? {
         let (stable, new) = releases(&journal);
         let driver = setup::driver(
             &clients,
@@ -306,7 +306,7 @@ pub async fn rollback(
         });
     }
 
-    let history = store.history(service_name)?;
+    let history = store.history(service_name).await?;
     let last = history
         .iter()
         .rev()
@@ -367,12 +367,13 @@ pub async fn rollback(
 }
 
 /// What is live and what is in progress, from the journal.
-pub fn status(config_path: &Path, service: Option<&str>) -> anyhow::Result<Outcome> {
+pub async fn status(config_path: &Path, service: Option<&str>) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
-    let store = setup::store(&config);
+    let clients = setup::clients(&config).await;
+    let store = setup::store(&config, &clients);
     println!("service: {service_name}");
-    match store.active(service_name)? {
+    match store.active(service_name).await? {
         Some(journal) => {
             let (stable, new) = releases(&journal);
             let guard = journal.guard(&config.target_info(service));
@@ -398,7 +399,7 @@ pub fn status(config_path: &Path, service: Option<&str>) -> anyhow::Result<Outco
         }
         None => println!("state:   idle"),
     }
-    let history = store.history(service_name)?;
+    let history = store.history(service_name).await?;
     match history.iter().rev().find(|j| {
         j.finished()
             .is_some_and(|(r, _)| r == DeployResult::Promoted)
@@ -414,11 +415,12 @@ pub fn status(config_path: &Path, service: Option<&str>) -> anyhow::Result<Outco
 }
 
 /// Past deployments, newest first.
-pub fn history(config_path: &Path, service: Option<&str>) -> anyhow::Result<Outcome> {
+pub async fn history(config_path: &Path, service: Option<&str>) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
     let (service_name, _) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
-    let store = setup::store(&config);
-    let history = store.history(service_name)?;
+    let clients = setup::clients(&config).await;
+    let store = setup::store(&config, &clients);
+    let history = store.history(service_name).await?;
     if history.is_empty() {
         println!("no deployments of `{service_name}` yet");
     }

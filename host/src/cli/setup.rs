@@ -11,6 +11,7 @@ use crate::aws::Clients;
 use crate::aws::alb::{AlbRouter, Route};
 use crate::aws::ecs::{EcsDriver, EcsTaskSets};
 use crate::aws::ecs_rolling::EcsRolling;
+use crate::config::StateBackend;
 use crate::config::{
     Config, ConfigErrors, GateConfig, OnInterrupted, Service, Target, parse_duration,
 };
@@ -19,7 +20,8 @@ use crate::plugin::hook::HookPlugin;
 use crate::plugin::strategy::StrategyPlugin;
 use crate::plugin::{PluginHost, PluginKind, PluginSource};
 use crate::rollout::engine::{ResumePolicy, Settings};
-use crate::state::LocalStore;
+use crate::state::aws::AwsStore;
+use crate::state::{LocalStore, Store};
 
 /// Load strategy `name` for `service` and check its parameters; errors point at the
 /// offending line of `deployer.toml`.
@@ -57,8 +59,26 @@ pub async fn strategy(
     Ok((plugin, source, params))
 }
 
-pub fn store(config: &Config) -> LocalStore {
-    LocalStore::new(config.resolve(&config.state.dir))
+pub fn store(config: &Config, clients: &Clients) -> Store {
+    match config.state.backend {
+        StateBackend::Local => Store::Local(LocalStore::new(config.resolve(&config.state.dir))),
+        StateBackend::Aws => Store::Aws(AwsStore {
+            s3: clients.s3.clone(),
+            dynamodb: clients.dynamodb.clone(),
+            bucket: config
+                .state
+                .bucket
+                .clone()
+                .expect("checked when the config was loaded"),
+            table: config
+                .state
+                .table
+                .clone()
+                .expect("checked when the config was loaded"),
+            prefix: config.state.prefix.clone(),
+            lease: Duration::from_secs(60),
+        }),
+    }
 }
 
 pub fn settings(config: &Config, service: &Service) -> Settings {

@@ -21,7 +21,7 @@ use crate::plugin::bindings::types::{
 use crate::plugin::strategy::StrategyPlugin;
 use crate::state::journal::RollbackAction;
 use crate::state::local::now_ms;
-use crate::state::{Action, DeployResult, Journal, LocalStore, Record, StateError};
+use crate::state::{Action, DeployResult, Journal, Record, StateError, Store};
 
 /// What to do with an unfinished deployment found at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub struct Engine<'a, D: Driver, G: Gates> {
     pub strategy: &'a StrategyPlugin,
     pub driver: &'a D,
     pub gates: &'a G,
-    pub store: &'a LocalStore,
+    pub store: &'a Store,
     pub settings: Settings,
     /// Cancelled on SIGINT/SIGTERM: the run rolls back.
     pub cancel: CancellationToken,
@@ -118,14 +118,23 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
     /// nothing further was changed).
     pub async fn deploy(&self, request: DeployRequest) -> Result<Report, EngineError> {
         let id = new_id();
-        let _lock = self.store.lock(self.service, &id)?;
+        let lock = self.store.lock(self.service, &id).await?;
+        let result = self.deploy_locked(id, request).await;
+        lock.release().await;
+        result
+    }
+
+    async fn deploy_locked(
+        &self,
+        id: String,
+        request: DeployRequest,
+    ) -> Result<Report, EngineError> {
         let mut recovered = None;
-        if let Some(journal) = self.store.active(self.service)? {
+        if let Some(journal) = self.store.active(self.service).await? {
             let old = journal.id().unwrap_or("?").to_string();
+            let same = self.matches(&journal, &request);
             if let Some(report) = self.recover(journal, Some(&request)).await? {
-                if report.result == DeployResult::Promoted
-                    && self.same_deployment(&report, &request)
-                {
+                if report.result == DeployResult::Promoted && same {
                     return Ok(Report {
                         recovered: Some(old),
                         ..report
@@ -148,7 +157,7 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             stable_release: request.stable_release.clone(),
             at_ms: now_ms(),
         };
-        self.store.begin(self.service, &id, &started)?;
+        self.store.begin(self.service, &id, &started).await?;
         (self.log)(&format!(
             "deployment {id}: {} → {} with `{}` on {}",
             request.stable_release.as_deref().unwrap_or("(nothing)"),
@@ -166,39 +175,32 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
         })
     }
 
-    /// Recover the service's unfinished deployment, if any: roll it back (or resume it
-    /// when the policy says so and `request` is the same deployment).
+    /// Recover the service's unfinished deployment, if any, by rolling it back.
     ///
     /// # Errors
-    /// The journal cannot be read or written.
+    /// The service is locked by a live run, or the journal cannot be read or written.
     pub async fn recover_active(&self) -> Result<Option<Report>, EngineError> {
-        let _lock = self.store.lock(self.service, &new_id())?;
-        match self.store.active(self.service)? {
-            Some(journal) => self.recover(journal, None).await,
-            None => Ok(None),
-        }
+        let lock = self.store.lock(self.service, &new_id()).await?;
+        let result = match self.store.active(self.service).await {
+            Ok(Some(journal)) => self.recover(journal, None).await,
+            Ok(None) => Ok(None),
+            Err(err) => Err(err.into()),
+        };
+        lock.release().await;
+        result
     }
 
-    fn same_deployment(&self, report: &Report, request: &DeployRequest) -> bool {
-        self.store
-            .read(self.service, &report.id)
-            .ok()
-            .and_then(|j| match j.started() {
-                Some(Record::Started {
-                    new_release,
-                    strategy,
-                    params,
-                    strategy_digest,
-                    ..
-                }) => Some(
-                    *new_release == request.new_release
-                        && *strategy == request.strategy
-                        && *params == request.params
-                        && strategy_digest == self.strategy.digest(),
-                ),
-                _ => None,
-            })
-            .unwrap_or(false)
+    /// Whether `journal` is a run of exactly `request`: same release, strategy
+    /// component and parameters (only then may it be resumed).
+    fn matches(&self, journal: &Journal, request: &DeployRequest) -> bool {
+        matches!(
+            journal.started(),
+            Some(Record::Started { new_release, strategy, params, strategy_digest, .. })
+                if *new_release == request.new_release
+                    && *strategy == request.strategy
+                    && *params == request.params
+                    && strategy_digest == self.strategy.digest()
+        )
     }
 
     async fn recover(
@@ -216,27 +218,15 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                 detail: detail.to_string(),
                 at_ms: now_ms(),
             };
-            self.store.finish(self.service, &id, &record)?;
+            self.store
+                .finish(self.service, &id, journal.records.len(), &record)
+                .await?;
             return Ok(None);
         }
         let run = self.run_from(journal);
         let resumable = self.settings.on_resume == ResumePolicy::Resume
             && run.journal.rollback_reason().is_none()
-            && request.is_some_and(|r| match run.journal.started() {
-                Some(Record::Started {
-                    new_release,
-                    strategy,
-                    params,
-                    strategy_digest,
-                    ..
-                }) => {
-                    *new_release == r.new_release
-                        && *strategy == r.strategy
-                        && *params == r.params
-                        && strategy_digest == self.strategy.digest()
-                }
-                _ => false,
-            });
+            && request.is_some_and(|r| self.matches(&run.journal, r));
         if resumable {
             (self.log)(&format!("resuming unfinished deployment {id}"));
             return self.drive(run).await.map(Some);
@@ -280,8 +270,11 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
         }
     }
 
-    fn append(&self, run: &mut Run, record: Record) -> Result<(), StateError> {
-        self.store.append(self.service, &run.id, &record)?;
+    async fn append(&self, run: &mut Run, record: Record) -> Result<(), StateError> {
+        let index = run.journal.records.len();
+        self.store
+            .append(self.service, &run.id, index, &record)
+            .await?;
         run.journal.records.push(record);
         Ok(())
     }
@@ -316,7 +309,8 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                     seq,
                     action: action.clone(),
                 },
-            )?;
+            )
+            .await?;
             pending = Some((seq, action));
         }
         loop {
@@ -335,7 +329,8 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                                     seq,
                                     outcome: StepOutcome::Done,
                                 },
-                            )?;
+                            )
+                            .await?;
                             continue;
                         }
                         Err(err) => {
@@ -375,7 +370,8 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                             seq,
                             action: Action::Step(step.clone()),
                         },
-                    )?;
+                    )
+                    .await?;
                     (seq, step)
                 }
             };
@@ -400,7 +396,8 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                     seq,
                     outcome: outcome.clone(),
                 },
-            )?;
+            )
+            .await?;
             guard.apply(&step);
             run.ctx.new_percent = guard.new_percent;
             match judge(&outcome) {
@@ -496,7 +493,8 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                     reason: reason.clone(),
                     at_ms: now_ms(),
                 },
-            )?;
+            )
+            .await?;
         }
         let rolled_in_place = run.journal.records.iter().any(|r| {
             matches!(
@@ -542,7 +540,8 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                     seq,
                     action: Action::Rollback(action.clone()),
                 },
-            )?;
+            )
+            .await?;
             let mut wait = self.settings.retry_base;
             loop {
                 match self.rollback_action(&action, &run).await {
@@ -569,7 +568,8 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                     seq,
                     outcome: StepOutcome::Done,
                 },
-            )?;
+            )
+            .await?;
         }
         run.ctx.new_percent = 0;
         for result in self.gates.run(LifecyclePoint::PostRollback, &run.ctx).await {
@@ -628,7 +628,10 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             detail: detail.clone(),
             at_ms: now_ms(),
         };
-        self.store.finish(self.service, &run.id, &record)?;
+        let index = run.journal.records.len();
+        self.store
+            .finish(self.service, &run.id, index, &record)
+            .await?;
         run.journal.records.push(record);
         (self.log)(&format!("deployment {}: {result:?}: {detail}", run.id));
         Ok(Report {

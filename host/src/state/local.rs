@@ -79,7 +79,7 @@ pub fn hostname() -> String {
 /// Whether `holder` is a live process. Only a holder on this host can be checked; one
 /// elsewhere is presumed alive (a shared file system is not a lock service: use the
 /// S3 + DynamoDB backend for CI fleets).
-fn alive(holder: &LockHolder) -> bool {
+pub(crate) fn alive(holder: &LockHolder) -> bool {
     holder.host != hostname()
         || holder.pid == std::process::id()
         || Path::new(&format!("/proc/{}", holder.pid)).exists()

@@ -5,11 +5,14 @@
 //! one step that was in flight when a run died is always safe: that is what lets the
 //! next invocation resume or roll back a run killed at any point.
 
+pub mod aws;
 pub mod journal;
 pub mod local;
+mod store;
 
 pub use journal::{Action, DeployResult, Journal, Record};
 pub use local::{LocalStore, LockGuard};
+pub use store::{Store, StoreLock};
 
 use thiserror::Error;
 
@@ -26,6 +29,8 @@ pub enum StateError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("state backend: {what}: {message}")]
+    Remote { what: String, message: String },
     #[error("journal {path} is damaged at line {line}: {reason}")]
     Corrupt {
         path: std::path::PathBuf,
