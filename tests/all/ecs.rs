@@ -690,3 +690,77 @@ async fn with_the_aws_backend_a_killed_runs_lease_is_taken_over_by_rollback() {
     assert_eq!(env.weights().await, (100, 0));
     assert_eq!(env.primary().await, ("web:1".to_string(), 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_from_ci_rolls_back() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, r#"[{ weight = 10, bake = "1h" }]"#);
+    let child = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_traffic(&env).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("cancelled"), "{stdout}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloudwatch_metric_over_its_bound_rolls_back() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, STEPS);
+    let path = env.dir.path().join("deployer.toml");
+    let text = std::fs::read_to_string(&path).unwrap()
+        + r#"
+[[services.web.gates]]
+kind = "metric"
+at = ["post-traffic"]
+namespace = "Shop"
+metric = "CheckoutErrors"
+dimensions = { Service = "web" }
+statistic = "Sum"
+period = "60s"
+window = "10m"
+max = 5.0
+"#;
+    std::fs::write(&path, text).unwrap();
+    let put = |value: f64| {
+        env.clients
+            .cloudwatch
+            .put_metric_data()
+            .namespace("Shop")
+            .metric_data(
+                aws_sdk_cloudwatch::types::MetricDatum::builder()
+                    .metric_name("CheckoutErrors")
+                    .dimensions(
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name("Service")
+                            .value("web")
+                            .build(),
+                    )
+                    .value(value)
+                    .build(),
+            )
+            .send()
+    };
+    put(42.0).await.unwrap();
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("CheckoutErrors Sum is 42"), "{out}");
+    assert_eq!(env.weights().await, (100, 0));
+}

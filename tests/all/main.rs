@@ -2,6 +2,7 @@
 
 mod cli;
 mod ecs;
+mod gates;
 mod plan;
 mod plugin_cache;
 mod plugin_capabilities;

@@ -237,12 +237,18 @@ pub struct App {
 
 impl App {
     pub fn start(status: u16, body: &'static str) -> App {
+        Self::scripted(vec![status], body)
+    }
+
+    /// Answer the n-th request with `statuses[n]` (the last one repeats).
+    pub fn scripted(statuses: Vec<u16>, body: &'static str) -> App {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::spawn(move || {
+            let mut served = 0;
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((mut stream, _)) => {
@@ -250,6 +256,8 @@ impl App {
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                         let mut buf = [0u8; 2048];
                         let _ = stream.read(&mut buf);
+                        let status = statuses[served.min(statuses.len() - 1)];
+                        served += 1;
                         let reason = if status == 200 { "OK" } else { "Error" };
                         let response = format!(
                             "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
