@@ -56,7 +56,7 @@ fn plan_canary_prints_the_steps_of_the_example() {
     let (code, out, err) = run(&["plan", "canary", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("Plan: `canary` for service `web` (ECS service, 4 units)"),
+        out.contains("Plan: `canary` for service `web` (ECS service, 4 units, test listener)"),
         "{out}"
     );
     assert!(out.contains("shift traffic: 10% new / 90% stable"), "{out}");
@@ -169,5 +169,26 @@ fn usage_errors_are_bad_input_and_help_succeeds() {
     assert_eq!(run(&["plan"]).0, 3);
     let (code, out, _) = run(&["--help"]);
     assert_eq!(code, 0);
-    assert!(out.contains("deployer plan canary --config"), "{out}");
+    assert!(out.contains("deployer run canary --release"), "{out}");
+    assert!(out.contains("3 bad input"), "{out}");
+}
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_crash() {
+    use std::io::{BufRead, BufReader};
+    let config = repo("examples/ecs-canary/deployer.toml");
+    let mut child = deployer()
+        .args(["plan", "canary", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap(); // then drop the pipe
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with("Plan:"), "{first}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

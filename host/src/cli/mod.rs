@@ -21,8 +21,13 @@ use crate::plugin::{PluginError, PluginHost};
     version,
     about = "Progressive deployments (rolling, blue-green, canary) for ECS, EKS and EC2 Auto Scaling, \
              with strategies and hooks as sandboxed WebAssembly components.",
-    after_help = "Examples:\n  deployer plan canary --config examples/ecs-canary/deployer.toml\n  \
-                  deployer validate --config deployer.toml\n  deployer plugin inspect builtin:canary"
+    after_help = "Examples:\n  \
+                  deployer run canary --release web:42 --service web\n  \
+                  deployer rollback --service web\n  \
+                  deployer status --service web\n  \
+                  deployer plan canary --config examples/ecs-canary/deployer.toml\n  \
+                  deployer plugin inspect builtin:canary\n\n\
+                  Exit codes: 0 success, 1 rolled back, 2 rollback failed, 3 bad input, 4 other error."
 )]
 pub struct Cli {
     /// Project config file.
