@@ -21,6 +21,8 @@ pub enum Ending {
     Completed,
     /// The strategy itself aborted (e.g. a parameter the target cannot satisfy).
     Aborted(String),
+    /// A gate failed, so the host would roll back.
+    RolledBack(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +54,7 @@ impl Plan {
     }
 }
 
-/// Simulate `strategy` with `params` (JSON) on `target`.
+/// Simulate `strategy` with `params` (JSON) on `target`, every gate passing.
 ///
 /// # Errors
 /// A plugin failure, a step the safety rules refuse, or a strategy that never ends.
@@ -61,6 +63,21 @@ pub async fn simulate(
     params: &str,
     target: TargetInfo,
 ) -> Result<Plan, PlanError> {
+    simulate_with(strategy, params, target, |_| Vec::new()).await
+}
+
+/// Like [`simulate`], with `gates(n)` giving the results of the `n`-th `run-gates`
+/// step (from 1). A failed gate ends the simulation as the host would: rolled back.
+///
+/// # Errors
+/// A plugin failure, a step the safety rules refuse, or a strategy that never ends.
+pub async fn simulate_with(
+    strategy: &StrategyPlugin,
+    params: &str,
+    target: TargetInfo,
+    mut gates: impl FnMut(usize) -> Vec<crate::plugin::bindings::types::GateResult>,
+) -> Result<Plan, PlanError> {
+    let mut gate_runs = 0;
     let mut guard = SafetyGuard::new(&target);
     let mut state = RolloutState {
         params: params.to_string(),
@@ -86,10 +103,27 @@ pub async fn simulate(
             return Ok(Plan { steps, ending });
         }
         let outcome = match step {
-            Step::RunGates(_) => StepOutcome::Gates(Vec::new()),
+            Step::RunGates(_) => {
+                gate_runs += 1;
+                StepOutcome::Gates(gates(gate_runs))
+            }
             _ => StepOutcome::Done,
         };
+        let failed = match &outcome {
+            StepOutcome::Gates(results) => results
+                .iter()
+                .find(|r| r.status == crate::plugin::bindings::types::GateStatus::Fail)
+                .map(|r| format!("gate `{}` failed: {}", r.name, r.detail)),
+            StepOutcome::Done => None,
+        };
         state.history.push(StepRecord { step, outcome });
+        if let Some(reason) = failed {
+            let steps = state.history.into_iter().map(|r| r.step).collect();
+            return Ok(Plan {
+                steps,
+                ending: Ending::RolledBack(reason),
+            });
+        }
     }
     Err(PlanError::Endless)
 }

@@ -764,3 +764,102 @@ max = 5.0
     assert!(out.contains("CheckoutErrors Sum is 42"), "{out}");
     assert_eq!(env.weights().await, (100, 0));
 }
+
+/// The plugin guide's commands, from scaffold to a deployment that uses the hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaffolded_hook_is_built_tested_and_used_in_a_run() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, STEPS);
+    let dir = env.dir.path();
+    let plain = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(deployer_bin());
+        cmd.args(args).current_dir(dir).env(
+            "DEPLOYER_CACHE_DIR",
+            std::env::temp_dir().join("deployer-e2e-cache"),
+        );
+        cmd
+    };
+    let out = plain(&["plugin", "new", "ready-check", "--kind", "hook"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crate_dir = dir.join("ready-check");
+
+    let unit =
+        tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["test", "--quiet"])
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", crate_dir.join("target"))
+            .output()
+            .await
+            .unwrap();
+    assert!(
+        unit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unit.stderr)
+    );
+
+    let built = plain(&["plugin", "build", "ready-check"])
+        .output()
+        .await
+        .unwrap();
+    let built_out = String::from_utf8_lossy(&built.stdout).into_owned();
+    assert!(
+        built.status.success(),
+        "{built_out}{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let wasm = crate_dir.join("target/ready-check.wasm");
+    let digest = deployer::plugin::sha256_hex(&std::fs::read(&wasm).unwrap());
+    assert!(
+        built_out.contains(&format!("sha256 = \"{digest}\"")),
+        "{built_out}"
+    );
+
+    let tested = plain(&[
+        "plugin",
+        "test",
+        "ready-check/target/ready-check.wasm",
+        "--scenario",
+        "ready-check/scenario.toml",
+    ])
+    .output()
+    .await
+    .unwrap();
+    let tested_out = String::from_utf8_lossy(&tested.stdout);
+    assert!(tested.status.success(), "{tested_out}");
+    assert_eq!(
+        tested_out.matches("(as expected)").count(),
+        2,
+        "{tested_out}"
+    );
+
+    // Use it: a pre-traffic hook that checks the release's health URL.
+    let path = dir.join("deployer.toml");
+    let text = std::fs::read_to_string(&path).unwrap()
+        + &format!(
+            r#"
+[[services.web.hooks]]
+plugin = "ready-check"
+at = ["pre-traffic"]
+params = {{ url = "{url}" }}
+
+[plugins.ready-check]
+kind = "hook"
+path = "ready-check/target/ready-check.wasm"
+sha256 = "{digest}"
+http-allow = ["127.0.0.1"]
+"#,
+            url = good.url
+        );
+    std::fs::write(&path, text).unwrap();
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (0, 100));
+}

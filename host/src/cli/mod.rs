@@ -2,6 +2,7 @@
 
 mod inspect;
 mod plan;
+mod plugin;
 mod run;
 mod setup;
 mod validate;
@@ -89,6 +90,29 @@ pub enum PluginCommand {
         /// A `.wasm` component file, or `builtin:NAME`.
         component: String,
     },
+    /// Scaffold a plugin crate (Rust) with example code, a test and a scenario.
+    New {
+        name: String,
+        #[arg(long, value_parser = ["hook", "strategy"])]
+        kind: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The deployer plugin SDK crate (default: the one beside these sources).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate into a component and print its sha256.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a built plugin in the real host against a scripted scenario.
+    Test {
+        component: PathBuf,
+        #[arg(long)]
+        scenario: PathBuf,
+    },
 }
 
 /// Parse arguments, run, and map the outcome to an exit code.
@@ -171,9 +195,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             .await
         }
         Command::Validate => validate::run(&host()?, &cli.config).await,
-        Command::Plugin {
-            command: PluginCommand::Inspect { component },
-        } => inspect::run(&component),
+        Command::Plugin { command } => match command {
+            PluginCommand::Inspect { component } => inspect::run(&component),
+            PluginCommand::New {
+                name,
+                kind,
+                dir,
+                sdk,
+            } => plugin::new(&name, &kind, &dir, sdk.as_deref()),
+            PluginCommand::Build { dir } => plugin::build(&dir),
+            PluginCommand::Test {
+                component,
+                scenario,
+            } => plugin::test(&host()?, &component, &scenario).await,
+        },
         Command::Run {
             strategy,
             release,

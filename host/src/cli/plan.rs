@@ -70,5 +70,6 @@ pub async fn run(
             println!("The strategy would abort: {reason}");
             Ok(Outcome::BadInput)
         }
+        Ending::RolledBack(reason) => unreachable!("every gate passes in a plan: {reason}"),
     }
 }
