@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command: install what the suites need (once), then run every suite.
+# The test command: install what the suites need (once), then run every suite: the
+# workspace, and the example plugins' own unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export DEPLOYER_MOTO_VENV="${DEPLOYER_TOOLS:-$HOME/.cache/deployer}/moto-venv"
+cargo test --locked --manifest-path plugins/examples/Cargo.toml
 exec cargo test --workspace --locked "$@"

@@ -9,7 +9,7 @@ fn main() {
     let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = dir.parent().unwrap();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    for watched in ["tests/components", "plugins/sdk", "wit"] {
+    for watched in ["tests/components", "plugins/examples", "plugins/sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let components = [
@@ -37,8 +37,34 @@ fn main() {
         &guest_target_dir(&out_dir, "test-components"),
     )
     .unwrap_or_else(|err| panic!("building the test components: {err:#}"));
+    // The example plugins are built exactly as users build theirs.
+    let examples = [
+        (
+            "EXAMPLE_WEBHOOK_NOTIFY",
+            Guest::new("webhook-notify", GuestTarget::Unknown),
+        ),
+        (
+            "EXAMPLE_DB_MIGRATION",
+            Guest::new("db-migration", GuestTarget::Unknown),
+        ),
+        (
+            "EXAMPLE_STEPPED_STRATEGY",
+            Guest::new("stepped-strategy", GuestTarget::Unknown),
+        ),
+    ];
+    let example_guests: Vec<Guest> = examples.iter().map(|(_, g)| g.clone()).collect();
+    let built_examples = build(
+        &root.join("plugins/examples/Cargo.toml"),
+        &example_guests,
+        &guest_target_dir(&out_dir, "examples"),
+    )
+    .unwrap_or_else(|err| panic!("building the example plugins: {err:#}"));
     let mut consts = String::new();
-    for ((name, _), bytes) in components.iter().zip(built) {
+    for ((name, _), bytes) in components
+        .iter()
+        .chain(examples.iter())
+        .zip(built.into_iter().chain(built_examples))
+    {
         let file = out_dir.join(format!("{}.wasm", name.to_lowercase()));
         std::fs::write(&file, bytes).unwrap();
         consts += &format!(

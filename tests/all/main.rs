@@ -2,6 +2,7 @@
 
 mod cli;
 mod ecs;
+mod examples;
 mod gates;
 mod plan;
 mod plugin_cache;

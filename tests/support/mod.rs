@@ -233,6 +233,7 @@ async fn tg_arns(clients: &deployer::aws::Clients) -> Result<Vec<String>, String
 pub struct App {
     pub url: String,
     stop: Arc<AtomicBool>,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl App {
@@ -247,6 +248,8 @@ impl App {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
         std::thread::spawn(move || {
             let mut served = 0;
             while !flag.load(Ordering::Relaxed) {
@@ -254,8 +257,7 @@ impl App {
                     Ok((mut stream, _)) => {
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut buf = [0u8; 2048];
-                        let _ = stream.read(&mut buf);
+                        seen.lock().unwrap().push(read_request(&mut stream));
                         let status = statuses[served.min(statuses.len() - 1)];
                         served += 1;
                         let reason = if status == 200 { "OK" } else { "Error" };
@@ -272,8 +274,42 @@ impl App {
         App {
             url: format!("http://127.0.0.1:{port}/health"),
             stop,
+            requests,
         }
     }
+
+    /// Every request received so far, head and body as text.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Read one HTTP/1.1 request: the head, then as much body as content-length says.
+fn read_request(stream: &mut std::net::TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut buf) else { break };
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&data).into_owned()
 }
 
 impl Drop for App {

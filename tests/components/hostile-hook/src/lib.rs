@@ -42,7 +42,11 @@ impl Hook for Probe {
                 timeout_ms: 1000,
             };
             return match http::send(&request) {
-                Ok(response) => result("probe", GateStatus::Pass, format!("status {}", response.status)),
+                Ok(response) => result(
+                    "probe",
+                    GateStatus::Pass,
+                    format!("status {}", response.status),
+                ),
                 Err(e) => result("probe", GateStatus::Fail, format!("http: {e:?}")),
             };
         }

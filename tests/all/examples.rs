@@ -1,0 +1,170 @@
+//! The example plugins in `plugins/examples/`, built as users build theirs and run in
+//! the real host against real HTTP servers.
+
+use deployer::plan::{Ending, simulate};
+use deployer::plugin::bindings::HookContext;
+use deployer::plugin::bindings::types::{GateStatus, LifecyclePoint, Step, TargetInfo, TargetKind};
+use deployer::plugin::capabilities::ReqwestTransport;
+use deployer::plugin::hook::HookPlugin;
+use deployer::plugin::strategy::StrategyPlugin;
+use deployer::plugin::{Grants, HostServices, Limits, PluginHost};
+use deployer_tests::components;
+use deployer_tests::source;
+use deployer_tests::support::App;
+
+fn host_with_http() -> (PluginHost, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    let services = HostServices {
+        http: Some(std::sync::Arc::new(ReqwestTransport::new().unwrap())),
+        ..HostServices::default()
+    };
+    (
+        PluginHost::with_services(Some(cache.path().to_path_buf()), services).unwrap(),
+        cache,
+    )
+}
+
+fn ctx(point: LifecyclePoint, params: String) -> HookContext {
+    HookContext {
+        point,
+        deployment_id: "d-7".into(),
+        service: "web".into(),
+        new_release: "web:2".into(),
+        stable_release: Some("web:1".into()),
+        new_traffic_percent: 100,
+        params,
+    }
+}
+
+fn local_http() -> Grants {
+    Grants {
+        http_allow: vec!["127.0.0.1".into()],
+        kv: true,
+        ..Grants::default()
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_notifier_posts_what_happened() {
+    let (host, _cache) = host_with_http();
+    let hook = HookPlugin::load(
+        &host,
+        &source("notify", components::EXAMPLE_WEBHOOK_NOTIFY),
+        Limits::hook(),
+        local_http(),
+    )
+    .unwrap();
+    let chat = App::start(200, "ok");
+    let params = format!(r##"{{"webhook":"{}","channel":"#deploys"}}"##, chat.url);
+    let result = hook
+        .run(&ctx(LifecyclePoint::PostRollback, params))
+        .await
+        .unwrap();
+    assert_eq!(result.status, GateStatus::Pass, "{}", result.detail);
+    let requests = chat.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].starts_with("POST /health"), "{}", requests[0]);
+    assert!(
+        requests[0].contains(r##""channel":"#deploys""##),
+        "{}",
+        requests[0]
+    );
+    assert!(
+        requests[0].contains("`web` was rolled back to web:1 (deployment d-7)"),
+        "{}",
+        requests[0]
+    );
+}
+
+#[tokio::test]
+async fn a_chat_outage_does_not_fail_the_deployment() {
+    let (host, _cache) = host_with_http();
+    let hook = HookPlugin::load(
+        &host,
+        &source("notify", components::EXAMPLE_WEBHOOK_NOTIFY),
+        Limits::hook(),
+        local_http(),
+    )
+    .unwrap();
+    let chat = App::start(503, "down");
+    let result = hook
+        .run(&ctx(
+            LifecyclePoint::PostDeploy,
+            format!(r#"{{"webhook":"{}"}}"#, chat.url),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(result.status, GateStatus::Inconclusive, "{}", result.detail);
+}
+
+#[tokio::test]
+async fn the_migration_gate_holds_until_the_schema_is_ready() {
+    let (host, _cache) = host_with_http();
+    let hook = HookPlugin::load(
+        &host,
+        &source("migrations", components::EXAMPLE_DB_MIGRATION),
+        Limits::hook(),
+        local_http(),
+    )
+    .unwrap();
+    for (body, expected) in [
+        (r#"{"version":"v1","pending":2}"#, GateStatus::Inconclusive),
+        (r#"{"version":"v1","pending":0}"#, GateStatus::Fail),
+        (r#"{"version":"v2","pending":0}"#, GateStatus::Pass),
+        ("not json", GateStatus::Fail),
+    ] {
+        let body: &'static str = Box::leak(body.to_string().into_boxed_str());
+        let service = App::start(200, body);
+        let params = format!(
+            r#"{{"status-url":"{}","expect-version":"v2"}}"#,
+            service.url
+        );
+        let deployment = HostServices {
+            http: host.services().http.clone(),
+            ..HostServices::default()
+        };
+        let result = hook
+            .run_with(&ctx(LifecyclePoint::PreDeploy, params), deployment.clone())
+            .await
+            .unwrap();
+        assert_eq!(result.status, expected, "{body}: {}", result.detail);
+        if body.starts_with('{') {
+            assert!(
+                deployment.kv.snapshot().contains_key("schema-version"),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_doubling_strategy_plans_under_the_safety_rules() {
+    let cache = tempfile::tempdir().unwrap();
+    let host = PluginHost::new(Some(cache.path().to_path_buf())).unwrap();
+    let plugin = StrategyPlugin::load(
+        &host,
+        &source("doubling", components::EXAMPLE_STEPPED_STRATEGY),
+        Limits::strategy(),
+    )
+    .unwrap();
+    let target = TargetInfo {
+        kind: TargetKind::Simulated,
+        desired_count: 4,
+        native_rolling: false,
+        test_traffic: false,
+    };
+    let plan = simulate(&plugin, r#"{"start":10}"#, target).await.unwrap();
+    assert_eq!(plan.ending, Ending::Completed);
+    let shifts: Vec<u8> = plan
+        .steps
+        .iter()
+        .filter_map(|s| {
+            if let Step::ShiftTraffic(p) = s {
+                Some(*p)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(shifts, [10, 20, 40, 100]);
+}
