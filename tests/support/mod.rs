@@ -288,11 +288,7 @@ impl App {
 fn read_request(stream: &mut std::net::TcpStream) -> String {
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
-        let Ok(n) = stream.read(&mut buf) else { break };
-        if n == 0 {
-            break;
-        }
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
         data.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&data);
         if let Some(end) = text.find("\r\n\r\n") {
