@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the build and the test suites need, idempotently, on a fresh
-# machine or an old one: the wasm targets for plugin components and moto (the AWS
-# emulator the end-to-end suites run against) in a private venv.
+# machine or an old one: the wasm targets for plugin components, and in a private venv
+# moto (the AWS emulator the end-to-end suites run against) and componentize-py (which
+# builds the Python example plugin offline).
 #
 # Env: DEPLOYER_TOOLS (default ~/.cache/deployer) is where tools are installed.
 set -euo pipefail
@@ -23,9 +24,15 @@ done
 
 venv="$tools/moto-venv"
 moto_spec='moto[server]>=5.2,<5.3'
+componentize_spec='componentize-py==0.25.1'
 if ! "$venv/bin/python" -c 'import moto, sys; sys.exit(0 if moto.__version__.startswith("5.2.") else 1)' 2>/dev/null; then
     echo "setup: installing $moto_spec into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$moto_spec"
 fi
+if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q ' 0.25.1'; then
+    echo "setup: installing $componentize_spec into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$componentize_spec"
+fi
 "$venv/bin/python" -c 'import moto; print("setup: moto", moto.__version__, "ready")'
+echo "setup: $("$venv/bin/componentize-py" --version) ready"

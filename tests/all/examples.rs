@@ -168,3 +168,82 @@ async fn the_doubling_strategy_plans_under_the_safety_rules() {
         .collect();
     assert_eq!(shifts, [10, 20, 40, 100]);
 }
+
+/// The Python example, built offline with componentize-py as its docstring says, runs in
+/// the host with WASI's empty context and only the capabilities its world imports.
+#[tokio::test]
+async fn the_python_health_check_runs_in_the_host() {
+    let venv = std::env::var_os("DEPLOYER_MOTO_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/deployer/moto-venv")
+        });
+    let componentize = venv.join("bin/componentize-py");
+    assert!(
+        componentize.exists(),
+        "componentize-py is missing: run scripts/setup.sh"
+    );
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/python-health");
+    let out_dir = tempfile::tempdir().unwrap();
+    let wasm = out_dir.path().join("python-health.wasm");
+    let built = std::process::Command::new(componentize)
+        .args([
+            "-d",
+            "wit",
+            "-w",
+            "health-hook",
+            "componentize",
+            "app",
+            "-o",
+        ])
+        .arg(&wasm)
+        .current_dir(&example)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let (host, _cache) = host_with_http();
+    let grants = Grants {
+        http_allow: vec!["127.0.0.1".into()],
+        ..Grants::default()
+    };
+    let hook = HookPlugin::load(
+        &host,
+        &source("python-health", wasm.to_str().unwrap()),
+        Limits::hook(),
+        grants,
+    )
+    .unwrap();
+    let app = App::start(200, r#"{"status":"ok"}"#);
+    for (expect_json, expected) in [
+        (r#"{"status":"ok"}"#, GateStatus::Pass),
+        (r#"{"status":"degraded"}"#, GateStatus::Fail),
+    ] {
+        let params = format!(r#"{{"url":"{}","expect-json":{expect_json}}}"#, app.url);
+        let result = hook
+            .run(&ctx(LifecyclePoint::PreTraffic, params))
+            .await
+            .unwrap();
+        assert_eq!(result.status, expected, "{}", result.detail);
+    }
+    let denied = hook
+        .run(&ctx(
+            LifecyclePoint::PreTraffic,
+            r#"{"url":"http://evil.example.net/"}"#.into(),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        denied
+            .detail
+            .contains("not on this plugin's http-allow list"),
+        "{}",
+        denied.detail
+    );
+}
