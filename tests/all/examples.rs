@@ -200,6 +200,7 @@ async fn the_python_health_check_runs_in_the_host() {
         ])
         .arg(&wasm)
         .current_dir(&example)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .unwrap();
     assert!(

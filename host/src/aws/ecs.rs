@@ -39,6 +39,34 @@ pub fn same_task_definition(a: &str, b: &str) -> bool {
     short(a) == short(b)
 }
 
+/// The live (not INACTIVE) ECS service, or an error naming what is missing.
+///
+/// # Errors
+/// AWS errors; no such service in the cluster.
+pub(crate) async fn describe_service(
+    clients: &Clients,
+    cluster: &str,
+    service: &str,
+) -> Result<aws_sdk_ecs::types::Service, DriverError> {
+    let out = clients
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .map_err(|e| classify("describing the ECS service", e))?;
+    out.services()
+        .iter()
+        .find(|s| s.status() != Some("INACTIVE"))
+        .cloned()
+        .ok_or_else(|| {
+            DriverError::Failed(format!(
+                "ECS service {service} not found in cluster {cluster}"
+            ))
+        })
+}
+
 /// What `deployer run` learns about an ECS service before changing anything.
 #[derive(Clone, Debug)]
 pub struct EcsService {
@@ -59,23 +87,7 @@ pub async fn inspect(
     service: &str,
     target_groups: Option<&[String; 2]>,
 ) -> Result<EcsService, DriverError> {
-    let out = clients
-        .ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service)
-        .send()
-        .await
-        .map_err(|e| classify("describing the ECS service", e))?;
-    let svc = out
-        .services()
-        .first()
-        .filter(|s| s.status() != Some("INACTIVE"))
-        .ok_or_else(|| {
-            DriverError::Failed(format!(
-                "ECS service {service} not found in cluster {cluster}"
-            ))
-        })?;
+    let svc = &describe_service(clients, cluster, service).await?;
     let controller = svc
         .deployment_controller()
         .map(|c| c.r#type().as_str().to_string())
@@ -135,20 +147,12 @@ fn primary_task_set_release(
 
 impl EcsTaskSets {
     async fn task_sets(&self) -> Result<Vec<TaskSet>, DriverError> {
-        let out = self
-            .clients
-            .ecs
-            .describe_services()
-            .cluster(&self.cluster)
-            .services(&self.service)
-            .send()
-            .await
-            .map_err(|e| classify("describing the ECS service", e))?;
-        Ok(out
-            .services()
-            .first()
-            .map(|s| s.task_sets().to_vec())
-            .unwrap_or_default())
+        Ok(
+            describe_service(&self.clients, &self.cluster, &self.service)
+                .await?
+                .task_sets()
+                .to_vec(),
+        )
     }
 
     fn release(&self, side: Side) -> &str {

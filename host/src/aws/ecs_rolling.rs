@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::{DeploymentCircuitBreaker, DeploymentConfiguration};
 
-use super::ecs::same_task_definition;
+use super::ecs::{describe_service, same_task_definition};
 use super::{Clients, classify};
 use crate::plugin::bindings::types::{RollingUpdate, Side};
 use crate::rollout::driver::{Driver, DriverError};
@@ -33,18 +33,7 @@ impl EcsRolling {
     async fn watch(&self, release: &str) -> Result<(), DriverError> {
         let deadline = tokio::time::Instant::now() + self.progress_deadline;
         loop {
-            let out = self
-                .clients
-                .ecs
-                .describe_services()
-                .cluster(&self.cluster)
-                .services(&self.service)
-                .send()
-                .await
-                .map_err(|e| classify("describing the ECS service", e))?;
-            let service = out.services().first().ok_or_else(|| {
-                DriverError::Failed(format!("ECS service {} disappeared", self.service))
-            })?;
+            let service = describe_service(&self.clients, &self.cluster, &self.service).await?;
             // The deployment of our release, once ECS has started it.
             let ours = service.deployments().iter().find(|d| {
                 d.status() == Some("PRIMARY")

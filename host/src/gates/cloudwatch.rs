@@ -100,13 +100,16 @@ impl MetricGate {
     pub async fn run(&self, name: &str) -> GateResult {
         let now = SystemTime::now();
         let start = now - self.window;
+        // The end is exclusive (and truncated to the second): reach a period past now so
+        // the current, still-filling period counts.
+        let end = now + self.period.max(Duration::from_secs(1));
         let mut request = self
             .client
             .get_metric_statistics()
             .namespace(&self.namespace)
             .metric_name(&self.metric)
             .start_time(DateTime::from(start))
-            .end_time(DateTime::from(now))
+            .end_time(DateTime::from(end))
             .period(self.period.as_secs().max(1) as i32)
             .statistics(self.statistic.clone());
         for (key, value) in &self.dimensions {

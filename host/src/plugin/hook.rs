@@ -1,18 +1,14 @@
 //! Hook plugins: run at lifecycle points, their result counts as a gate.
 
 use super::bindings::HookContext;
-use super::bindings::hook_world::{HookPlugin as Bindings, HookPluginPre};
+use super::bindings::hook_world::HookPluginPre;
 use super::bindings::types::{GateResult, ParamError, PluginInfo};
 use super::capabilities::{HostServices, HostState};
-use super::load::Loaded;
-use super::{Grants, Limits, PluginError, PluginHost, PluginKind, PluginSource};
+use super::prepared::Prepared;
+use super::{Grants, Limits, PluginError, PluginHost, PluginSource};
 
-/// A loaded hook with its grants.
-pub struct HookPlugin {
-    host: PluginHost,
-    loaded: Loaded,
-    pre: HookPluginPre<HostState>,
-}
+/// A loaded hook with its grants. Each call gets a fresh instance.
+pub struct HookPlugin(Prepared<HookPluginPre<HostState>>);
 
 impl HookPlugin {
     /// Load and check a hook component against its grants.
@@ -25,68 +21,40 @@ impl HookPlugin {
         limits: Limits,
         grants: Grants,
     ) -> Result<Self, PluginError> {
-        let loaded = host.load(source, PluginKind::Hook, limits, grants)?;
-        let pre = host
-            .linker()
-            .instantiate_pre(&loaded.component)
-            .and_then(HookPluginPre::new)
-            .map_err(|err| PluginError::WrongWorld {
-                name: loaded.name.to_string(),
-                expected: "hook",
-                found: format!("its interface does not match this deployer's: {err:#}"),
-            })?;
-        Ok(HookPlugin {
-            host: host.clone(),
-            loaded,
-            pre,
-        })
+        Prepared::load(host, source, limits, grants).map(HookPlugin)
     }
 
     pub fn name(&self) -> &str {
-        &self.loaded.name
+        &self.0.loaded.name
     }
 
     pub fn digest(&self) -> &str {
-        &self.loaded.digest
+        &self.0.loaded.digest
     }
 
-    async fn call<R: Send + 'static>(
-        &self,
-        function: &'static str,
-        services: HostServices,
-        f: impl AsyncFnOnce(&Bindings, &mut wasmtime::Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
-        let pre = self.pre.clone();
-        self.host
-            .call(&self.loaded, function, services, async move |mut store| {
-                let result = match pre.instantiate_async(&mut store).await {
-                    Ok(bindings) => f(&bindings, &mut store).await,
-                    Err(err) => Err(err),
-                };
-                (store, result)
+    fn services(&self) -> HostServices {
+        self.0.host.services().clone()
+    }
+
+    /// # Errors
+    /// A call failure (trap, timeout, memory limit).
+    pub async fn info(&self) -> Result<PluginInfo, PluginError> {
+        self.0
+            .call("info", self.services(), async |b, store| {
+                b.deployer_plugin_hook().call_info(store).await
             })
             .await
     }
 
     /// # Errors
     /// A call failure (trap, timeout, memory limit).
-    pub async fn info(&self) -> Result<PluginInfo, PluginError> {
-        self.call("info", self.host.services().clone(), async |b, store| {
-            b.deployer_plugin_hook().call_info(store).await
-        })
-        .await
-    }
-
-    /// # Errors
-    /// A call failure (trap, timeout, memory limit).
     pub async fn validate(&self, params: &str) -> Result<Result<(), Vec<ParamError>>, PluginError> {
         let params = params.to_string();
-        self.call(
-            "validate",
-            self.host.services().clone(),
-            async move |b, store| b.deployer_plugin_hook().call_validate(store, &params).await,
-        )
-        .await
+        self.0
+            .call("validate", self.services(), async move |b, store| {
+                b.deployer_plugin_hook().call_validate(store, &params).await
+            })
+            .await
     }
 
     /// Run the hook with the host's default capability providers.
@@ -94,7 +62,7 @@ impl HookPlugin {
     /// # Errors
     /// A call failure (trap, timeout, memory limit); callers treat it as a failed gate.
     pub async fn run(&self, ctx: &HookContext) -> Result<GateResult, PluginError> {
-        self.run_with(ctx, self.host.services().clone()).await
+        self.run_with(ctx, self.services()).await
     }
 
     /// Run the hook with the capability providers of one deployment.
@@ -107,9 +75,10 @@ impl HookPlugin {
         services: HostServices,
     ) -> Result<GateResult, PluginError> {
         let ctx = ctx.clone();
-        self.call("run", services, async move |b, store| {
-            b.deployer_plugin_hook().call_run(store, &ctx).await
-        })
-        .await
+        self.0
+            .call("run", services, async move |b, store| {
+                b.deployer_plugin_hook().call_run(store, &ctx).await
+            })
+            .await
     }
 }

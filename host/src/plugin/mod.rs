@@ -18,6 +18,7 @@ pub mod hook;
 pub mod inspect;
 mod limits;
 mod load;
+mod prepared;
 pub mod strategy;
 
 pub use capabilities::{Grants, HostServices};

@@ -1,16 +1,13 @@
 //! Strategy plugins: deterministic step functions.
 
-use super::bindings::strategy_world::{StrategyPlugin as Bindings, StrategyPluginPre};
+use super::bindings::strategy_world::StrategyPluginPre;
 use super::bindings::types::{ParamError, PluginInfo, RolloutState, Step};
-use super::load::Loaded;
-use super::{Grants, Limits, PluginError, PluginHost, PluginKind, PluginSource};
+use super::capabilities::HostState;
+use super::prepared::Prepared;
+use super::{Grants, Limits, PluginError, PluginHost, PluginSource};
 
 /// A loaded strategy, ready to be called. Each call gets a fresh instance.
-pub struct StrategyPlugin {
-    host: PluginHost,
-    loaded: Loaded,
-    pre: StrategyPluginPre<super::capabilities::HostState>,
-}
+pub struct StrategyPlugin(Prepared<StrategyPluginPre<HostState>>);
 
 impl StrategyPlugin {
     /// Load and check a strategy component.
@@ -23,55 +20,20 @@ impl StrategyPlugin {
         source: &PluginSource,
         limits: Limits,
     ) -> Result<Self, PluginError> {
-        let loaded = host.load(source, PluginKind::Strategy, limits, Grants::default())?;
-        let pre = host
-            .linker()
-            .instantiate_pre(&loaded.component)
-            .and_then(StrategyPluginPre::new)
-            .map_err(|err| PluginError::WrongWorld {
-                name: loaded.name.to_string(),
-                expected: "strategy",
-                found: format!("its interface does not match this deployer's: {err:#}"),
-            })?;
-        Ok(StrategyPlugin {
-            host: host.clone(),
-            loaded,
-            pre,
-        })
+        Prepared::load(host, source, limits, Grants::default()).map(StrategyPlugin)
     }
 
     pub fn name(&self) -> &str {
-        &self.loaded.name
+        &self.0.loaded.name
     }
 
     /// sha256 of the component.
     pub fn digest(&self) -> &str {
-        &self.loaded.digest
+        &self.0.loaded.digest
     }
 
-    async fn call<R: Send + 'static>(
-        &self,
-        function: &'static str,
-        f: impl AsyncFnOnce(
-            &Bindings,
-            &mut wasmtime::Store<super::capabilities::HostState>,
-        ) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
-        let pre = self.pre.clone();
-        self.host
-            .call(
-                &self.loaded,
-                function,
-                self.host.services().clone(),
-                async move |mut store| {
-                    let result = match pre.instantiate_async(&mut store).await {
-                        Ok(bindings) => f(&bindings, &mut store).await,
-                        Err(err) => Err(err),
-                    };
-                    (store, result)
-                },
-            )
-            .await
+    fn services(&self) -> super::HostServices {
+        self.0.host.services().clone()
     }
 
     /// Instantiate the component in a fresh store and call nothing: what every call
@@ -80,16 +42,19 @@ impl StrategyPlugin {
     /// # Errors
     /// A failure of instantiation (limits, start function traps).
     pub async fn instantiate(&self) -> Result<(), PluginError> {
-        self.call("instantiate", async |_, _| Ok(())).await
+        self.0
+            .call("instantiate", self.services(), async |_, _| Ok(()))
+            .await
     }
 
     /// # Errors
     /// A call failure (trap, timeout, memory limit).
     pub async fn info(&self) -> Result<PluginInfo, PluginError> {
-        self.call("info", async |b, store| {
-            b.deployer_plugin_strategy().call_info(store).await
-        })
-        .await
+        self.0
+            .call("info", self.services(), async |b, store| {
+                b.deployer_plugin_strategy().call_info(store).await
+            })
+            .await
     }
 
     /// Check parameters (JSON). `Ok(Err(..))` lists the problems the strategy found.
@@ -98,12 +63,13 @@ impl StrategyPlugin {
     /// A call failure (trap, timeout, memory limit).
     pub async fn validate(&self, params: &str) -> Result<Result<(), Vec<ParamError>>, PluginError> {
         let params = params.to_string();
-        self.call("validate", async move |b, store| {
-            b.deployer_plugin_strategy()
-                .call_validate(store, &params)
-                .await
-        })
-        .await
+        self.0
+            .call("validate", self.services(), async move |b, store| {
+                b.deployer_plugin_strategy()
+                    .call_validate(store, &params)
+                    .await
+            })
+            .await
     }
 
     /// The next step for `state`.
@@ -112,14 +78,15 @@ impl StrategyPlugin {
     /// A call failure, or [`PluginError::Failed`] when the strategy returned an error.
     pub async fn next(&self, state: &RolloutState) -> Result<Step, PluginError> {
         let state = state.clone();
-        self.call("next", async move |b, store| {
-            b.deployer_plugin_strategy().call_next(store, &state).await
-        })
-        .await?
-        .map_err(|message| PluginError::Failed {
-            name: self.loaded.name.to_string(),
-            function: "next",
-            message,
-        })
+        self.0
+            .call("next", self.services(), async move |b, store| {
+                b.deployer_plugin_strategy().call_next(store, &state).await
+            })
+            .await?
+            .map_err(|message| PluginError::Failed {
+                name: self.name().to_string(),
+                function: "next",
+                message,
+            })
     }
 }

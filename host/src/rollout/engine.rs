@@ -418,17 +418,10 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                 .retrying(|| self.driver.scale(*side, *count))
                 .await
                 .and(done),
-            Step::ShiftTraffic(percent) => {
-                let verified = self
-                    .retrying(|| self.driver.shift_traffic(*percent))
-                    .await?;
-                if verified != *percent {
-                    return Err(DriverError::Failed(format!(
-                        "weights read back as {verified}% new after setting {percent}%"
-                    )));
-                }
-                done
-            }
+            Step::ShiftTraffic(percent) => self
+                .retrying(|| self.shift_verified(*percent))
+                .await
+                .and(done),
             Step::RouteTestTraffic => self
                 .retrying(|| self.driver.route_test_traffic())
                 .await
@@ -481,6 +474,19 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
         unreachable!()
     }
 
+    /// Shift traffic and check the share the load balancer reports back: the journal
+    /// records what is verified, never what was merely asked for.
+    async fn shift_verified(&self, percent: u8) -> Result<(), DriverError> {
+        let verified = self.driver.shift_traffic(percent).await?;
+        if verified == percent {
+            Ok(())
+        } else {
+            Err(DriverError::Failed(format!(
+                "weights read back as {verified}% new after setting {percent}%"
+            )))
+        }
+    }
+
     /// Put production back on the stable release: stable to full size, traffic back to
     /// stable (verified), then the new side down and away. Each action is journaled and
     /// retried until it succeeds or the rollback deadline passes. Not cancellable.
@@ -524,12 +530,7 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
         };
         let deadline = tokio::time::Instant::now() + self.settings.rollback_deadline;
         for action in actions {
-            let already = run.journal.records.iter().any(|r| match r {
-                Record::Done { seq, .. } => run.journal.records.iter().any(|i| {
-                    matches!(i, Record::Intent { seq: s, action: Action::Rollback(a) } if s == seq && *a == action)
-                }),
-                _ => false,
-            });
+            let already = run.journal.is_done(&Action::Rollback(action.clone()));
             if already {
                 continue;
             }
@@ -593,16 +594,7 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             RollbackAction::Scale(ScaleRequest { side, count }) => {
                 self.driver.scale(*side, *count).await
             }
-            RollbackAction::ShiftTraffic(percent) => {
-                let verified = self.driver.shift_traffic(*percent).await?;
-                if verified == *percent {
-                    Ok(())
-                } else {
-                    Err(DriverError::Transient(format!(
-                        "weights read back as {verified}% new, not {percent}%"
-                    )))
-                }
-            }
+            RollbackAction::ShiftTraffic(percent) => self.shift_verified(*percent).await,
             RollbackAction::RollingUndo => {
                 let stable = run.ctx.stable_release.clone().ok_or_else(|| {
                     DriverError::Failed("no stable release is recorded to roll back to".into())

@@ -128,6 +128,11 @@ impl Journal {
         (!done).then_some((seq, action))
     }
 
+    /// Whether `action` was carried out to completion.
+    pub fn is_done(&self, action: &Action) -> bool {
+        self.completed().any(|(done, _)| done == action)
+    }
+
     /// Completed strategy steps with their outcomes: the strategy's history.
     pub fn history(&self) -> Vec<StepRecord> {
         self.completed()
