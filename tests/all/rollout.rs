@@ -108,7 +108,7 @@ async fn deploy(
     settings: Settings,
     request: DeployRequest,
 ) -> Report {
-    let log = |_: &str| {};
+    let log = |_: &deployer::rollout::events::Event<'_>| {};
     Engine {
         service: "web",
         strategy,
@@ -117,7 +117,7 @@ async fn deploy(
         store,
         settings,
         cancel: CancellationToken::new(),
-        log: &log,
+        events: &log,
     }
     .deploy(request)
     .await
@@ -426,7 +426,7 @@ async fn cancel_rolls_back() {
     let driver = SimDriver::new("web:1", 4);
     let plugin = builtin(&host, "canary");
     let cancel = CancellationToken::new();
-    let log = |_: &str| {};
+    let log = |_: &deployer::rollout::events::Event<'_>| {};
     let engine = Engine {
         service: "web",
         strategy: &plugin,
@@ -435,7 +435,7 @@ async fn cancel_rolls_back() {
         store: &store,
         settings: settings(),
         cancel: cancel.clone(),
-        log: &log,
+        events: &log,
     };
     let slow = r#"{"steps":[{"weight":10,"bake":"1h"}]}"#;
     let run = engine.deploy(request("canary", slow));
@@ -462,7 +462,7 @@ async fn a_second_deploy_of_the_service_is_refused_while_one_runs() {
     let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     let plugin = builtin(&host, "canary");
-    let log = |_: &str| {};
+    let log = |_: &deployer::rollout::events::Event<'_>| {};
     let engine = Engine {
         service: "web",
         strategy: &plugin,
@@ -471,7 +471,7 @@ async fn a_second_deploy_of_the_service_is_refused_while_one_runs() {
         store: &store,
         settings: settings(),
         cancel: CancellationToken::new(),
-        log: &log,
+        events: &log,
     };
     let first = engine.deploy(request(
         "canary",
@@ -506,7 +506,7 @@ async fn kill_then_recover(
     let driver = SimDriver::new("web:1", 4);
     driver.hang_at(n);
     let report = {
-        let log = |_: &str| {};
+        let log = |_: &deployer::rollout::events::Event<'_>| {};
         let engine = |settings| Engine {
             service: "web",
             strategy: &plugin,
@@ -515,7 +515,7 @@ async fn kill_then_recover(
             store: &store,
             settings,
             cancel: CancellationToken::new(),
-            log: &log,
+            events: &log,
         };
         {
             let run = engine(settings());
@@ -617,7 +617,7 @@ async fn recovery_alone_leaves_traffic_on_stable() {
     let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
     driver.hang_at(6);
-    let log = |_: &str| {};
+    let log = |_: &deployer::rollout::events::Event<'_>| {};
     let engine = Engine {
         service: "web",
         strategy: &plugin,
@@ -626,7 +626,7 @@ async fn recovery_alone_leaves_traffic_on_stable() {
         store: &store,
         settings: settings(),
         cancel: CancellationToken::new(),
-        log: &log,
+        events: &log,
     };
     let _ = tokio::time::timeout(
         Duration::from_millis(300),

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::describe;
 use super::driver::{Driver, DriverError};
+use super::events::{Event, Sink, short_release};
 use super::gates::{GateContext, Gates};
 use super::safety::SafetyGuard;
 use crate::plugin::bindings::types::{
@@ -93,7 +94,8 @@ pub struct Engine<'a, D: Driver, G: Gates> {
     pub settings: Settings,
     /// Cancelled on SIGINT/SIGTERM: the run rolls back.
     pub cancel: CancellationToken,
-    pub log: &'a (dyn Fn(&str) + Send + Sync),
+    /// Where progress goes (see [`Event`]).
+    pub events: Sink<'a>,
 }
 
 /// A deployment in progress: its journal, what it knows, and its identity.
@@ -158,13 +160,13 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             at_ms: now_ms(),
         };
         self.store.begin(self.service, &id, &started).await?;
-        (self.log)(&format!(
-            "deployment {id}: {} → {} with `{}` on {}",
-            request.stable_release.as_deref().unwrap_or("(nothing)"),
-            request.new_release,
-            request.strategy,
-            self.driver.describe()
-        ));
+        (self.events)(&Event::Started {
+            id: &id,
+            stable: request.stable_release.as_deref(),
+            new: &request.new_release,
+            strategy: &request.strategy,
+            target: &self.driver.describe(),
+        });
         let run = self.run_from(Journal {
             records: vec![started],
         });
@@ -228,7 +230,7 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             && run.journal.rollback_reason().is_none()
             && request.is_some_and(|r| self.matches(&run.journal, r));
         if resumable {
-            (self.log)(&format!("resuming unfinished deployment {id}"));
+            (self.events)(&Event::Resuming { id: &id });
             return self.drive(run).await.map(Some);
         }
         let reason = run
@@ -236,9 +238,10 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             .rollback_reason()
             .map(str::to_string)
             .unwrap_or_else(|| format!("deployment {id} was interrupted before it finished"));
-        (self.log)(&format!(
-            "rolling back unfinished deployment {id}: {reason}"
-        ));
+        (self.events)(&Event::Recovering {
+            id: &id,
+            reason: &reason,
+        });
         self.roll_back(run, reason).await.map(Some)
     }
 
@@ -375,7 +378,7 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                     (seq, step)
                 }
             };
-            (self.log)(&format!("step {}: {}", seq, describe::step(&step)));
+            (self.events)(&Event::Step { seq, step: &step });
             let outcome = tokio::select! {
                 outcome = self.execute(&step, &run.ctx) => outcome,
                 () = self.cancel.cancelled() => {
@@ -400,6 +403,12 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             .await?;
             guard.apply(&step);
             run.ctx.new_percent = guard.new_percent;
+            (self.events)(&Event::StepDone {
+                seq,
+                step: &step,
+                outcome: &outcome,
+                new_percent: guard.new_percent,
+            });
             match judge(&outcome) {
                 Flow::RollBack(reason) => return self.roll_back(run, reason).await,
                 Flow::Continue => {}
@@ -448,6 +457,9 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             }
             tokio::time::sleep_until(end.min(now + self.settings.watch_interval)).await;
             let results = self.gates.watch(ctx).await;
+            if !results.is_empty() {
+                (self.events)(&Event::Watched { results: &results });
+            }
             if results.iter().any(|r| r.status == GateStatus::Fail) {
                 return StepOutcome::Gates(results);
             }
@@ -464,7 +476,10 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
         for attempt in 0.. {
             match op().await {
                 Err(DriverError::Transient(msg)) if attempt < self.settings.step_retries => {
-                    (self.log)(&format!("transient failure, retrying in {wait:?}: {msg}"));
+                    (self.events)(&Event::Retrying {
+                        wait,
+                        message: &msg,
+                    });
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(30));
                 }
@@ -491,7 +506,7 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
     /// stable (verified), then the new side down and away. Each action is journaled and
     /// retried until it succeeds or the rollback deadline passes. Not cancellable.
     async fn roll_back(&self, mut run: Run, reason: String) -> Result<Report, EngineError> {
-        (self.log)(&format!("rolling back: {reason}"));
+        (self.events)(&Event::RollingBack { reason: &reason });
         if run.journal.rollback_reason().is_none() {
             self.append(
                 &mut run,
@@ -543,14 +558,16 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
                 },
             )
             .await?;
+            (self.events)(&Event::Undo { action: &action });
             let mut wait = self.settings.retry_base;
             loop {
                 match self.rollback_action(&action, &run).await {
                     Ok(()) => break,
                     Err(err) if tokio::time::Instant::now() + wait < deadline => {
-                        (self.log)(&format!(
-                            "rollback action failed, retrying in {wait:?}: {err}"
-                        ));
+                        (self.events)(&Event::Retrying {
+                            wait,
+                            message: &format!("rollback action failed: {err}"),
+                        });
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(30));
                     }
@@ -574,17 +591,14 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
         }
         run.ctx.new_percent = 0;
         for result in self.gates.run(LifecyclePoint::PostRollback, &run.ctx).await {
-            (self.log)(&format!(
-                "post-rollback {}: {:?} {}",
-                result.name, result.status, result.detail
-            ));
+            (self.events)(&Event::AfterRollback { result: &result });
         }
         let detail = format!(
             "rolled back to {}: {reason}",
             run.ctx
                 .stable_release
                 .as_deref()
-                .unwrap_or("the stable release")
+                .map_or("the stable release", short_release)
         );
         self.finish(run, DeployResult::RolledBack, detail).await
     }
@@ -625,7 +639,11 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             .finish(self.service, &run.id, index, &record)
             .await?;
         run.journal.records.push(record);
-        (self.log)(&format!("deployment {}: {result:?}: {detail}", run.id));
+        (self.events)(&Event::Finished {
+            id: &run.id,
+            result,
+            detail: &detail,
+        });
         Ok(Report {
             id: run.id,
             result,

@@ -4,6 +4,7 @@
 pub mod describe;
 pub mod driver;
 pub mod engine;
+pub mod events;
 pub mod gates;
 pub mod safety;
 pub mod sim;
