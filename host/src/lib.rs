@@ -5,7 +5,8 @@
 //! - [`rollout`] holds the safety rules every step passes, and steps in words.
 //! - [`plan`] simulates a strategy without touching any cloud.
 //! - [`config`] reads `deployer.toml`.
-//! - [`cli`]: the command line, and [`exit`] its exit codes.
+//! - [`cli`]: the command line, and [`exit`] its exit codes; [`redact`] keeps secrets
+//!   out of everything it prints.
 
 pub mod aws;
 pub mod cli;
@@ -14,5 +15,6 @@ pub mod exit;
 pub mod gates;
 pub mod plan;
 pub mod plugin;
+pub mod redact;
 pub mod rollout;
 pub mod state;

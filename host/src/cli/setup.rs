@@ -138,7 +138,9 @@ pub fn gates(
                 interval,
                 failures,
             } => Gate {
-                name: name.clone().unwrap_or_else(|| format!("http:{url}")),
+                name: name
+                    .clone()
+                    .unwrap_or_else(|| format!("http:{}", crate::redact::url(url))),
                 at: at.clone(),
                 failures: failures.unwrap_or(1),
                 check: Check::Http(HttpGate {

@@ -47,7 +47,8 @@ impl HttpGate {
         };
         let mut detail = format!(
             "{good}/{} requests to {} succeeded",
-            self.requests, self.url
+            self.requests,
+            crate::redact::url(&self.url)
         );
         if !last_problem.is_empty() {
             detail += &format!(" (last problem: {last_problem})");
@@ -69,12 +70,13 @@ impl HttpGate {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| format!("{e}"))?;
+            // The URL may carry credentials; the error text must not.
+            .map_err(|e| request_error(&e.without_url()))?;
         let status = response.status().as_u16();
         let body = response
             .text()
             .await
-            .map_err(|e| format!("reading the body: {e}"))?;
+            .map_err(|e| format!("reading the body: {}", request_error(&e.without_url())))?;
         let latency = started.elapsed();
         if status != self.expect_status {
             return Err(format!("status {status}, expected {}", self.expect_status));
@@ -91,4 +93,18 @@ impl HttpGate {
         }
         Ok(())
     }
+}
+
+/// A request error with its causes ("error sending request: connection refused").
+fn request_error(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text += &format!(": {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
