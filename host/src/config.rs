@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -26,7 +27,7 @@ pub struct Config {
     pub plugins: BTreeMap<String, Spanned<PluginConfig>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawConfig {
     #[serde(default)]
@@ -34,13 +35,15 @@ struct RawConfig {
     #[serde(default)]
     state: StateConfig,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Service>")]
     services: BTreeMap<String, Spanned<Service>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, PluginConfig>")]
     plugins: BTreeMap<String, Spanned<PluginConfig>>,
 }
 
 /// AWS access. Credentials always come from the standard chain, never from here.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Aws {
     pub region: Option<String>,
@@ -51,7 +54,7 @@ pub struct Aws {
 
 /// Where journals and locks live: local files (the default), or S3 + DynamoDB so
 /// every CI runner and teammate shares one journal and one lock per service.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StateConfig {
     #[serde(default)]
@@ -68,7 +71,7 @@ pub struct StateConfig {
     pub prefix: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StateBackend {
     #[default]
@@ -93,7 +96,7 @@ fn default_state_dir() -> PathBuf {
 }
 
 /// What to do with a deployment a killed run left unfinished.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnInterrupted {
     /// Roll it back (fail closed).
@@ -104,7 +107,7 @@ pub enum OnInterrupted {
 }
 
 /// One deployable service.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Service {
     pub target: Target,
@@ -112,10 +115,13 @@ pub struct Service {
     pub traffic: Option<Traffic>,
     /// Parameters per strategy name (`[services.web.strategies.canary]`).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Map<String, serde_json::Value>>")]
     pub strategies: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
+    #[schemars(with = "Vec<HookRef>")]
     pub hooks: Vec<Spanned<HookRef>>,
     #[serde(default)]
+    #[schemars(with = "Vec<GateConfig>")]
     pub gates: Vec<Spanned<GateConfig>>,
     /// How long new units may take to become healthy, e.g. "10m".
     #[serde(default)]
@@ -128,7 +134,7 @@ pub struct Service {
 }
 
 /// A gate between steps.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum GateConfig {
     /// HTTP smoke test.
@@ -172,7 +178,7 @@ pub enum GateConfig {
 }
 
 /// What the service runs on.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Target {
     #[serde(rename_all = "kebab-case")]
@@ -202,7 +208,7 @@ impl Target {
 }
 
 /// ALB routing of a service deployed side by side (blue-green, canary).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Traffic {
     /// The production listener (default action) or listener rule carrying the traffic.
@@ -218,7 +224,7 @@ pub struct Traffic {
 }
 
 /// A hook attached to a service.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HookRef {
     /// Name of a `[plugins.NAME]` with kind = "hook".
@@ -227,11 +233,12 @@ pub struct HookRef {
     /// post-rollback, or bake (watched during bakes).
     pub at: Vec<GatePoint>,
     #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub params: toml::Table,
 }
 
 /// A plugin component and what it may do.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
     pub kind: ConfigPluginKind,
@@ -257,11 +264,18 @@ pub struct PluginConfig {
     pub memory_mib: Option<usize>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConfigPluginKind {
     Strategy,
     Hook,
+}
+
+/// The JSON Schema of `deployer.toml` (for editors: taplo, Even Better TOML, IDEs).
+pub fn schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(RawConfig);
+    schema.insert("title".into(), "deployer.toml".into());
+    schema.to_value()
 }
 
 /// One problem in a config file.
@@ -379,7 +393,9 @@ impl Config {
             services: raw.services,
             plugins: raw.plugins,
         };
-        let errors = config.check();
+        let mut errors = config.check();
+        // In file order, as an editor lists them.
+        errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
         if errors.is_empty() {
             Ok(config)
         } else {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The binary cargo built next to this test executable.
-fn deployer() -> Command {
+pub(crate) fn deployer() -> Command {
     let mut path = std::env::current_exe().unwrap();
     path.pop();
     if path.ends_with("deps") {
@@ -24,14 +24,14 @@ fn deployer() -> Command {
     cmd
 }
 
-fn repo(path: &str) -> PathBuf {
+pub(crate) fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .join(path)
 }
 
-fn run(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn run(args: &[&str]) -> (i32, String, String) {
     let Output {
         status,
         stdout,
@@ -44,7 +44,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn write_config(dir: &std::path::Path, text: &str) -> String {
+pub(crate) fn write_config(dir: &std::path::Path, text: &str) -> String {
     let path = dir.join("deployer.toml");
     std::fs::write(&path, text).unwrap();
     path.display().to_string()

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use deployer_tests::support::{App, EcsAgent, Moto, World};
 
-struct Env {
-    moto: Moto,
-    world: World,
-    clients: deployer::aws::Clients,
-    dir: tempfile::TempDir,
+pub(crate) struct Env {
+    pub(crate) moto: Moto,
+    pub(crate) world: World,
+    pub(crate) clients: deployer::aws::Clients,
+    pub(crate) dir: tempfile::TempDir,
     _agent: EcsAgent,
 }
 
-async fn env(broken: &[&str]) -> Env {
+pub(crate) async fn env(broken: &[&str]) -> Env {
     let moto = Moto::start(broken);
     let world = moto.ecs_world();
     let clients = moto.clients().await;
@@ -35,7 +35,12 @@ async fn env(broken: &[&str]) -> Env {
 
 impl Env {
     /// Write deployer.toml with an HTTP smoke test against `app` and the alarm gate.
-    fn config(&self, app: &App, canary_steps: &str) {
+    pub(crate) fn config(&self, app: &App, canary_steps: &str) {
+        self.config_with_url(&app.url, canary_steps);
+    }
+
+    /// The same, with the smoke test against `url`.
+    pub(crate) fn config_with_url(&self, url: &str, canary_steps: &str) {
         let text = format!(
             r#"[aws]
 region = "us-east-1"
@@ -78,12 +83,11 @@ bake = "300ms"
             test_listener = self.world.test_listener,
             blue = self.world.blue,
             green = self.world.green,
-            url = app.url,
         );
         std::fs::write(self.dir.path().join("deployer.toml"), text).unwrap();
     }
 
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(deployer_bin());
         cmd.args(args)
             .arg("--config")
@@ -98,7 +102,7 @@ bake = "300ms"
         cmd
     }
 
-    async fn deployer(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) async fn deployer(&self, args: &[&str]) -> (i32, String, String) {
         let Output {
             status,
             stdout,
@@ -112,7 +116,7 @@ bake = "300ms"
     }
 
     /// (blue %, green %) as the listener reports them.
-    async fn weights(&self) -> (u8, u8) {
+    pub(crate) async fn weights(&self) -> (u8, u8) {
         let router = deployer::aws::alb::AlbRouter {
             elb: self.clients.elb.clone(),
             production: deployer::aws::alb::Route::Listener(self.world.listener.clone()),
@@ -170,7 +174,7 @@ fn deployer_bin() -> std::path::PathBuf {
     path.join("deployer")
 }
 
-const STEPS: &str = r#"[{ weight = 10, bake = "300ms" }, { weight = 50 }]"#;
+pub(crate) const STEPS: &str = r#"[{ weight = 10, bake = "300ms" }, { weight = 50 }]"#;
 
 fn journal_shifts(dir: &Path) -> Vec<u8> {
     let mut shifts = Vec::new();

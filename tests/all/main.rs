@@ -1,6 +1,8 @@
 //! Integration suites, one module per feature (wasmtime's `tests/all` layout).
 
+mod ci_output;
 mod cli;
+mod cli_snapshots;
 mod ecs;
 mod examples;
 mod gates;
@@ -9,4 +11,5 @@ mod plugin_cache;
 mod plugin_capabilities;
 mod plugin_loading;
 mod plugin_sandbox;
+mod quickstart;
 mod rollout;

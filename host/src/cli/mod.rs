@@ -3,6 +3,7 @@
 mod inspect;
 mod plan;
 mod plugin;
+pub mod report;
 mod run;
 mod setup;
 mod validate;
@@ -35,6 +36,14 @@ pub struct Cli {
     #[arg(long, short, global = true, default_value = "deployer.toml")]
     pub config: PathBuf,
 
+    /// What stdout carries: text, or one JSON document (`run`, `rollback`, `status`, `history`).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub output: report::OutputFormat,
+
+    /// Progress log on stderr: plain lines, or `tracing` JSON lines (filter with DEPLOYER_LOG).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: report::LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,6 +68,12 @@ pub enum Command {
     Status {
         #[arg(long)]
         service: Option<String>,
+        /// Keep watching, refreshed every `--interval`, until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// How often `--watch` refreshes, e.g. "2s".
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        interval: std::time::Duration,
     },
     /// Show past deployments.
     History {
@@ -81,6 +96,19 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+    /// Print a JSON Schema: of `deployer.toml` (for editors), or of the `--output json` summary.
+    Schema {
+        #[arg(value_parser = ["config", "summary"])]
+        which: String,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    deployer_plugin_sdk::Duration::parse(text).map(|d| std::time::Duration::from_millis(d.millis))
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,13 +167,30 @@ pub fn main() -> ExitCode {
             return Outcome::Error.into();
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(outcome) => outcome.into(),
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            classify(&err).into()
-        }
+    let reporter = report::Reporter::new(cli.output, cli.log_format);
+    if cli.log_format == report::LogFormat::Json {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("DEPLOYER_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("deployer=info"));
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
     }
+    let outcome = match runtime.block_on(run(&reporter, cli)) {
+        Ok(outcome) => {
+            reporter.finish(outcome, None);
+            outcome
+        }
+        Err(err) => {
+            let outcome = classify(&err);
+            reporter.finish(outcome, Some(&err));
+            outcome
+        }
+    };
+    // Background tasks (signal watchers, the status ticker) must not hold up the exit.
+    runtime.shutdown_background();
+    outcome.into()
 }
 
 /// Bad input is anything the user can fix in their files or arguments.
@@ -169,7 +214,7 @@ fn classify(err: &anyhow::Error) -> Outcome {
 ///
 /// # Errors
 /// Whatever stopped the command; [`main`] maps it to an exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyhow::Result<Outcome> {
     let host = || -> anyhow::Result<PluginHost> {
         let services = crate::plugin::HostServices {
             http: Some(std::sync::Arc::new(
@@ -215,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             service,
         } => {
             run::run(
+                reporter,
                 &host()?,
                 &cli.config,
                 &strategy,
@@ -224,9 +270,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             .await
         }
         Command::Rollback { service } => {
-            run::rollback(&host()?, &cli.config, service.as_deref()).await
+            run::rollback(reporter, &host()?, &cli.config, service.as_deref()).await
         }
-        Command::Status { service } => run::status(&cli.config, service.as_deref()).await,
-        Command::History { service } => run::history(&cli.config, service.as_deref()).await,
+        Command::Status {
+            service,
+            watch,
+            interval,
+        } => {
+            run::status(
+                reporter,
+                &cli.config,
+                service.as_deref(),
+                watch.then_some(interval),
+            )
+            .await
+        }
+        Command::History { service } => {
+            run::history(reporter, &cli.config, service.as_deref()).await
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "deployer", &mut std::io::stdout());
+            Ok(Outcome::Success)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(Outcome::Success)
+        }
+        Command::Schema { which } => {
+            let schema = if which == "config" {
+                crate::config::schema()
+            } else {
+                report::summary_schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(Outcome::Success)
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! `deployer run`, `rollback`, `status` and `history`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use super::report::Reporter;
 use super::setup;
 use crate::config::{Config, ConfigErrors};
 use crate::exit::Outcome;
@@ -13,12 +15,9 @@ use crate::plugin::strategy::StrategyPlugin;
 use crate::plugin::{PluginHost, PluginSource};
 use crate::rollout::describe;
 use crate::rollout::engine::{DeployRequest, Engine, Report};
+use crate::rollout::events::short_release;
 use crate::rollout::gates::NoGates;
 use crate::state::{DeployResult, Journal, Record};
-
-fn log(line: &str) {
-    eprintln!("deployer: {line}");
-}
 
 fn outcome(report: &Report) -> Outcome {
     match report.result {
@@ -29,9 +28,10 @@ fn outcome(report: &Report) -> Outcome {
 }
 
 /// SIGINT or SIGTERM (a CI cancel) cancels the run, which then rolls back.
-fn cancel_on_signals() -> CancellationToken {
+fn cancel_on_signals(reporter: &Arc<Reporter>) -> CancellationToken {
     let cancel = CancellationToken::new();
     let token = cancel.clone();
+    let reporter = reporter.clone();
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -42,7 +42,7 @@ fn cancel_on_signals() -> CancellationToken {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        log("cancel received: rolling back");
+        reporter.line("cancel received: rolling back");
         token.cancel();
     });
     cancel
@@ -62,19 +62,8 @@ fn releases(journal: &Journal) -> (String, String) {
     }
 }
 
-fn print_report(report: &Report) {
-    if let Some(old) = &report.recovered {
-        println!("recovered unfinished deployment {old}");
-    }
-    let word = match report.result {
-        DeployResult::Promoted => "promoted",
-        DeployResult::RolledBack => "rolled back",
-        DeployResult::RollbackFailed => "ROLLBACK FAILED",
-    };
-    println!("deployment {}: {word}: {}", report.id, report.detail);
-}
-
 pub async fn run(
+    reporter: &Arc<Reporter>,
     host: &PluginHost,
     config_path: &Path,
     strategy_name: &str,
@@ -82,7 +71,9 @@ pub async fn run(
     release: &str,
 ) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
+    reporter.secrets.add_config(&config);
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
+    reporter.begin("run", service_name);
     let (strategy, _, params) =
         setup::strategy(host, &config, service_name, service, strategy_name).await?;
     let clients = setup::clients(&config).await;
@@ -104,7 +95,9 @@ pub async fn run(
         shape.side_by_side,
     )
     .await?;
-    let cancel = cancel_on_signals();
+    let cancel = cancel_on_signals(reporter);
+    reporter.start_ticker();
+    let events = |event: &crate::rollout::events::Event<'_>| reporter.event(event);
     let engine = |driver| (driver, settings.clone());
 
     // A run killed earlier is dealt with first, with a driver for *its* releases.
@@ -129,7 +122,7 @@ pub async fn run(
             store: &store,
             settings,
             cancel: cancel.clone(),
-            log: &log,
+            events: &events,
         };
         if resume {
             let report = e
@@ -141,11 +134,11 @@ pub async fn run(
                     target,
                 })
                 .await?;
-            print_report(&report);
+            reporter.report(&report);
             return Ok(outcome(&report));
         }
         if let Some(report) = e.recover_active().await? {
-            print_report(&report);
+            reporter.report(&report);
             if report.result == DeployResult::RollbackFailed {
                 return Ok(Outcome::RollbackFailed);
             }
@@ -155,7 +148,9 @@ pub async fn run(
     // Recovery may have changed what is live.
     let shape = self::shape(&clients, service).await?;
     if crate::aws::ecs::same_task_definition(&shape.primary_release, release) {
-        println!("{release} is already live on service `{service_name}`; nothing to do");
+        reporter.say(&format!(
+            "{release} is already live on service `{service_name}`; nothing to do"
+        ));
         return Ok(Outcome::Success);
     }
     let driver = setup::driver(
@@ -174,7 +169,7 @@ pub async fn run(
         store: &store,
         settings,
         cancel,
-        log: &log,
+        events: &events,
     }
     .deploy(DeployRequest {
         strategy: strategy_name.to_string(),
@@ -184,7 +179,7 @@ pub async fn run(
         target,
     })
     .await?;
-    print_report(&report);
+    reporter.report(&report);
     Ok(outcome(&report))
 }
 
@@ -254,16 +249,21 @@ async fn check_fits(
 /// Back to the last good release, now: an interrupted deployment is rolled back; a
 /// finished one is undone by deploying the release it replaced, without gates or bakes.
 pub async fn rollback(
+    reporter: &Arc<Reporter>,
     host: &PluginHost,
     config_path: &Path,
     service: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
+    reporter.secrets.add_config(&config);
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
+    reporter.begin("rollback", service_name);
     let clients = setup::clients(&config).await;
     let store = setup::store(&config, &clients);
     let settings = setup::settings(&config, service);
     let shape = self::shape(&clients, service).await?;
+    reporter.start_ticker();
+    let events = |event: &crate::rollout::events::Event<'_>| reporter.event(event);
     // No gates, no bakes: blue-green carries a side-by-side redeploy, rolling an in-place one.
     let (strategy_name, params) = if shape.side_by_side {
         ("blue-green", r#"{"test-traffic":false}"#)
@@ -294,12 +294,12 @@ pub async fn rollback(
             store: &store,
             settings,
             cancel: CancellationToken::new(),
-            log: &log,
+            events: &events,
         }
         .recover_active()
         .await?
         .context("the interrupted deployment finished in the meantime")?;
-        print_report(&report);
+        reporter.report(&report);
         return Ok(match report.result {
             DeployResult::RollbackFailed => Outcome::RollbackFailed,
             _ => Outcome::Success,
@@ -327,8 +327,10 @@ pub async fn rollback(
         "the live release is {}, not {current} which deployer last deployed; refusing to guess",
         shape.primary_release
     );
-    log(&format!(
-        "rolling {service_name} back from {current} to {previous}"
+    reporter.line(&format!(
+        "rolling {service_name} back from {} to {}",
+        short_release(&current),
+        short_release(&previous)
     ));
     let driver = setup::driver(
         &clients,
@@ -348,7 +350,7 @@ pub async fn rollback(
         store: &store,
         settings,
         cancel: CancellationToken::new(),
-        log: &log,
+        events: &events,
     }
     .deploy(DeployRequest {
         strategy: strategy_name.into(),
@@ -358,7 +360,7 @@ pub async fn rollback(
         target,
     })
     .await?;
-    print_report(&report);
+    reporter.report(&report);
     Ok(match report.result {
         DeployResult::Promoted => Outcome::Success,
         DeployResult::RolledBack => Outcome::RolledBack,
@@ -366,70 +368,163 @@ pub async fn rollback(
     })
 }
 
-/// What is live and what is in progress, from the journal.
-pub async fn status(config_path: &Path, service: Option<&str>) -> anyhow::Result<Outcome> {
+/// What `status` shows.
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct StatusView {
+    service: String,
+    /// `idle` or `deploying`.
+    state: &'static str,
+    /// The release deployer last promoted.
+    live: Option<String>,
+    live_deployment: Option<String>,
+    in_progress: Option<InProgress>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct InProgress {
+    deployment: String,
+    new_release: String,
+    stable_release: String,
+    traffic_new_percent: u8,
+    rolling_back: Option<String>,
+    last_step: Option<String>,
+    /// An action journaled but not recorded done: where a killed run died.
+    in_flight: Option<String>,
+}
+
+async fn status_view(
+    config: &Config,
+    store: &crate::state::Store,
+    service_name: &str,
+    service: &crate::config::Service,
+) -> anyhow::Result<StatusView> {
+    let in_progress = store.active(service_name).await?.map(|journal| {
+        let (stable, new) = releases(&journal);
+        let guard = journal.guard(&config.target_info(service));
+        InProgress {
+            deployment: journal.id().unwrap_or("?").to_string(),
+            new_release: short_release(&new).to_string(),
+            stable_release: short_release(&stable).to_string(),
+            traffic_new_percent: guard.new_percent,
+            rolling_back: journal.rollback_reason().map(str::to_string),
+            last_step: journal.history().last().map(|r| describe::step(&r.step)),
+            in_flight: journal.in_flight().map(|(_, action)| format!("{action:?}")),
+        }
+    });
+    let history = store.history(service_name).await?;
+    let live = history.iter().rev().find(|j| {
+        j.finished()
+            .is_some_and(|(r, _)| r == DeployResult::Promoted)
+    });
+    Ok(StatusView {
+        service: service_name.to_string(),
+        state: if in_progress.is_some() {
+            "deploying"
+        } else {
+            "idle"
+        },
+        live: live.map(|j| short_release(&releases(j).1).to_string()),
+        live_deployment: live.and_then(|j| j.id().map(str::to_string)),
+        in_progress,
+    })
+}
+
+fn render_status(view: &StatusView) -> String {
+    let mut out = format!("service: {}\n", view.service);
+    match &view.in_progress {
+        Some(p) => {
+            out += &format!(
+                "state:   deploying {} over {} (deployment {})\n",
+                p.new_release, p.stable_release, p.deployment
+            );
+            out += &format!(
+                "traffic: {}% new / {}% stable\n",
+                p.traffic_new_percent,
+                100 - p.traffic_new_percent
+            );
+            if let Some(reason) = &p.rolling_back {
+                out += &format!("rolling back: {reason}\n");
+            }
+            out += &format!(
+                "last step: {}\n",
+                p.last_step.as_deref().unwrap_or("none yet")
+            );
+            if let Some(action) = &p.in_flight {
+                out += &format!(
+                    "in flight: {action} (a run that died here is recovered by the next run or rollback)\n"
+                );
+            }
+        }
+        None => out += "state:   idle\n",
+    }
+    match (&view.live, &view.live_deployment) {
+        (Some(release), Some(id)) => out += &format!("live:    {release} (deployment {id})\n"),
+        _ => out += "live:    not deployed by deployer yet\n",
+    }
+    out
+}
+
+/// What is live and what is in progress, from the journal; with `watch`, refreshed
+/// every `interval` until interrupted (on a terminal the screen is redrawn; otherwise a
+/// new block is printed only when something changed).
+pub async fn status(
+    reporter: &Reporter,
+    config_path: &Path,
+    service: Option<&str>,
+    watch: Option<std::time::Duration>,
+) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await;
     let store = setup::store(&config, &clients);
-    println!("service: {service_name}");
-    match store.active(service_name).await? {
-        Some(journal) => {
-            let (stable, new) = releases(&journal);
-            let guard = journal.guard(&config.target_info(service));
-            println!(
-                "state:   deploying {new} over {stable} (deployment {})",
-                journal.id().unwrap_or("?")
-            );
-            println!(
-                "traffic: {}% new / {}% stable",
-                guard.new_percent,
-                100 - guard.new_percent
-            );
-            if let Some(reason) = journal.rollback_reason() {
-                println!("rolling back: {reason}");
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last = None;
+    loop {
+        let view = status_view(&config, &store, service_name, service).await?;
+        if last.as_ref() != Some(&view) {
+            if reporter.json() {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                if watch.is_some() && terminal {
+                    print!("\x1b[H\x1b[2J");
+                } else if last.is_some() {
+                    println!();
+                }
+                print!("{}", render_status(&view));
             }
-            let last = journal.history().last().map(|r| describe::step(&r.step));
-            println!("last step: {}", last.unwrap_or_else(|| "none yet".into()));
-            if let Some((_, action)) = journal.in_flight() {
-                println!(
-                    "in flight: {action:?} (a run that died here is recovered by the next run or rollback)"
-                );
-            }
+            last = Some(view);
         }
-        None => println!("state:   idle"),
+        let Some(interval) = watch else {
+            return Ok(Outcome::Success);
+        };
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(Outcome::Success),
+        }
     }
-    let history = store.history(service_name).await?;
-    match history.iter().rev().find(|j| {
-        j.finished()
-            .is_some_and(|(r, _)| r == DeployResult::Promoted)
-    }) {
-        Some(journal) => println!(
-            "live:    {} (deployment {})",
-            releases(journal).1,
-            journal.id().unwrap_or("?")
-        ),
-        None => println!("live:    not deployed by deployer yet"),
-    }
-    Ok(Outcome::Success)
 }
 
 /// Past deployments, newest first.
-pub async fn history(config_path: &Path, service: Option<&str>) -> anyhow::Result<Outcome> {
+pub async fn history(
+    reporter: &Reporter,
+    config_path: &Path,
+    service: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
     let (service_name, _) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await;
     let store = setup::store(&config, &clients);
     let history = store.history(service_name).await?;
-    if history.is_empty() {
-        println!("no deployments of `{service_name}` yet");
-    }
+    let mut rows = Vec::new();
     for journal in history.iter().rev() {
         let Some(Record::Started {
             id,
             strategy,
             new_release,
             stable_release,
+            at_ms,
             ..
         }) = journal.started()
         else {
@@ -438,14 +533,33 @@ pub async fn history(config_path: &Path, service: Option<&str>) -> anyhow::Resul
         let (result, detail) = journal
             .finished()
             .unwrap_or((DeployResult::RollbackFailed, "unfinished"));
-        let result = match result {
-            DeployResult::Promoted => "promoted",
-            DeployResult::RolledBack => "rolled-back",
-            DeployResult::RollbackFailed => "rollback-failed",
-        };
+        rows.push(serde_json::json!({
+            "deployment": id,
+            "result": result,
+            "strategy": strategy,
+            "stable-release": stable_release.as_deref().map(short_release),
+            "new-release": short_release(new_release),
+            "started-ms": at_ms,
+            "detail": reporter.secrets.scrub(detail),
+        }));
+    }
+    if reporter.json() {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(Outcome::Success);
+    }
+    if rows.is_empty() {
+        println!("no deployments of `{service_name}` yet");
+    }
+    for row in rows {
+        let text = |k: &str| row[k].as_str().unwrap_or("-").to_string();
         println!(
-            "{id}  {result:<15} {strategy:<10} {} -> {new_release}  {detail}",
-            stable_release.as_deref().unwrap_or("-")
+            "{}  {:<15} {:<10} {} -> {}  {}",
+            text("deployment"),
+            text("result"),
+            text("strategy"),
+            text("stable-release"),
+            text("new-release"),
+            text("detail")
         );
     }
     Ok(Outcome::Success)

@@ -20,7 +20,7 @@ use crate::plugin::hook::HookPlugin;
 use crate::rollout::gates::{GateContext, Gates};
 
 /// Where a gate runs: a lifecycle point, or continuously during bakes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum GatePoint {
     PreDeploy,
