@@ -130,7 +130,7 @@ bake = "300ms"
     }
 
     /// The task definition of the primary task set, and how many task sets exist.
-    async fn primary(&self) -> (String, usize) {
+    pub(crate) async fn primary(&self) -> (String, usize) {
         let out = self
             .clients
             .ecs

@@ -188,9 +188,37 @@ impl EcsTaskSets {
             .ok_or_else(|| DriverError::Failed("task set has no target group".into()))
     }
 
+    /// (stable, new) target groups, from one read of the service: a traffic step costs
+    /// three calls (this read, the weight change, the read-back).
     async fn groups(&self) -> Result<(String, String), DriverError> {
-        let stable = Self::target_group(&self.require(Side::Stable).await?)?;
-        let new = Self::target_group(&self.require(Side::New).await?)?;
+        let sets = self.task_sets().await?;
+        let find = |side: Side| {
+            let release = self.release(side);
+            sets.iter()
+                .find(|t| {
+                    t.status() != Some("DRAINING")
+                        && same_task_definition(t.task_definition().unwrap_or_default(), release)
+                })
+                .ok_or_else(|| {
+                    DriverError::Failed(format!(
+                        "no task set runs {release} in service {}",
+                        self.service
+                    ))
+                })
+                .and_then(Self::target_group)
+        };
+        let stable = find(Side::Stable)?;
+        let new = match find(Side::New) {
+            Ok(tg) => tg,
+            // No new side yet (a run killed early, being rolled back): its group is the
+            // configured one that stable does not use.
+            Err(missing) => self
+                .target_groups
+                .iter()
+                .find(|tg| **tg != stable)
+                .cloned()
+                .ok_or(missing)?,
+        };
         Ok((stable, new))
     }
 
@@ -276,7 +304,14 @@ impl Driver for EcsTaskSets {
     }
 
     async fn scale(&self, side: Side, count: u32) -> Result<(), DriverError> {
-        let set = self.require(side).await?;
+        // A run killed before it created the new side leaves nothing to scale down.
+        let set = match (side, count) {
+            (Side::New, 0) => match self.task_set(side).await? {
+                Some(set) => set,
+                None => return Ok(()),
+            },
+            _ => self.require(side).await?,
+        };
         // Task sets scale as a percentage of the service's desired count.
         let percent = if self.desired == 0 {
             0.0
@@ -303,6 +338,9 @@ impl Driver for EcsTaskSets {
         }
         let tg = Self::target_group(&set)?;
         let deadline = tokio::time::Instant::now() + self.health_timeout;
+        // Units usually need a while: check soon, then back off to `poll` to spare the
+        // account's request budget.
+        let mut wait = Duration::from_millis(50).min(self.poll);
         loop {
             let healthy = self.healthy(&tg).await?;
             if healthy >= count {
@@ -315,7 +353,8 @@ impl Driver for EcsTaskSets {
                     self.health_timeout
                 )));
             }
-            tokio::time::sleep(self.poll).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.poll);
         }
     }
 

@@ -32,6 +32,8 @@ fn in_place() -> DriverError {
 impl EcsRolling {
     async fn watch(&self, release: &str) -> Result<(), DriverError> {
         let deadline = tokio::time::Instant::now() + self.progress_deadline;
+        // Check soon, then back off to `poll`.
+        let mut wait = std::time::Duration::from_millis(50).min(self.poll);
         loop {
             let service = describe_service(&self.clients, &self.cluster, &self.service).await?;
             // The deployment of our release, once ECS has started it.
@@ -63,7 +65,8 @@ impl EcsRolling {
                     self.progress_deadline
                 )));
             }
-            tokio::time::sleep(self.poll).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.poll);
         }
     }
 }
