@@ -170,9 +170,6 @@ impl Default for HostServices {
     }
 }
 
-/// Longest log line kept; a plugin cannot flood the deployment log.
-const MAX_LOG_BYTES: usize = 4096;
-
 /// The data of one store: one plugin call.
 pub struct HostState {
     pub(crate) plugin: Arc<str>,
@@ -226,15 +223,7 @@ impl super::bindings::types::Host for HostState {}
 
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) -> Trappable<()> {
-        let mut message = message;
-        if message.len() > MAX_LOG_BYTES {
-            let mut cut = MAX_LOG_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str("… [truncated]");
-        }
+        let message = super::limits::clip(message);
         self.services.log.log(&self.plugin, level, &message);
         Ok(())
     }

@@ -80,5 +80,10 @@ impl HookPlugin {
                 b.deployer_plugin_hook().call_run(store, &ctx).await
             })
             .await
+            .map(|result| GateResult {
+                name: super::limits::clip(result.name),
+                detail: super::limits::clip(result.detail),
+                ..result
+            })
     }
 }

@@ -102,3 +102,21 @@ impl ResourceLimiter for Limiter {
         self.instances
     }
 }
+
+/// Longest text the host keeps from a plugin (log lines, gate details, abort reasons,
+/// error messages): a plugin cannot flood logs, journals or CI output.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// `text` cut to [`MAX_TEXT_BYTES`] on a character boundary, marked when cut.
+pub fn clip(mut text: String) -> String {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut cut = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let dropped = text.len() - cut;
+        text.truncate(cut);
+        text.push_str(&format!("… [{dropped} more bytes cut]"));
+    }
+    text
+}

@@ -148,6 +148,9 @@ fn check_is_component(name: &str, bytes: &[u8]) -> Result<(), PluginError> {
         name: name.to_string(),
         reason: reason.to_string(),
     };
+    if bytes.is_empty() {
+        return Err(refuse("the file is empty; build the plugin again"));
+    }
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(refuse(
             "the file does not start with the WebAssembly magic bytes",

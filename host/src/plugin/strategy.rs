@@ -83,6 +83,40 @@ impl StrategyPlugin {
                 b.deployer_plugin_strategy().call_next(store, &state).await
             })
             .await?
+            .map(|step| match step {
+                Step::Abort(reason) => Step::Abort(super::limits::clip(reason)),
+                step => step,
+            })
+            .map_err(|message| PluginError::Failed {
+                name: self.name().to_string(),
+                function: "next",
+                message: super::limits::clip(message),
+            })
+    }
+
+    /// Call `next` `times` times on one instance and return the last step: the cost of
+    /// the call alone, for benchmarks. The host itself gives every call a fresh instance.
+    ///
+    /// # Errors
+    /// As [`StrategyPlugin::next`].
+    pub async fn next_repeated(
+        &self,
+        state: &RolloutState,
+        times: u64,
+    ) -> Result<Step, PluginError> {
+        let state = state.clone();
+        self.0
+            .call("next", self.services(), async move |b, store| {
+                let mut last = Err(String::from("called zero times"));
+                for _ in 0..times.max(1) {
+                    last = b
+                        .deployer_plugin_strategy()
+                        .call_next(&mut *store, &state)
+                        .await?;
+                }
+                Ok(last)
+            })
+            .await?
             .map_err(|message| PluginError::Failed {
                 name: self.name().to_string(),
                 function: "next",

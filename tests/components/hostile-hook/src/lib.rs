@@ -10,6 +10,9 @@ struct Params {
     url: Option<String>,
     #[serde(default)]
     remember: Option<String>,
+    /// Misbehave instead: "loop", "trap", "oom", "huge".
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 struct Probe;
@@ -26,6 +29,20 @@ impl Hook for Probe {
     }
 
     fn run(params: &Params, ctx: &HookContext) -> GateResult {
+        match params.mode.as_deref() {
+            Some("loop") => loop {
+                std::hint::black_box(());
+            },
+            Some("trap") => panic!("deliberate trap"),
+            Some("oom") => {
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(std::hint::black_box(vec![7u8; 1 << 20]));
+                }
+            }
+            Some("huge") => return result("probe", GateStatus::Pass, "y".repeat(8 << 20)),
+            _ => {}
+        }
         if let Some(value) = &params.remember {
             let previous = kv::get("remembered").map(|v| String::from_utf8_lossy(&v).into_owned());
             if let Err(e) = kv::set("remembered", value.as_bytes()) {

@@ -1,7 +1,7 @@
 //! A strategy that misbehaves on request: `{"mode": "..."}` picks how.
 //! `info` always behaves, so tests can check the host still serves the plugin.
 
-use deployer_plugin_sdk::{PluginInfo, RolloutState, Step, Strategy};
+use deployer_plugin_sdk::{PluginInfo, RolloutState, ScaleRequest, Side, Step, Strategy};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -36,6 +36,17 @@ impl Strategy for Hostile {
             "trap" => panic!("deliberate trap"),
             "recurse" => Ok(Step::Bake(recurse(std::hint::black_box(1)))),
             "error" => Err("deliberate error".into()),
+            // Floods the host with output: an 8 MiB abort reason.
+            "huge" => Ok(Step::Abort("x".repeat(8 << 20))),
+            // Asks for what the safety rules forbid.
+            "weight" => Ok(Step::ShiftTraffic(250)),
+            "drain-stable" => Ok(Step::Scale(ScaleRequest {
+                side: Side::Stable,
+                count: 0,
+            })),
+            "shift-first" => Ok(Step::ShiftTraffic(50)),
+            "endless-bake" => Ok(Step::Bake(u64::MAX)),
+            "promote-early" => Ok(Step::Promote),
             // What a guest sees of its environment: built for wasip2 it gets WASI, but
             // with an empty context.
             "probe" => Ok(Step::Abort(format!(

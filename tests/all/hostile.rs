@@ -1,0 +1,234 @@
+//! Hostile plugins inside real deployments: every misbehaviour of a strategy, and of a
+//! hook at each lifecycle point, is stopped or refused, the deployment rolls back with
+//! traffic on stable, and the same host then runs a good deployment.
+
+use std::time::Duration;
+
+use deployer::gates::{Check, ConfiguredGates, Gate, GatePoint};
+use deployer::plugin::bindings::types::{TargetInfo, TargetKind};
+use deployer::plugin::hook::HookPlugin;
+use deployer::plugin::strategy::StrategyPlugin;
+use deployer::plugin::{Grants, Limits, PluginHost, PluginSource};
+use deployer::rollout::engine::{DeployRequest, Engine, Report, Settings};
+use deployer::rollout::gates::{Gates, NoGates};
+use deployer::rollout::sim::SimDriver;
+use deployer::state::{DeployResult, LocalStore, Store};
+use deployer_tests::{components, source};
+use tokio_util::sync::CancellationToken;
+
+const CANARY: &str = r#"{"steps":[{"weight":25},{"weight":50}]}"#;
+
+fn request(strategy: &str, params: &str) -> DeployRequest {
+    DeployRequest {
+        strategy: strategy.into(),
+        new_release: "web:2".into(),
+        stable_release: Some("web:1".into()),
+        params: params.into(),
+        target: TargetInfo {
+            kind: TargetKind::Simulated,
+            desired_count: 4,
+            native_rolling: false,
+            test_traffic: false,
+        },
+    }
+}
+
+async fn deploy(
+    strategy: &StrategyPlugin,
+    gates: &impl Gates,
+    request: DeployRequest,
+) -> (Report, SimDriver, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Local(LocalStore::new(dir.path()));
+    let driver = SimDriver::new("web:1", 4);
+    let log = |_: &deployer::rollout::events::Event<'_>| {};
+    let report = Engine {
+        service: "web",
+        strategy,
+        driver: &driver,
+        gates,
+        store: &store,
+        settings: Settings {
+            watch_interval: Duration::from_millis(20),
+            rollback_deadline: Duration::from_secs(5),
+            retry_base: Duration::from_millis(5),
+            ..Settings::default()
+        },
+        cancel: CancellationToken::new(),
+        events: &log,
+    }
+    .deploy(request)
+    .await
+    .unwrap();
+    let journal = std::fs::read_to_string(
+        std::fs::read_dir(dir.path().join("services/web/deployments"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    (report, driver, journal)
+}
+
+fn assert_rolled_back_safely(what: &str, report: &Report, driver: &SimDriver) {
+    assert_eq!(
+        report.result,
+        DeployResult::RolledBack,
+        "{what}: {report:?}"
+    );
+    let state = driver.state();
+    assert_eq!(state.new_percent, 0, "{what}: traffic back on stable");
+    assert_eq!(state.stable_units, 4, "{what}: stable at full size");
+    assert_eq!(state.new_units, 0, "{what}: new side removed");
+}
+
+/// A limit short enough for a test, long enough for a normal call.
+fn short_limits(mut limits: Limits) -> Limits {
+    limits.timeout = Duration::from_millis(300);
+    limits.memory_bytes = 32 << 20;
+    limits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_strategy_is_stopped_or_refused_and_rolled_back() {
+    let (host, _cache) = deployer_tests::host();
+    let hostile = StrategyPlugin::load(
+        &host,
+        &source("hostile", components::HOSTILE_STRATEGY),
+        short_limits(Limits::strategy()),
+    )
+    .unwrap();
+    for (mode, expected) in [
+        ("loop", "time limit"),
+        ("oom", "memory"),
+        ("recurse", ""),
+        ("trap", ""),
+        ("error", "deliberate error"),
+        ("huge", "more bytes cut"),
+        ("weight", "not a traffic share"),
+        (
+            "drain-stable",
+            "move the traffic off it before scaling it down",
+        ),
+        ("shift-first", "healthy unit(s) but 50% of traffic needs"),
+        ("endless-bake", "longer than 24 hours"),
+        ("promote-early", "promote after shifting 100%"),
+    ] {
+        let (report, driver, journal) = deploy(
+            &hostile,
+            &NoGates,
+            request("hostile", &format!(r#"{{"mode":"{mode}"}}"#)),
+        )
+        .await;
+        assert_rolled_back_safely(mode, &report, &driver);
+        assert!(
+            report.detail.contains(expected),
+            "{mode}: expected `{expected}` in: {}",
+            &report.detail[..report.detail.len().min(300)]
+        );
+        assert!(
+            report.detail.len() < 6000 && journal.len() < 64 << 10,
+            "{mode}: the plugin's output is kept small ({} bytes of detail, {} of journal)",
+            report.detail.len(),
+            journal.len()
+        );
+    }
+    // The host still serves: the built-in canary deploys on it.
+    let canary = StrategyPlugin::load(
+        &host,
+        &PluginSource::Builtin("canary".into()),
+        Limits::strategy(),
+    )
+    .unwrap();
+    let (report, _, _) = deploy(&canary, &NoGates, request("canary", CANARY)).await;
+    assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
+}
+
+fn hook_gate(host: &PluginHost, at: GatePoint, params: &str) -> ConfiguredGates {
+    let grants = Grants {
+        http_allow: vec!["hooks.example.com".into()],
+        kv: true,
+        ..Grants::default()
+    };
+    let plugin = HookPlugin::load(
+        host,
+        &source("probe", components::HOSTILE_HOOK),
+        short_limits(Limits::hook()),
+        grants,
+    )
+    .unwrap();
+    ConfiguredGates::new(vec![Gate {
+        name: "hook:probe".into(),
+        at: vec![at],
+        failures: 1,
+        check: Check::Hook {
+            plugin,
+            params: params.into(),
+        },
+    }])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_back() {
+    let (host, _cache) = deployer_tests::host();
+    let canary = StrategyPlugin::load(
+        &host,
+        &PluginSource::Builtin("canary".into()),
+        Limits::strategy(),
+    )
+    .unwrap();
+    for point in [
+        GatePoint::PreDeploy,
+        GatePoint::PreTraffic,
+        GatePoint::PostTraffic,
+        GatePoint::Bake,
+    ] {
+        for (params, expected) in [
+            (r#"{"mode":"loop"}"#, "time limit"),
+            (r#"{"mode":"trap"}"#, ""),
+            (r#"{"mode":"oom"}"#, "memory"),
+            // Not on its allow-list: refused by the host, the gate fails.
+            (
+                r#"{"url":"http://evil.example.net/exfiltrate"}"#,
+                "not on this plugin's http-allow list",
+            ),
+        ] {
+            let gates = hook_gate(&host, point, params);
+            let params_with_bake = r#"{"steps":[{"weight":25,"bake":"100ms"},{"weight":50}]}"#;
+            let (report, driver, _) =
+                deploy(&canary, &gates, request("canary", params_with_bake)).await;
+            let what = format!("{point:?} {params}");
+            assert_rolled_back_safely(&what, &report, &driver);
+            assert!(
+                report.detail.contains(expected),
+                "{what}: {}",
+                report.detail
+            );
+        }
+    }
+    // A huge result passes (the hook said pass) but is cut to size.
+    let gates = hook_gate(&host, GatePoint::PreTraffic, r#"{"mode":"huge"}"#);
+    let results = gates
+        .run(
+            deployer::plugin::bindings::types::LifecyclePoint::PreTraffic,
+            &deployer::rollout::gates::GateContext {
+                deployment_id: "d1".into(),
+                service: "web".into(),
+                new_release: "web:2".into(),
+                stable_release: Some("web:1".into()),
+                new_percent: 0,
+            },
+        )
+        .await;
+    assert!(
+        results[0].detail.len() < 6000,
+        "{}",
+        results[0].detail.len()
+    );
+    // Still serving: the same hook, behaving, passes a deployment.
+    let gates = hook_gate(&host, GatePoint::PreTraffic, "{}");
+    let (report, _, _) = deploy(&canary, &gates, request("canary", CANARY)).await;
+    assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
+}
