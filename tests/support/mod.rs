@@ -1,6 +1,8 @@
 //! Real parts for the end-to-end suites: a moto server per test, the AWS world in it,
 //! a stand-in for the ECS agent, and small HTTP apps that play good and bad releases.
 
+pub mod fault_proxy;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;

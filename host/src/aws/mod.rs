@@ -3,11 +3,13 @@
 //! errors are sorted into worth-retrying and not.
 
 pub mod alb;
+pub mod calls;
 pub mod ecs;
 pub mod ecs_rolling;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+pub use calls::CallCounter;
 
 use crate::rollout::driver::DriverError;
 
@@ -19,13 +21,24 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// Every call these clients make, counted.
+    pub calls: CallCounter,
 }
 
 impl Clients {
     /// Clients from the standard chain (env, profile, SSO, IMDS...). `endpoint` overrides
     /// every service's endpoint (tests point it at moto); `AWS_ENDPOINT_URL` does too.
+    ///
+    /// Every call retries throttling and 5xx answers with exponential backoff and jitter,
+    /// and all clients share one retry partition: one token bucket and one adaptive
+    /// client-side rate limiter for the account, so a throttled ECS does not get hammered
+    /// harder by the ELB calls of the same run.
     pub async fn new(region: Option<&str>, endpoint: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+            aws_config::retry::RetryConfig::adaptive()
+                .with_max_attempts(5)
+                .with_initial_backoff(std::time::Duration::from_millis(200)),
+        );
         if let Some(region) = region {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
@@ -33,17 +46,43 @@ impl Clients {
             loader = loader.endpoint_url(endpoint);
         }
         let config = loader.load().await;
+        let calls = CallCounter::default();
+        let account =
+            aws_smithy_runtime::client::retries::RetryPartition::custom("deployer-account").build();
         Clients {
-            ecs: aws_sdk_ecs::Client::new(&config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            ecs: aws_sdk_ecs::Client::from_conf(
+                aws_sdk_ecs::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
             // Path-style addressing works with every S3-compatible endpoint.
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&config)
                     .force_path_style(true)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
                     .build(),
             ),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            calls,
         }
     }
 }

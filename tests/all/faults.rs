@@ -1,0 +1,105 @@
+//! Cloud faults during shifts and during rollback: throttling, 5xx, slow answers,
+//! dropped connections and stale reads, injected by a proxy in front of moto. The run
+//! retries through them (SDK backoff under one account-wide budget, then the engine's
+//! own retries) and ends consistent: promoted with verified weights, or rolled back with
+//! traffic on stable.
+
+use deployer_tests::support::App;
+use deployer_tests::support::fault_proxy::{Fault, FaultProxy};
+
+use super::ecs::{Env, STEPS, env};
+
+/// Point the service's config at the proxy instead of moto.
+async fn through_proxy(env: &Env) -> FaultProxy {
+    let proxy = FaultProxy::start(&env.moto.endpoint).await;
+    let path = env.dir.path().join("deployer.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(&env.moto.endpoint, &proxy.endpoint)).unwrap();
+    proxy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_promotes_through_throttling_errors_slowness_drops_and_stale_reads() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, STEPS);
+    let proxy = through_proxy(&env).await;
+    proxy.arm("ModifyListener", Fault::Throttle, 0, 3);
+    proxy.arm("DescribeListeners", Fault::Unavailable, 1, 2);
+    proxy.arm("DescribeListeners", Fault::Stale, 2, 2);
+    proxy.arm(
+        "UpdateTaskSet",
+        Fault::Slow(std::time::Duration::from_millis(400)),
+        0,
+        2,
+    );
+    proxy.arm("CreateTaskSet", Fault::Drop, 0, 1);
+    proxy.arm("DescribeTargetHealth", Fault::Throttle, 2, 2);
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "web:2", "--output", "json"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["result"], "promoted");
+    assert_eq!(env.weights().await, (0, 100));
+    let served = proxy.served();
+    for fault in [
+        Fault::Throttle,
+        Fault::Unavailable,
+        Fault::Stale,
+        Fault::Drop,
+    ] {
+        assert!(
+            served.iter().any(|(_, f)| *f == fault),
+            "{fault:?} was injected: {served:?}"
+        );
+    }
+    // Every attempt is counted, retries included.
+    let calls = summary["aws-api-calls"]["total"].as_u64().unwrap();
+    assert!(
+        calls as usize > served.len(),
+        "{calls} calls, {} faults",
+        served.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_keeps_trying_through_faults_until_traffic_is_safe() {
+    let env = env(&[]).await;
+    let bad = App::start(500, "boom");
+    // The smoke test fails after the first shift (post-traffic), so there is traffic to move back.
+    env.config(&bad, STEPS);
+    let path = env.dir.path().join("deployer.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            r#"at = ["pre-traffic", "post-traffic"]"#,
+            r#"at = ["post-traffic"]"#,
+        ),
+    )
+    .unwrap();
+    let proxy = through_proxy(&env).await;
+    // Skip the shifts of the rollout (test route + first shift), then fail the rollback's
+    // weight change through more attempts than one SDK call makes.
+    proxy.arm("ModifyListener", Fault::Throttle, 2, 7);
+    proxy.arm("DeleteTaskSet", Fault::Unavailable, 0, 3);
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "web:2", "--output", "json"])
+        .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["result"], "rolled-back");
+    assert_eq!(summary["traffic-new-percent"], 0);
+    assert_eq!(env.weights().await, (100, 0), "traffic is back on stable");
+    let throttled = proxy
+        .served()
+        .iter()
+        .filter(|(op, _)| op == "ModifyListener")
+        .count();
+    assert_eq!(throttled, 7, "{:?}", proxy.served());
+    assert!(
+        err.contains("rollback action failed") && err.contains("retrying"),
+        "the rollback says it is retrying: {err}"
+    );
+}
