@@ -352,6 +352,47 @@ pub fn parse_field_path(path: &str) -> Vec<Segment> {
     segments
 }
 
+/// The dotted path of the key or value at byte `offset` of `source`, when the text is
+/// valid TOML (type errors from serde carry only a span).
+fn field_at(source: &str, offset: usize) -> Option<String> {
+    fn in_table(table: &DeTable<'_>, offset: usize) -> Option<String> {
+        for (key, value) in table.iter() {
+            let name = key.get_ref().to_string();
+            if key.span().contains(&offset) {
+                return Some(name);
+            }
+            if let Some(inner) = in_value(value.get_ref(), offset) {
+                return Some(if inner.starts_with('[') {
+                    format!("{name}{inner}")
+                } else {
+                    format!("{name}.{inner}")
+                });
+            }
+            if value.span().contains(&offset) {
+                return Some(name);
+            }
+        }
+        None
+    }
+    fn in_value(value: &DeValue<'_>, offset: usize) -> Option<String> {
+        match value {
+            // Table spans may cover only their header: search every table.
+            DeValue::Table(table) => in_table(table, offset),
+            DeValue::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| match in_value(item.get_ref(), offset) {
+                    Some(inner) if inner.starts_with('[') => Some(format!("[{i}]{inner}")),
+                    Some(inner) => Some(format!("[{i}].{inner}")),
+                    None => item.span().contains(&offset).then(|| format!("[{i}]")),
+                }),
+            _ => None,
+        }
+    }
+    let doc = DeTable::parse(source).ok()?;
+    in_table(doc.get_ref(), offset)
+}
+
 impl Config {
     /// Read and check `path`.
     ///
@@ -381,7 +422,10 @@ impl Config {
             ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
                 position,
-                field: String::new(),
+                field: err
+                    .span()
+                    .and_then(|span| field_at(&source, span.start))
+                    .unwrap_or_default(),
                 message: err.message().trim().to_string(),
             }])
         })?;

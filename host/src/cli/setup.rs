@@ -39,7 +39,14 @@ pub async fn strategy(
         host,
         &source,
         config.plugin_limits(name, PluginKind::Strategy),
-    )?;
+    )
+    .map_err(|err| match &source {
+        PluginSource::File { name, .. } => ConfigErrors(vec![
+            config.error_at_field(&format!("plugins.{name}"), err.to_string()),
+        ])
+        .into(),
+        PluginSource::Builtin(_) => anyhow::Error::from(err),
+    })?;
     let params = config.strategy_params(service, name);
     if let Err(errors) = plugin.validate(&params).await? {
         let prefix = format!("services.{service_name}.strategies.{name}");
@@ -222,12 +229,19 @@ pub fn gates(
             path: config.resolve(&plugin.path),
             sha256: plugin.sha256.clone(),
         };
+        // A plugin that cannot be loaded is an error in its `[plugins.NAME]` table.
         let loaded = HookPlugin::load(
             host,
             &source,
             config.plugin_limits(&hook.plugin, PluginKind::Hook),
             config.plugin_grants(&hook.plugin),
-        )?;
+        )
+        .map_err(|err| {
+            ConfigErrors(vec![config.error_at_field(
+                &format!("plugins.{}", hook.plugin),
+                err.to_string(),
+            )])
+        })?;
         gates.push(Gate {
             name: format!("hook:{}", hook.plugin),
             at: hook.at.clone(),
@@ -261,7 +275,7 @@ pub fn driver(
             cluster: cluster.clone(),
             service: ecs_service.clone(),
             progress_deadline: duration(&service.health_timeout, Duration::from_secs(600)),
-            poll: Duration::from_millis(500),
+            poll: Duration::from_secs(2),
         })),
         Target::Ecs {
             cluster,
@@ -293,7 +307,7 @@ pub fn driver(
                 stable_release: stable.to_string(),
                 new_release: new.to_string(),
                 health_timeout: duration(&service.health_timeout, Duration::from_secs(600)),
-                poll: Duration::from_millis(500),
+                poll: Duration::from_secs(2),
             }))
         }
         Target::Eks { .. } | Target::Asg { .. } => anyhow::bail!(

@@ -81,8 +81,17 @@ pub fn build(manifest: &Path, guests: &[Guest], target_dir: &Path) -> Result<Vec
 }
 
 fn cargo_build(manifest: &Path, guest: &Guest, target_dir: &Path) -> Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    // Normally the outer cargo's own toolchain; DEPLOYER_GUEST_TOOLCHAIN picks another
+    // (the fuzz build runs on nightly, which has no wasm targets installed).
+    let mut cmd = match std::env::var("DEPLOYER_GUEST_TOOLCHAIN") {
+        Ok(toolchain) if !toolchain.is_empty() => {
+            let mut cmd = Command::new("cargo");
+            cmd.arg(format!("+{toolchain}"))
+                .env_remove("RUSTUP_TOOLCHAIN");
+            cmd
+        }
+        _ => Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())),
+    };
     cmd.arg("build")
         .arg("--quiet")
         .arg("--manifest-path")
