@@ -1,6 +1,7 @@
-//! Plugin host costs: loading a built-in strategy from the on-disk compile cache,
-//! instantiating it, and one `next` call (fresh store + instance + call), plus how fast
-//! an infinite loop is stopped. Results and how to reproduce them: BENCHMARKS.md.
+//! Plugin host costs of each built-in strategy: loading it from the on-disk compile
+//! cache, instantiating it, one `next` call as the host makes it (a fresh store and
+//! instance, then the call), the call alone on a live instance, and the same logic compiled natively (the
+//! baseline of the wasm/native ratio). Results and how to reproduce them: BENCHMARKS.md.
 
 use std::time::Duration;
 
@@ -37,6 +38,40 @@ fn mid_rollout(params: &str) -> RolloutState {
     }
 }
 
+/// The built-in strategies' own Rust, called through the SDK as the guest export does
+/// (JSON parameters parsed, then `next`), but compiled for the host.
+mod native {
+    use deployer_plugin_sdk::strategy::next as sdk_next;
+    use deployer_plugin_sdk::{
+        LifecyclePoint, RolloutState, Step, StepOutcome, StepRecord, TargetInfo, TargetKind,
+    };
+
+    pub fn state(params: &str) -> RolloutState {
+        RolloutState {
+            params: params.to_string(),
+            target: TargetInfo {
+                kind: TargetKind::Simulated,
+                desired_count: 4,
+                native_rolling: true,
+                test_traffic: false,
+            },
+            history: vec![StepRecord {
+                step: Step::RunGates(LifecyclePoint::PreDeploy),
+                outcome: StepOutcome::Gates(vec![]),
+            }],
+        }
+    }
+
+    pub fn next(name: &str, state: &RolloutState) -> Step {
+        match name {
+            "canary" => sdk_next::<deployer_strategy_canary::Canary>(state),
+            "blue-green" => sdk_next::<deployer_strategy_blue_green::BlueGreen>(state),
+            _ => sdk_next::<deployer_strategy_rolling::Rolling>(state),
+        }
+        .unwrap()
+    }
+}
+
 fn plugin_host(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,6 +105,24 @@ fn plugin_host(c: &mut Criterion) {
         ));
         group.bench_function(format!("call_next/{name}"), |b| {
             b.iter(|| rt.block_on(plugin.next(&state)).unwrap())
+        });
+        // The call alone, on a live instance (batches stay well inside the call deadline).
+        group.bench_function(format!("call_only/{name}"), |b| {
+            b.iter_custom(|iters| {
+                let started = std::time::Instant::now();
+                let mut left = iters;
+                while left > 0 {
+                    let batch = left.min(10_000);
+                    rt.block_on(plugin.next_repeated(&state, batch)).unwrap();
+                    left -= batch;
+                }
+                started.elapsed()
+            })
+        });
+        // The same strategy logic compiled natively: the baseline of the wasm/native ratio.
+        let native_state = native::state(params);
+        group.bench_function(format!("native_next/{name}"), |b| {
+            b.iter(|| native::next(name, &native_state))
         });
     }
     group.finish();

@@ -88,7 +88,31 @@ async fn the_json_summary_of_a_promotion_and_a_rollback_matches_its_schema() {
         .expect("the failing gate is in the summary");
     assert!(failed_gate["name"].as_str().unwrap().starts_with("http:"));
     assert_eq!(env.weights().await, (0, 100), "web:2 stayed live on green");
-    snapshot!("summary_rolled_back", out);
+    // Call counts depend on how soon tasks report healthy: checked by the benchmark and
+    // the fault tests, left out of the snapshot.
+    let mut pinned = rolled_back.clone();
+    let object = pinned.as_object_mut().unwrap();
+    assert!(
+        object.remove("aws-api-calls").unwrap()["total"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        object
+            .remove("rollback-latency-ms")
+            .unwrap()
+            .as_u64()
+            .unwrap()
+            < 1000
+    );
+    for step in object["steps"].as_array_mut().unwrap() {
+        step.as_object_mut().unwrap().remove("aws-api-calls");
+    }
+    snapshot!(
+        "summary_rolled_back",
+        serde_json::to_string_pretty(&pinned).unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,19 @@ pub struct Summary {
     /// The last verified share of traffic on the new release.
     pub traffic_new_percent: Option<u8>,
     pub duration_ms: u64,
+    /// From the failing observation (gate result) to the first rollback action.
+    pub rollback_latency_ms: Option<u64>,
+    /// AWS API calls made (every attempt, retries included).
+    pub aws_api_calls: Option<ApiCalls>,
     pub steps: Vec<StepSummary>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ApiCalls {
+    pub total: u32,
+    /// Calls by `Service.Operation`.
+    pub by_operation: std::collections::BTreeMap<String, u32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
@@ -95,6 +107,8 @@ pub struct StepSummary {
     pub step: String,
     /// Verified share of traffic on the new release after the step.
     pub traffic_new_percent: u8,
+    /// AWS API calls the step made (absent when not counted).
+    pub aws_api_calls: Option<u32>,
     pub gates: Vec<GateSummary>,
 }
 
@@ -153,6 +167,11 @@ pub struct Reporter {
     pub secrets: Secrets,
     summary: Mutex<Summary>,
     status: Mutex<Live>,
+    calls: Mutex<Option<crate::aws::CallCounter>>,
+    /// When a gate last reported a failure (start of the rollback-latency clock).
+    failed_at: Mutex<Option<Instant>>,
+    /// API calls made before the current step began.
+    calls_at_step: Mutex<Option<u32>>,
     started: Instant,
 }
 
@@ -177,6 +196,9 @@ impl Reporter {
                 ..Summary::default()
             }),
             status: Mutex::new(Live::default()),
+            calls: Mutex::new(None),
+            failed_at: Mutex::new(None),
+            calls_at_step: Mutex::new(None),
             started: Instant::now(),
         })
     }
@@ -186,10 +208,15 @@ impl Reporter {
     }
 
     /// Which command and service the summary describes.
-    pub fn begin(&self, command: &str, service: &str) {
+    pub fn begin(&self, command: &str, service: Option<&str>) {
         let mut summary = self.lock_summary();
         summary.command = command.to_string();
-        summary.service = Some(service.to_string());
+        summary.service = service.map(str::to_string);
+    }
+
+    /// Report the calls these clients make in the summary.
+    pub fn count_calls(&self, calls: crate::aws::CallCounter) {
+        *self.calls.lock().unwrap_or_else(|e| e.into_inner()) = Some(calls);
     }
 
     fn lock_summary(&self) -> std::sync::MutexGuard<'_, Summary> {
@@ -266,6 +293,49 @@ impl Reporter {
     }
 
     fn record(&self, event: &Event<'_>) {
+        let failing = |results: &[GateResult]| results.iter().any(|r| r.status == GateStatus::Fail);
+        let observed = match event {
+            Event::StepDone {
+                outcome: StepOutcome::Gates(results),
+                ..
+            } => results.as_slice(),
+            Event::Watched { results } => results,
+            _ => &[],
+        };
+        let calls_now = self
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(crate::aws::CallCounter::total);
+        let mut step_calls = None;
+        match event {
+            Event::Step { .. } => {
+                *self.calls_at_step.lock().unwrap_or_else(|e| e.into_inner()) = calls_now;
+            }
+            Event::StepDone { .. } => {
+                let before = self
+                    .calls_at_step
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                step_calls = calls_now.zip(before).map(|(now, before)| now - before);
+            }
+            _ => {}
+        }
+        if failing(observed) {
+            *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+        if let Event::Undo { .. } = event {
+            let failed_at = self
+                .failed_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(at) = failed_at {
+                self.lock_summary().rollback_latency_ms = Some(at.elapsed().as_millis() as u64);
+            }
+        }
         let mut summary = self.lock_summary();
         let scrub = |text: &str| self.secrets.scrub(text);
         match event {
@@ -305,6 +375,7 @@ impl Reporter {
                     seq: *seq,
                     step: scrub(&describe::step(step)),
                     traffic_new_percent: *new_percent,
+                    aws_api_calls: step_calls,
                     gates,
                 });
             }
@@ -386,7 +457,11 @@ impl Reporter {
                 summary.strategy.as_deref().unwrap_or("?")
             );
         }
-        let on = |release: &Option<String>| release.clone().unwrap_or_else(|| "?".into());
+        let on = |release: &Option<String>| {
+            release
+                .clone()
+                .unwrap_or_else(|| "the release it was deploying".into())
+        };
         match report.result {
             DeployResult::Promoted => println!("  traffic:  100% on {}", on(&summary.new_release)),
             DeployResult::RolledBack => {
@@ -426,6 +501,13 @@ impl Reporter {
         let summary = {
             let mut summary = self.lock_summary();
             summary.exit_code = outcome as u8;
+            if let Some(calls) = &*self.calls.lock().unwrap_or_else(|e| e.into_inner()) {
+                let by_operation = calls.snapshot();
+                summary.aws_api_calls = Some(ApiCalls {
+                    total: by_operation.values().sum(),
+                    by_operation,
+                });
+            }
             summary.duration_ms = self.started.elapsed().as_millis() as u64;
             match (outcome, &error_text) {
                 (Outcome::BadInput, Some(text)) => {
@@ -695,6 +777,7 @@ mod tests {
                 seq: 4,
                 step: "run pre-traffic gates".into(),
                 traffic_new_percent: 0,
+                aws_api_calls: None,
                 gates: vec![GateSummary {
                     name: "smoke".into(),
                     status: GateWord::Fail,

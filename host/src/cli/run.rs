@@ -70,13 +70,16 @@ pub async fn run(
     service: Option<&str>,
     release: &str,
 ) -> anyhow::Result<Outcome> {
+    // Begun first, so that even bad input gets its summary.
+    reporter.begin("run", service);
     let config = Config::load(config_path)?;
     reporter.secrets.add_config(&config);
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
-    reporter.begin("run", service_name);
+    reporter.begin("run", Some(service_name));
     let (strategy, _, params) =
         setup::strategy(host, &config, service_name, service, strategy_name).await?;
     let clients = setup::clients(&config).await;
+    reporter.count_calls(clients.calls.clone());
     let gates = setup::gates(host, &config, service, &clients)?;
     let store = setup::store(&config, &clients);
     let settings = setup::settings(&config, service);
@@ -254,11 +257,13 @@ pub async fn rollback(
     config_path: &Path,
     service: Option<&str>,
 ) -> anyhow::Result<Outcome> {
+    reporter.begin("rollback", service);
     let config = Config::load(config_path)?;
     reporter.secrets.add_config(&config);
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
-    reporter.begin("rollback", service_name);
+    reporter.begin("rollback", Some(service_name));
     let clients = setup::clients(&config).await;
+    reporter.count_calls(clients.calls.clone());
     let store = setup::store(&config, &clients);
     let settings = setup::settings(&config, service);
     let shape = self::shape(&clients, service).await?;

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Reproduces every number in BENCHMARKS.md: the plugin host and fleet benchmarks, and
+# the deployment overhead against moto (which runs the release `deployer` binary).
+# Takes a while: a release build of wasmtime and the AWS SDKs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh >/dev/null
+cargo build --release --locked -p deployer
+cargo bench --locked -p deployer --bench plugin_host
+cargo bench --locked -p deployer --bench fleet
+cargo bench --locked -p deployer-tests --bench deploy_overhead

@@ -1,0 +1,193 @@
+//! Deployment overhead against moto: the wall time and AWS API calls of full canary,
+//! blue-green and rolling runs with zero bake times (so nearly all time is deployer's
+//! own, plus moto's answers and the stand-in agent's 50 ms reconcile loop), the calls per
+//! traffic step, and how soon after a failing observation the rollback starts.
+//!
+//! Runs the release `deployer` binary as CI would (`scripts/bench.sh` builds it first)
+//! and reads its `--output json` summaries. Results: BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use deployer_tests::support::{App, EcsAgent, Moto};
+
+const RUNS: usize = 5;
+
+fn deployer_bin() -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    let bin = path.join("deployer");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (scripts/bench.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+struct Sample {
+    wall_ms: f64,
+    in_process_ms: u64,
+    calls: u64,
+    shift_calls: Vec<u64>,
+    rollback_latency_ms: Option<u64>,
+}
+
+fn config(moto: &Moto, world: &deployer_tests::support::World, url: &str) -> String {
+    format!(
+        r#"[aws]
+region = "us-east-1"
+endpoint-url = "{endpoint}"
+
+[services.web]
+health-timeout = "10s"
+
+[services.web.target]
+kind = "ecs"
+cluster = "prod"
+service = "web"
+desired-count = 4
+
+[services.web.traffic]
+listener-arn = "{listener}"
+test-listener-arn = "{test}"
+target-groups = ["{blue}", "{green}"]
+
+[[services.web.gates]]
+name = "smoke"
+kind = "http"
+at = ["pre-traffic", "post-traffic"]
+url = "{url}"
+requests = 1
+
+[services.web.strategies.canary]
+steps = [{{ weight = 10 }}, {{ weight = 25 }}, {{ weight = 50 }}]
+
+[services.web.strategies.blue-green]
+bake = "0s"
+
+[services.web.strategies.rolling]
+batch-size = "25%"
+"#,
+        endpoint = moto.endpoint,
+        listener = world.listener,
+        test = world.test_listener,
+        blue = world.blue,
+        green = world.green,
+    )
+}
+
+async fn deploy(dir: &std::path::Path, strategy: &str, release: &str) -> (i32, Sample) {
+    let started = Instant::now();
+    let out = tokio::process::Command::new(deployer_bin())
+        .args(["run", strategy, "--release", release, "--output", "json"])
+        .arg("--config")
+        .arg(dir.join("deployer.toml"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("DEPLOYER_CACHE_DIR", dir.join("cache"))
+        .output()
+        .await
+        .unwrap();
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let shift_calls = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"].as_str().unwrap().starts_with("shift traffic"))
+        .map(|s| s["aws-api-calls"].as_u64().unwrap())
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        Sample {
+            wall_ms,
+            in_process_ms: summary["duration-ms"].as_u64().unwrap(),
+            calls: summary["aws-api-calls"]["total"].as_u64().unwrap(),
+            shift_calls,
+            rollback_latency_ms: summary["rollback-latency-ms"].as_u64(),
+        },
+    )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and test discovery
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let moto = Moto::start(&[]);
+        let world = moto.ecs_world();
+        let clients = moto.clients().await;
+        let _agent = EcsAgent::start(clients.clone(), Vec::new());
+        let good = App::start(200, "ok");
+        let bad = App::start(500, "boom");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("deployer.toml"), config(&moto, &world, &good.url)).unwrap();
+
+        println!("deploy_overhead: {RUNS} runs per strategy against moto, zero bake times");
+        println!("| run | wall time (median) | in-process (median) | API calls / run | API calls per traffic step (max) |");
+        println!("| --- | --- | --- | --- | --- |");
+        let mut release = 2;
+        for strategy in ["canary", "blue-green", "rolling"] {
+            let mut samples = Vec::new();
+            for _ in 0..RUNS {
+                release = if release == 2 { 3 } else { 2 };
+                let (code, sample) = deploy(dir.path(), strategy, &format!("web:{release}")).await;
+                assert_eq!(code, 0, "{strategy} must promote");
+                samples.push(sample);
+            }
+            print_row(strategy, &samples);
+        }
+
+        // A failing smoke test: time from the failing result to the first rollback action.
+        std::fs::write(dir.path().join("deployer.toml"), config(&moto, &world, &bad.url)).unwrap();
+        let mut samples = Vec::new();
+        for _ in 0..RUNS {
+            let next = if release == 2 { 3 } else { 2 };
+            let (code, sample) = deploy(dir.path(), "canary", &format!("web:{next}")).await;
+            assert_eq!(code, 1, "a failing canary must roll back");
+            samples.push(sample);
+        }
+        print_row("canary, rolled back", &samples);
+        let latencies: Vec<f64> = samples
+            .iter()
+            .map(|s| s.rollback_latency_ms.expect("latency reported") as f64)
+            .collect();
+        println!(
+            "rollback issued {:.0} ms (median), {:.0} ms (max) after the failing observation",
+            median(latencies.clone()),
+            latencies.iter().cloned().fold(0.0, f64::max)
+        );
+    });
+}
+
+fn print_row(name: &str, samples: &[Sample]) {
+    let wall = median(samples.iter().map(|s| s.wall_ms).collect());
+    let inside = median(samples.iter().map(|s| s.in_process_ms as f64).collect());
+    let calls = median(samples.iter().map(|s| s.calls as f64).collect());
+    let per_shift = samples
+        .iter()
+        .flat_map(|s| s.shift_calls.iter().copied())
+        .max()
+        .map_or("-".to_string(), |m| m.to_string());
+    println!("| {name} | {wall:.0} ms | {inside:.0} ms | {calls:.0} | {per_shift} |");
+}
