@@ -226,3 +226,64 @@ async fn config_errors_become_file_and_line_annotations() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_follows_a_deployment_whose_log_is_tracing_json() {
+    let env = env(&[]).await;
+    let good = App::start(200, "ok");
+    env.config(&good, STEPS);
+    let watcher = env
+        .command(&["status", "--watch", "--interval", "50ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (code, out, err) = env
+        .deployer(&[
+            "run",
+            "canary",
+            "--release",
+            "web:2",
+            "--log-format",
+            "json",
+        ])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Every log line is a JSON record with structured fields.
+    let records: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let events: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["fields"]["event"].as_str())
+        .collect();
+    assert!(
+        events.contains(&"started") && events.contains(&"finished"),
+        "{events:?}"
+    );
+    assert!(
+        records.iter().any(
+            |r| r["fields"]["event"] == "step-done" && r["fields"]["traffic_new_percent"] == 50
+        ),
+        "{err}"
+    );
+
+    let mut watcher = watcher;
+    watcher.start_kill().unwrap();
+    let watched = watcher.wait_with_output().await.unwrap();
+    let watched = String::from_utf8_lossy(&watched.stdout);
+    let idle = watched.find("state:   idle").expect("idle before");
+    let deploying = watched
+        .find("state:   deploying web:2 over web:1")
+        .unwrap_or_else(|| panic!("the watch saw the deployment: {watched}"));
+    let live = watched
+        .rfind("live:    web:2")
+        .unwrap_or_else(|| panic!("the watch saw the promotion: {watched}"));
+    assert!(idle < deploying && deploying < live, "{watched}");
+    // Blocks are printed only when something changed.
+    assert!(watched.matches("service: web").count() < 40, "{watched}");
+}

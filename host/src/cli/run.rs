@@ -291,24 +291,27 @@ pub async fn rollback(
             &stable,
             &new,
         )?;
-        let report = Engine {
+        let recovered = Engine {
             service: service_name,
             strategy: &strategy,
             driver: &driver,
             gates: &NoGates,
             store: &store,
-            settings,
+            settings: settings.clone(),
             cancel: CancellationToken::new(),
             events: &events,
         }
         .recover_active()
-        .await?
-        .context("the interrupted deployment finished in the meantime")?;
-        reporter.report(&report);
-        return Ok(match report.result {
-            DeployResult::RollbackFailed => Outcome::RollbackFailed,
-            _ => Outcome::Success,
-        });
+        .await?;
+        // None: the run had finished and only its paperwork was left; undo it below
+        // like any finished deployment.
+        if let Some(report) = recovered {
+            reporter.report(&report);
+            return Ok(match report.result {
+                DeployResult::RollbackFailed => Outcome::RollbackFailed,
+                _ => Outcome::Success,
+            });
+        }
     }
 
     let history = store.history(service_name).await?;

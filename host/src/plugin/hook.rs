@@ -36,6 +36,16 @@ impl HookPlugin {
         self.0.host.services().clone()
     }
 
+    /// Instantiate in a fresh store and drop it (what every call pays first).
+    ///
+    /// # Errors
+    /// A failure of instantiation (limits, start function traps).
+    pub async fn instantiate(&self) -> Result<(), PluginError> {
+        self.0
+            .call("instantiate", self.services(), async |_, _| Ok(()))
+            .await
+    }
+
     /// # Errors
     /// A call failure (trap, timeout, memory limit).
     pub async fn info(&self) -> Result<PluginInfo, PluginError> {
