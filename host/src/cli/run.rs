@@ -303,9 +303,9 @@ pub async fn rollback(
         }
         .recover_active()
         .await?;
-        // None: the run had finished and only its paperwork was left; undo it below
-        // like any finished deployment.
-        if let Some(report) = recovered {
+        // None or promoted: the run had finished and only its paperwork was left; undo
+        // it below like any finished deployment.
+        if let Some(report) = recovered.filter(|r| r.result != DeployResult::Promoted) {
             reporter.report(&report);
             return Ok(match report.result {
                 DeployResult::RollbackFailed => Outcome::RollbackFailed,

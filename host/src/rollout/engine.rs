@@ -226,6 +226,20 @@ impl<D: Driver, G: Gates> Engine<'_, D, G> {
             return Ok(None);
         }
         let run = self.run_from(journal);
+        // Died after the last step was carried out but before `Finished` was written:
+        // the deployment is complete (the old side may already be gone); record it so.
+        if run.journal.rollback_reason().is_none()
+            && run.journal.is_done(&Action::Step(Step::Complete))
+        {
+            let detail = format!(
+                "{} is live on 100% of traffic (the run finished before it was killed)",
+                run.ctx.new_release
+            );
+            return self
+                .finish(run, DeployResult::Promoted, detail)
+                .await
+                .map(Some);
+        }
         let resumable = self.settings.on_resume == ResumePolicy::Resume
             && run.journal.rollback_reason().is_none()
             && request.is_some_and(|r| self.matches(&run.journal, r));
