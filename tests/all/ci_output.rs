@@ -6,24 +6,6 @@ use deployer_tests::support::App;
 
 use super::ecs::{STEPS, env};
 
-/// Snapshot `text` with run-to-run differences (ids, ports, timings) masked.
-macro_rules! snapshot {
-    ($name:expr, $text:expr) => {
-        insta::with_settings!({
-            snapshot_path => "snapshots",
-            prepend_module_to_snapshot => false,
-            filters => vec![
-                (r"d\d{10,}-\d+-\d+", "[deployment]"),
-                (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
-                (r"in \d+\.\ds", "in [time]"),
-                (r#""duration-ms": \d+"#, r#""duration-ms": "[ms]""#),
-            ],
-        }, {
-            insta::assert_snapshot!($name, $text);
-        })
-    };
-}
-
 fn summary_validator() -> jsonschema::Validator {
     let schema = deployer::cli::report::summary_schema();
     jsonschema::validator_for(&schema).expect("the summary schema is a valid JSON Schema")

@@ -13,18 +13,6 @@ fn stable(text: &str, dir: Option<&std::path::Path>) -> String {
     text
 }
 
-macro_rules! snapshot {
-    ($name:expr, $text:expr) => {
-        insta::with_settings!({
-            snapshot_path => "snapshots",
-            prepend_module_to_snapshot => false,
-            filters => vec![(r"\b[0-9a-f]{64}\b", "[sha256]")],
-        }, {
-            insta::assert_snapshot!($name, $text);
-        })
-    };
-}
-
 #[test]
 fn help() {
     let (code, out, _) = run(&["--help"]);

@@ -5,34 +5,20 @@
 use std::time::Duration;
 
 use deployer::gates::{Check, ConfiguredGates, Gate, GatePoint};
-use deployer::plugin::bindings::types::{TargetInfo, TargetKind};
 use deployer::plugin::hook::HookPlugin;
 use deployer::plugin::strategy::StrategyPlugin;
-use deployer::plugin::{Grants, Limits, PluginHost, PluginSource};
-use deployer::rollout::engine::{DeployRequest, Engine, Report, Settings};
+use deployer::plugin::{Grants, Limits, PluginHost};
+use deployer::rollout::engine::{DeployRequest, Report};
 use deployer::rollout::gates::{Gates, NoGates};
 use deployer::rollout::sim::SimDriver;
 use deployer::state::{DeployResult, LocalStore, Store};
 use deployer_tests::{components, source};
-use tokio_util::sync::CancellationToken;
+
+use super::rollout::{self, assert_safe_on_stable, builtin, request, settings};
 
 const CANARY: &str = r#"{"steps":[{"weight":25},{"weight":50}]}"#;
 
-fn request(strategy: &str, params: &str) -> DeployRequest {
-    DeployRequest {
-        strategy: strategy.into(),
-        new_release: "web:2".into(),
-        stable_release: Some("web:1".into()),
-        params: params.into(),
-        target: TargetInfo {
-            kind: TargetKind::Simulated,
-            desired_count: 4,
-            native_rolling: false,
-            test_traffic: false,
-        },
-    }
-}
-
+/// A deployment on a fresh simulated target and journal, with the journal's text.
 async fn deploy(
     strategy: &StrategyPlugin,
     gates: &impl Gates,
@@ -41,25 +27,7 @@ async fn deploy(
     let dir = tempfile::tempdir().unwrap();
     let store = Store::Local(LocalStore::new(dir.path()));
     let driver = SimDriver::new("web:1", 4);
-    let log = |_: &deployer::rollout::events::Event<'_>| {};
-    let report = Engine {
-        service: "web",
-        strategy,
-        driver: &driver,
-        gates,
-        store: &store,
-        settings: Settings {
-            watch_interval: Duration::from_millis(20),
-            rollback_deadline: Duration::from_secs(5),
-            retry_base: Duration::from_millis(5),
-            ..Settings::default()
-        },
-        cancel: CancellationToken::new(),
-        events: &log,
-    }
-    .deploy(request)
-    .await
-    .unwrap();
+    let report = rollout::deploy(strategy, &driver, gates, &store, settings(), request).await;
     let journal = std::fs::read_to_string(
         std::fs::read_dir(dir.path().join("services/web/deployments"))
             .unwrap()
@@ -78,10 +46,7 @@ fn assert_rolled_back_safely(what: &str, report: &Report, driver: &SimDriver) {
         DeployResult::RolledBack,
         "{what}: {report:?}"
     );
-    let state = driver.state();
-    assert_eq!(state.new_percent, 0, "{what}: traffic back on stable");
-    assert_eq!(state.stable_units, 4, "{what}: stable at full size");
-    assert_eq!(state.new_units, 0, "{what}: new side removed");
+    assert_safe_on_stable(driver);
 }
 
 /// A limit short enough for a test, long enough for a normal call.
@@ -136,12 +101,7 @@ async fn every_hostile_strategy_is_stopped_or_refused_and_rolled_back() {
         );
     }
     // The host still serves: the built-in canary deploys on it.
-    let canary = StrategyPlugin::load(
-        &host,
-        &PluginSource::Builtin("canary".into()),
-        Limits::strategy(),
-    )
-    .unwrap();
+    let canary = builtin(&host, "canary");
     let (report, _, _) = deploy(&canary, &NoGates, request("canary", CANARY)).await;
     assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
 }
@@ -173,12 +133,7 @@ fn hook_gate(host: &PluginHost, at: GatePoint, params: &str) -> ConfiguredGates 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_back() {
     let (host, _cache) = deployer_tests::host();
-    let canary = StrategyPlugin::load(
-        &host,
-        &PluginSource::Builtin("canary".into()),
-        Limits::strategy(),
-    )
-    .unwrap();
+    let canary = builtin(&host, "canary");
     for point in [
         GatePoint::PreDeploy,
         GatePoint::PreTraffic,

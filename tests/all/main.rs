@@ -1,5 +1,26 @@
 //! Integration suites, one module per feature (wasmtime's `tests/all` layout).
 
+/// Snapshot CLI output in `tests/all/snapshots/` (review with `cargo insta review`),
+/// with what differs between runs and machines masked: digests, deployment ids, ports,
+/// timings.
+macro_rules! snapshot {
+    ($name:expr, $text:expr) => {
+        insta::with_settings!({
+            snapshot_path => "snapshots",
+            prepend_module_to_snapshot => false,
+            filters => vec![
+                (r"\b[0-9a-f]{64}\b", "[sha256]"),
+                (r"d\d{10,}-\d+-\d+", "[deployment]"),
+                (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+                (r"in \d+\.\ds", "in [time]"),
+                (r#""duration-ms": \d+"#, r#""duration-ms": "[ms]""#),
+            ],
+        }, {
+            insta::assert_snapshot!($name, $text);
+        })
+    };
+}
+
 mod bad_input;
 mod ci_output;
 mod cli;

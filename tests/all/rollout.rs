@@ -67,7 +67,7 @@ impl Gates for Scripted {
     }
 }
 
-fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     Settings {
         watch_interval: Duration::from_millis(50),
         rollback_deadline: Duration::from_secs(5),
@@ -76,7 +76,7 @@ fn settings() -> Settings {
     }
 }
 
-fn request(strategy: &str, params: &str) -> DeployRequest {
+pub(crate) fn request(strategy: &str, params: &str) -> DeployRequest {
     DeployRequest {
         strategy: strategy.into(),
         new_release: "web:2".into(),
@@ -91,7 +91,7 @@ fn request(strategy: &str, params: &str) -> DeployRequest {
     }
 }
 
-fn builtin(host: &PluginHost, name: &str) -> StrategyPlugin {
+pub(crate) fn builtin(host: &PluginHost, name: &str) -> StrategyPlugin {
     StrategyPlugin::load(
         host,
         &PluginSource::Builtin(name.into()),
@@ -100,7 +100,7 @@ fn builtin(host: &PluginHost, name: &str) -> StrategyPlugin {
     .unwrap()
 }
 
-async fn deploy(
+pub(crate) async fn deploy(
     strategy: &StrategyPlugin,
     driver: &SimDriver,
     gates: &impl Gates,
@@ -124,7 +124,7 @@ async fn deploy(
     .unwrap()
 }
 
-fn assert_safe_on_stable(driver: &SimDriver) {
+pub(crate) fn assert_safe_on_stable(driver: &SimDriver) {
     let state = driver.state();
     assert_eq!(
         state.new_percent, 0,

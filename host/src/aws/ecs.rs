@@ -162,12 +162,17 @@ impl EcsTaskSets {
         }
     }
 
-    async fn task_set(&self, side: Side) -> Result<Option<TaskSet>, DriverError> {
+    /// The live task set of `side` among `sets`.
+    fn side_of<'a>(&self, sets: &'a [TaskSet], side: Side) -> Option<&'a TaskSet> {
         let release = self.release(side);
-        Ok(self.task_sets().await?.into_iter().find(|t| {
+        sets.iter().find(|t| {
             t.status() != Some("DRAINING")
                 && same_task_definition(t.task_definition().unwrap_or_default(), release)
-        }))
+        })
+    }
+
+    async fn task_set(&self, side: Side) -> Result<Option<TaskSet>, DriverError> {
+        Ok(self.side_of(&self.task_sets().await?, side).cloned())
     }
 
     async fn require(&self, side: Side) -> Result<TaskSet, DriverError> {
@@ -193,15 +198,11 @@ impl EcsTaskSets {
     async fn groups(&self) -> Result<(String, String), DriverError> {
         let sets = self.task_sets().await?;
         let find = |side: Side| {
-            let release = self.release(side);
-            sets.iter()
-                .find(|t| {
-                    t.status() != Some("DRAINING")
-                        && same_task_definition(t.task_definition().unwrap_or_default(), release)
-                })
+            self.side_of(&sets, side)
                 .ok_or_else(|| {
                     DriverError::Failed(format!(
-                        "no task set runs {release} in service {}",
+                        "no task set runs {} in service {}",
+                        self.release(side),
                         self.service
                     ))
                 })

@@ -8,7 +8,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
@@ -216,11 +216,11 @@ impl Reporter {
 
     /// Report the calls these clients make in the summary.
     pub fn count_calls(&self, calls: crate::aws::CallCounter) {
-        *self.calls.lock().unwrap_or_else(|e| e.into_inner()) = Some(calls);
+        *self.calls.lock().unwrap_or_else(PoisonError::into_inner) = Some(calls);
     }
 
     fn lock_summary(&self) -> std::sync::MutexGuard<'_, Summary> {
-        self.summary.lock().unwrap_or_else(|e| e.into_inner())
+        self.summary.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Keep the status line's countdown moving while a run is under way.
@@ -252,7 +252,7 @@ impl Reporter {
     fn print_line(&self, text: &str) {
         let mut stderr = std::io::stderr().lock();
         if self.live {
-            let mut live = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            let mut live = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             if live.drawn {
                 let _ = write!(stderr, "\r\x1b[2K");
                 live.drawn = false;
@@ -267,7 +267,7 @@ impl Reporter {
     pub fn event(&self, event: &Event<'_>) {
         self.record(event);
         if self.live {
-            let mut live = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            let mut live = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             match event {
                 Event::Step { seq, step } => {
                     live.step = Some((*seq, describe::step(step)));
@@ -311,7 +311,10 @@ impl Reporter {
         let mut step_calls = None;
         match event {
             Event::Step { .. } => {
-                *self.calls_at_step.lock().unwrap_or_else(|e| e.into_inner()) = calls_now;
+                *self
+                    .calls_at_step
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = calls_now;
             }
             Event::StepDone { .. } => {
                 let before = self
@@ -324,7 +327,10 @@ impl Reporter {
             _ => {}
         }
         if failing(observed) {
-            *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            *self
+                .failed_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
         if let Event::Undo { .. } = event {
             let failed_at = self
@@ -411,7 +417,7 @@ impl Reporter {
         if !self.live {
             return;
         }
-        let mut live = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         let traffic = self.lock_summary().traffic_new_percent;
         let Some(line) = status_line(&live, traffic, Instant::now()) else {
             return;
@@ -426,7 +432,7 @@ impl Reporter {
         if !self.live {
             return;
         }
-        let mut live = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         live.step = None;
         if live.drawn {
             let _ = write!(std::io::stderr(), "\r\x1b[2K");
@@ -501,7 +507,7 @@ impl Reporter {
         let summary = {
             let mut summary = self.lock_summary();
             summary.exit_code = outcome as u8;
-            if let Some(calls) = &*self.calls.lock().unwrap_or_else(|e| e.into_inner()) {
+            if let Some(calls) = &*self.calls.lock().unwrap_or_else(PoisonError::into_inner) {
                 let by_operation = calls.snapshot();
                 summary.aws_api_calls = Some(ApiCalls {
                     total: by_operation.values().sum(),

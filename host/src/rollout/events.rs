@@ -106,6 +106,17 @@ pub fn result_word(result: DeployResult) -> &'static str {
     }
 }
 
+/// Gate results on one line, separated by `; `.
+fn gate_lines(f: &mut fmt::Formatter<'_>, results: &[GateResult]) -> fmt::Result {
+    for (i, result) in results.iter().enumerate() {
+        if i > 0 {
+            write!(f, "; ")?;
+        }
+        gate_line(f, result)?;
+    }
+    Ok(())
+}
+
 fn gate_line(f: &mut fmt::Formatter<'_>, result: &GateResult) -> fmt::Result {
     write!(f, "gate {}: {}", result.name, status_word(result.status))?;
     if !result.detail.is_empty() {
@@ -146,13 +157,7 @@ impl fmt::Display for Event<'_> {
                     if results.is_empty() {
                         return write!(f, "no gates configured here");
                     }
-                    for (i, result) in results.iter().enumerate() {
-                        if i > 0 {
-                            write!(f, "; ")?;
-                        }
-                        gate_line(f, result)?;
-                    }
-                    Ok(())
+                    gate_lines(f, results)
                 }
                 (Step::ShiftTraffic(_), _) => write!(
                     f,
@@ -163,13 +168,7 @@ impl fmt::Display for Event<'_> {
             },
             Event::Watched { results } => {
                 write!(f, "bake check: ")?;
-                for (i, result) in results.iter().enumerate() {
-                    if i > 0 {
-                        write!(f, "; ")?;
-                    }
-                    gate_line(f, result)?;
-                }
-                Ok(())
+                gate_lines(f, results)
             }
             Event::Retrying { wait, message } => {
                 write!(f, "transient failure, retrying in {wait:?}: {message}")
