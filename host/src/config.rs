@@ -187,14 +187,44 @@ pub enum Target {
         service: String,
         desired_count: u32,
     },
+    /// Kubernetes Deployments on EKS (or any cluster a kubeconfig reaches).
     #[serde(rename_all = "kebab-case")]
     Eks {
         namespace: String,
-        deployment: String,
+        /// Rolling in place: the Deployment whose rollout deployer drives and watches.
+        #[serde(default)]
+        deployment: Option<String>,
+        /// Blue-green and canary: two Deployments, whose pods sit behind
+        /// `traffic.target-groups` in the same order (TargetGroupBinding).
+        #[serde(default)]
+        deployments: Option<Vec<String>>,
+        /// The container whose image is the release (default: the pod's only container).
+        #[serde(default)]
+        container: Option<String>,
+        /// EKS cluster name: access by describe-cluster and a token from AWS credentials.
+        #[serde(default)]
+        cluster: Option<String>,
+        /// Or a kubeconfig file (relative to deployer.toml); with neither, the usual
+        /// `KUBECONFIG` / `~/.kube/config` / in-cluster lookup.
+        #[serde(default)]
+        kubeconfig: Option<PathBuf>,
+        /// Context of the kubeconfig to use (default: its current context).
+        #[serde(default)]
+        context: Option<String>,
         desired_count: u32,
     },
+    /// EC2 Auto Scaling groups; a release is a launch template version.
     #[serde(rename_all = "kebab-case")]
-    Asg { group: String, desired_count: u32 },
+    Asg {
+        /// Rolling in place: the group whose instances are replaced.
+        #[serde(default)]
+        group: Option<String>,
+        /// Blue-green and canary: two groups, attached to `traffic.target-groups` in the
+        /// same order.
+        #[serde(default)]
+        groups: Option<Vec<String>>,
+        desired_count: u32,
+    },
 }
 
 impl Target {
@@ -564,6 +594,11 @@ impl Config {
                     ));
                 }
             }
+            for (field, message) in target_problems(service) {
+                errors.push(
+                    self.error_at_field(&format!("services.{service_name}.target{field}"), message),
+                );
+            }
             for (field, value) in [
                 ("health-timeout", &service.health_timeout),
                 ("watch-interval", &service.watch_interval),
@@ -706,10 +741,22 @@ impl Config {
             Target::Eks { .. } => TargetKind::EksDeployment,
             Target::Asg { .. } => TargetKind::AutoScalingGroup,
         };
+        // Two groups or Deployments are deployed side by side, one in place; an ECS
+        // service's controller is only known from AWS (`run` asks it).
+        let native_rolling = !matches!(
+            service.target,
+            Target::Asg {
+                groups: Some(_),
+                ..
+            } | Target::Eks {
+                deployments: Some(_),
+                ..
+            }
+        );
         TargetInfo {
             kind,
             desired_count: service.target.desired_count(),
-            native_rolling: true,
+            native_rolling,
             test_traffic: service
                 .traffic
                 .as_ref()
@@ -725,6 +772,62 @@ impl Config {
             self.path.parent().unwrap_or(Path::new(".")).join(path)
         }
     }
+}
+
+/// What is wrong with the shape of `service.target`: (field suffix, message with fix).
+fn target_problems(service: &Service) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    // One unit in place, or two side by side behind the traffic table.
+    let mut one_or_pair = |one: (&str, &Option<String>), two: (&str, &Option<Vec<String>>)| {
+        match (one.1, two.1) {
+            (Some(_), Some(_)) | (None, None) => problems.push((
+                String::new(),
+                format!(
+                    "set exactly one of {} (rolling in place) or {} = [blue, green] (blue-green and canary)",
+                    one.0, two.0
+                ),
+            )),
+            (None, Some(pair)) => {
+                if pair.len() != 2 || pair[0] == pair[1] {
+                    problems.push((
+                        format!(".{}", two.0),
+                        "needs exactly two different names (the blue and the green side)".into(),
+                    ));
+                }
+                if service.traffic.is_none() {
+                    problems.push((
+                        format!(".{}", two.0),
+                        format!(
+                            "two sides need a [traffic] table: the listener and the two target groups the {} sit behind, in the same order",
+                            two.0
+                        ),
+                    ));
+                }
+            }
+            (Some(_), None) => {}
+        }
+    };
+    match &service.target {
+        Target::Ecs { .. } => {}
+        Target::Eks {
+            deployment,
+            deployments,
+            cluster,
+            kubeconfig,
+            ..
+        } => {
+            one_or_pair(("deployment", deployment), ("deployments", deployments));
+            if cluster.is_some() && kubeconfig.is_some() {
+                problems.push((
+                    String::new(),
+                    "set at most one of cluster (EKS access with AWS credentials) or kubeconfig"
+                        .into(),
+                ));
+            }
+        }
+        Target::Asg { group, groups, .. } => one_or_pair(("group", group), ("groups", groups)),
+    }
+    problems
 }
 
 /// `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`: the duration syntax shared with plugins.

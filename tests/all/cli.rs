@@ -71,6 +71,29 @@ fn plan_canary_prints_the_steps_of_the_example() {
 }
 
 #[test]
+fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
+    for example in ["eks-blue-green", "asg-canary"] {
+        let config = repo(&format!("examples/{example}/deployer.toml"));
+        let (code, out, err) = run(&["validate", "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 0, "{example}: {out}{err}");
+    }
+    let config = repo("examples/asg-canary/deployer.toml");
+    let config = config.to_str().unwrap();
+    let (code, out, err) = run(&["plan", "rolling", "--service", "worker", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(Auto Scaling group, 4 units"), "{out}");
+    assert!(
+        out.contains("rolling update in place (min healthy 75%"),
+        "one group is updated in place: {out}"
+    );
+    // Two groups: rolling moves capacity and traffic between them in batches.
+    let (code, out, err) = run(&["plan", "rolling", "--service", "web", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("scale new side to 1 unit"), "{out}");
+    assert!(!out.contains("in place"), "{out}");
+}
+
+#[test]
 fn bad_strategy_parameters_are_bad_input_with_line_and_fix() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(

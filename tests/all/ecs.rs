@@ -88,31 +88,11 @@ bake = "300ms"
     }
 
     pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(deployer_bin());
-        cmd.args(args)
-            .arg("--config")
-            .arg(self.dir.path().join("deployer.toml"))
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env(
-                "DEPLOYER_CACHE_DIR",
-                std::env::temp_dir().join("deployer-e2e-cache"),
-            )
-            .kill_on_drop(true);
-        cmd
+        command(self.dir.path(), args)
     }
 
     pub(crate) async fn deployer(&self, args: &[&str]) -> (i32, String, String) {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = self.command(args).output().await.unwrap();
-        (
-            status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&stdout).into_owned(),
-            String::from_utf8_lossy(&stderr).into_owned(),
-        )
+        deployer(self.dir.path(), args).await
     }
 
     /// (blue %, green %) as the listener reports them.
@@ -165,7 +145,37 @@ bake = "300ms"
     }
 }
 
-fn deployer_bin() -> std::path::PathBuf {
+/// The real `deployer` binary run on `dir/deployer.toml` with moto's test credentials.
+pub(crate) fn command(dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(deployer_bin());
+    cmd.args(args)
+        .arg("--config")
+        .arg(dir.join("deployer.toml"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env(
+            "DEPLOYER_CACHE_DIR",
+            std::env::temp_dir().join("deployer-e2e-cache"),
+        )
+        .kill_on_drop(true);
+    cmd
+}
+
+/// (exit code, stdout, stderr) of `deployer ARGS --config dir/deployer.toml`.
+pub(crate) async fn deployer(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command(dir, args).output().await.unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+pub(crate) fn deployer_bin() -> std::path::PathBuf {
     let mut path = std::env::current_exe().unwrap();
     path.pop();
     if path.ends_with("deps") {
@@ -176,7 +186,7 @@ fn deployer_bin() -> std::path::PathBuf {
 
 pub(crate) const STEPS: &str = r#"[{ weight = 10, bake = "300ms" }, { weight = 50 }]"#;
 
-fn journal_shifts(dir: &Path) -> Vec<u8> {
+pub(crate) fn journal_shifts(dir: &Path) -> Vec<u8> {
     let mut shifts = Vec::new();
     let deployments = dir.join(".deployer/services/web/deployments");
     let mut files: Vec<_> = std::fs::read_dir(deployments)

@@ -21,12 +21,14 @@ macro_rules! snapshot {
     };
 }
 
+mod asg;
 mod bad_input;
 mod ci_output;
 mod cli;
 mod cli_snapshots;
 mod crashes;
 mod ecs;
+mod eks;
 mod examples;
 mod faults;
 mod gates;

@@ -2,6 +2,7 @@
 //! a stand-in for the ECS agent, and small HTTP apps that play good and bad releases.
 
 pub mod fault_proxy;
+pub mod kube;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -62,10 +63,14 @@ impl Moto {
         Moto { child, endpoint }
     }
 
-    /// Create the ECS world (see `support/moto_world.py`).
-    pub fn ecs_world(&self) -> World {
+    /// Run `support/SCRIPT ENDPOINT`, which builds a world and prints its ARNs as JSON.
+    fn world(&self, script: &str) -> serde_json::Value {
         let out = Command::new(moto_venv().join("bin/python"))
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/moto_world.py"))
+            .arg(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("support")
+                    .join(script),
+            )
             .arg(&self.endpoint)
             .output()
             .unwrap();
@@ -74,7 +79,24 @@ impl Moto {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Create the Auto Scaling world (see `support/moto_asg_world.py`).
+    pub fn asg_world(&self) -> AsgWorld {
+        let json = self.world("moto_asg_world.py");
+        let field = |k: &str| json[k].as_str().unwrap().to_string();
+        AsgWorld {
+            listener: field("listener"),
+            blue: field("blue"),
+            green: field("green"),
+            api: field("api"),
+        }
+    }
+
+    /// Create the ECS world (see `support/moto_world.py`).
+    pub fn ecs_world(&self) -> World {
+        let json = self.world("moto_world.py");
         let field = |k: &str| json[k].as_str().unwrap().to_string();
         World {
             rule: field("rule"),
@@ -96,6 +118,21 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// ARNs of the Auto Scaling world.
+#[derive(Clone, Debug)]
+pub struct AsgWorld {
+    pub listener: String,
+    pub blue: String,
+    pub green: String,
+    pub api: String,
+}
+
+/// Clients that reach nothing (for code that wants them but, in the test, makes no call).
+pub async fn test_clients() -> deployer::aws::Clients {
+    set_test_credentials();
+    deployer::aws::Clients::new(Some("us-east-1"), Some("http://127.0.0.1:9")).await
 }
 
 /// Static test credentials for moto (never real ones).

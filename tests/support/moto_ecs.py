@@ -1,4 +1,12 @@
-"""moto, plus the part of ECS it leaves out: the deployment controller's progress.
+"""moto, plus the parts of ECS and EC2 Auto Scaling it leaves out.
+
+Auto Scaling: moto reports every instance as launched from the template's *default*
+version and never deregisters terminated instances from target groups. Real AWS
+reports the version each instance was launched from and deregisters it when it goes;
+the instance-replacement code depends on both, so this records the group's version at
+launch and sweeps terminated instances out of target groups.
+
+ECS: the deployment controller's progress.
 
 moto stores `update_service`'s new task definition but never starts a deployment for
 it. This runs moto's own server in-process and, every 50 ms, does what ECS does for
@@ -13,11 +21,47 @@ import os
 import sys
 import time
 
+from moto.autoscaling import models as autoscaling
+from moto.autoscaling.models import autoscaling_backends
 from moto.ecs.models import ecs_backends
+from moto.elbv2.models import elbv2_backends
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 port = int(sys.argv[1])
 broken = {b for b in os.environ.get("MOTO_ECS_BROKEN", "").split(",") if b}
+_instance_state_init = autoscaling.InstanceState.__init__
+
+
+def _launched_from(self, *args, **kwargs):
+    _instance_state_init(self, *args, **kwargs)
+    group = self.auto_scaling_group
+    template = group.ec2_launch_template if group is not None else None
+    self._launched_version = None
+    if template is not None:
+        wanted = str(getattr(group, "launch_template_version", "$Default"))
+        if wanted == "$Latest":
+            wanted = str(template.latest_version_number)
+        elif not wanted.isdigit():
+            wanted = str(template.default_version_number)
+        self._launched_version = {"LaunchTemplateId": template.id, "LaunchTemplateName": template.name, "Version": wanted}
+
+
+autoscaling.InstanceState.__init__ = _launched_from
+autoscaling.InstanceState.launch_template = property(lambda self: self._launched_version)
+
+
+def sweep_target_groups():
+    """Deregister instances no group holds any more, as the ALB does for terminated ones."""
+    for regions in list(autoscaling_backends.values()):
+        for region, backend in list(regions.items()):
+            held = {s.instance.id for g in list(backend.autoscaling_groups.values()) for s in list(g.instance_states)}
+            elb = elbv2_backends[backend.account_id][region]
+            for tg in list(elb.target_groups.values()):
+                gone = [t for t in list(tg.targets) if t.startswith("i-") and t not in held]
+                for target in gone:
+                    tg.targets.pop(target, None)
+
+
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
 server.start()
 
@@ -69,5 +113,6 @@ while True:
                 for service in list(backend.services.values()):
                     if (service.deployment_controller or {}).get("type", "ECS") == "ECS":
                         progress(service)
+        sweep_target_groups()
     except RuntimeError:
         pass  # a dict changed size under us: try again next tick

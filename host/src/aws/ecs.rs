@@ -422,55 +422,6 @@ impl Driver for EcsTaskSets {
     }
 }
 
-/// An ECS service, side by side or in place, behind the one driver interface.
-pub enum EcsDriver {
-    TaskSets(EcsTaskSets),
-    InPlace(super::ecs_rolling::EcsRolling),
-}
-
-macro_rules! delegate {
-    ($self:ident, $d:ident => $call:expr) => {
-        match $self {
-            EcsDriver::TaskSets($d) => $call,
-            EcsDriver::InPlace($d) => $call,
-        }
-    };
-}
-
-impl Driver for EcsDriver {
-    fn describe(&self) -> String {
-        delegate!(self, d => d.describe())
-    }
-    async fn prepare(&self, release: &str) -> Result<(), DriverError> {
-        delegate!(self, d => d.prepare(release).await)
-    }
-    async fn scale(&self, side: Side, count: u32) -> Result<(), DriverError> {
-        delegate!(self, d => d.scale(side, count).await)
-    }
-    async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
-        delegate!(self, d => d.shift_traffic(new_percent).await)
-    }
-    async fn route_test_traffic(&self) -> Result<(), DriverError> {
-        delegate!(self, d => d.route_test_traffic().await)
-    }
-    async fn rolling_update(
-        &self,
-        release: &str,
-        update: &RollingUpdate,
-    ) -> Result<(), DriverError> {
-        delegate!(self, d => d.rolling_update(release, update).await)
-    }
-    async fn promote(&self) -> Result<(), DriverError> {
-        delegate!(self, d => d.promote().await)
-    }
-    async fn finalize(&self) -> Result<(), DriverError> {
-        delegate!(self, d => d.finalize().await)
-    }
-    async fn discard_new(&self) -> Result<(), DriverError> {
-        delegate!(self, d => d.discard_new().await)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,9 +3,12 @@
 //! errors are sorted into worth-retrying and not.
 
 pub mod alb;
+pub mod asg;
 pub mod calls;
 pub mod ecs;
 pub mod ecs_rolling;
+pub mod eks_token;
+pub mod pair;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
@@ -21,6 +24,10 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub eks: aws_sdk_eks::Client,
+    /// The resolved SDK config (credentials and region), for presigning EKS tokens.
+    pub config: aws_config::SdkConfig,
     /// Every call these clients make, counted.
     pub calls: CallCounter,
 }
@@ -82,6 +89,19 @@ impl Clients {
                     .retry_partition(account.clone())
                     .build(),
             ),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(
+                aws_sdk_autoscaling::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            eks: aws_sdk_eks::Client::from_conf(
+                aws_sdk_eks::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            config,
             calls,
         }
     }

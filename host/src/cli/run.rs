@@ -18,6 +18,7 @@ use crate::rollout::engine::{DeployRequest, Engine, Report};
 use crate::rollout::events::short_release;
 use crate::rollout::gates::NoGates;
 use crate::state::{DeployResult, Journal, Record};
+use crate::target;
 
 fn outcome(report: &Report) -> Outcome {
     match report.result {
@@ -83,7 +84,8 @@ pub async fn run(
     let gates = setup::gates(host, &config, service, &clients)?;
     let store = setup::store(&config, &clients);
     let settings = setup::settings(&config, service);
-    let shape = shape(&clients, service)
+    let access = target::connect(&config, &clients, service).await?;
+    let shape = target::inspect(&access, service_name, service)
         .await
         .with_context(|| format!("checking service `{service_name}` before deploying"))?;
     let mut target = config.target_info(service);
@@ -106,8 +108,8 @@ pub async fn run(
     // A run killed earlier is dealt with first, with a driver for *its* releases.
     if let Some(journal) = store.active(service_name).await? {
         let (stable, new) = releases(&journal);
-        let driver = setup::driver(
-            &clients,
+        let driver = target::driver(
+            &access,
             service_name,
             service,
             shape.side_by_side,
@@ -149,15 +151,15 @@ pub async fn run(
     }
 
     // Recovery may have changed what is live.
-    let shape = self::shape(&clients, service).await?;
-    if crate::aws::ecs::same_task_definition(&shape.primary_release, release) {
+    let shape = target::inspect(&access, service_name, service).await?;
+    if target::same_release(&service.target, &shape.primary_release, release) {
         reporter.say(&format!(
             "{release} is already live on service `{service_name}`; nothing to do"
         ));
         return Ok(Outcome::Success);
     }
-    let driver = setup::driver(
-        &clients,
+    let driver = target::driver(
+        &access,
         service_name,
         service,
         shape.side_by_side,
@@ -186,25 +188,6 @@ pub async fn run(
     Ok(outcome(&report))
 }
 
-async fn shape(
-    clients: &crate::aws::Clients,
-    service: &crate::config::Service,
-) -> anyhow::Result<crate::aws::ecs::EcsService> {
-    let crate::config::Target::Ecs {
-        cluster,
-        service: ecs_service,
-        ..
-    } = &service.target
-    else {
-        anyhow::bail!("EKS and Auto Scaling targets are not in this build yet; ECS services are")
-    };
-    let groups = service
-        .traffic
-        .as_ref()
-        .map(|t| [t.target_groups[0].clone(), t.target_groups[1].clone()]);
-    Ok(crate::aws::ecs::inspect(clients, cluster, ecs_service, groups.as_ref()).await?)
-}
-
 /// Refuse, before changing anything, a strategy whose steps the service cannot take:
 /// side-by-side steps on an in-place service, or an in-place update on task sets.
 async fn check_fits(
@@ -228,14 +211,28 @@ async fn check_fits(
             Step::Scale(_) | Step::ShiftTraffic(_) | Step::RouteTestTraffic
         )
     });
+    let service = config.service(Some(service_name)).map(|(_, s)| s);
+    let (two, one) = match service.map(|s| &s.target) {
+        Ok(crate::config::Target::Asg { .. }) => (
+            "two Auto Scaling groups (groups = [blue, green])",
+            "a single Auto Scaling group (group = \"NAME\"), updated in place; use `rolling`, or configure groups = [blue, green] with a traffic table",
+        ),
+        Ok(crate::config::Target::Eks { .. }) => (
+            "two Deployments (deployments = [blue, green])",
+            "a single Deployment (deployment = \"NAME\"), updated in place; use `rolling`, or configure deployments = [blue, green] with a traffic table",
+        ),
+        _ => (
+            "task sets (EXTERNAL controller)",
+            "the ECS service, which uses the ECS deployment controller (in place); use `rolling`, or move the service to the EXTERNAL controller with a traffic table",
+        ),
+    };
     let problem = if side_by_side && in_place {
         Some(format!(
-            "`{strategy_name}` asks for an in-place update, but the service deploys with task sets (EXTERNAL controller)"
+            "`{strategy_name}` asks for an in-place update, but the service deploys side by side with {two}"
         ))
     } else if !side_by_side && two_sides {
         Some(format!(
-            "`{strategy_name}` runs two releases side by side, but the ECS service uses the ECS deployment controller \
-             (in place); use `rolling`, or move the service to the EXTERNAL controller with a traffic table"
+            "`{strategy_name}` runs two releases side by side, but the target is {one}"
         ))
     } else {
         None
@@ -266,7 +263,8 @@ pub async fn rollback(
     reporter.count_calls(clients.calls.clone());
     let store = setup::store(&config, &clients);
     let settings = setup::settings(&config, service);
-    let shape = self::shape(&clients, service).await?;
+    let access = target::connect(&config, &clients, service).await?;
+    let shape = target::inspect(&access, service_name, service).await?;
     reporter.start_ticker();
     let events = |event: &crate::rollout::events::Event<'_>| reporter.event(event);
     // No gates, no bakes: blue-green carries a side-by-side redeploy, rolling an in-place one.
@@ -283,8 +281,8 @@ pub async fn rollback(
 
     if let Some(journal) = store.active(service_name).await? {
         let (stable, new) = releases(&journal);
-        let driver = setup::driver(
-            &clients,
+        let driver = target::driver(
+            &access,
             service_name,
             service,
             shape.side_by_side,
@@ -331,7 +329,7 @@ pub async fn rollback(
         "the last deployment recorded no previous release"
     );
     anyhow::ensure!(
-        crate::aws::ecs::same_task_definition(&shape.primary_release, &current),
+        target::same_release(&service.target, &shape.primary_release, &current),
         "the live release is {}, not {current} which deployer last deployed; refusing to guess",
         shape.primary_release
     );
@@ -340,8 +338,8 @@ pub async fn rollback(
         short_release(&current),
         short_release(&previous)
     ));
-    let driver = setup::driver(
-        &clients,
+    let driver = target::driver(
+        &access,
         service_name,
         service,
         shape.side_by_side,

@@ -8,13 +8,8 @@ use anyhow::Context;
 use aws_sdk_cloudwatch::types::Statistic;
 
 use crate::aws::Clients;
-use crate::aws::alb::{AlbRouter, Route};
-use crate::aws::ecs::{EcsDriver, EcsTaskSets};
-use crate::aws::ecs_rolling::EcsRolling;
 use crate::config::StateBackend;
-use crate::config::{
-    Config, ConfigErrors, GateConfig, OnInterrupted, Service, Target, parse_duration,
-};
+use crate::config::{Config, ConfigErrors, GateConfig, OnInterrupted, Service, parse_duration};
 use crate::gates::{AlarmGate, Bound, Check, ConfiguredGates, Gate, HttpGate, MetricGate};
 use crate::plugin::hook::HookPlugin;
 use crate::plugin::strategy::StrategyPlugin;
@@ -253,65 +248,4 @@ pub fn gates(
         });
     }
     Ok(ConfiguredGates::new(gates))
-}
-
-/// The driver for `service` between `stable` and `new` releases; `side_by_side` says
-/// whether the ECS service deploys with task sets (EXTERNAL) or in place (ECS).
-pub fn driver(
-    clients: &Clients,
-    service_name: &str,
-    service: &Service,
-    side_by_side: bool,
-    stable: &str,
-    new: &str,
-) -> anyhow::Result<EcsDriver> {
-    match &service.target {
-        Target::Ecs {
-            cluster,
-            service: ecs_service,
-            ..
-        } if !side_by_side => Ok(EcsDriver::InPlace(EcsRolling {
-            clients: clients.clone(),
-            cluster: cluster.clone(),
-            service: ecs_service.clone(),
-            progress_deadline: duration(&service.health_timeout, Duration::from_secs(600)),
-            poll: Duration::from_secs(2),
-        })),
-        Target::Ecs {
-            cluster,
-            service: ecs_service,
-            desired_count,
-        } => {
-            let traffic = service.traffic.as_ref().with_context(|| {
-                format!("service `{service_name}` has no [services.{service_name}.traffic] table: canary and blue-green on ECS need the listener and two target groups")
-            })?;
-            let production = match (&traffic.listener_arn, &traffic.rule_arn) {
-                (Some(listener), None) => Route::Listener(listener.clone()),
-                (None, Some(rule)) => Route::Rule(rule.clone()),
-                _ => unreachable!("checked when the config was loaded"),
-            };
-            Ok(EcsDriver::TaskSets(EcsTaskSets {
-                clients: clients.clone(),
-                router: AlbRouter {
-                    elb: clients.elb.clone(),
-                    production,
-                    test_listener: traffic.test_listener_arn.clone(),
-                },
-                cluster: cluster.clone(),
-                service: ecs_service.clone(),
-                desired: *desired_count,
-                target_groups: [
-                    traffic.target_groups[0].clone(),
-                    traffic.target_groups[1].clone(),
-                ],
-                stable_release: stable.to_string(),
-                new_release: new.to_string(),
-                health_timeout: duration(&service.health_timeout, Duration::from_secs(600)),
-                poll: Duration::from_secs(2),
-            }))
-        }
-        Target::Eks { .. } | Target::Asg { .. } => anyhow::bail!(
-            "service `{service_name}`: EKS and Auto Scaling targets are not in this build yet; ECS services are"
-        ),
-    }
 }
