@@ -2,7 +2,9 @@
 # Installs everything the build and the test suites need, idempotently, on a fresh
 # machine or an old one: the wasm targets for plugin components, and in a private venv
 # moto (the AWS emulator the end-to-end suites run against) and componentize-py (which
-# builds the Python example plugin offline).
+# builds the Python example plugin offline), and a local Kubernetes control plane
+# (kube-apiserver, kube-controller-manager, etcd; built once from Debian's sources by
+# scripts/k8s-local.sh, ~10 min) for the EKS suite.
 #
 # Env: DEPLOYER_TOOLS (default ~/.cache/deployer) is where tools are installed.
 set -euo pipefail
@@ -36,3 +38,15 @@ if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q ' 0.25.1'; then
 fi
 "$venv/bin/python" -c 'import moto; print("setup: moto", moto.__version__, "ready")'
 echo "setup: $("$venv/bin/componentize-py" --version) ready"
+
+k8s="$tools/k8s"
+if [ ! -x "$k8s/bin/kube-apiserver" ] || [ ! -x "$k8s/bin/kube-controller-manager" ] || [ ! -x "$k8s/bin/etcd" ]; then
+    echo "setup: building the local Kubernetes control plane into $k8s (about 10 minutes, once)"
+    "$(dirname "$0")/k8s-local.sh" "$k8s" > "$tools/k8s-build.log" 2>&1 || {
+        echo "setup: building Kubernetes failed; see $tools/k8s-build.log" >&2
+        exit 1
+    }
+    # Only the binaries are needed: drop the sources and Go toolchain (~3 GiB).
+    find "$k8s" -mindepth 1 -maxdepth 1 ! -name bin -exec rm -rf {} +
+fi
+echo "setup: Kubernetes $("$k8s/bin/kube-apiserver" --version 2>/dev/null | awk '{print $2}') ready"
