@@ -279,3 +279,52 @@ async fn a_busy_idle_group_is_never_repurposed() {
     assert_eq!(env.group("web-blue").await, group(&[("1", 2)], 2));
     assert_eq!(env.group("web-green").await, group(&[("1", 1)], 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_uses_instance_refresh_where_the_api_has_it() {
+    let moto = Moto::start_with_instance_refresh();
+    let world = moto.asg_world();
+    let clients = moto.clients().await;
+    let env = Env {
+        moto,
+        world,
+        clients,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let good = App::start(200, "ok");
+    let bad = App::start(503, "down");
+    let refreshes = || async {
+        let out = env
+            .clients
+            .autoscaling
+            .describe_instance_refreshes()
+            .auto_scaling_group_name("api")
+            .send()
+            .await
+            .unwrap();
+        out.instance_refreshes()
+            .iter()
+            .map(|r| r.status().unwrap().as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+
+    env.config(&good.url);
+    let (code, out, err) = env
+        .deployer(&["run", "rolling", "--service", "api", "--release", "2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.group("api").await, group(&[("2", 3)], 3));
+    assert_eq!(refreshes().await, ["Successful"], "one refresh did it");
+
+    env.config(&bad.url);
+    let (code, out, err) = env
+        .deployer(&["run", "rolling", "--service", "api", "--release", "3"])
+        .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(env.group("api").await, group(&[("2", 3)], 3));
+    assert_eq!(
+        refreshes().await,
+        ["Successful", "Successful", "Successful"],
+        "3 rolled out and 2 rolled back, each by a refresh"
+    );
+}

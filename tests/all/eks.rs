@@ -281,3 +281,43 @@ async fn a_failing_smoke_test_rolls_the_deployment_back() {
     assert!(out.contains("0/3 requests"), "{out}");
     assert_eq!(env.state("api").await, (image(1), 3, 3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eks_access_comes_from_describe_cluster_and_a_signed_token() {
+    let moto = Moto::start(&[]);
+    let clients = moto.clients().await;
+    clients
+        .eks
+        .create_cluster()
+        .name("analytics")
+        .role_arn("arn:aws:iam::123456789012:role/eks")
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
+        .send()
+        .await
+        .unwrap();
+    let (endpoint, ca, token) = deployer::aws::eks_token::cluster_access(&clients, "analytics")
+        .await
+        .unwrap();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    assert!(ca.is_some_and(|ca| !ca.is_empty()));
+    let url = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        token.strip_prefix("k8s-aws-v1.").unwrap(),
+    )
+    .unwrap();
+    let url = String::from_utf8(url).unwrap();
+    assert!(
+        url.starts_with("https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity")
+            && url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id")
+            && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+
+    let missing = deployer::aws::eks_token::cluster_access(&clients, "nope")
+        .await
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("ResourceNotFound"),
+        "{missing}"
+    );
+}

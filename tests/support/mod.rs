@@ -32,6 +32,15 @@ impl Moto {
     /// Start moto with the ECS deployment controller's progress (`support/moto_ecs.py`);
     /// deployments of the task definitions in `broken` fail.
     pub fn start(broken: &[&str]) -> Moto {
+        Self::start_with(broken, &[])
+    }
+
+    /// The same with instance refresh, which moto lacks, emulated (`support/moto_ecs.py`).
+    pub fn start_with_instance_refresh() -> Moto {
+        Self::start_with(&[], &[("MOTO_INSTANCE_REFRESH", "1")])
+    }
+
+    fn start_with(broken: &[&str], env: &[(&str, &str)]) -> Moto {
         let venv = moto_venv();
         assert!(
             venv.join("bin/moto_server").exists(),
@@ -47,6 +56,7 @@ impl Moto {
             .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/moto_ecs.py"))
             .arg(port.to_string())
             .env("MOTO_ECS_BROKEN", broken.join(","))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

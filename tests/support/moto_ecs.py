@@ -6,6 +6,10 @@ reports the version each instance was launched from and deregisters it when it g
 the instance-replacement code depends on both, so this records the group's version at
 launch and sweeps terminated instances out of target groups.
 
+With MOTO_INSTANCE_REFRESH=1 it also has instance refresh (moto has none): a refresh
+replaces, one per tick, every instance not launched from the group's current template
+version, then reports Successful.
+
 ECS: the deployment controller's progress.
 
 moto stores `update_service`'s new task definition but never starts a deployment for
@@ -38,11 +42,7 @@ def _launched_from(self, *args, **kwargs):
     template = group.ec2_launch_template if group is not None else None
     self._launched_version = None
     if template is not None:
-        wanted = str(getattr(group, "launch_template_version", "$Default"))
-        if wanted == "$Latest":
-            wanted = str(template.latest_version_number)
-        elif not wanted.isdigit():
-            wanted = str(template.default_version_number)
+        wanted = _group_version(group)
         self._launched_version = {"LaunchTemplateId": template.id, "LaunchTemplateName": template.name, "Version": wanted}
 
 
@@ -60,6 +60,77 @@ def sweep_target_groups():
                 gone = [t for t in list(tg.targets) if t.startswith("i-") and t not in held]
                 for target in gone:
                     tg.targets.pop(target, None)
+
+
+refreshes = {}  # id -> {group, backend, status}
+
+
+def refresh_instances():
+    """Advance every refresh in progress by one instance."""
+    for refresh in list(refreshes.values()):
+        if refresh["status"] != "InProgress":
+            continue
+        backend = refresh["backend"]
+        group = backend.autoscaling_groups[refresh["group"]]
+        wanted = _group_version(group)
+        stale = [s for s in list(group.instance_states) if (s._launched_version or {}).get("Version") != wanted]
+        if stale:
+            backend.terminate_instance(stale[0].instance.id, False)
+        else:
+            refresh["status"] = "Successful"
+
+
+def _group_version(group):
+    template = group.ec2_launch_template
+    wanted = str(getattr(group, "launch_template_version", "$Default"))
+    if wanted == "$Latest":
+        return str(template.latest_version_number)
+    if not wanted.isdigit():
+        return str(template.default_version_number)
+    return wanted
+
+if os.environ.get("MOTO_INSTANCE_REFRESH"):
+    import uuid
+
+    from moto.autoscaling.exceptions import AutoscalingClientError
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+
+    class InstanceRefreshInProgress(AutoscalingClientError):
+        code = "InstanceRefreshInProgress"
+
+        def __init__(self):
+            super().__init__("An Instance Refresh is already in progress.")
+
+    def start_instance_refresh(self):
+        name = self._get_param("AutoScalingGroupName")
+        if any(r["group"] == name and r["status"] == "InProgress" for r in refreshes.values()):
+            raise InstanceRefreshInProgress()
+        refresh_id = str(uuid.uuid4())
+        refreshes[refresh_id] = {"group": name, "backend": self.autoscaling_backend, "status": "InProgress"}
+        return ActionResult({"InstanceRefreshId": refresh_id})
+
+    def describe_instance_refreshes(self):
+        name = self._get_param("AutoScalingGroupName")
+        ids = self._get_param("InstanceRefreshIds") or []
+        found = [
+            {"InstanceRefreshId": i, "AutoScalingGroupName": r["group"], "Status": r["status"]}
+            for i, r in refreshes.items()
+            if r["group"] == name and (not ids or i in ids)
+        ]
+        return ActionResult({"InstanceRefreshes": found})
+
+    def cancel_instance_refresh(self):
+        name = self._get_param("AutoScalingGroupName")
+        for refresh_id, r in refreshes.items():
+            if r["group"] == name and r["status"] == "InProgress":
+                r["status"] = "Cancelled"
+                return ActionResult({"InstanceRefreshId": refresh_id})
+        return ActionResult({})
+
+    AutoScalingResponse.start_instance_refresh = start_instance_refresh
+    AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes
+    AutoScalingResponse.cancel_instance_refresh = cancel_instance_refresh
 
 
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -113,6 +184,9 @@ while True:
                 for service in list(backend.services.values()):
                     if (service.deployment_controller or {}).get("type", "ECS") == "ECS":
                         progress(service)
+        refresh_instances()
         sweep_target_groups()
     except RuntimeError:
         pass  # a dict changed size under us: try again next tick
+    except Exception as error:  # keep serving; the test sees the state it left
+        print(f"moto_ecs: {error!r}", file=sys.stderr)
