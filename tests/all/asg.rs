@@ -47,6 +47,11 @@ impl Env {
     /// `deployer.toml` with `web` on two groups and `api` on one, both smoke-tested
     /// against `url`.
     fn config(&self, url: &str) {
+        self.config_steps(url, "[{ weight = 25 }, { weight = 50 }]");
+    }
+
+    /// The same with these canary steps.
+    fn config_steps(&self, url: &str, steps: &str) {
         let text = format!(
             r#"[aws]
 region = "us-east-1"
@@ -71,7 +76,7 @@ url = "{url}"
 requests = 3
 
 [services.web.strategies.canary]
-steps = [{{ weight = 25 }}, {{ weight = 50 }}]
+steps = {steps}
 
 [services.web.strategies.blue-green]
 test-traffic = false
@@ -327,4 +332,42 @@ async fn rolling_uses_instance_refresh_where_the_api_has_it() {
         ["Successful", "Successful", "Successful"],
         "3 rolled out and 2 rolled back, each by a refresh"
     );
+}
+
+/// Wait until the canary holds `percent` of production traffic.
+async fn wait_for_share(env: &Env, percent: u8) {
+    let started = std::time::Instant::now();
+    while env.weights().await.1 != percent {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the canary never reached {percent}%"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_canary_then_rollback_drains_the_new_group() {
+    let env = env().await;
+    let good = App::start(200, "ok");
+    env.config_steps(&good.url, r#"[{ weight = 25, bake = "1h" }]"#);
+    let mut child = crate::ecs::command(
+        env.dir.path(),
+        &["run", "canary", "--service", "web", "--release", "2"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_for_share(&env, 25).await;
+    child.start_kill().unwrap(); // SIGKILL: no cleanup code runs
+    child.wait().await.unwrap();
+    // 25% of two units: one new instance carries the canary's share.
+    assert_eq!(env.group("web-green").await, group(&[("2", 1)], 1));
+
+    let (code, out, err) = env.deployer(&["rollback", "--service", "web"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(env.group("web-green").await.desired, 0);
+    assert_eq!(env.group("web-blue").await, group(&[("1", 2)], 2));
 }

@@ -59,6 +59,11 @@ async fn env(namespace: &str) -> Env {
 
 impl Env {
     fn config(&self, url: &str) {
+        self.config_steps(url, "[{ weight = 25 }, { weight = 50 }]");
+    }
+
+    /// The same with these canary steps.
+    fn config_steps(&self, url: &str, steps: &str) {
         let text = format!(
             r#"[aws]
 region = "us-east-1"
@@ -85,7 +90,7 @@ url = "{url}"
 requests = 3
 
 [services.web.strategies.canary]
-steps = [{{ weight = 25 }}, {{ weight = 50 }}]
+steps = {steps}
 
 [services.web.strategies.blue-green]
 test-traffic = false
@@ -320,4 +325,54 @@ async fn eks_access_comes_from_describe_cluster_and_a_signed_token() {
         missing.to_string().contains("ResourceNotFound"),
         "{missing}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_canary_then_a_new_run_recovers_and_deploys() {
+    let env = env("killed").await;
+    let good = App::start(200, "ok");
+    env.config_steps(&good.url, r#"[{ weight = 25, bake = "1h" }]"#);
+    let mut child = crate::ecs::command(
+        env.dir.path(),
+        &[
+            "run",
+            "canary",
+            "--service",
+            "web",
+            "--release",
+            "shop/web:2",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let started = std::time::Instant::now();
+    while env.weights().await != (75, 25) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.start_kill().unwrap(); // SIGKILL: no cleanup code runs
+    child.wait().await.unwrap();
+
+    // The next run rolls the killed one back first, then deploys (no bake this time).
+    env.config(&good.url);
+    let (code, out, err) = env
+        .deployer(&[
+            "run",
+            "canary",
+            "--service",
+            "web",
+            "--release",
+            "shop/web:2",
+        ])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("rolled back"),
+        "the killed run was rolled back: {out}"
+    );
+    assert_eq!(env.weights().await, (0, 100));
+    assert_eq!(env.state("web-green").await, (image(2), 2, 2));
+    assert_eq!(env.state("web-blue").await.1, 0);
 }
