@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_secs(2);
 pub struct Access {
     pub clients: Clients,
     /// Set for EKS targets.
-    pub kube: Option<kube::Client>,
+    pub kube: Option<std::sync::Arc<crate::k8s::Cluster>>,
 }
 
 /// Connect to what `service` runs on (for EKS: the cluster).
@@ -52,7 +52,7 @@ pub async fn connect(
                 context.as_deref(),
             );
             Some(
-                crate::k8s::connect(clients, &access)
+                crate::k8s::Cluster::connect(clients, &access)
                     .await
                     .context("connecting to the Kubernetes cluster")?,
             )
@@ -114,12 +114,11 @@ fn pair_of(names: &[String]) -> [String; 2] {
 }
 
 fn deployments(access: &Access, namespace: &str, container: &Option<String>) -> Deployments {
-    let client = access
-        .kube
-        .clone()
-        .expect("EKS targets are connected by `connect`");
     Deployments {
-        api: kube::Api::namespaced(client, namespace),
+        cluster: access
+            .kube
+            .clone()
+            .expect("EKS targets are connected by `connect`"),
         namespace: namespace.to_string(),
         container: container.clone(),
     }

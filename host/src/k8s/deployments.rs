@@ -21,15 +21,22 @@ use crate::rollout::driver::{Driver, DriverError};
 /// Where a Deployment lives and which container carries the release.
 #[derive(Clone)]
 pub struct Deployments {
-    pub api: Api<Deployment>,
+    pub cluster: std::sync::Arc<super::Cluster>,
     pub namespace: String,
     /// The container whose image is the release; `None`: the pod's only container.
     pub container: Option<String>,
 }
 
 impl Deployments {
+    async fn api(&self) -> Result<Api<Deployment>, DriverError> {
+        Ok(Api::namespaced(
+            self.cluster.client().await?,
+            &self.namespace,
+        ))
+    }
+
     async fn get(&self, name: &str) -> Result<Deployment, DriverError> {
-        self.api.get(name).await.map_err(|e| match e {
+        self.api().await?.get(name).await.map_err(|e| match e {
             kube::Error::Api(s) if s.code == 404 => {
                 DriverError::Failed(format!("Deployment {}/{name} not found", self.namespace))
             }
@@ -71,7 +78,8 @@ impl Deployments {
         what: &str,
         patch: serde_json::Value,
     ) -> Result<(), DriverError> {
-        self.api
+        self.api()
+            .await?
             .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
             .map_err(|e| classify(what, e))?;

@@ -5,6 +5,8 @@
 pub mod deployments;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::aws::Clients;
 use crate::rollout::driver::DriverError;
@@ -20,6 +22,44 @@ pub enum Access {
     Infer {
         context: Option<String>,
     },
+}
+
+/// EKS accepts a token for 15 minutes after it was signed; a deployment can run longer
+/// (bakes), so clients are made anew with a fresh token well before that.
+const EKS_TOKEN_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+/// A cluster connection that stays valid for a whole deployment.
+pub struct Cluster {
+    clients: Clients,
+    access: Access,
+    current: tokio::sync::Mutex<(Instant, kube::Client)>,
+}
+
+impl Cluster {
+    /// Connect to the cluster `access` names.
+    ///
+    /// # Errors
+    /// What could not be read or reached, naming the cluster or file.
+    pub async fn connect(clients: &Clients, access: &Access) -> Result<Arc<Cluster>, DriverError> {
+        let client = connect(clients, access).await?;
+        Ok(Arc::new(Cluster {
+            clients: clients.clone(),
+            access: access.clone(),
+            current: tokio::sync::Mutex::new((Instant::now(), client)),
+        }))
+    }
+
+    /// A client whose credentials are good now.
+    ///
+    /// # Errors
+    /// A fresh EKS token could not be had.
+    pub async fn client(&self) -> Result<kube::Client, DriverError> {
+        let mut current = self.current.lock().await;
+        if matches!(self.access, Access::Eks(_)) && current.0.elapsed() >= EKS_TOKEN_REFRESH {
+            *current = (Instant::now(), connect(&self.clients, &self.access).await?);
+        }
+        Ok(current.1.clone())
+    }
 }
 
 /// A Kubernetes client for `access`.
@@ -61,6 +101,10 @@ pub async fn connect(clients: &Clients, access: &Access) -> Result<kube::Client,
             .await
             .map_err(|e| DriverError::Failed(format!("kubeconfig: {e}")))?,
     };
+    // Every call deployer makes is short (no watches): a silent apiserver is an error to
+    // retry, not a hang.
+    let mut config = config;
+    config.read_timeout = Some(Duration::from_secs(30));
     install_crypto();
     kube::Client::try_from(config)
         .map_err(|e| DriverError::Failed(format!("building the Kubernetes client: {e}")))
