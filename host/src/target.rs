@@ -351,6 +351,12 @@ impl pair::Slots for AnySlots {
             AnySlots::Eks(s) => s.healthy(slot, target_group).await,
         }
     }
+    async fn verify(&self, target_groups: &[String; 2]) -> Result<(), DriverError> {
+        match self {
+            AnySlots::Asg(s) => s.verify(target_groups).await,
+            AnySlots::Eks(s) => s.verify(target_groups).await,
+        }
+    }
     async fn adopt(&self, new: &pair::Slot, stable: &pair::Slot) -> Result<(), DriverError> {
         match self {
             AnySlots::Asg(s) => s.adopt(new, stable).await,

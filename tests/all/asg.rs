@@ -371,3 +371,31 @@ async fn sigkill_mid_canary_then_rollback_drains_the_new_group() {
     assert_eq!(env.group("web-green").await.desired, 0);
     assert_eq!(env.group("web-blue").await, group(&[("1", 2)], 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_paired_with_the_wrong_target_groups_are_refused_before_any_change() {
+    let env = env().await;
+    let good = App::start(200, "ok");
+    env.config(&good.url);
+    // Swap the two target groups: web-blue is not behind the second one.
+    let path = env.dir.path().join("deployer.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!(r#"["{}", "{}"]"#, env.world.blue, env.world.green),
+        &format!(r#"["{}", "{}"]"#, env.world.green, env.world.blue),
+    );
+    std::fs::write(&path, text).unwrap();
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--service", "web", "--release", "2"])
+        .await;
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        err.contains("group web-blue is not attached to target group"),
+        "{err}"
+    );
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(
+        env.group("web-green").await,
+        group(&[], 0),
+        "nothing changed"
+    );
+}

@@ -236,6 +236,26 @@ impl Slots for AsgGroups {
         healthy_in(&self.clients, target_group, &in_service(group, release)).await
     }
 
+    async fn verify(&self, target_groups: &[String; 2]) -> Result<(), DriverError> {
+        let groups = describe(&self.clients, &[&self.names[0], &self.names[1]]).await?;
+        for (group, tg) in groups.iter().zip(target_groups) {
+            let attached = group.target_group_arns();
+            if !attached.iter().any(|a| a == tg) {
+                return Err(DriverError::Failed(format!(
+                    "group {} is not attached to target group {tg} (groups and traffic.target-groups pair up in order); \
+                     it is attached to: {}",
+                    group.auto_scaling_group_name().unwrap_or_default(),
+                    if attached.is_empty() {
+                        "none".to_string()
+                    } else {
+                        attached.join(", ")
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+
     async fn adopt(&self, new: &Slot, stable: &Slot) -> Result<(), DriverError> {
         // The live group keeps the scaling bounds the team set on it.
         let (Some((min, max)), Some(_)) = (stable.bounds, new.bounds) else {

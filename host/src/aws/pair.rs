@@ -60,6 +60,15 @@ pub trait Slots: Send + Sync {
         target_group: &str,
     ) -> impl Future<Output = Result<u32, DriverError>> + Send;
 
+    /// Check, before anything changes, that unit `i` sits behind `target_groups[i]`
+    /// where the target can tell. Nothing by default.
+    fn verify(
+        &self,
+        _target_groups: &[String; 2],
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        async { Ok(()) }
+    }
+
     /// After promotion: the new unit takes over what belongs to the live one (scaling
     /// bounds). Nothing by default.
     fn adopt(
@@ -100,6 +109,7 @@ pub async fn live<S: Slots>(
     router: &AlbRouter,
     target_groups: &[String; 2],
 ) -> Result<Slot, DriverError> {
+    slots.verify(target_groups).await?;
     let read = slots.read().await?;
     let weights = router.weights().await?;
     let share = |i: usize| super::alb::share_of(&weights, &target_groups[i]);
