@@ -15,7 +15,7 @@ use crate::aws::pair::{self, SideBySide};
 use crate::config::{Config, Service, Target, parse_duration};
 use crate::k8s::deployments::{Deployments, EksDeployments, EksRolling};
 use crate::plugin::bindings::types::{RollingUpdate, Side};
-use crate::rollout::driver::{Driver, DriverError};
+use crate::rollout::driver::{Driver, DriverError, InPlaceDriver};
 
 /// How often drivers poll the target for progress, at most.
 const POLL: Duration = Duration::from_secs(2);
@@ -239,13 +239,13 @@ pub fn driver(
             cluster,
             service: ecs_service,
             ..
-        } if !side_by_side => Ok(TargetDriver::EcsInPlace(EcsRolling {
+        } if !side_by_side => Ok(TargetDriver::EcsInPlace(InPlaceDriver(EcsRolling {
             clients: access.clients.clone(),
             cluster: cluster.clone(),
             service: ecs_service.clone(),
             progress_deadline: health_timeout,
             poll: POLL,
-        })),
+        }))),
         Target::Ecs {
             cluster,
             service: ecs_service,
@@ -266,13 +266,13 @@ pub fn driver(
             group: Some(group),
             desired_count,
             ..
-        } => Ok(TargetDriver::AsgInPlace(AsgRolling {
+        } => Ok(TargetDriver::AsgInPlace(InPlaceDriver(AsgRolling {
             clients: access.clients.clone(),
             group: group.clone(),
             desired: *desired_count,
             progress_deadline: health_timeout,
             poll: POLL,
-        })),
+        }))),
         Target::Asg {
             groups: Some(names),
             ..
@@ -285,12 +285,12 @@ pub fn driver(
             deployment: Some(name),
             container,
             ..
-        } => Ok(TargetDriver::EksInPlace(EksRolling {
+        } => Ok(TargetDriver::EksInPlace(InPlaceDriver(EksRolling {
             deployments: deployments(access, namespace, container),
             name: name.clone(),
             progress_deadline: health_timeout,
             poll: POLL,
-        })),
+        }))),
         Target::Eks {
             namespace,
             deployments: Some(names),
@@ -368,9 +368,9 @@ impl pair::Slots for AnySlots {
 /// Every target behind the one driver interface.
 pub enum TargetDriver {
     EcsTaskSets(EcsTaskSets),
-    EcsInPlace(EcsRolling),
-    AsgInPlace(AsgRolling),
-    EksInPlace(EksRolling),
+    EcsInPlace(InPlaceDriver<EcsRolling>),
+    AsgInPlace(InPlaceDriver<AsgRolling>),
+    EksInPlace(InPlaceDriver<EksRolling>),
     Pair(SideBySide<AnySlots>),
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use deployer_tests::support::{App, AsgWorld, Moto};
 
-use crate::ecs::{deployer, journal_shifts};
+use crate::ecs::{deployer, journal_shifts, listener_weights};
 
 struct Env {
     moto: Moto,
@@ -133,16 +133,13 @@ batch-size = 1
 
     /// (blue %, green %) as the listener reports them.
     async fn weights(&self) -> (u8, u8) {
-        let router = deployer::aws::alb::AlbRouter {
-            elb: self.clients.elb.clone(),
-            production: deployer::aws::alb::Route::Listener(self.world.listener.clone()),
-            test_listener: None,
-        };
-        let weights = router.weights().await.unwrap();
-        (
-            deployer::aws::alb::share_of(&weights, &self.world.blue),
-            deployer::aws::alb::share_of(&weights, &self.world.green),
+        listener_weights(
+            &self.clients,
+            &self.world.listener,
+            &self.world.blue,
+            &self.world.green,
         )
+        .await
     }
 
     /// Healthy targets registered in `tg`.

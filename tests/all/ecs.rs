@@ -97,16 +97,13 @@ bake = "300ms"
 
     /// (blue %, green %) as the listener reports them.
     pub(crate) async fn weights(&self) -> (u8, u8) {
-        let router = deployer::aws::alb::AlbRouter {
-            elb: self.clients.elb.clone(),
-            production: deployer::aws::alb::Route::Listener(self.world.listener.clone()),
-            test_listener: None,
-        };
-        let weights = router.weights().await.unwrap();
-        (
-            deployer::aws::alb::share_of(&weights, &self.world.blue),
-            deployer::aws::alb::share_of(&weights, &self.world.green),
+        listener_weights(
+            &self.clients,
+            &self.world.listener,
+            &self.world.blue,
+            &self.world.green,
         )
+        .await
     }
 
     /// The task definition of the primary task set, and how many task sets exist.
@@ -172,6 +169,25 @@ pub(crate) async fn deployer(dir: &Path, args: &[&str]) -> (i32, String, String)
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
         String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// (blue %, green %) as `listener` reports them.
+pub(crate) async fn listener_weights(
+    clients: &deployer::aws::Clients,
+    listener: &str,
+    blue: &str,
+    green: &str,
+) -> (u8, u8) {
+    let router = deployer::aws::alb::AlbRouter {
+        elb: clients.elb.clone(),
+        production: deployer::aws::alb::Route::Listener(listener.to_string()),
+        test_listener: None,
+    };
+    let weights = router.weights().await.unwrap();
+    (
+        deployer::aws::alb::share_of(&weights, blue),
+        deployer::aws::alb::share_of(&weights, green),
     )
 }
 

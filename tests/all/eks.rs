@@ -10,7 +10,7 @@ use deployer_tests::support::{App, Moto, World};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 
-use crate::ecs::{deployer, journal_shifts};
+use crate::ecs::{deployer, journal_shifts, listener_weights};
 
 /// An image whose pods never become Ready (a crash-looping release).
 const BROKEN: &str = "shop/web:3";
@@ -144,16 +144,13 @@ requests = 3
     }
 
     async fn weights(&self) -> (u8, u8) {
-        let router = deployer::aws::alb::AlbRouter {
-            elb: self.clients.elb.clone(),
-            production: deployer::aws::alb::Route::Listener(self.world.listener.clone()),
-            test_listener: None,
-        };
-        let weights = router.weights().await.unwrap();
-        (
-            deployer::aws::alb::share_of(&weights, &self.world.blue),
-            deployer::aws::alb::share_of(&weights, &self.world.green),
+        listener_weights(
+            &self.clients,
+            &self.world.listener,
+            &self.world.blue,
+            &self.world.green,
         )
+        .await
     }
 }
 

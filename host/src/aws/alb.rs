@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple, TargetHealthStateEnum,
 };
 
 use super::classify;
@@ -141,6 +141,27 @@ impl AlbRouter {
             .map_err(|e| classify("routing the test listener", e))?;
         Ok(())
     }
+}
+
+/// Ids of the targets `tg` reports healthy.
+///
+/// # Errors
+/// AWS errors.
+pub async fn healthy_targets(elb: &Client, tg: &str) -> Result<Vec<String>, DriverError> {
+    let out = elb
+        .describe_target_health()
+        .target_group_arn(tg)
+        .send()
+        .await
+        .map_err(|e| classify("reading target health", e))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .filter(|d| {
+            d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy)
+        })
+        .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
+        .collect())
 }
 
 fn forward(groups: &[(&str, i32)]) -> Action {

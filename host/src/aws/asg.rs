@@ -15,12 +15,12 @@ use aws_sdk_autoscaling::types::{
     AutoScalingGroup, InstanceRefreshStatus, LaunchTemplateSpecification, LifecycleState,
     RefreshPreferences,
 };
-use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 
+use super::alb::healthy_targets;
 use super::pair::{Slot, Slots};
 use super::{Clients, classify};
-use crate::plugin::bindings::types::{RollingUpdate, Side};
-use crate::rollout::driver::{Driver, DriverError};
+use crate::plugin::bindings::types::RollingUpdate;
+use crate::rollout::driver::{Backoff, DriverError, InPlace};
 
 /// The version part of a release: `web:3` → `3`.
 fn version(release: &str) -> &str {
@@ -119,22 +119,10 @@ async fn healthy_in(
     target_group: &str,
     instances: &HashSet<String>,
 ) -> Result<u32, DriverError> {
-    let out = clients
-        .elb
-        .describe_target_health()
-        .target_group_arn(target_group)
-        .send()
-        .await
-        .map_err(|e| classify("reading target health", e))?;
-    Ok(out
-        .target_health_descriptions()
+    Ok(healthy_targets(&clients.elb, target_group)
+        .await?
         .iter()
-        .filter(|d| {
-            d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy)
-                && d.target()
-                    .and_then(|t| t.id())
-                    .is_some_and(|id| instances.contains(id))
-        })
+        .filter(|id| instances.contains(*id))
         .count() as u32)
 }
 
@@ -382,7 +370,7 @@ impl AsgRolling {
 
     async fn watch_refresh(&self, id: &str) -> Result<(), DriverError> {
         let started = tokio::time::Instant::now();
-        let mut wait = Duration::from_millis(50).min(self.poll);
+        let mut backoff = Backoff::new(self.poll);
         loop {
             let out = self
                 .clients
@@ -423,8 +411,7 @@ impl AsgRolling {
                     .await;
                 return Err(err);
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.poll);
+            backoff.sleep().await;
         }
     }
 
@@ -450,7 +437,7 @@ impl AsgRolling {
             )));
         }
         let started = tokio::time::Instant::now();
-        let mut wait = Duration::from_millis(50).min(self.poll);
+        let mut backoff = Backoff::new(self.poll);
         loop {
             let group = self.group().await?;
             let old: Vec<String> = group
@@ -488,13 +475,12 @@ impl AsgRolling {
                     let batch = may_stop.min(old.len() as u32) as usize;
                     self.terminate(&old[..batch], false).await?;
                 }
-                wait = Duration::from_millis(50).min(self.poll);
+                backoff.reset();
             }
             if let Some(err) = self.deadline_passed(started, "replacing instances") {
                 return Err(err);
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.poll);
+            backoff.sleep().await;
         }
     }
 
@@ -527,37 +513,16 @@ impl AsgRolling {
     }
 }
 
-fn side_by_side_only(what: &str) -> DriverError {
-    DriverError::Failed(format!(
-        "a single Auto Scaling group is updated in place, so it cannot {what}: use the rolling strategy, \
-         or configure groups = [blue, green] and a traffic table for canary and blue-green"
-    ))
-}
-
-impl Driver for AsgRolling {
+impl InPlace for AsgRolling {
     fn describe(&self) -> String {
         format!("Auto Scaling group {} (in place)", self.group)
     }
 
-    async fn prepare(&self, _release: &str) -> Result<(), DriverError> {
-        Ok(()) // nothing to create: instances are replaced in place
-    }
-
-    async fn scale(&self, _side: Side, _count: u32) -> Result<(), DriverError> {
-        Err(side_by_side_only("scale a second side"))
-    }
-
-    async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
-        // Rollback asks for 0% on the new side; in place there is no new side.
-        if new_percent == 0 {
-            Ok(0)
-        } else {
-            Err(side_by_side_only("shift traffic"))
-        }
-    }
-
-    async fn route_test_traffic(&self) -> Result<(), DriverError> {
-        Err(side_by_side_only("route test traffic"))
+    fn not_side_by_side(&self, what: &str) -> DriverError {
+        DriverError::Failed(format!(
+            "a single Auto Scaling group is updated in place, so it cannot {what}: use the rolling strategy, \
+             or configure groups = [blue, green] and a traffic table for canary and blue-green"
+        ))
     }
 
     async fn rolling_update(
@@ -581,18 +546,6 @@ impl Driver for AsgRolling {
             Some(id) => self.watch_refresh(&id).await,
             None => self.replace_in_batches(release, update).await,
         }
-    }
-
-    async fn promote(&self) -> Result<(), DriverError> {
-        Ok(()) // a finished replacement already is the group's release
-    }
-
-    async fn finalize(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn discard_new(&self) -> Result<(), DriverError> {
-        Ok(())
     }
 }
 

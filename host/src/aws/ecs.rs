@@ -10,12 +10,11 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{LoadBalancer, Scale, ScaleUnit, TaskSet};
-use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 
-use super::alb::AlbRouter;
+use super::alb::{AlbRouter, healthy_targets};
 use super::{Clients, classify};
 use crate::plugin::bindings::types::{RollingUpdate, Side};
-use crate::rollout::driver::{Driver, DriverError};
+use crate::rollout::driver::{Driver, DriverError, wait_for_units};
 
 #[derive(Clone, Debug)]
 pub struct EcsTaskSets {
@@ -224,21 +223,7 @@ impl EcsTaskSets {
     }
 
     async fn healthy(&self, tg: &str) -> Result<u32, DriverError> {
-        let out = self
-            .clients
-            .elb
-            .describe_target_health()
-            .target_group_arn(tg)
-            .send()
-            .await
-            .map_err(|e| classify("reading target health", e))?;
-        Ok(out
-            .target_health_descriptions()
-            .iter()
-            .filter(|d| {
-                d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy)
-            })
-            .count() as u32)
+        Ok(healthy_targets(&self.clients.elb, tg).await?.len() as u32)
     }
 
     async fn delete(&self, set: &TaskSet) -> Result<(), DriverError> {
@@ -338,25 +323,14 @@ impl Driver for EcsTaskSets {
             return Ok(());
         }
         let tg = Self::target_group(&set)?;
-        let deadline = tokio::time::Instant::now() + self.health_timeout;
-        // Units usually need a while: check soon, then back off to `poll` to spare the
-        // account's request budget.
-        let mut wait = Duration::from_millis(50).min(self.poll);
-        loop {
-            let healthy = self.healthy(&tg).await?;
-            if healthy >= count {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Failed(format!(
-                    "only {healthy} of {count} {} unit(s) became healthy within {:?}",
-                    self.release(side),
-                    self.health_timeout
-                )));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.poll);
-        }
+        wait_for_units(
+            count,
+            self.release(side),
+            self.health_timeout,
+            self.poll,
+            || self.healthy(&tg),
+        )
+        .await
     }
 
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {

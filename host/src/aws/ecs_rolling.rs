@@ -8,8 +8,8 @@ use aws_sdk_ecs::types::{DeploymentCircuitBreaker, DeploymentConfiguration};
 
 use super::ecs::{describe_service, same_task_definition};
 use super::{Clients, classify};
-use crate::plugin::bindings::types::{RollingUpdate, Side};
-use crate::rollout::driver::{Driver, DriverError};
+use crate::plugin::bindings::types::RollingUpdate;
+use crate::rollout::driver::{Backoff, DriverError, InPlace};
 
 #[derive(Clone, Debug)]
 pub struct EcsRolling {
@@ -21,19 +21,10 @@ pub struct EcsRolling {
     pub poll: Duration,
 }
 
-fn in_place() -> DriverError {
-    DriverError::Failed(
-        "this ECS service uses the ECS deployment controller, which updates in place: use the rolling \
-         strategy, or switch the service to the EXTERNAL controller (task sets) for canary and blue-green"
-            .into(),
-    )
-}
-
 impl EcsRolling {
     async fn watch(&self, release: &str) -> Result<(), DriverError> {
         let deadline = tokio::time::Instant::now() + self.progress_deadline;
-        // Check soon, then back off to `poll`.
-        let mut wait = std::time::Duration::from_millis(50).min(self.poll);
+        let mut backoff = Backoff::new(self.poll);
         loop {
             let service = describe_service(&self.clients, &self.cluster, &self.service).await?;
             // The deployment of our release, once ECS has started it.
@@ -65,36 +56,22 @@ impl EcsRolling {
                     self.progress_deadline
                 )));
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.poll);
+            backoff.sleep().await;
         }
     }
 }
 
-impl Driver for EcsRolling {
+impl InPlace for EcsRolling {
     fn describe(&self) -> String {
         format!("ECS service {}/{} (in place)", self.cluster, self.service)
     }
 
-    async fn prepare(&self, _release: &str) -> Result<(), DriverError> {
-        Ok(()) // nothing to create: the update replaces tasks in place
-    }
-
-    async fn scale(&self, _side: Side, _count: u32) -> Result<(), DriverError> {
-        Err(in_place())
-    }
-
-    async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
-        // Rollback asks for 0% on the new side; in place there is no new side.
-        if new_percent == 0 {
-            Ok(0)
-        } else {
-            Err(in_place())
-        }
-    }
-
-    async fn route_test_traffic(&self) -> Result<(), DriverError> {
-        Err(in_place())
+    fn not_side_by_side(&self, _what: &str) -> DriverError {
+        DriverError::Failed(
+            "this ECS service uses the ECS deployment controller, which updates in place: use the rolling \
+             strategy, or switch the service to the EXTERNAL controller (task sets) for canary and blue-green"
+                .into(),
+        )
     }
 
     async fn rolling_update(
@@ -123,17 +100,5 @@ impl Driver for EcsRolling {
             .await
             .map_err(|e| classify("updating the ECS service", e))?;
         self.watch(release).await
-    }
-
-    async fn promote(&self) -> Result<(), DriverError> {
-        Ok(()) // a completed in-place update is already the service's release
-    }
-
-    async fn finalize(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn discard_new(&self) -> Result<(), DriverError> {
-        Ok(())
     }
 }

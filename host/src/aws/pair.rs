@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::alb::AlbRouter;
 use crate::plugin::bindings::types::{RollingUpdate, Side};
-use crate::rollout::driver::{Driver, DriverError};
+use crate::rollout::driver::{Driver, DriverError, wait_for_units};
 
 /// One of the two units, as read now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,25 +241,14 @@ impl<S: Slots> Driver for SideBySide<S> {
             return Ok(());
         }
         let tg = &self.target_groups[Self::index_of(&read, &slot)];
-        let deadline = tokio::time::Instant::now() + self.health_timeout;
-        // Units usually need a while: check soon, then back off to `poll`.
-        let mut wait = Duration::from_millis(50).min(self.poll);
-        loop {
-            let healthy = self.slots.healthy(&slot, tg).await?;
-            if healthy >= count {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Failed(format!(
-                    "only {healthy} of {count} {} unit(s) in {} became healthy within {:?}",
-                    self.release(side),
-                    slot.name,
-                    self.health_timeout
-                )));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.poll);
-        }
+        wait_for_units(
+            count,
+            self.release(side),
+            self.health_timeout,
+            self.poll,
+            || self.slots.healthy(&slot, tg),
+        )
+        .await
     }
 
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {

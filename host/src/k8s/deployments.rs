@@ -15,8 +15,8 @@ use serde_json::json;
 
 use super::classify;
 use crate::aws::pair::{Slot, Slots};
-use crate::plugin::bindings::types::{RollingUpdate, Side};
-use crate::rollout::driver::{Driver, DriverError};
+use crate::plugin::bindings::types::RollingUpdate;
+use crate::rollout::driver::{Backoff, DriverError, InPlace};
 
 /// Where a Deployment lives and which container carries the release.
 #[derive(Clone)]
@@ -217,19 +217,12 @@ pub struct EksRolling {
     pub poll: Duration,
 }
 
-fn side_by_side_only(what: &str) -> DriverError {
-    DriverError::Failed(format!(
-        "a single Deployment is updated in place, so it cannot {what}: use the rolling strategy, \
-         or configure deployments = [blue, green] and a traffic table for canary and blue-green"
-    ))
-}
-
 impl EksRolling {
     async fn watch(&self, release: &str) -> Result<(), DriverError> {
         // The controller's own deadline counts from the last progress; this one bounds
         // the whole rollout, with room for the controller to report first.
         let deadline = tokio::time::Instant::now() + self.progress_deadline * 2;
-        let mut wait = Duration::from_millis(50).min(self.poll);
+        let mut backoff = Backoff::new(self.poll);
         loop {
             let d = self.deployments.get(&self.name).await?;
             let (_, image) = self.deployments.container(&d)?;
@@ -256,8 +249,7 @@ impl EksRolling {
                     self.progress_deadline * 2
                 )));
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.poll);
+            backoff.sleep().await;
         }
     }
 }
@@ -275,7 +267,7 @@ fn surge_bounds(update: &RollingUpdate) -> (serde_json::Value, serde_json::Value
     }
 }
 
-impl Driver for EksRolling {
+impl InPlace for EksRolling {
     fn describe(&self) -> String {
         format!(
             "Deployment {}/{} (rolling)",
@@ -283,24 +275,11 @@ impl Driver for EksRolling {
         )
     }
 
-    async fn prepare(&self, _release: &str) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn scale(&self, _side: Side, _count: u32) -> Result<(), DriverError> {
-        Err(side_by_side_only("scale a second side"))
-    }
-
-    async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
-        if new_percent == 0 {
-            Ok(0)
-        } else {
-            Err(side_by_side_only("shift traffic"))
-        }
-    }
-
-    async fn route_test_traffic(&self) -> Result<(), DriverError> {
-        Err(side_by_side_only("route test traffic"))
+    fn not_side_by_side(&self, what: &str) -> DriverError {
+        DriverError::Failed(format!(
+            "a single Deployment is updated in place, so it cannot {what}: use the rolling strategy, \
+             or configure deployments = [blue, green] and a traffic table for canary and blue-green"
+        ))
     }
 
     async fn rolling_update(
@@ -327,18 +306,6 @@ impl Driver for EksRolling {
             .patch(&self.name, "updating the Deployment", patch)
             .await?;
         self.watch(release).await
-    }
-
-    async fn promote(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn finalize(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn discard_new(&self) -> Result<(), DriverError> {
-        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@
 //! 50%"), so the engine may repeat the one that was in flight when a run died.
 
 use std::future::Future;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -58,4 +59,130 @@ pub trait Driver: Send + Sync {
 
     /// After a rollback: remove the new side.
     fn discard_new(&self) -> impl Future<Output = Result<(), DriverError>> + Send;
+}
+
+/// A target updated in place — one unit, no second side (ECS deployment controller, one
+/// Auto Scaling group, one Deployment): it only does rolling updates.
+pub trait InPlace: Send + Sync {
+    /// What is being deployed, for logs.
+    fn describe(&self) -> String;
+
+    /// Why side-by-side steps cannot run here (`what` is the step), and what to do.
+    fn not_side_by_side(&self, what: &str) -> DriverError;
+
+    /// Replace units in place with `release` and wait for the update to finish.
+    fn rolling_update(
+        &self,
+        release: &str,
+        update: &RollingUpdate,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+}
+
+/// An [`InPlace`] target as a [`Driver`]: nothing to create, promote or remove, and
+/// side-by-side steps refused.
+#[derive(Clone, Debug)]
+pub struct InPlaceDriver<T>(pub T);
+
+impl<T: InPlace> Driver for InPlaceDriver<T> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    async fn prepare(&self, _release: &str) -> Result<(), DriverError> {
+        Ok(()) // nothing to create: the update replaces units in place
+    }
+
+    async fn scale(&self, _side: Side, _count: u32) -> Result<(), DriverError> {
+        Err(self.0.not_side_by_side("scale a second side"))
+    }
+
+    async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
+        // Rollback asks for 0% on the new side; in place there is no new side.
+        if new_percent == 0 {
+            Ok(0)
+        } else {
+            Err(self.0.not_side_by_side("shift traffic"))
+        }
+    }
+
+    async fn route_test_traffic(&self) -> Result<(), DriverError> {
+        Err(self.0.not_side_by_side("route test traffic"))
+    }
+
+    async fn rolling_update(
+        &self,
+        release: &str,
+        update: &RollingUpdate,
+    ) -> Result<(), DriverError> {
+        self.0.rolling_update(release, update).await
+    }
+
+    async fn promote(&self) -> Result<(), DriverError> {
+        Ok(()) // a finished update already is the target's release
+    }
+
+    async fn finalize(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn discard_new(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+/// Waits between polls of a target: the first soon, since units are often quick, then
+/// doubling up to `max` to spare the account's shared request budget.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    wait: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(max: Duration) -> Self {
+        let first = Duration::from_millis(50).min(max);
+        Backoff { wait: first, max }
+    }
+
+    pub async fn sleep(&mut self) {
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(self.max);
+    }
+
+    /// Something moved: check soon again.
+    pub fn reset(&mut self) {
+        *self = Backoff::new(self.max);
+    }
+}
+
+/// Poll `healthy` until it counts at least `count` units; after `timeout`, fail saying
+/// how many of `what` became healthy.
+///
+/// # Errors
+/// Errors of `healthy`; too few healthy units in time.
+pub async fn wait_for_units<F, Fut>(
+    count: u32,
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    healthy: F,
+) -> Result<(), DriverError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<u32, DriverError>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut backoff = Backoff::new(poll);
+    loop {
+        let healthy = healthy().await?;
+        if healthy >= count {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DriverError::Failed(format!(
+                "only {healthy} of {count} {what} unit(s) became healthy within {timeout:?}"
+            )));
+        }
+        backoff.sleep().await;
+    }
 }
