@@ -44,13 +44,17 @@ pub async fn connect(
             context,
             ..
         } => {
-            let dir = config.resolve(std::path::Path::new("."));
-            let access = crate::k8s::kubeconfig_access(
-                &dir,
-                kubeconfig.as_deref(),
-                cluster.as_deref(),
-                context.as_deref(),
-            );
+            // The config refuses both a cluster and a kubeconfig.
+            let access = match (cluster, kubeconfig) {
+                (Some(name), _) => crate::k8s::Access::Eks(name.clone()),
+                (None, Some(path)) => crate::k8s::Access::Kubeconfig {
+                    path: config.resolve(path),
+                    context: context.clone(),
+                },
+                (None, None) => crate::k8s::Access::Infer {
+                    context: context.clone(),
+                },
+            };
             Some(
                 crate::k8s::Cluster::connect(clients, &access)
                     .await

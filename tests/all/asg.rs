@@ -18,7 +18,11 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let moto = Moto::start(&[]);
+    env_on(Moto::start(&[])).await
+}
+
+/// The Auto Scaling world in `moto`.
+async fn env_on(moto: Moto) -> Env {
     let world = moto.asg_world();
     let clients = moto.clients().await;
     Env {
@@ -284,15 +288,7 @@ async fn a_busy_idle_group_is_never_repurposed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_uses_instance_refresh_where_the_api_has_it() {
-    let moto = Moto::start_with_instance_refresh();
-    let world = moto.asg_world();
-    let clients = moto.clients().await;
-    let env = Env {
-        moto,
-        world,
-        clients,
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let env = env_on(Moto::start_with_instance_refresh()).await;
     let good = App::start(200, "ok");
     let bad = App::start(503, "down");
     let refreshes = || async {

@@ -184,21 +184,10 @@ fn start(children: &mut Vec<Child>) -> Cluster {
         ),
     )
     .unwrap();
-    // The controller-manager talks to the apiserver without checking its certificate.
-    let manager_config = dir.join("manager.kubeconfig");
-    std::fs::write(
-        &manager_config,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\n\
-             users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: local\n  context:\n    cluster: local\n    user: admin\n\
-             current-context: local\n"
-        ),
-    )
-    .unwrap();
     children.push(spawn(
         &bin.join("kube-controller-manager"),
         &[
-            format!("--kubeconfig={}", manager_config.display()),
+            format!("--kubeconfig={}", kubeconfig.display()),
             "--leader-elect=false".into(),
             "--controllers=deployment,replicaset,garbagecollector".into(),
             format!("--service-account-private-key-file={}", path("sa.key")),

@@ -113,6 +113,44 @@ async fn describe(clients: &Clients, names: &[&str]) -> Result<Vec<AutoScalingGr
         .collect()
 }
 
+/// Point `group` at the launch template version of `release`.
+async fn set_template(
+    clients: &Clients,
+    group: &AutoScalingGroup,
+    release: &str,
+) -> Result<(), DriverError> {
+    clients
+        .autoscaling
+        .update_auto_scaling_group()
+        .set_auto_scaling_group_name(group.auto_scaling_group_name().map(str::to_string))
+        .launch_template(spec_for(release, group.launch_template())?)
+        .send()
+        .await
+        .map_err(|e| classify("setting the group's launch template version", e))?;
+    Ok(())
+}
+
+/// Ask `group` for `desired` instances, widening its (min, max) bounds only as far as
+/// `desired` needs.
+async fn resize(
+    clients: &Clients,
+    group: &str,
+    desired: u32,
+    (min, max): (u32, u32),
+) -> Result<(), DriverError> {
+    clients
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .min_size(min.min(desired) as i32)
+        .max_size(max.max(desired) as i32)
+        .desired_capacity(desired as i32)
+        .send()
+        .await
+        .map_err(|e| classify("setting the group's desired capacity", e))?;
+    Ok(())
+}
+
 /// Healthy targets of `target_group` among `instances`.
 async fn healthy_in(
     clients: &Clients,
@@ -184,30 +222,17 @@ impl Slots for AsgGroups {
 
     async fn set_release(&self, slot: &Slot, release: &str) -> Result<(), DriverError> {
         let group = &describe(&self.clients, &[&slot.name]).await?[0];
-        self.clients
-            .autoscaling
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(&slot.name)
-            .launch_template(spec_for(release, group.launch_template())?)
-            .send()
-            .await
-            .map_err(|e| classify("setting the group's launch template version", e))?;
-        Ok(())
+        set_template(&self.clients, group, release).await
     }
 
     async fn set_count(&self, slot: &Slot, count: u32) -> Result<(), DriverError> {
-        let (min, max) = slot.bounds.unwrap_or((0, count));
-        self.clients
-            .autoscaling
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(&slot.name)
-            .min_size(min.min(count) as i32)
-            .max_size(max.max(count) as i32)
-            .desired_capacity(count as i32)
-            .send()
-            .await
-            .map_err(|e| classify("setting the group's desired capacity", e))?;
-        Ok(())
+        resize(
+            &self.clients,
+            &slot.name,
+            count,
+            slot.bounds.unwrap_or((0, count)),
+        )
+        .await
     }
 
     async fn healthy(&self, slot: &Slot, target_group: &str) -> Result<u32, DriverError> {
@@ -457,7 +482,7 @@ impl AsgRolling {
             let settled = new_serving + old.len() as u32 >= asked;
             if old.is_empty() && new_serving >= desired {
                 if asked != desired || units(group.max_size()) != max_size {
-                    self.resize(desired, min_size, max_size).await?;
+                    resize(&self.clients, &self.group, desired, (min_size, max_size)).await?;
                 }
                 return Ok(());
             }
@@ -468,8 +493,13 @@ impl AsgRolling {
                     self.terminate(&old[..extra], true).await?;
                 } else if surge > 0 {
                     let batch = surge.min(old.len() as u32);
-                    self.resize(desired + batch, min_size, max_size.max(desired + batch))
-                        .await?;
+                    resize(
+                        &self.clients,
+                        &self.group,
+                        desired + batch,
+                        (min_size, max_size),
+                    )
+                    .await?;
                 } else {
                     // No surge allowed: stop a batch; the group replaces it from `release`.
                     let batch = may_stop.min(old.len() as u32) as usize;
@@ -482,20 +512,6 @@ impl AsgRolling {
             }
             backoff.sleep().await;
         }
-    }
-
-    async fn resize(&self, desired: u32, min: u32, max: u32) -> Result<(), DriverError> {
-        self.clients
-            .autoscaling
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(&self.group)
-            .min_size(min.min(desired) as i32)
-            .max_size(max.max(desired) as i32)
-            .desired_capacity(desired as i32)
-            .send()
-            .await
-            .map_err(|e| classify("resizing the group", e))?;
-        Ok(())
     }
 
     async fn terminate(&self, instances: &[String], shrink: bool) -> Result<(), DriverError> {
@@ -531,16 +547,8 @@ impl InPlace for AsgRolling {
         update: &RollingUpdate,
     ) -> Result<(), DriverError> {
         let group = self.group().await?;
-        let spec = spec_for(release, group.launch_template())?;
         if !release_of(group.launch_template()).is_some_and(|r| same_release(&r, release)) {
-            self.clients
-                .autoscaling
-                .update_auto_scaling_group()
-                .auto_scaling_group_name(&self.group)
-                .launch_template(spec)
-                .send()
-                .await
-                .map_err(|e| classify("setting the group's launch template version", e))?;
+            set_template(&self.clients, &group, release).await?;
         }
         match self.start_refresh(update).await? {
             Some(id) => self.watch_refresh(&id).await,

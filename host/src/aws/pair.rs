@@ -172,15 +172,15 @@ impl<S: Slots> SideBySide<S> {
         ))
     }
 
-    /// The unit of `side`, if it exists.
-    async fn slot(&self, side: Side) -> Result<(Option<Slot>, [Slot; 2]), DriverError> {
+    /// The unit of `side` and its index (that of its target group), if it exists.
+    async fn slot(&self, side: Side) -> Result<Option<(usize, Slot)>, DriverError> {
         let read = self.slots.read().await?;
         let (stable, new) = self.sides(&read);
         let index = match side {
             Side::Stable => stable,
             Side::New => new,
         };
-        Ok((index.map(|i| read[i].clone()), read))
+        Ok(index.map(|i| (i, read[i].clone())))
     }
 
     /// (stable, new) target groups. With no new unit yet (a run killed early, being
@@ -194,10 +194,6 @@ impl<S: Slots> SideBySide<S> {
             self.target_groups[stable].clone(),
             self.target_groups[new].clone(),
         ))
-    }
-
-    fn index_of(read: &[Slot; 2], slot: &Slot) -> usize {
-        if read[0].name == slot.name { 0 } else { 1 }
     }
 }
 
@@ -227,9 +223,8 @@ impl<S: Slots> Driver for SideBySide<S> {
     }
 
     async fn scale(&self, side: Side, count: u32) -> Result<(), DriverError> {
-        let (slot, read) = self.slot(side).await?;
-        let slot = match (slot, side, count) {
-            (Some(slot), ..) => slot,
+        let (index, slot) = match (self.slot(side).await?, side, count) {
+            (Some(found), ..) => found,
             // A run killed before it prepared the new side leaves nothing to scale down.
             (None, Side::New, 0) => return Ok(()),
             (None, ..) => return Err(self.missing(side)),
@@ -240,7 +235,7 @@ impl<S: Slots> Driver for SideBySide<S> {
         if count == 0 {
             return Ok(());
         }
-        let tg = &self.target_groups[Self::index_of(&read, &slot)];
+        let tg = &self.target_groups[index];
         wait_for_units(
             count,
             self.release(side),
@@ -283,15 +278,15 @@ impl<S: Slots> Driver for SideBySide<S> {
     }
 
     async fn finalize(&self) -> Result<(), DriverError> {
-        match self.slot(Side::Stable).await?.0 {
-            Some(old) if old.desired > 0 => self.slots.set_count(&old, 0).await,
+        match self.slot(Side::Stable).await? {
+            Some((_, old)) if old.desired > 0 => self.slots.set_count(&old, 0).await,
             _ => Ok(()),
         }
     }
 
     async fn discard_new(&self) -> Result<(), DriverError> {
-        match self.slot(Side::New).await?.0 {
-            Some(new) if new.desired > 0 => self.slots.set_count(&new, 0).await,
+        match self.slot(Side::New).await? {
+            Some((_, new)) if new.desired > 0 => self.slots.set_count(&new, 0).await,
             _ => Ok(()),
         }
     }

@@ -199,7 +199,8 @@ async fn check_fits(
     target: crate::plugin::bindings::types::TargetInfo,
     side_by_side: bool,
 ) -> anyhow::Result<()> {
-    use crate::plugin::bindings::types::Step;
+    use crate::plugin::bindings::types::{Step, TargetKind};
+    let kind = target.kind;
     let plan = crate::plan::simulate(strategy, params, target).await?;
     let in_place = plan
         .steps
@@ -211,13 +212,12 @@ async fn check_fits(
             Step::Scale(_) | Step::ShiftTraffic(_) | Step::RouteTestTraffic
         )
     });
-    let service = config.service(Some(service_name)).map(|(_, s)| s);
-    let (two, one) = match service.map(|s| &s.target) {
-        Ok(crate::config::Target::Asg { .. }) => (
+    let (two, one) = match kind {
+        TargetKind::AutoScalingGroup => (
             "two Auto Scaling groups (groups = [blue, green])",
             "a single Auto Scaling group (group = \"NAME\"), updated in place; use `rolling`, or configure groups = [blue, green] with a traffic table",
         ),
-        Ok(crate::config::Target::Eks { .. }) => (
+        TargetKind::EksDeployment => (
             "two Deployments (deployments = [blue, green])",
             "a single Deployment (deployment = \"NAME\"), updated in place; use `rolling`, or configure deployments = [blue, green] with a traffic table",
         ),

@@ -4,7 +4,6 @@
 
 pub mod deployments;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -160,25 +159,6 @@ pub fn classify(what: &str, err: kube::Error) -> DriverError {
             DriverError::Transient(format!("{what}: {err}"))
         }
         other => DriverError::Failed(format!("{what}: {other}")),
-    }
-}
-
-/// `path` as the config names it, resolved against the config's directory.
-pub fn kubeconfig_access(
-    dir: &Path,
-    kubeconfig: Option<&Path>,
-    cluster: Option<&str>,
-    context: Option<&str>,
-) -> Access {
-    match (cluster, kubeconfig) {
-        (Some(name), _) => Access::Eks(name.to_string()),
-        (None, Some(path)) => Access::Kubeconfig {
-            path: dir.join(path),
-            context: context.map(str::to_string),
-        },
-        (None, None) => Access::Infer {
-            context: context.map(str::to_string),
-        },
     }
 }
 
