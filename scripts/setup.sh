@@ -6,6 +6,8 @@
 # (kube-apiserver, kube-controller-manager, etcd; built once from Debian's sources by
 # scripts/k8s-local.sh, ~10 min) for the EKS suite.
 #
+# Usage: setup.sh [--kubernetes]   (the control plane only with --kubernetes: test.sh
+# needs it, the demo and the benchmarks do not)
 # Env: DEPLOYER_TOOLS (default ~/.cache/deployer) is where tools are installed.
 set -euo pipefail
 tools="${DEPLOYER_TOOLS:-$HOME/.cache/deployer}"
@@ -39,6 +41,7 @@ fi
 "$venv/bin/python" -c 'import moto; print("setup: moto", moto.__version__, "ready")'
 echo "setup: $("$venv/bin/componentize-py" --version) ready"
 
+[ "${1:-}" = "--kubernetes" ] || exit 0
 k8s="$tools/k8s"
 if [ ! -x "$k8s/bin/kube-apiserver" ] || [ ! -x "$k8s/bin/kube-controller-manager" ] || [ ! -x "$k8s/bin/etcd" ]; then
     echo "setup: building the local Kubernetes control plane into $k8s (about 10 minutes, once)"

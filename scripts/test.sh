@@ -3,7 +3,7 @@
 # workspace, and the example plugins' own unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --kubernetes
 export DEPLOYER_MOTO_VENV="${DEPLOYER_TOOLS:-$HOME/.cache/deployer}/moto-venv"
 cargo test --locked --manifest-path plugins/examples/Cargo.toml
 exec cargo test --workspace --locked "$@"

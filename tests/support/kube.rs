@@ -89,7 +89,7 @@ fn start(children: &mut Vec<Child>) -> Cluster {
     for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
         assert!(
             bin.join(name).exists(),
-            "{} is missing: run scripts/setup.sh (it builds the local Kubernetes binaries)",
+            "{} is missing: run scripts/setup.sh --kubernetes (it builds the local Kubernetes binaries)",
             bin.join(name).display()
         );
     }
