@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 cargo build --release --locked -p deployer
-cargo bench --locked -p deployer --bench plugin_host
+cargo bench --locked -p deployer-plugin-host --bench plugin_host
 cargo bench --locked -p deployer --bench fleet
 cargo bench --locked -p deployer-tests --bench hook_host
 cargo bench --locked -p deployer-tests --bench deploy_overhead

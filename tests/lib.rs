@@ -5,7 +5,7 @@ pub mod support;
 
 use std::path::{Path, PathBuf};
 
-use deployer::plugin::{PluginHost, PluginSource, sha256_hex};
+use deployer_plugin_host::{PluginHost, PluginSource, sha256_hex};
 
 /// Paths of the test plugins built by `build.rs`.
 pub mod components {

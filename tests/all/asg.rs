@@ -13,7 +13,7 @@ use crate::ecs::{deployer, journal_shifts, listener_weights};
 struct Env {
     moto: Moto,
     world: AsgWorld,
-    clients: deployer::aws::Clients,
+    clients: deployer_targets::aws::Clients,
     dir: tempfile::TempDir,
 }
 

@@ -44,7 +44,9 @@ fn plugin_files(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "canary-as-hook.wasm",
-            deployer::plugin::builtin::get("canary").unwrap().to_vec(),
+            deployer_plugin_host::builtin::get("canary")
+                .unwrap()
+                .to_vec(),
         ),
     ];
     std::fs::create_dir_all(dir.join("plugins")).unwrap();
@@ -90,7 +92,7 @@ fn every_bad_input_is_refused_with_a_clear_error_and_no_cloud_call() {
         for (file, bytes) in plugin_files(dir.path()) {
             text = text.replace(
                 &format!("{{sha256:{file}}}"),
-                &deployer::plugin::sha256_hex(&bytes),
+                &deployer_plugin_host::sha256_hex(&bytes),
             );
         }
         let config = dir.path().join("deployer.toml");

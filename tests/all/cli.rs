@@ -63,9 +63,9 @@ fn plan_canary_prints_the_steps_of_the_example() {
     assert!(out.contains("shift traffic: 100% new / 0% stable"), "{out}");
     assert!(out.contains("bake 10m"), "{out}");
     assert!(out.contains("nothing was changed"), "{out}");
-    let builtin = deployer::plugin::builtin::get("canary").unwrap();
+    let builtin = deployer_plugin_host::builtin::get("canary").unwrap();
     assert!(
-        out.contains(&deployer::plugin::sha256_hex(builtin)),
+        out.contains(&deployer_plugin_host::sha256_hex(builtin)),
         "the plan names the component that computed it"
     );
 }
@@ -181,7 +181,7 @@ fn inspect_prints_world_digest_and_imports() {
     );
     assert!(out.contains("deployer:plugin/http@0.1.0"), "{out}");
     assert!(out.contains("export deployer:plugin/hook@0.1.0;"), "{out}");
-    let digest = deployer::plugin::sha256_hex(
+    let digest = deployer_plugin_host::sha256_hex(
         &std::fs::read(deployer_tests::components::HOSTILE_HOOK).unwrap(),
     );
     assert!(out.contains(&digest), "{out}");

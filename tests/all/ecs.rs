@@ -11,7 +11,7 @@ use deployer_tests::support::{App, EcsAgent, Moto, World};
 pub(crate) struct Env {
     pub(crate) moto: Moto,
     pub(crate) world: World,
-    pub(crate) clients: deployer::aws::Clients,
+    pub(crate) clients: deployer_targets::aws::Clients,
     pub(crate) dir: tempfile::TempDir,
     _agent: EcsAgent,
 }
@@ -174,20 +174,20 @@ pub(crate) async fn deployer(dir: &Path, args: &[&str]) -> (i32, String, String)
 
 /// (blue %, green %) as `listener` reports them.
 pub(crate) async fn listener_weights(
-    clients: &deployer::aws::Clients,
+    clients: &deployer_targets::aws::Clients,
     listener: &str,
     blue: &str,
     green: &str,
 ) -> (u8, u8) {
-    let router = deployer::aws::alb::AlbRouter {
+    let router = deployer_targets::aws::alb::AlbRouter {
         elb: clients.elb.clone(),
-        production: deployer::aws::alb::Route::Listener(listener.to_string()),
+        production: deployer_targets::aws::alb::Route::Listener(listener.to_string()),
         test_listener: None,
     };
     let weights = router.weights().await.unwrap();
     (
-        deployer::aws::alb::share_of(&weights, blue),
-        deployer::aws::alb::share_of(&weights, green),
+        deployer_targets::aws::alb::share_of(&weights, blue),
+        deployer_targets::aws::alb::share_of(&weights, green),
     )
 }
 
@@ -568,13 +568,16 @@ async fn a_canary_on_a_listener_rule_leaves_the_default_action_alone() {
     std::fs::write(&path, text).unwrap();
     let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
-    let router = deployer::aws::alb::AlbRouter {
+    let router = deployer_targets::aws::alb::AlbRouter {
         elb: env.clients.elb.clone(),
-        production: deployer::aws::alb::Route::Rule(env.world.rule.clone()),
+        production: deployer_targets::aws::alb::Route::Rule(env.world.rule.clone()),
         test_listener: None,
     };
     let rule = router.weights().await.unwrap();
-    assert_eq!(deployer::aws::alb::share_of(&rule, &env.world.green), 100);
+    assert_eq!(
+        deployer_targets::aws::alb::share_of(&rule, &env.world.green),
+        100
+    );
     assert_eq!(
         env.weights().await,
         (100, 0),
@@ -590,7 +593,7 @@ async fn hook_plugins_gate_the_rollout_with_only_their_granted_capabilities() {
         env.config(&good, STEPS);
         let wasm = env.dir.path().join("probe.wasm");
         std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
-        let digest = deployer::plugin::sha256_hex(&std::fs::read(&wasm).unwrap());
+        let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
         let url = if url == "GOOD" {
             good.url.clone()
         } else {
@@ -846,7 +849,7 @@ async fn a_scaffolded_hook_is_built_tested_and_used_in_a_run() {
         String::from_utf8_lossy(&built.stderr)
     );
     let wasm = crate_dir.join("target/ready-check.wasm");
-    let digest = deployer::plugin::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
     assert!(
         built_out.contains(&format!("sha256 = \"{digest}\"")),
         "{built_out}"

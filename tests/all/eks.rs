@@ -18,7 +18,7 @@ const BROKEN: &str = "shop/web:3";
 struct Env {
     moto: Moto,
     world: World,
-    clients: deployer::aws::Clients,
+    clients: deployer_targets::aws::Clients,
     kube: kube::Client,
     namespace: String,
     dir: tempfile::TempDir,
@@ -297,9 +297,10 @@ async fn eks_access_comes_from_describe_cluster_and_a_signed_token() {
         .send()
         .await
         .unwrap();
-    let (endpoint, ca, token) = deployer::aws::eks_token::cluster_access(&clients, "analytics")
-        .await
-        .unwrap();
+    let (endpoint, ca, token) =
+        deployer_targets::aws::eks_token::cluster_access(&clients, "analytics")
+            .await
+            .unwrap();
     assert!(endpoint.starts_with("https://"), "{endpoint}");
     assert!(ca.is_some_and(|ca| !ca.is_empty()));
     let url = base64::Engine::decode(
@@ -315,7 +316,7 @@ async fn eks_access_comes_from_describe_cluster_and_a_signed_token() {
         "{url}"
     );
 
-    let missing = deployer::aws::eks_token::cluster_access(&clients, "nope")
+    let missing = deployer_targets::aws::eks_token::cluster_access(&clients, "nope")
         .await
         .unwrap_err();
     assert!(

@@ -1,13 +1,13 @@
 //! The example plugins in `plugins/examples/`, built as users build theirs and run in
 //! the real host against real HTTP servers.
 
-use deployer::plan::{Ending, simulate};
-use deployer::plugin::bindings::HookContext;
-use deployer::plugin::bindings::types::{GateStatus, LifecyclePoint, Step, TargetInfo, TargetKind};
-use deployer::plugin::capabilities::ReqwestTransport;
-use deployer::plugin::hook::HookPlugin;
-use deployer::plugin::strategy::StrategyPlugin;
-use deployer::plugin::{Grants, HostServices, Limits, PluginHost};
+use deployer_contract::{GateStatus, LifecyclePoint, Step, TargetInfo, TargetKind};
+use deployer_engine::plan::{Ending, simulate};
+use deployer_plugin_host::capabilities::ReqwestTransport;
+use deployer_plugin_host::hook::HookContext;
+use deployer_plugin_host::hook::HookPlugin;
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{Grants, HostServices, Limits, PluginHost};
 use deployer_tests::components;
 use deployer_tests::source;
 use deployer_tests::support::App;

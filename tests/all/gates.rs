@@ -1,21 +1,23 @@
 //! Gates as configured: HTTP smoke tests against real servers, and how consecutive
 //! failures count.
 
-use deployer::gates::{Check, ConfiguredGates, Gate, GatePoint, HttpGate};
-use deployer::plugin::bindings::types::{GateStatus, LifecyclePoint};
-use deployer::rollout::gates::{GateContext, Gates};
+use deployer_contract::{GateStatus, LifecyclePoint};
+use deployer_engine::gates::{ConfiguredGates, Gate, GateContext, GatePoint, Gates};
+use deployer_targets::gates::{HttpCheck, HttpGate};
 use deployer_tests::support::App;
 
 fn http(app: &App, requests: u32, min_success: f64) -> HttpGate {
     HttpGate {
         client: reqwest::Client::new(),
-        url: app.url.clone(),
-        expect_status: 200,
-        body_contains: Some("ok".into()),
-        max_latency: None,
-        requests,
-        min_success,
-        interval: std::time::Duration::ZERO,
+        check: HttpCheck {
+            url: app.url.clone(),
+            expect_status: 200,
+            body_contains: Some("ok".into()),
+            max_latency: None,
+            requests,
+            min_success,
+            interval: std::time::Duration::ZERO,
+        },
     }
 }
 
@@ -34,7 +36,7 @@ fn gates(app: &App, failures: u32) -> ConfiguredGates {
         name: "smoke".into(),
         at: vec![GatePoint::PostTraffic],
         failures,
-        check: Check::Http(http(app, 2, 1.0)),
+        check: Box::new(http(app, 2, 1.0)),
     }])
 }
 
@@ -67,10 +69,8 @@ async fn a_server_that_is_down_fails_the_gate() {
         .unwrap()
         .port();
     let app = App::start(200, "ok");
-    let dead = HttpGate {
-        url: format!("http://127.0.0.1:{port}/health"),
-        ..http(&app, 1, 1.0)
-    };
+    let mut dead = http(&app, 1, 1.0);
+    dead.check.url = format!("http://127.0.0.1:{port}/health");
     let result = dead.run("smoke").await;
     assert_eq!(result.status, GateStatus::Fail, "{}", result.detail);
 }

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use deployer::gates::{Check, ConfiguredGates, Gate, GatePoint};
-use deployer::plugin::hook::HookPlugin;
-use deployer::plugin::strategy::StrategyPlugin;
-use deployer::plugin::{Grants, Limits, PluginHost};
-use deployer::rollout::engine::{DeployRequest, Report};
-use deployer::rollout::gates::{Gates, NoGates};
-use deployer::rollout::sim::SimDriver;
-use deployer::state::{DeployResult, LocalStore, Store};
+use deployer_engine::gates::{ConfiguredGates, Gate, GatePoint};
+use deployer_engine::gates::{Gates, NoGates};
+use deployer_engine::rollout::{DeployRequest, Report};
+use deployer_engine::sim::SimDriver;
+use deployer_engine::state::{DeployResult, LocalStore};
+use deployer_plugin_host::hook::{HookGate, HookPlugin};
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{Grants, Limits, PluginHost};
 use deployer_tests::{components, source};
 
 use super::rollout::{self, assert_safe_on_stable, builtin, request, settings};
@@ -25,7 +25,7 @@ async fn deploy(
     request: DeployRequest,
 ) -> (Report, SimDriver, String) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     let report = rollout::deploy(strategy, &driver, gates, &store, settings(), request).await;
     let journal = std::fs::read_to_string(
@@ -123,10 +123,10 @@ fn hook_gate(host: &PluginHost, at: GatePoint, params: &str) -> ConfiguredGates 
         name: "hook:probe".into(),
         at: vec![at],
         failures: 1,
-        check: Check::Hook {
+        check: Box::new(HookGate {
             plugin,
             params: params.into(),
-        },
+        }),
     }])
 }
 
@@ -167,8 +167,8 @@ async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_bac
     let gates = hook_gate(&host, GatePoint::PreTraffic, r#"{"mode":"huge"}"#);
     let results = gates
         .run(
-            deployer::plugin::bindings::types::LifecyclePoint::PreTraffic,
-            &deployer::rollout::gates::GateContext {
+            deployer_contract::LifecyclePoint::PreTraffic,
+            &deployer_engine::gates::GateContext {
                 deployment_id: "d1".into(),
                 service: "web".into(),
                 new_release: "web:2".into(),

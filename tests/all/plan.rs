@@ -1,9 +1,9 @@
 //! `plan` runs the real WASM strategies under the host's safety rules.
 
-use deployer::plan::{Ending, PlanError, simulate};
-use deployer::plugin::bindings::types::{ScaleRequest, Side, Step, TargetInfo, TargetKind};
-use deployer::plugin::strategy::StrategyPlugin;
-use deployer::plugin::{Limits, PluginSource};
+use deployer_contract::{ScaleRequest, Side, Step, TargetInfo, TargetKind};
+use deployer_engine::plan::{Ending, PlanError, simulate};
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{Limits, PluginSource};
 use deployer_tests::host;
 
 fn target(desired: u32, native_rolling: bool) -> TargetInfo {
@@ -19,7 +19,7 @@ async fn plan(
     strategy: &str,
     params: &str,
     target: TargetInfo,
-) -> Result<deployer::plan::Plan, PlanError> {
+) -> Result<deployer_engine::plan::Plan, PlanError> {
     let (host, _cache) = host();
     let plugin = StrategyPlugin::load(
         &host,

@@ -1,8 +1,8 @@
 //! Compiled components are cached on disk, keyed by digest and engine, and a damaged
 //! entry is recompiled rather than trusted or fatal.
 
-use deployer::plugin::strategy::StrategyPlugin;
-use deployer::plugin::{Limits, PluginHost, PluginSource};
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{Limits, PluginHost, PluginSource};
 
 fn cwasm_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)

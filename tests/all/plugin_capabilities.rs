@@ -1,9 +1,9 @@
 //! A hook gets only the capabilities its config grants, checked at load and on each call.
 
-use deployer::plugin::bindings::HookContext;
-use deployer::plugin::bindings::types::{GateStatus, LifecyclePoint};
-use deployer::plugin::hook::HookPlugin;
-use deployer::plugin::{Grants, Limits, PluginError};
+use deployer_contract::{GateStatus, LifecyclePoint};
+use deployer_plugin_host::hook::HookContext;
+use deployer_plugin_host::hook::HookPlugin;
+use deployer_plugin_host::{Grants, Limits, PluginError};
 use deployer_tests::{components, host, source};
 
 fn ctx(params: &str) -> HookContext {
@@ -117,7 +117,7 @@ async fn kv_is_shared_by_the_calls_of_one_deployment_only() {
         .await
         .unwrap();
     assert_eq!(second.detail, "previous=Some(\"a\")");
-    let other = deployer::plugin::HostServices::default();
+    let other = deployer_plugin_host::HostServices::default();
     let fresh = hook
         .run_with(&ctx(r#"{"remember":"c"}"#), other)
         .await

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use deployer::plugin::hook::HookPlugin;
-use deployer::plugin::strategy::StrategyPlugin;
-use deployer::plugin::{Grants, Limits, PluginError, PluginHost, PluginSource};
+use deployer_plugin_host::hook::HookPlugin;
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{Grants, Limits, PluginError, PluginHost, PluginSource};
 use deployer_tests::{components, host, source, source_from_bytes};
 
 fn load_strategy(host: &PluginHost, source: &PluginSource) -> Result<StrategyPlugin, PluginError> {

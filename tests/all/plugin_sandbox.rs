@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use deployer::plugin::bindings::types::{RolloutState, Step, TargetInfo, TargetKind};
-use deployer::plugin::strategy::StrategyPlugin;
-use deployer::plugin::{Limits, PluginError, PluginHost, PluginSource};
+use deployer_contract::{RolloutState, Step, TargetInfo, TargetKind};
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{Limits, PluginError, PluginHost, PluginSource};
 use deployer_tests::{components, host, source};
 
 fn state(mode: &str) -> RolloutState {

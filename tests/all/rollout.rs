@@ -5,16 +5,16 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deployer::plugin::bindings::types::{
-    GateResult, GateStatus, LifecyclePoint, TargetInfo, TargetKind,
+use deployer_contract::{GateResult, GateStatus, LifecyclePoint, TargetInfo, TargetKind};
+use deployer_engine::driver::DriverError;
+use deployer_engine::gates::{GateContext, Gates, NoGates};
+use deployer_engine::rollout::{
+    DeployRequest, Engine, Parts, Preflight, Report, ResumePolicy, Settings,
 };
-use deployer::plugin::strategy::StrategyPlugin;
-use deployer::plugin::{Limits, PluginHost, PluginSource};
-use deployer::rollout::driver::DriverError;
-use deployer::rollout::engine::{DeployRequest, Engine, Report, ResumePolicy, Settings};
-use deployer::rollout::gates::{GateContext, Gates, NoGates};
-use deployer::rollout::sim::{Fault, SimDriver};
-use deployer::state::{DeployResult, LocalStore, Store};
+use deployer_engine::sim::{Fault, SimDriver};
+use deployer_engine::state::{DeployResult, LocalStore, Store};
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{Limits, PluginHost, PluginSource};
 use deployer_tests::{components, host, source};
 use tokio_util::sync::CancellationToken;
 
@@ -72,6 +72,8 @@ pub(crate) fn settings() -> Settings {
         watch_interval: Duration::from_millis(50),
         rollback_deadline: Duration::from_secs(5),
         retry_base: Duration::from_millis(5),
+        // These tests are of the run itself: every step meets the runtime guard.
+        preflight: Preflight::Skip,
         ..Settings::default()
     }
 }
@@ -80,7 +82,6 @@ pub(crate) fn request(strategy: &str, params: &str) -> DeployRequest {
     DeployRequest {
         strategy: strategy.into(),
         new_release: "web:2".into(),
-        stable_release: Some("web:1".into()),
         params: params.into(),
         target: TargetInfo {
             kind: TargetKind::Simulated,
@@ -104,23 +105,25 @@ pub(crate) async fn deploy(
     strategy: &StrategyPlugin,
     driver: &SimDriver,
     gates: &impl Gates,
-    store: &Store,
+    store: &LocalStore,
     settings: Settings,
     request: DeployRequest,
 ) -> Report {
-    let log = |_: &deployer::rollout::events::Event<'_>| {};
-    Engine {
+    let log = |_: &deployer_engine::events::Event<'_>| {};
+    Engine::new(Parts {
         service: "web",
         strategy,
-        driver,
+        target: driver,
         gates,
         store,
         settings,
         cancel: CancellationToken::new(),
         events: &log,
-    }
+    })
     .deploy(request)
     .await
+    .unwrap()
+    .into_report()
     .unwrap()
 }
 
@@ -139,7 +142,7 @@ pub(crate) fn assert_safe_on_stable(driver: &SimDriver) {
 async fn a_good_canary_promotes_with_verified_weights_at_each_step() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     let report = deploy(
         &builtin(&host, "canary"),
@@ -169,7 +172,7 @@ async fn every_builtin_promotes_and_rolls_back_on_a_failed_gate() {
     ] {
         let plugin = builtin(&host, strategy);
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::Local(LocalStore::new(dir.path()));
+        let store = LocalStore::new(dir.path());
         let good = SimDriver::new("web:1", 4);
         let report = deploy(
             &plugin,
@@ -216,7 +219,7 @@ async fn every_builtin_promotes_and_rolls_back_on_a_failed_gate() {
 async fn an_alarm_during_a_bake_rolls_back() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     let gates = Scripted {
         fail_watch: true,
@@ -255,7 +258,7 @@ async fn a_trapping_strategy_rolls_back() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     let report = deploy(
         &hostile,
@@ -279,7 +282,7 @@ async fn a_trapping_strategy_rolls_back() {
 async fn weights_that_read_back_wrong_roll_back() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     driver.arm("shift_traffic", Fault::MisreportWeight(0));
     let report = deploy(
@@ -305,7 +308,7 @@ async fn weights_that_read_back_wrong_roll_back() {
 async fn transient_faults_are_retried() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     driver.arm(
         "shift_traffic",
@@ -339,7 +342,7 @@ async fn transient_faults_are_retried() {
 async fn a_rollback_keeps_trying_through_faults() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     let gates = Scripted {
         fail: Some((LifecyclePoint::PostTraffic, 1)),
@@ -382,7 +385,7 @@ async fn a_rollback_keeps_trying_through_faults() {
 async fn a_rollback_that_cannot_finish_says_so() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     let gates = Scripted {
         fail: Some((LifecyclePoint::PostTraffic, 0)),
@@ -422,27 +425,27 @@ async fn a_rollback_that_cannot_finish_says_so() {
 async fn cancel_rolls_back() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     let plugin = builtin(&host, "canary");
     let cancel = CancellationToken::new();
-    let log = |_: &deployer::rollout::events::Event<'_>| {};
-    let engine = Engine {
+    let log = |_: &deployer_engine::events::Event<'_>| {};
+    let engine = Engine::new(Parts {
         service: "web",
         strategy: &plugin,
-        driver: &driver,
+        target: &driver,
         gates: &NoGates,
         store: &store,
         settings: settings(),
         cancel: cancel.clone(),
         events: &log,
-    };
+    });
     let slow = r#"{"steps":[{"weight":10,"bake":"1h"}]}"#;
     let run = engine.deploy(request("canary", slow));
     tokio::pin!(run);
     let report = loop {
         tokio::select! {
-            report = &mut run => break report.unwrap(),
+            report = &mut run => break report.unwrap().into_report().unwrap(),
             () = tokio::time::sleep(Duration::from_millis(5)) => {
                 if driver.state().shifts == [10] {
                     cancel.cancel();
@@ -459,20 +462,20 @@ async fn cancel_rolls_back() {
 async fn a_second_deploy_of_the_service_is_refused_while_one_runs() {
     let (host, _cache) = host();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     let plugin = builtin(&host, "canary");
-    let log = |_: &deployer::rollout::events::Event<'_>| {};
-    let engine = Engine {
+    let log = |_: &deployer_engine::events::Event<'_>| {};
+    let engine = Engine::new(Parts {
         service: "web",
         strategy: &plugin,
-        driver: &driver,
+        target: &driver,
         gates: &NoGates,
         store: &store,
         settings: settings(),
         cancel: CancellationToken::new(),
         events: &log,
-    };
+    });
     let first = engine.deploy(request(
         "canary",
         r#"{"steps":[{"weight":10,"bake":"300ms"}]}"#,
@@ -483,7 +486,10 @@ async fn a_second_deploy_of_the_service_is_refused_while_one_runs() {
         engine.deploy(request("canary", CANARY)).await
     };
     let (first, second) = tokio::join!(first, second);
-    assert_eq!(first.unwrap().result, DeployResult::Promoted);
+    assert_eq!(
+        first.unwrap().into_report().unwrap().result,
+        DeployResult::Promoted
+    );
     let err = second.unwrap_err().to_string();
     assert!(
         err.contains("already being deployed by deployment d"),
@@ -502,20 +508,22 @@ async fn kill_then_recover(
     let (host, _cache) = host();
     let plugin = builtin(&host, strategy);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     driver.hang_at(n);
     let report = {
-        let log = |_: &deployer::rollout::events::Event<'_>| {};
-        let engine = |settings| Engine {
-            service: "web",
-            strategy: &plugin,
-            driver: &driver,
-            gates: &NoGates,
-            store: &store,
-            settings,
-            cancel: CancellationToken::new(),
-            events: &log,
+        let log = |_: &deployer_engine::events::Event<'_>| {};
+        let engine = |settings| {
+            Engine::new(Parts {
+                service: "web",
+                strategy: &plugin,
+                target: &driver,
+                gates: &NoGates,
+                store: &store,
+                settings,
+                cancel: CancellationToken::new(),
+                events: &log,
+            })
         };
         {
             let run = engine(settings());
@@ -523,7 +531,7 @@ async fn kill_then_recover(
             tokio::pin!(run);
             loop {
                 tokio::select! {
-                    report = &mut run => panic!("operation {n} was never reached: {:?}", report.map(|r| r.result)),
+                    report = &mut run => panic!("operation {n} was never reached: {report:?}"),
                     () = tokio::time::sleep(Duration::from_millis(1)) => {
                         if driver.state().operations.len() > n {
                             break; // hanging in operation n: drop the run, as SIGKILL would
@@ -539,6 +547,8 @@ async fn kill_then_recover(
         })
         .deploy(request(strategy, params))
         .await
+        .unwrap()
+        .into_report()
         .unwrap()
     };
     let history = store
@@ -614,20 +624,20 @@ async fn recovery_alone_leaves_traffic_on_stable() {
     let (host, _cache) = host();
     let plugin = builtin(&host, "canary");
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Local(LocalStore::new(dir.path()));
+    let store = LocalStore::new(dir.path());
     let driver = SimDriver::new("web:1", 4);
     driver.hang_at(6);
-    let log = |_: &deployer::rollout::events::Event<'_>| {};
-    let engine = Engine {
+    let log = |_: &deployer_engine::events::Event<'_>| {};
+    let engine = Engine::new(Parts {
         service: "web",
         strategy: &plugin,
-        driver: &driver,
+        target: &driver,
         gates: &NoGates,
         store: &store,
         settings: settings(),
         cancel: CancellationToken::new(),
         events: &log,
-    };
+    });
     let _ = tokio::time::timeout(
         Duration::from_millis(300),
         engine.deploy(request("canary", CANARY)),

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use deployer::plugin::bindings::HookContext;
-use deployer::plugin::bindings::http;
-use deployer::plugin::bindings::types::{CapabilityError, GateStatus, LifecyclePoint};
-use deployer::plugin::capabilities::{BoxFuture, HttpTransport};
-use deployer::plugin::hook::HookPlugin;
-use deployer::plugin::{Grants, HostServices, Limits, PluginHost};
+use deployer_contract::{GateStatus, LifecyclePoint};
+use deployer_plugin_host::bindings::http;
+use deployer_plugin_host::bindings::types::CapabilityError;
+use deployer_plugin_host::capabilities::{BoxFuture, HttpTransport};
+use deployer_plugin_host::hook::HookContext;
+use deployer_plugin_host::hook::HookPlugin;
+use deployer_plugin_host::{Grants, HostServices, Limits, PluginHost};
 use deployer_tests::{components, source};
 
 /// A chat service that answers at once.

@@ -229,12 +229,12 @@ impl Cluster {
     /// A client on the caller's runtime (clients do not outlive the runtime they were
     /// made on, and every test has its own).
     pub async fn client(&self) -> Result<kube::Client, String> {
-        let access = deployer::k8s::Access::Kubeconfig {
+        let access = deployer_targets::k8s::Access::Kubeconfig {
             path: self.kubeconfig.clone(),
             context: None,
         };
         let clients = crate::support::test_clients().await;
-        deployer::k8s::connect(&clients, &access)
+        deployer_targets::k8s::connect(&clients, &access)
             .await
             .map_err(|e| e.to_string())
     }

@@ -117,9 +117,9 @@ impl Moto {
         }
     }
 
-    pub async fn clients(&self) -> deployer::aws::Clients {
+    pub async fn clients(&self) -> deployer_targets::aws::Clients {
         set_test_credentials();
-        deployer::aws::Clients::new(Some("us-east-1"), Some(&self.endpoint)).await
+        deployer_targets::aws::Clients::new(Some("us-east-1"), Some(&self.endpoint)).await
     }
 }
 
@@ -140,9 +140,9 @@ pub struct AsgWorld {
 }
 
 /// Clients that reach nothing (for code that wants them but, in the test, makes no call).
-pub async fn test_clients() -> deployer::aws::Clients {
+pub async fn test_clients() -> deployer_targets::aws::Clients {
     set_test_credentials();
-    deployer::aws::Clients::new(Some("us-east-1"), Some("http://127.0.0.1:9")).await
+    deployer_targets::aws::Clients::new(Some("us-east-1"), Some("http://127.0.0.1:9")).await
 }
 
 /// Static test credentials for moto (never real ones).
@@ -173,7 +173,7 @@ pub struct EcsAgent {
 }
 
 impl EcsAgent {
-    pub fn start(clients: deployer::aws::Clients, broken: Vec<String>) -> EcsAgent {
+    pub fn start(clients: deployer_targets::aws::Clients, broken: Vec<String>) -> EcsAgent {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         tokio::spawn(async move {
@@ -192,7 +192,10 @@ impl Drop for EcsAgent {
     }
 }
 
-async fn reconcile(clients: &deployer::aws::Clients, broken: &[String]) -> Result<(), String> {
+async fn reconcile(
+    clients: &deployer_targets::aws::Clients,
+    broken: &[String],
+) -> Result<(), String> {
     let out = clients
         .ecs
         .describe_services()
@@ -222,7 +225,7 @@ async fn reconcile(clients: &deployer::aws::Clients, broken: &[String]) -> Resul
         let revision = release.rsplit(':').next().unwrap_or("0").to_string();
         if broken
             .iter()
-            .any(|b| deployer::aws::ecs::same_task_definition(b, release))
+            .any(|b| deployer_targets::aws::ecs::same_task_definition(b, release))
         {
             continue;
         }
@@ -264,7 +267,7 @@ async fn reconcile(clients: &deployer::aws::Clients, broken: &[String]) -> Resul
     Ok(())
 }
 
-async fn tg_arns(clients: &deployer::aws::Clients) -> Result<Vec<String>, String> {
+async fn tg_arns(clients: &deployer_targets::aws::Clients) -> Result<Vec<String>, String> {
     let out = clients
         .elb
         .describe_target_groups()

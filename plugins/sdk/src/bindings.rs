@@ -11,7 +11,7 @@ pub mod strategy {
         pub_export_macro: true,
         export_macro_name: "__export_strategy_world",
         default_bindings_module: "deployer_plugin_sdk::bindings::strategy",
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });
 }
 
@@ -23,7 +23,7 @@ pub mod hook {
         pub_export_macro: true,
         export_macro_name: "__export_hook_world",
         default_bindings_module: "deployer_plugin_sdk::bindings::hook",
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         with: {
             "deployer:plugin/types@0.1.0": crate::bindings::strategy::deployer::plugin::types,
             "deployer:plugin/log@0.1.0": crate::bindings::strategy::deployer::plugin::log,
@@ -39,7 +39,7 @@ pub mod hook {
         pub_export_macro: true,
         export_macro_name: "__export_hook_world",
         default_bindings_module: "deployer_plugin_sdk::bindings::hook",
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });
 }
 

@@ -1,0 +1,89 @@
+//! `deployer history`: past deployments, newest first.
+
+use std::path::Path;
+
+use deployer_engine::events::short_release;
+use deployer_engine::state::{DeployResult, Record, Store};
+
+use super::report::Reporter;
+use super::setup;
+use crate::config::{Config, ConfigErrors};
+use crate::exit::Outcome;
+
+/// One deployment as `history` shows it (and `--output json` prints it).
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HistoryRow {
+    pub deployment: String,
+    pub result: DeployResult,
+    pub strategy: String,
+    pub stable_release: Option<String>,
+    pub new_release: String,
+    pub started_ms: u64,
+    pub detail: String,
+}
+
+fn or_dash(text: Option<&str>) -> &str {
+    text.unwrap_or("-")
+}
+
+/// Past deployments, newest first.
+pub async fn history(
+    reporter: &Reporter,
+    config_path: &Path,
+    service: Option<&str>,
+) -> anyhow::Result<Outcome> {
+    let config = Config::load(config_path)?;
+    let (service_name, _) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
+    let clients = setup::clients(&config).await;
+    let store = setup::store(&config, &clients);
+    let history = store.history(service_name).await?;
+    let mut rows = Vec::new();
+    for journal in history.iter().rev() {
+        let Some(Record::Started {
+            id,
+            strategy,
+            new_release,
+            stable_release,
+            at_ms,
+            ..
+        }) = journal.started()
+        else {
+            continue;
+        };
+        let (result, detail) = journal
+            .finished()
+            .unwrap_or((DeployResult::RollbackFailed, "unfinished"));
+        rows.push(HistoryRow {
+            deployment: id.clone(),
+            result,
+            strategy: strategy.clone(),
+            stable_release: stable_release
+                .as_deref()
+                .map(|r| short_release(r).to_string()),
+            new_release: short_release(new_release).to_string(),
+            started_ms: *at_ms,
+            detail: reporter.secrets.scrub(detail),
+        });
+    }
+    if reporter.json() {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(Outcome::Success);
+    }
+    if rows.is_empty() {
+        println!("no deployments of `{service_name}` yet");
+    }
+    for row in rows {
+        let result = serde_json::to_value(row.result)?;
+        println!(
+            "{}  {:<15} {:<10} {} -> {}  {}",
+            row.deployment,
+            result.as_str().unwrap_or("-"),
+            row.strategy,
+            or_dash(row.stable_release.as_deref()),
+            row.new_release,
+            row.detail
+        );
+    }
+    Ok(Outcome::Success)
+}

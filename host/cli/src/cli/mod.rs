@@ -1,0 +1,315 @@
+//! The `deployer` command line.
+
+mod history;
+mod inspect;
+mod plan;
+mod plugin;
+pub mod report;
+mod rollback;
+mod run;
+mod setup;
+mod status;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use deployer_plugin_host::{PluginError, PluginHost};
+
+use crate::config::ConfigErrors;
+use crate::exit::Outcome;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deployer",
+    version,
+    about = "Progressive deployments (rolling, blue-green, canary) for ECS, EKS and EC2 Auto Scaling, \
+             with strategies and hooks as sandboxed WebAssembly components.",
+    after_help = "Examples:\n  \
+                  deployer run canary --release web:42 --service web\n  \
+                  deployer rollback --service web\n  \
+                  deployer status --service web\n  \
+                  deployer plan canary --config examples/ecs-canary/deployer.toml\n  \
+                  deployer plugin inspect builtin:canary\n\n\
+                  Exit codes: 0 success, 1 rolled back, 2 rollback failed, 3 bad input, 4 other error."
+)]
+pub struct Cli {
+    /// Project config file.
+    #[arg(long, short, global = true, default_value = "deployer.toml")]
+    pub config: PathBuf,
+
+    /// What stdout carries: text, or one JSON document (`run`, `rollback`, `status`, `history`).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub output: report::OutputFormat,
+
+    /// Progress log on stderr: plain lines, or `tracing` JSON lines (filter with DEPLOYER_LOG).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: report::LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy a new release with a strategy (canary, blue-green, rolling or a plugin).
+    Run {
+        strategy: String,
+        /// The release to deploy: an ECS task definition (`web:42` or its ARN).
+        #[arg(long)]
+        release: String,
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Go back to the last good release, now.
+    Rollback {
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Show what is running and any deployment in progress.
+    Status {
+        #[arg(long)]
+        service: Option<String>,
+        /// Keep watching, refreshed every `--interval`, until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// How often `--watch` refreshes, e.g. "2s".
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+    },
+    /// Show past deployments.
+    History {
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Print the steps a strategy would take, computed by its component. Touches no cloud.
+    Plan {
+        strategy: String,
+        #[arg(long)]
+        service: Option<String>,
+        /// Simulate this many units instead of the service's desired count.
+        #[arg(long)]
+        desired: Option<u32>,
+    },
+    /// Check the config, every plugin and every strategy's parameters.
+    Validate,
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+    /// Print a JSON Schema: of `deployer.toml` (for editors), or of the `--output json` summary.
+    Schema {
+        #[arg(value_parser = ["config", "summary"])]
+        which: String,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print a component's WIT world, digest, imports and exports.
+    Inspect {
+        /// A `.wasm` component file, or `builtin:NAME`.
+        component: String,
+    },
+    /// Scaffold a plugin crate (Rust) with example code, a test and a scenario.
+    New {
+        name: String,
+        #[arg(long, value_parser = ["hook", "strategy"])]
+        kind: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The deployer plugin SDK crate (default: the one beside these sources).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate into a component and print its sha256.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a built plugin in the real host against a scripted scenario.
+    Test {
+        component: PathBuf,
+        #[arg(long)]
+        scenario: PathBuf,
+    },
+}
+
+/// Parse arguments, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                Outcome::BadInput
+            } else {
+                Outcome::Success
+            }
+            .into();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return Outcome::Error.into();
+        }
+    };
+    let reporter = report::Reporter::new(cli.output, cli.log_format);
+    if cli.log_format == report::LogFormat::Json {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("DEPLOYER_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("deployer=info"));
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
+    }
+    let outcome = match runtime.block_on(run(&reporter, cli)) {
+        Ok(outcome) => {
+            reporter.finish(outcome, None);
+            outcome
+        }
+        Err(err) => {
+            let outcome = classify(&err);
+            reporter.finish(outcome, Some(&err));
+            outcome
+        }
+    };
+    // Background tasks (signal watchers, the status ticker) must not hold up the exit.
+    runtime.shutdown_background();
+    outcome.into()
+}
+
+/// Bad input is anything the user can fix in their files or arguments.
+fn classify(err: &anyhow::Error) -> Outcome {
+    for cause in err.chain() {
+        if cause.is::<ConfigErrors>() {
+            return Outcome::BadInput;
+        }
+        if let Some(plugin) = cause.downcast_ref::<PluginError>() {
+            return if plugin.is_load_error() {
+                Outcome::BadInput
+            } else {
+                Outcome::Error
+            };
+        }
+    }
+    Outcome::Error
+}
+
+/// Run a parsed command.
+///
+/// # Errors
+/// Whatever stopped the command; [`main`] maps it to an exit code.
+pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyhow::Result<Outcome> {
+    let host = || -> anyhow::Result<PluginHost> {
+        let services = deployer_plugin_host::HostServices {
+            http: Some(std::sync::Arc::new(
+                deployer_plugin_host::capabilities::ReqwestTransport::new()?,
+            )),
+            ..Default::default()
+        };
+        PluginHost::with_services(PluginHost::default_cache_dir(), services)
+    };
+    match cli.command {
+        Command::Plan {
+            strategy,
+            service,
+            desired,
+        } => {
+            plan::run(
+                &host()?,
+                &cli.config,
+                &strategy,
+                service.as_deref(),
+                desired,
+            )
+            .await
+        }
+        Command::Validate => validate::run(&host()?, &cli.config).await,
+        Command::Plugin { command } => match command {
+            PluginCommand::Inspect { component } => inspect::run(&component),
+            PluginCommand::New {
+                name,
+                kind,
+                dir,
+                sdk,
+            } => plugin::new(&name, &kind, &dir, sdk.as_deref()),
+            PluginCommand::Build { dir } => plugin::build(&dir),
+            PluginCommand::Test {
+                component,
+                scenario,
+            } => plugin::test(&host()?, &component, &scenario).await,
+        },
+        Command::Run {
+            strategy,
+            release,
+            service,
+        } => {
+            run::run(
+                reporter,
+                &host()?,
+                &cli.config,
+                &strategy,
+                service.as_deref(),
+                &release,
+            )
+            .await
+        }
+        Command::Rollback { service } => {
+            rollback::rollback(reporter, &host()?, &cli.config, service.as_deref()).await
+        }
+        Command::Status {
+            service,
+            watch,
+            interval,
+        } => {
+            status::status(
+                reporter,
+                &cli.config,
+                service.as_deref(),
+                watch.then_some(interval),
+            )
+            .await
+        }
+        Command::History { service } => {
+            history::history(reporter, &cli.config, service.as_deref()).await
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "deployer", &mut std::io::stdout());
+            Ok(Outcome::Success)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(Outcome::Success)
+        }
+        Command::Schema { which } => {
+            let schema = if which == "config" {
+                crate::config::schema()
+            } else {
+                report::summary_schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(Outcome::Success)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+use std::path::Path;
+
+use anyhow::Context;
+
+use deployer_engine::describe;
+use deployer_engine::plan::{Ending, simulate};
+use deployer_plugin_host::{PluginHost, PluginSource};
+
+use crate::config::Config;
+use crate::exit::Outcome;
+
+pub async fn run(
+    host: &PluginHost,
+    config_path: &Path,
+    strategy: &str,
+    service: Option<&str>,
+    desired: Option<u32>,
+) -> anyhow::Result<Outcome> {
+    let config = Config::load(config_path)?;
+    let (service_name, service) = config
+        .service(service)
+        .map_err(|e| crate::config::ConfigErrors(vec![e]))?;
+    let (plugin, source, params) =
+        super::setup::strategy(host, &config, service_name, service, strategy).await?;
+    let mut target = Config::target_info(service);
+    if let Some(desired) = desired {
+        target.desired_count = desired;
+    }
+    let plan = simulate(&plugin, &params, target)
+        .await
+        .with_context(|| format!("simulating `{strategy}` for service `{service_name}`"))?;
+
+    let origin = match source {
+        PluginSource::Builtin(_) => "built-in".to_string(),
+        PluginSource::File { path, .. } => path.display().to_string(),
+    };
+    let kind = super::run::kind_words(target.kind);
+    println!(
+        "Plan: `{strategy}` for service `{service_name}` ({kind}, {} units{})",
+        target.desired_count,
+        if target.test_traffic {
+            ", test listener"
+        } else {
+            ""
+        }
+    );
+    println!("Strategy component: {origin}, sha256 {}", plugin.digest());
+    println!();
+    let width = plan.steps.len().to_string().len();
+    for (i, step) in plan.steps.iter().enumerate() {
+        println!("  {:>width$}. {}", i + 1, describe::step(step));
+    }
+    println!();
+    match &plan.ending {
+        Ending::Completed => {
+            println!(
+                "{} steps, {} traffic shift(s), {} of bake time. Simulated with every gate passing; nothing was changed.",
+                plan.steps.len(),
+                plan.traffic_shifts(),
+                describe::duration_ms(plan.total_bake_ms())
+            );
+            Ok(Outcome::Success)
+        }
+        Ending::Aborted(reason) => {
+            println!("The strategy would abort: {reason}");
+            Ok(Outcome::BadInput)
+        }
+        // Every gate passes in a plan, so only a strategy that fails its own gates ends here.
+        Ending::RolledBack(reason) => {
+            println!("The run would roll back: {reason}");
+            Ok(Outcome::Error)
+        }
+    }
+}

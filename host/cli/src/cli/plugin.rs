@@ -1,0 +1,362 @@
+//! `deployer plugin new | build | test`: write a plugin in minutes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::exit::Outcome;
+use deployer_contract::{GateResult, GateStatus, LifecyclePoint, TargetInfo, TargetKind};
+use deployer_engine::describe;
+use deployer_engine::plan::{Ending, simulate_with};
+use deployer_plugin_host::hook::HookContext;
+use deployer_plugin_host::hook::HookPlugin;
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{Grants, Limits, PluginHost, PluginSource, inspect, sha256_hex};
+
+/// The SDK next to this deployer's sources, when it was built from a checkout.
+fn default_sdk() -> Option<PathBuf> {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/sdk");
+    sdk.join("Cargo.toml")
+        .is_file()
+        .then(|| sdk.canonicalize().unwrap_or(sdk))
+}
+
+/// Scaffold a plugin crate in `dir/name`.
+pub fn new(name: &str, kind: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<Outcome> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        bail!(
+            "`{name}` is not a plugin name: use lower-case letters, digits and dashes, e.g. `notify-slack`"
+        );
+    }
+    let sdk = match sdk {
+        Some(path) => path.to_path_buf(),
+        None => default_sdk().context(
+            "cannot find the deployer plugin SDK next to this binary's sources: pass --sdk PATH/TO/plugins/sdk",
+        )?,
+    };
+    let root = dir.join(name);
+    if root.exists() {
+        bail!(
+            "{} already exists; choose another name or directory",
+            root.display()
+        );
+    }
+    let (code, scenario) = match kind {
+        "hook" => (
+            include_str!("templates/hook.rs.tmpl"),
+            include_str!("templates/hook-scenario.toml.tmpl"),
+        ),
+        "strategy" => (
+            include_str!("templates/strategy.rs.tmpl"),
+            include_str!("templates/strategy-scenario.toml.tmpl"),
+        ),
+        other => bail!("--kind must be `hook` or `strategy`, not `{other}`"),
+    };
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{kind}}", kind)
+            .replace("{{sdk}}", &sdk.display().to_string())
+    };
+    std::fs::create_dir_all(root.join("src"))
+        .with_context(|| format!("creating {}", root.display()))?;
+    std::fs::write(
+        root.join("Cargo.toml"),
+        fill(include_str!("templates/Cargo.toml.tmpl")),
+    )?;
+    std::fs::write(root.join("src/lib.rs"), fill(code))?;
+    std::fs::write(root.join("scenario.toml"), fill(scenario))?;
+    std::fs::write(root.join(".gitignore"), "target/\n")?;
+    println!("created {kind} plugin `{name}` in {}", root.display());
+    println!("next:");
+    println!(
+        "  cd {} && cargo test            # unit tests, natively",
+        root.display()
+    );
+    println!(
+        "  deployer plugin build {}       # build the component, print its sha256",
+        root.display()
+    );
+    println!(
+        "  deployer plugin test {}/target/{name}.wasm --scenario {}/scenario.toml",
+        root.display(),
+        root.display()
+    );
+    Ok(Outcome::Success)
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    package: Package,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    name: String,
+}
+
+/// Build the plugin crate in `dir` into `dir/target/NAME.wasm` and print its digest.
+pub fn build(dir: &Path) -> anyhow::Result<Outcome> {
+    let manifest_path = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "reading {}: is this a plugin crate?",
+            manifest_path.display()
+        )
+    })?;
+    let manifest: Manifest = toml::from_str(&text)
+        .with_context(|| format!("{} has no [package] name", manifest_path.display()))?;
+    let name = manifest.package.name;
+    let target_dir = dir.join("target");
+    let guest =
+        deployer_plugin_build::Guest::new(&name, deployer_plugin_build::GuestTarget::Unknown);
+    let component =
+        deployer_plugin_build::build(&manifest_path, &[guest], &target_dir.join("deployer"))?
+            .pop()
+            .expect("one guest in, one component out");
+    let out = target_dir.join(format!("{name}.wasm"));
+    std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
+    let report = inspect::inspect(&component)?;
+    let kind = report.kind.clone().unwrap_or_else(|| "unknown".into());
+    let path = out.canonicalize().unwrap_or(out);
+    println!(
+        "built {} ({} KiB), a {kind} plugin",
+        path.display(),
+        component.len() / 1024
+    );
+    println!("sha256 {}", report.sha256);
+    println!();
+    println!("[plugins.{name}]");
+    println!("kind = \"{kind}\"");
+    println!("path = \"{}\"", path.display());
+    println!("sha256 = \"{}\"", report.sha256);
+    Ok(Outcome::Success)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Scenario {
+    kind: String,
+    #[serde(default)]
+    grants: ScenarioGrants,
+    #[serde(default)]
+    runs: Vec<HookRun>,
+    #[serde(default)]
+    params: toml::Table,
+    #[serde(default = "four")]
+    desired_count: u32,
+    #[serde(default)]
+    native_rolling: bool,
+    #[serde(default)]
+    test_traffic: bool,
+    #[serde(default)]
+    cases: Vec<StrategyCase>,
+}
+
+fn four() -> u32 {
+    4
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ScenarioGrants {
+    #[serde(default)]
+    http_allow: Vec<String>,
+    #[serde(default)]
+    kv: bool,
+    #[serde(default)]
+    clock: bool,
+    #[serde(default)]
+    metrics_namespaces: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HookRun {
+    point: crate::config::schema::GatePoint,
+    #[serde(default)]
+    params: toml::Table,
+    #[serde(default)]
+    new_traffic_percent: u8,
+    expect: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StrategyCase {
+    name: String,
+    /// Status of the n-th `run-gates` step (from 1); the others pass.
+    #[serde(default)]
+    gates: BTreeMap<String, String>,
+    expect: Option<String>,
+}
+
+fn status(text: &str) -> anyhow::Result<GateStatus> {
+    Ok(match text {
+        "pass" => GateStatus::Pass,
+        "fail" => GateStatus::Fail,
+        "inconclusive" => GateStatus::Inconclusive,
+        "no-data" => GateStatus::NoData,
+        other => bail!("`{other}` is not a gate status: pass, fail, inconclusive or no-data"),
+    })
+}
+
+fn status_name(status: GateStatus) -> &'static str {
+    match status {
+        GateStatus::Pass => "pass",
+        GateStatus::Fail => "fail",
+        GateStatus::Inconclusive => "inconclusive",
+        GateStatus::NoData => "no-data",
+    }
+}
+
+fn point(at: crate::config::schema::GatePoint) -> LifecyclePoint {
+    use crate::config::schema::GatePoint as P;
+    match at {
+        P::PreDeploy => LifecyclePoint::PreDeploy,
+        P::PreTraffic => LifecyclePoint::PreTraffic,
+        P::PostTraffic | P::Bake => LifecyclePoint::PostTraffic,
+        P::PostDeploy => LifecyclePoint::PostDeploy,
+        P::PostRollback => LifecyclePoint::PostRollback,
+    }
+}
+
+/// Run a built plugin in the real host against a scripted scenario and print what it
+/// decided; exit 1 when an `expect` is not met.
+pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyhow::Result<Outcome> {
+    let text = std::fs::read_to_string(scenario_path)
+        .with_context(|| format!("reading {}", scenario_path.display()))?;
+    let scenario: Scenario =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", scenario_path.display(), e))?;
+    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let name = wasm
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into());
+    let source = PluginSource::File {
+        name: name.clone(),
+        path: wasm.to_path_buf(),
+        sha256: sha256_hex(&bytes),
+    };
+    println!("plugin {name}, sha256 {}", sha256_hex(&bytes));
+    let mut failures = 0;
+    match scenario.kind.as_str() {
+        "hook" => {
+            let grants = Grants {
+                http_allow: scenario.grants.http_allow,
+                kv: scenario.grants.kv,
+                clock: scenario.grants.clock,
+                metrics_namespaces: scenario.grants.metrics_namespaces,
+                actions: false,
+            };
+            let plugin = HookPlugin::load(host, &source, Limits::hook(), grants)?;
+            for (i, run) in scenario.runs.iter().enumerate() {
+                let ctx = HookContext {
+                    point: point(run.point),
+                    deployment_id: format!("test-{i}"),
+                    service: "test".into(),
+                    new_release: "new".into(),
+                    stable_release: Some("stable".into()),
+                    new_traffic_percent: run.new_traffic_percent,
+                    params: serde_json::to_string(&run.params)?,
+                };
+                let result = match plugin.run(&ctx).await {
+                    Ok(result) => result,
+                    Err(err) => GateResult {
+                        name: name.clone(),
+                        status: GateStatus::Fail,
+                        detail: err.to_string(),
+                        observed: None,
+                    },
+                };
+                let got = status_name(result.status);
+                let verdict = check(run.expect.as_deref(), got, &mut failures);
+                println!(
+                    "run {} at {}: {got}: {}{verdict}",
+                    i + 1,
+                    describe::point(ctx.point),
+                    result.detail
+                );
+            }
+        }
+        "strategy" => {
+            let plugin = StrategyPlugin::load(host, &source, Limits::strategy())?;
+            let params = serde_json::to_string(&scenario.params)?;
+            if let Err(errors) = plugin.validate(&params).await? {
+                for e in errors {
+                    println!("parameter {}: {}", e.field, e.message);
+                }
+                return Ok(Outcome::BadInput);
+            }
+            let target = TargetInfo {
+                kind: TargetKind::Simulated,
+                desired_count: scenario.desired_count,
+                native_rolling: scenario.native_rolling,
+                test_traffic: scenario.test_traffic,
+            };
+            let cases = if scenario.cases.is_empty() {
+                vec![StrategyCase {
+                    name: "every gate passes".into(),
+                    gates: BTreeMap::new(),
+                    expect: None,
+                }]
+            } else {
+                scenario.cases
+            };
+            for case in cases {
+                let mut scripted = BTreeMap::new();
+                for (n, text) in &case.gates {
+                    let n: usize = n
+                        .parse()
+                        .with_context(|| format!("gates key `{n}` is not a number"))?;
+                    scripted.insert(n, status(text)?);
+                }
+                let plan = simulate_with(&plugin, &params, target, |n| {
+                    vec![GateResult {
+                        name: "scenario".into(),
+                        status: scripted.get(&n).copied().unwrap_or(GateStatus::Pass),
+                        detail: format!("scripted result of gate run {n}"),
+                        observed: None,
+                    }]
+                })
+                .await?;
+                println!("case: {}", case.name);
+                for (i, step) in plan.steps.iter().enumerate() {
+                    println!("  {:>2}. {}", i + 1, describe::step(step));
+                }
+                let (got, detail) = match &plan.ending {
+                    Ending::Completed => ("complete", String::new()),
+                    Ending::Aborted(reason) => ("abort", reason.clone()),
+                    Ending::RolledBack(reason) => ("rolled-back", reason.clone()),
+                };
+                let verdict = check(case.expect.as_deref(), got, &mut failures);
+                println!("  ends: {got} {detail}{verdict}");
+            }
+        }
+        other => bail!(
+            "{}: kind must be `hook` or `strategy`, not `{other}`",
+            scenario_path.display()
+        ),
+    }
+    Ok(if failures == 0 {
+        Outcome::Success
+    } else {
+        Outcome::RolledBack
+    })
+}
+
+fn check(expect: Option<&str>, got: &str, failures: &mut usize) -> String {
+    match expect {
+        Some(want) if want != got => {
+            *failures += 1;
+            format!("   <-- expected {want}")
+        }
+        Some(_) => "   (as expected)".into(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,141 @@
+//! `deployer run`: wiring. Config, plugins and clients are set up here; the engine
+//! decides everything else (what is live, whether the strategy fits, recovery of a
+//! killed run, the deployment itself).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use deployer_contract::TargetKind;
+use deployer_engine::events::{Event, result_word};
+use deployer_engine::rollout::{DeployRequest, Deployed, Engine, EngineError, Parts, Report};
+use deployer_engine::state::DeployResult;
+use deployer_plugin_host::PluginHost;
+use deployer_targets::target::ServiceTarget;
+use tokio_util::sync::CancellationToken;
+
+use super::report::Reporter;
+use super::setup;
+use crate::config::{Config, ConfigErrors};
+use crate::exit::Outcome;
+
+pub fn outcome(report: &Report) -> Outcome {
+    match report.result {
+        DeployResult::Promoted => Outcome::Success,
+        DeployResult::RolledBack => Outcome::RolledBack,
+        DeployResult::RollbackFailed => Outcome::RollbackFailed,
+    }
+}
+
+/// SIGINT or SIGTERM (a CI cancel) cancels the run, which then rolls back.
+fn cancel_on_signals(reporter: &Arc<Reporter>) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    let reporter = reporter.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        reporter.line("cancel received: rolling back");
+        token.cancel();
+    });
+    cancel
+}
+
+/// An engine error in the words of the config file where it is one: a strategy that
+/// does not fit the target is an error in the service's `target`.
+pub fn engine_error(config: &Config, service_name: &str, err: EngineError) -> anyhow::Error {
+    match err {
+        EngineError::Unfit(message) => ConfigErrors(vec![
+            config.error_at_field(&format!("services.{service_name}.target"), message),
+        ])
+        .into(),
+        other => other.into(),
+    }
+}
+
+pub async fn run(
+    reporter: &Arc<Reporter>,
+    host: &PluginHost,
+    config_path: &Path,
+    strategy_name: &str,
+    service: Option<&str>,
+    release: &str,
+) -> anyhow::Result<Outcome> {
+    // Begun first, so that even bad input gets its summary.
+    reporter.begin("run", service);
+    let config = Config::load(config_path)?;
+    reporter.secrets.add_config(&config);
+    let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
+    reporter.begin("run", Some(service_name));
+    let (strategy, _, params) =
+        setup::strategy(host, &config, service_name, service, strategy_name).await?;
+    let clients = setup::clients(&config).await;
+    reporter.count_calls(clients.calls.clone());
+    let gates = setup::gates(host, &config, service, &clients)?;
+    let store = setup::store(&config, &clients);
+    let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
+    let events = |event: &Event<'_>| reporter.event(event);
+    let engine = Engine::new(Parts {
+        service: service_name,
+        strategy: &strategy,
+        target: &target,
+        gates: &gates,
+        store: &store,
+        settings: setup::settings(service),
+        cancel: cancel_on_signals(reporter),
+        events: &events,
+    });
+    reporter.start_ticker();
+    let request = DeployRequest {
+        strategy: strategy_name.to_string(),
+        new_release: release.to_string(),
+        params,
+        target: Config::target_info(service),
+    };
+    let deployed = engine
+        .deploy(request)
+        .await
+        .map_err(|err| engine_error(&config, service_name, err))?;
+    match deployed {
+        Deployed::Finished { earlier, report } => {
+            // The unfinished deployment rolled back first, in one line: the summary
+            // below is the new deployment's.
+            if let Some(earlier) = &earlier {
+                reporter.say(&format!(
+                    "deployment {}: {}: {}",
+                    earlier.id,
+                    result_word(earlier.result),
+                    earlier.detail
+                ));
+            }
+            reporter.report(&report);
+            Ok(outcome(&report))
+        }
+        Deployed::RecoveryFailed(report) => {
+            reporter.report(&report);
+            Ok(Outcome::RollbackFailed)
+        }
+        Deployed::AlreadyLive { release } => {
+            reporter.say(&format!(
+                "{release} is already live on service `{service_name}`; nothing to do"
+            ));
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// The kind of target in words, for `plan`.
+pub fn kind_words(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::EcsService => "ECS service",
+        TargetKind::EksDeployment => "EKS deployment",
+        TargetKind::AutoScalingGroup => "Auto Scaling group",
+        TargetKind::Simulated => "simulated target",
+    }
+}

@@ -1,0 +1,222 @@
+//! Building a deployment from resolved config: everything that can refuse bad input
+//! (plugin digests and worlds, strategy parameters) runs here, before anything is
+//! changed; the engine then checks the target and the plan.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deployer_engine::gates::{ConfiguredGates, Gate};
+use deployer_engine::rollout::Settings;
+use deployer_engine::state::{
+    Journal, Lease, LocalStore, LockGuard, Record, StateError, Store as StoreBackend,
+};
+use deployer_plugin_host::hook::{HookGate, HookPlugin};
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{PluginHost, PluginSource};
+use deployer_targets::aws::Clients;
+use deployer_targets::state::aws::{AwsLock, AwsStore};
+
+use crate::config::{Config, ConfigErrors, ServiceConfig, StateSpec};
+
+/// Load strategy `name` for `service` and check its parameters; errors point at the
+/// offending line of `deployer.toml`.
+pub async fn strategy(
+    host: &PluginHost,
+    config: &Config,
+    service_name: &str,
+    service: &ServiceConfig,
+    name: &str,
+) -> anyhow::Result<(StrategyPlugin, PluginSource, String)> {
+    let source = config
+        .strategy_source(name)
+        .map_err(|msg| ConfigErrors(vec![config.error_at_field("strategy", msg)]))?;
+    let plugin =
+        StrategyPlugin::load(host, &source, config.strategy_limits(name)).map_err(|err| {
+            match &source {
+                PluginSource::File { name, .. } => ConfigErrors(vec![
+                    config.error_at_field(&format!("plugins.{name}"), err.to_string()),
+                ])
+                .into(),
+                PluginSource::Builtin(_) => anyhow::Error::from(err),
+            }
+        })?;
+    let params = Config::strategy_params(service, name);
+    if let Err(errors) = plugin.validate(&params).await? {
+        let prefix = format!("services.{service_name}.strategies.{name}");
+        let errors = errors
+            .into_iter()
+            .map(|e| {
+                let field = if e.field.is_empty() {
+                    prefix.clone()
+                } else {
+                    format!("{prefix}.{}", e.field)
+                };
+                config.error_at_field(&field, e.message)
+            })
+            .collect();
+        return Err(ConfigErrors(errors).into());
+    }
+    Ok((plugin, source, params))
+}
+
+/// The state backend config names.
+pub enum Store {
+    Local(LocalStore),
+    Aws(AwsStore),
+}
+
+/// The lock of either backend.
+pub enum StoreLock {
+    Local(LockGuard),
+    Aws(AwsLock),
+}
+
+impl Lease for StoreLock {
+    async fn release(self) {
+        match self {
+            StoreLock::Local(guard) => guard.release().await,
+            StoreLock::Aws(lock) => Lease::release(lock).await,
+        }
+    }
+}
+
+impl StoreBackend for Store {
+    type Lock = StoreLock;
+
+    async fn lock(&self, service: &str, deployment: &str) -> Result<StoreLock, StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::lock(s, service, deployment)
+                .await
+                .map(StoreLock::Local),
+            Store::Aws(s) => StoreBackend::lock(s, service, deployment)
+                .await
+                .map(StoreLock::Aws),
+        }
+    }
+
+    async fn begin(&self, service: &str, id: &str, started: &Record) -> Result<(), StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::begin(s, service, id, started).await,
+            Store::Aws(s) => StoreBackend::begin(s, service, id, started).await,
+        }
+    }
+
+    async fn append(
+        &self,
+        service: &str,
+        id: &str,
+        index: usize,
+        record: &Record,
+    ) -> Result<(), StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::append(s, service, id, index, record).await,
+            Store::Aws(s) => StoreBackend::append(s, service, id, index, record).await,
+        }
+    }
+
+    async fn finish(
+        &self,
+        service: &str,
+        id: &str,
+        index: usize,
+        finished: &Record,
+    ) -> Result<(), StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::finish(s, service, id, index, finished).await,
+            Store::Aws(s) => StoreBackend::finish(s, service, id, index, finished).await,
+        }
+    }
+
+    async fn active(&self, service: &str) -> Result<Option<Journal>, StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::active(s, service).await,
+            Store::Aws(s) => StoreBackend::active(s, service).await,
+        }
+    }
+
+    async fn read(&self, service: &str, id: &str) -> Result<Journal, StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::read(s, service, id).await,
+            Store::Aws(s) => StoreBackend::read(s, service, id).await,
+        }
+    }
+
+    async fn history(&self, service: &str) -> Result<Vec<Journal>, StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::history(s, service).await,
+            Store::Aws(s) => StoreBackend::history(s, service).await,
+        }
+    }
+}
+
+pub fn store(config: &Config, clients: &Clients) -> Store {
+    match &config.state {
+        StateSpec::Local { dir } => Store::Local(LocalStore::new(dir.clone())),
+        StateSpec::Aws {
+            bucket,
+            table,
+            prefix,
+        } => Store::Aws(AwsStore {
+            s3: clients.s3.clone(),
+            dynamodb: clients.dynamodb.clone(),
+            bucket: bucket.clone(),
+            table: table.clone(),
+            prefix: prefix.clone(),
+            lease: Duration::from_secs(60),
+        }),
+    }
+}
+
+pub fn settings(service: &ServiceConfig) -> Settings {
+    Settings {
+        watch_interval: service.watch_interval,
+        on_resume: service.on_interrupted,
+        ..Settings::default()
+    }
+}
+
+pub async fn clients(config: &Config) -> Clients {
+    Clients::new(
+        config.aws.region.as_deref(),
+        config.aws.endpoint_url.as_deref(),
+    )
+    .await
+}
+
+/// The service's gates and hooks. Hook plugins are loaded (digest, world, grants)
+/// here, so a bad hook refuses the deploy before it starts.
+pub fn gates(
+    host: &PluginHost,
+    config: &Config,
+    service: &ServiceConfig,
+    clients: &Clients,
+) -> anyhow::Result<ConfiguredGates> {
+    let mut gates = deployer_targets::gates::build(&service.gates, clients)
+        .context("creating the HTTP client")?;
+    for hook in &service.hooks {
+        let plugin = config.plugins.get(&hook.plugin).ok_or_else(|| {
+            ConfigErrors(vec![config.error_at_field(
+                &format!("plugins.{}", hook.plugin),
+                format!("no plugin named `{}`", hook.plugin),
+            )])
+        })?;
+        // A plugin that cannot be loaded is an error in its `[plugins.NAME]` table.
+        let loaded = HookPlugin::load(host, &plugin.source, plugin.limits, plugin.grants.clone())
+            .map_err(|err| {
+            ConfigErrors(vec![config.error_at_field(
+                &format!("plugins.{}", hook.plugin),
+                err.to_string(),
+            )])
+        })?;
+        gates.push(Gate {
+            name: format!("hook:{}", hook.plugin),
+            at: hook.at.clone(),
+            failures: 1,
+            check: Box::new(HookGate {
+                plugin: loaded,
+                params: hook.params.clone(),
+            }),
+        });
+    }
+    Ok(ConfiguredGates::new(gates))
+}

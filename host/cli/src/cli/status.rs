@@ -1,0 +1,165 @@
+//! `deployer status`: what is live and what is in progress, from the journal.
+
+use std::path::Path;
+
+use deployer_engine::describe;
+use deployer_engine::events::short_release;
+use deployer_engine::safety::SafetyGuard;
+use deployer_engine::state::{DeployResult, Journal, Record, Store};
+
+use super::report::Reporter;
+use super::setup;
+use crate::config::{Config, ConfigErrors, ServiceConfig};
+use crate::exit::Outcome;
+
+/// What `status` shows.
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StatusView {
+    service: String,
+    /// `idle` or `deploying`.
+    state: &'static str,
+    /// The release deployer last promoted.
+    live: Option<String>,
+    live_deployment: Option<String>,
+    in_progress: Option<InProgress>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InProgress {
+    deployment: String,
+    new_release: String,
+    stable_release: String,
+    traffic_new_percent: u8,
+    rolling_back: Option<String>,
+    last_step: Option<String>,
+    /// An action journaled but not recorded done: where a killed run died.
+    in_flight: Option<String>,
+}
+
+/// The stable and new release a journal records (empty when it does not say).
+pub fn releases(journal: &Journal) -> (String, String) {
+    match journal.started() {
+        Some(Record::Started {
+            new_release,
+            stable_release,
+            ..
+        }) => (
+            stable_release.clone().unwrap_or_default(),
+            new_release.clone(),
+        ),
+        _ => (String::new(), String::new()),
+    }
+}
+
+async fn status_view(
+    store: &impl Store,
+    service_name: &str,
+    service: &ServiceConfig,
+) -> anyhow::Result<StatusView> {
+    let in_progress = store.active(service_name).await?.map(|journal| {
+        let (stable, new) = releases(&journal);
+        let guard = SafetyGuard::replay(&journal, &Config::target_info(service));
+        InProgress {
+            deployment: journal.id().unwrap_or("?").to_string(),
+            new_release: short_release(&new).to_string(),
+            stable_release: short_release(&stable).to_string(),
+            traffic_new_percent: guard.new_percent,
+            rolling_back: journal.rollback_reason().map(str::to_string),
+            last_step: journal.history().last().map(|r| describe::step(&r.step)),
+            in_flight: journal.in_flight().map(|(_, action)| format!("{action:?}")),
+        }
+    });
+    let history = store.history(service_name).await?;
+    let live = history.iter().rev().find(|j| {
+        j.finished()
+            .is_some_and(|(r, _)| r == DeployResult::Promoted)
+    });
+    Ok(StatusView {
+        service: service_name.to_string(),
+        state: if in_progress.is_some() {
+            "deploying"
+        } else {
+            "idle"
+        },
+        live: live.map(|j| short_release(&releases(j).1).to_string()),
+        live_deployment: live.and_then(|j| j.id().map(str::to_string)),
+        in_progress,
+    })
+}
+
+fn render_status(view: &StatusView) -> String {
+    let mut out = format!("service: {}\n", view.service);
+    match &view.in_progress {
+        Some(p) => {
+            out += &format!(
+                "state:   deploying {} over {} (deployment {})\n",
+                p.new_release, p.stable_release, p.deployment
+            );
+            out += &format!(
+                "traffic: {}% new / {}% stable\n",
+                p.traffic_new_percent,
+                100u8.saturating_sub(p.traffic_new_percent)
+            );
+            if let Some(reason) = &p.rolling_back {
+                out += &format!("rolling back: {reason}\n");
+            }
+            out += &format!(
+                "last step: {}\n",
+                p.last_step.as_deref().unwrap_or("none yet")
+            );
+            if let Some(action) = &p.in_flight {
+                out += &format!(
+                    "in flight: {action} (a run that died here is recovered by the next run or rollback)\n"
+                );
+            }
+        }
+        None => out += "state:   idle\n",
+    }
+    match (&view.live, &view.live_deployment) {
+        (Some(release), Some(id)) => out += &format!("live:    {release} (deployment {id})\n"),
+        _ => out += "live:    not deployed by deployer yet\n",
+    }
+    out
+}
+
+/// What is live and what is in progress, from the journal; with `watch`, refreshed
+/// every `interval` until interrupted (on a terminal the screen is redrawn; otherwise a
+/// new block is printed only when something changed).
+pub async fn status(
+    reporter: &Reporter,
+    config_path: &Path,
+    service: Option<&str>,
+    watch: Option<std::time::Duration>,
+) -> anyhow::Result<Outcome> {
+    let config = Config::load(config_path)?;
+    let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
+    let clients = setup::clients(&config).await;
+    let store = setup::store(&config, &clients);
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last = None;
+    loop {
+        let view = status_view(&store, service_name, service).await?;
+        if last.as_ref() != Some(&view) {
+            if reporter.json() {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                if watch.is_some() && terminal {
+                    print!("\x1b[H\x1b[2J");
+                } else if last.is_some() {
+                    println!();
+                }
+                print!("{}", render_status(&view));
+            }
+            last = Some(view);
+        }
+        let Some(interval) = watch else {
+            return Ok(Outcome::Success);
+        };
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(Outcome::Success),
+        }
+    }
+}

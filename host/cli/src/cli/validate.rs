@@ -1,0 +1,67 @@
+use std::path::Path;
+
+use deployer_plugin_host::hook::HookPlugin;
+use deployer_plugin_host::strategy::StrategyPlugin;
+use deployer_plugin_host::{PluginHost, PluginKind};
+
+use crate::config::{Config, ConfigErrors};
+use crate::exit::Outcome;
+
+/// Load every plugin and ask every strategy to check its parameters. All problems are
+/// reported together, each at its line.
+pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcome> {
+    let config = Config::load(config_path)?;
+    let mut errors = Vec::new();
+    for (name, plugin) in &config.plugins {
+        let loaded = match plugin.kind {
+            PluginKind::Strategy => {
+                StrategyPlugin::load(host, &plugin.source, plugin.limits).map(drop)
+            }
+            PluginKind::Hook => {
+                HookPlugin::load(host, &plugin.source, plugin.limits, plugin.grants.clone())
+                    .map(drop)
+            }
+        };
+        if let Err(err) = loaded {
+            errors.push(config.error_at_field(&format!("plugins.{name}"), err.to_string()));
+        }
+    }
+    for (service_name, service) in &config.services {
+        for strategy in service.strategies.keys() {
+            let Ok(source) = config.strategy_source(strategy) else {
+                continue;
+            };
+            let plugin = match StrategyPlugin::load(host, &source, config.strategy_limits(strategy))
+            {
+                Ok(plugin) => plugin,
+                Err(_) => continue, // reported with the plugin above
+            };
+            let prefix = format!("services.{service_name}.strategies.{strategy}");
+            match plugin
+                .validate(&Config::strategy_params(service, strategy))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(problems)) => errors.extend(problems.into_iter().map(|e| {
+                    let field = if e.field.is_empty() {
+                        prefix.clone()
+                    } else {
+                        format!("{prefix}.{}", e.field)
+                    };
+                    config.error_at_field(&field, e.message)
+                })),
+                Err(err) => errors.push(config.error_at_field(&prefix, err.to_string())),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors).into());
+    }
+    println!(
+        "{}: ok ({} service(s), {} plugin(s))",
+        config.path.display(),
+        config.services.len(),
+        config.plugins.len()
+    );
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,604 @@
+//! From what the file says ([`RawConfig`]) to what deployer runs on ([`Resolved`]): each
+//! value is checked where it is turned into its type, every problem is collected with
+//! its position, and nothing downstream parses or checks a config value again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use deployer_engine::gates::GatePoint as EngineGatePoint;
+use deployer_engine::rollout::ResumePolicy;
+use deployer_plugin_host::{Grants, Limits, PluginKind, PluginSource, builtin};
+use deployer_targets::gates::{
+    AlarmCheck, Bound, CheckSpec, GateSpec, HttpCheck, MetricCheck, MetricStatistic,
+};
+use deployer_targets::spec::{KubeAccess, Route, ServiceSpec, TargetSpec, TrafficSpec};
+
+use super::check::{self, parse_duration};
+use super::schema::{
+    ConfigPluginKind, GateConfig, GatePoint, HookRef, OnInterrupted, PluginConfig, RawConfig,
+    Service, StateBackend, Target, Traffic,
+};
+use super::source::{ConfigError, Source};
+use super::{AwsSettings, HookSpec, PluginSpec, ServiceConfig, StateSpec};
+
+/// How long new units may take to become healthy, unless `health-timeout` says.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often `bake` gates run during a bake, unless `watch-interval` says.
+const WATCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A whole config, typed.
+pub struct Resolved {
+    pub aws: AwsSettings,
+    pub state: StateSpec,
+    pub services: BTreeMap<String, ServiceConfig>,
+    pub plugins: BTreeMap<String, PluginSpec>,
+}
+
+/// Problems found so far, positioned in the file.
+struct Problems<'a> {
+    source: &'a Source,
+    found: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, field: &str, message: impl Into<String>) {
+        self.found.push(self.source.error_at_field(field, message));
+    }
+
+    /// `text` as a duration, `default` when absent; a problem at `field` when it is not one.
+    fn duration(&mut self, field: &str, text: Option<&str>, default: Duration) -> Duration {
+        match text.map(parse_duration) {
+            None => default,
+            Some(Ok(duration)) => duration,
+            Some(Err(message)) => {
+                self.at(field, message);
+                default
+            }
+        }
+    }
+}
+
+/// `path` relative to the directory of the config file at `config`.
+pub fn relative_to(config: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(path)
+    }
+}
+
+/// Resolve `raw`, read from `source`.
+///
+/// # Errors
+/// Every problem found, in file order.
+pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigError>> {
+    let mut problems = Problems {
+        source,
+        found: Vec::new(),
+    };
+    let state = state(&raw, &mut problems);
+    if raw.services.is_empty() {
+        problems.found.push(source.error_at(
+            None,
+            "services",
+            "no services are defined\n  fix: add a [services.NAME] table with a target, see examples/",
+        ));
+    }
+    let plugins: BTreeMap<String, PluginSpec> = raw
+        .plugins
+        .iter()
+        .map(|(name, plugin)| {
+            (
+                name.clone(),
+                plugin_spec(name, plugin.get_ref(), &mut problems),
+            )
+        })
+        .collect();
+    let mut services = BTreeMap::new();
+    for (name, service) in &raw.services {
+        if let Some(service) = service_config(name, service.get_ref(), &raw, &mut problems) {
+            services.insert(name.to_string(), service);
+        }
+    }
+    let mut found = problems.found;
+    if !found.is_empty() {
+        // In file order, as an editor lists them.
+        found.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
+        return Err(found);
+    }
+    Ok(Resolved {
+        aws: AwsSettings {
+            region: raw.aws.region,
+            endpoint_url: raw.aws.endpoint_url,
+        },
+        state,
+        services,
+        plugins,
+    })
+}
+
+fn state(raw: &RawConfig, problems: &mut Problems<'_>) -> StateSpec {
+    let state = &raw.state;
+    match (state.backend, &state.bucket, &state.table) {
+        (StateBackend::Local, _, _) => StateSpec::Local {
+            dir: relative_to(&problems.source.path, &state.dir),
+        },
+        (StateBackend::Aws, Some(bucket), Some(table)) => StateSpec::Aws {
+            bucket: bucket.clone(),
+            table: table.clone(),
+            prefix: state.prefix.clone(),
+        },
+        (StateBackend::Aws, _, _) => {
+            problems.at(
+                "state",
+                "backend = \"aws\" needs bucket (S3, for journals) and table (DynamoDB with partition key `pk`, for locks)",
+            );
+            StateSpec::Local {
+                dir: PathBuf::new(),
+            }
+        }
+    }
+}
+
+fn plugin_spec(name: &str, plugin: &PluginConfig, problems: &mut Problems<'_>) -> PluginSpec {
+    if let Some(message) = check::digest_problem(&plugin.sha256, &plugin.path) {
+        problems.at(&format!("plugins.{name}.sha256"), message);
+    }
+    let kind = match plugin.kind {
+        ConfigPluginKind::Strategy => PluginKind::Strategy,
+        ConfigPluginKind::Hook => PluginKind::Hook,
+    };
+    let mut limits = match kind {
+        PluginKind::Strategy => Limits::strategy(),
+        PluginKind::Hook => Limits::hook(),
+    };
+    limits.timeout = problems.duration(
+        &format!("plugins.{name}.timeout"),
+        plugin.timeout.as_deref(),
+        limits.timeout,
+    );
+    if let Some(mib) = plugin.memory_mib {
+        limits.memory_bytes = mib.saturating_mul(1 << 20);
+    }
+    PluginSpec {
+        kind,
+        source: PluginSource::File {
+            name: name.to_string(),
+            path: relative_to(&problems.source.path, &plugin.path),
+            sha256: plugin.sha256.clone(),
+        },
+        limits,
+        grants: Grants {
+            http_allow: plugin.http_allow.clone(),
+            kv: plugin.kv,
+            clock: plugin.clock,
+            metrics_namespaces: plugin.metrics_namespaces.clone(),
+            actions: plugin.actions,
+        },
+    }
+}
+
+fn service_config(
+    name: &str,
+    service: &Service,
+    raw: &RawConfig,
+    problems: &mut Problems<'_>,
+) -> Option<ServiceConfig> {
+    let prefix = format!("services.{name}");
+    let hooks: Vec<HookSpec> = service
+        .hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, hook)| {
+            hook_spec(
+                &format!("{prefix}.hooks[{i}]"),
+                hook.get_ref(),
+                raw,
+                problems,
+            )
+        })
+        .collect();
+    let traffic = service
+        .traffic
+        .as_ref()
+        .and_then(|t| traffic(&format!("{prefix}.traffic"), t, problems));
+    let target = target(&format!("{prefix}.target"), service, traffic, problems);
+    let health_timeout = problems.duration(
+        &format!("{prefix}.health-timeout"),
+        service.health_timeout.as_deref(),
+        HEALTH_TIMEOUT,
+    );
+    let watch_interval = problems.duration(
+        &format!("{prefix}.watch-interval"),
+        service.watch_interval.as_deref(),
+        WATCH_INTERVAL,
+    );
+    let gates: Vec<GateSpec> = service
+        .gates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, gate)| {
+            gate_spec(&format!("{prefix}.gates[{i}]"), gate.get_ref(), problems)
+        })
+        .collect();
+    let mut strategies = BTreeMap::new();
+    for (strategy, params) in &service.strategies {
+        let field = format!("{prefix}.strategies.{strategy}");
+        if let Err(message) = strategy_source(strategy, raw, &problems.source.path) {
+            problems.at(&field, message);
+        }
+        match serde_json::to_string(params.get_ref()) {
+            Ok(json) => {
+                strategies.insert(strategy.to_string(), json);
+            }
+            Err(err) => problems.at(&field, format!("cannot pass these parameters on: {err}")),
+        }
+    }
+    Some(ServiceConfig {
+        spec: ServiceSpec {
+            target: target?,
+            health_timeout,
+        },
+        gates,
+        hooks,
+        strategies,
+        watch_interval,
+        on_interrupted: match service.on_interrupted {
+            OnInterrupted::Rollback => ResumePolicy::Rollback,
+            OnInterrupted::Resume => ResumePolicy::Resume,
+        },
+    })
+}
+
+fn hook_spec(
+    field: &str,
+    hook: &HookRef,
+    raw: &RawConfig,
+    problems: &mut Problems<'_>,
+) -> Option<HookSpec> {
+    let plugin = &hook.plugin;
+    match raw.plugins.get(plugin).map(|p| p.get_ref().kind) {
+        Some(ConfigPluginKind::Hook) => {}
+        Some(ConfigPluginKind::Strategy) => {
+            problems.at(
+                &format!("{field}.plugin"),
+                format!("plugin `{plugin}` is a strategy, not a hook"),
+            );
+            return None;
+        }
+        None => {
+            problems.at(
+                &format!("{field}.plugin"),
+                format!(
+                    "no plugin named `{plugin}`\n  fix: declare it as [plugins.{plugin}] with kind = \"hook\", path and sha256"
+                ),
+            );
+            return None;
+        }
+    }
+    let params = match serde_json::to_string(&hook.params) {
+        Ok(json) => json,
+        Err(err) => {
+            problems.at(
+                &format!("{field}.params"),
+                format!("cannot pass these parameters on: {err}"),
+            );
+            return None;
+        }
+    };
+    Some(HookSpec {
+        plugin: plugin.clone(),
+        at: hook.at.iter().copied().map(gate_point).collect(),
+        params,
+    })
+}
+
+fn traffic(field: &str, traffic: &Traffic, problems: &mut Problems<'_>) -> Option<TrafficSpec> {
+    let groups = match traffic.target_groups.as_slice() {
+        [blue, green] if blue != green => Some([blue.clone(), green.clone()]),
+        _ => {
+            problems.at(&format!("{field}.target-groups"), check::TARGET_GROUPS);
+            None
+        }
+    };
+    let production = match (&traffic.listener_arn, &traffic.rule_arn) {
+        (Some(listener), None) => Some(Route::Listener(listener.clone())),
+        (None, Some(rule)) => Some(Route::Rule(rule.clone())),
+        _ => {
+            problems.at(field, check::LISTENER_OR_RULE);
+            None
+        }
+    };
+    Some(TrafficSpec {
+        production: production?,
+        target_groups: groups?,
+        test_listener: traffic.test_listener_arn.clone(),
+    })
+}
+
+/// One unit in place or two side by side: `one` and `two` are the two fields' names and
+/// values (`group` / `groups`). `Ok(Some(name))` is one unit, `Ok(None)` a pair whose
+/// names are in `pair`.
+enum Units {
+    One(String),
+    Pair([String; 2], TrafficSpec),
+}
+
+fn units(
+    field: &str,
+    (one, one_value): (&str, &Option<String>),
+    (two, two_value): (&str, &Option<Vec<String>>),
+    service: &Service,
+    traffic: Option<TrafficSpec>,
+    problems: &mut Problems<'_>,
+) -> Option<Units> {
+    match (one_value, two_value) {
+        (Some(name), None) => Some(Units::One(name.clone())),
+        (None, Some(pair)) => {
+            let names = match check::pair_problem(pair) {
+                None => Some([pair[0].clone(), pair[1].clone()]),
+                Some(message) => {
+                    problems.at(&format!("{field}.{two}"), message);
+                    None
+                }
+            };
+            if service.traffic.is_none() {
+                problems.at(&format!("{field}.{two}"), check::pair_needs_traffic(two));
+            }
+            Some(Units::Pair(names?, traffic?))
+        }
+        _ => {
+            problems.at(field, check::one_or_pair_problem(one, two));
+            None
+        }
+    }
+}
+
+fn target(
+    field: &str,
+    service: &Service,
+    traffic: Option<TrafficSpec>,
+    problems: &mut Problems<'_>,
+) -> Option<TargetSpec> {
+    match &service.target {
+        Target::Ecs {
+            cluster,
+            service: ecs_service,
+            desired_count,
+        } => Some(TargetSpec::Ecs {
+            cluster: cluster.clone(),
+            service: ecs_service.clone(),
+            desired: *desired_count,
+            traffic,
+        }),
+        Target::Asg {
+            group,
+            groups,
+            desired_count,
+        } => {
+            let units = units(
+                field,
+                ("group", group),
+                ("groups", groups),
+                service,
+                traffic,
+                problems,
+            )?;
+            Some(match units {
+                Units::One(group) => TargetSpec::AsgOne {
+                    group,
+                    desired: *desired_count,
+                },
+                Units::Pair(groups, traffic) => TargetSpec::AsgPair {
+                    groups,
+                    desired: *desired_count,
+                    traffic,
+                },
+            })
+        }
+        Target::Eks {
+            namespace,
+            deployment,
+            deployments,
+            container,
+            cluster,
+            kubeconfig,
+            context,
+            desired_count,
+        } => {
+            let units = units(
+                field,
+                ("deployment", deployment),
+                ("deployments", deployments),
+                service,
+                traffic,
+                problems,
+            );
+            let access = match (cluster, kubeconfig) {
+                (Some(name), None) => Some(KubeAccess::Eks(name.clone())),
+                (None, Some(path)) => Some(KubeAccess::Kubeconfig {
+                    path: relative_to(&problems.source.path, path),
+                    context: context.clone(),
+                }),
+                (None, None) => Some(KubeAccess::Infer {
+                    context: context.clone(),
+                }),
+                (Some(_), Some(_)) => {
+                    problems.at(field, check::CLUSTER_AND_KUBECONFIG);
+                    None
+                }
+            };
+            let (namespace, container, desired) =
+                (namespace.clone(), container.clone(), *desired_count);
+            Some(match (units?, access?) {
+                (Units::One(deployment), access) => TargetSpec::EksOne {
+                    access,
+                    namespace,
+                    deployment,
+                    container,
+                    desired,
+                },
+                (Units::Pair(deployments, traffic), access) => TargetSpec::EksPair {
+                    access,
+                    namespace,
+                    deployments,
+                    container,
+                    desired,
+                    traffic,
+                },
+            })
+        }
+    }
+}
+
+fn gate_point(point: GatePoint) -> EngineGatePoint {
+    match point {
+        GatePoint::PreDeploy => EngineGatePoint::PreDeploy,
+        GatePoint::PreTraffic => EngineGatePoint::PreTraffic,
+        GatePoint::PostTraffic => EngineGatePoint::PostTraffic,
+        GatePoint::PostDeploy => EngineGatePoint::PostDeploy,
+        GatePoint::PostRollback => EngineGatePoint::PostRollback,
+        GatePoint::Bake => EngineGatePoint::Bake,
+    }
+}
+
+fn gate_spec(field: &str, gate: &GateConfig, problems: &mut Problems<'_>) -> Option<GateSpec> {
+    let found = check::gate_problems(gate);
+    if !found.is_empty() {
+        for message in found {
+            problems.at(field, message);
+        }
+        return None;
+    }
+    // Every value below passed `gate_problems`; a value that still does not convert is
+    // reported rather than assumed.
+    let mut duration =
+        |text: &Option<String>, default| problems.duration(field, text.as_deref(), default);
+    let (name, at, failures, check) = match gate {
+        GateConfig::Http {
+            name,
+            at,
+            url,
+            expect_status,
+            body_contains,
+            max_latency,
+            requests,
+            min_success,
+            interval,
+            failures,
+        } => (
+            name.clone()
+                .unwrap_or_else(|| format!("http:{}", deployer_engine::redact::url(url))),
+            at,
+            failures,
+            CheckSpec::Http(HttpCheck {
+                url: url.clone(),
+                expect_status: expect_status.unwrap_or(200),
+                body_contains: body_contains.clone(),
+                max_latency: max_latency
+                    .as_ref()
+                    .map(|_| duration(max_latency, Duration::ZERO)),
+                requests: requests.unwrap_or(10),
+                min_success: min_success.unwrap_or(1.0),
+                interval: duration(interval, Duration::ZERO),
+            }),
+        ),
+        GateConfig::Alarm {
+            name,
+            at,
+            alarms,
+            failures,
+        } => (
+            name.clone()
+                .unwrap_or_else(|| format!("alarm:{}", alarms.join(","))),
+            at,
+            failures,
+            CheckSpec::Alarm(AlarmCheck {
+                alarms: alarms.clone(),
+            }),
+        ),
+        GateConfig::Metric {
+            name,
+            at,
+            namespace,
+            metric,
+            dimensions,
+            statistic,
+            period,
+            window,
+            max,
+            min,
+            failures,
+        } => {
+            let statistic = statistic.as_deref().unwrap_or("Average");
+            let statistic = MetricStatistic::ALL
+                .iter()
+                .find(|(_, name)| *name == statistic)
+                .map(|(s, _)| *s);
+            let bound = match (max, min) {
+                (Some(max), None) => Some(Bound::Max(*max)),
+                (None, Some(min)) => Some(Bound::Min(*min)),
+                _ => None,
+            };
+            let check = MetricCheck {
+                namespace: namespace.clone(),
+                metric: metric.clone(),
+                dimensions: dimensions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                statistic: statistic?,
+                period: duration(period, Duration::from_secs(60)),
+                window: duration(window, Duration::from_secs(300)),
+                bound: bound?,
+            };
+            (
+                name.clone()
+                    .unwrap_or_else(|| format!("metric:{namespace}/{metric}")),
+                at,
+                failures,
+                CheckSpec::Metric(check),
+            )
+        }
+    };
+    Some(GateSpec {
+        name,
+        at: at.iter().copied().map(gate_point).collect(),
+        failures: failures.unwrap_or(1),
+        check,
+    })
+}
+
+/// Where strategy `name` comes from: a `[plugins.NAME]` strategy, else a built-in.
+///
+/// # Errors
+/// When `name` is neither.
+pub fn strategy_source(name: &str, raw: &RawConfig, config: &Path) -> Result<PluginSource, String> {
+    if let Some(plugin) = raw.plugins.get(name) {
+        let plugin = plugin.get_ref();
+        if plugin.kind != ConfigPluginKind::Strategy {
+            return Err(format!("plugin `{name}` is a hook, not a strategy"));
+        }
+        return Ok(PluginSource::File {
+            name: name.to_string(),
+            path: relative_to(config, &plugin.path),
+            sha256: plugin.sha256.clone(),
+        });
+    }
+    builtin_strategy(name)
+}
+
+/// Built-in strategy `name`.
+///
+/// # Errors
+/// When there is none of that name, listing the built-ins and how to declare a plugin.
+pub fn builtin_strategy(name: &str) -> Result<PluginSource, String> {
+    if builtin::get(name).is_some() {
+        return Ok(PluginSource::Builtin(name.to_string()));
+    }
+    Err(format!(
+        "unknown strategy `{name}`\n  fix: use a built-in ({}) or declare [plugins.{name}] with kind = \"strategy\", path and sha256",
+        builtin::names().collect::<Vec<_>>().join(", ")
+    ))
+}

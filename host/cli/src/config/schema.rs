@@ -1,0 +1,293 @@
+//! The shape of `deployer.toml` as serde reads it (and as `deployer schema config`
+//! publishes it for editors). Values stay as written here; [`super::resolve`] turns
+//! them into typed specs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where a gate runs: a lifecycle point, or continuously during bakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GatePoint {
+    PreDeploy,
+    PreTraffic,
+    PostTraffic,
+    PostDeploy,
+    PostRollback,
+    Bake,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    #[serde(default)]
+    pub aws: Aws,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Service>")]
+    pub services: BTreeMap<String, Spanned<Service>>,
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, PluginConfig>")]
+    pub plugins: BTreeMap<String, Spanned<PluginConfig>>,
+}
+
+/// AWS access. Credentials always come from the standard chain, never from here.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Aws {
+    pub region: Option<String>,
+    /// Send every AWS call here instead (tests, private endpoints). `AWS_ENDPOINT_URL`
+    /// in the environment does the same.
+    pub endpoint_url: Option<String>,
+}
+
+/// Where journals and locks live: local files (the default), or S3 + DynamoDB so
+/// every CI runner and teammate shares one journal and one lock per service.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateConfig {
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// Directory of the local backend, relative to `deployer.toml`.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+    /// S3 bucket of the `aws` backend's journals.
+    pub bucket: Option<String>,
+    /// DynamoDB table (partition key `pk`, a string) of the `aws` backend's locks.
+    pub table: Option<String>,
+    /// Key prefix inside the bucket and table, to share them between projects.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackend {
+    #[default]
+    Local,
+    Aws,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: StateBackend::Local,
+            dir: default_state_dir(),
+            bucket: None,
+            table: None,
+            prefix: String::new(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".deployer")
+}
+
+/// What to do with a deployment a killed run left unfinished.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnInterrupted {
+    /// Roll it back (fail closed).
+    #[default]
+    Rollback,
+    /// Carry on where it stopped, when the same release is deployed again.
+    Resume,
+}
+
+/// One deployable service.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Service {
+    pub target: Target,
+    #[serde(default)]
+    pub traffic: Option<Traffic>,
+    /// Parameters per strategy name (`[services.web.strategies.canary]`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Map<String, serde_json::Value>>")]
+    pub strategies: BTreeMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<HookRef>")]
+    pub hooks: Vec<Spanned<HookRef>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<GateConfig>")]
+    pub gates: Vec<Spanned<GateConfig>>,
+    /// How long new units may take to become healthy, e.g. "10m".
+    #[serde(default)]
+    pub health_timeout: Option<String>,
+    /// How often `bake` gates are checked during a bake, e.g. "30s".
+    #[serde(default)]
+    pub watch_interval: Option<String>,
+    #[serde(default)]
+    pub on_interrupted: OnInterrupted,
+}
+
+/// A gate between steps.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum GateConfig {
+    /// HTTP smoke test.
+    #[serde(rename_all = "kebab-case")]
+    Http {
+        name: Option<String>,
+        at: Vec<GatePoint>,
+        url: String,
+        expect_status: Option<u16>,
+        body_contains: Option<String>,
+        max_latency: Option<String>,
+        requests: Option<u32>,
+        min_success: Option<f64>,
+        interval: Option<String>,
+        failures: Option<u32>,
+    },
+    /// CloudWatch alarms that must not be in ALARM.
+    #[serde(rename_all = "kebab-case")]
+    Alarm {
+        name: Option<String>,
+        at: Vec<GatePoint>,
+        alarms: Vec<String>,
+        failures: Option<u32>,
+    },
+    /// A CloudWatch metric statistic against a bound.
+    #[serde(rename_all = "kebab-case")]
+    Metric {
+        name: Option<String>,
+        at: Vec<GatePoint>,
+        namespace: String,
+        metric: String,
+        #[serde(default)]
+        dimensions: BTreeMap<String, String>,
+        statistic: Option<String>,
+        period: Option<String>,
+        window: Option<String>,
+        max: Option<f64>,
+        min: Option<f64>,
+        failures: Option<u32>,
+    },
+}
+
+/// What the service runs on.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Target {
+    #[serde(rename_all = "kebab-case")]
+    Ecs {
+        cluster: String,
+        service: String,
+        desired_count: u32,
+    },
+    /// Kubernetes Deployments on EKS (or any cluster a kubeconfig reaches).
+    #[serde(rename_all = "kebab-case")]
+    Eks {
+        namespace: String,
+        /// Rolling in place: the Deployment whose rollout deployer drives and watches.
+        #[serde(default)]
+        deployment: Option<String>,
+        /// Blue-green and canary: two Deployments, whose pods sit behind
+        /// `traffic.target-groups` in the same order (TargetGroupBinding).
+        #[serde(default)]
+        deployments: Option<Vec<String>>,
+        /// The container whose image is the release (default: the pod's only container).
+        #[serde(default)]
+        container: Option<String>,
+        /// EKS cluster name: access by describe-cluster and a token from AWS credentials.
+        #[serde(default)]
+        cluster: Option<String>,
+        /// Or a kubeconfig file (relative to deployer.toml); with neither, the usual
+        /// `KUBECONFIG` / `~/.kube/config` / in-cluster lookup.
+        #[serde(default)]
+        kubeconfig: Option<PathBuf>,
+        /// Context of the kubeconfig to use (default: its current context).
+        #[serde(default)]
+        context: Option<String>,
+        desired_count: u32,
+    },
+    /// EC2 Auto Scaling groups; a release is a launch template version.
+    #[serde(rename_all = "kebab-case")]
+    Asg {
+        /// Rolling in place: the group whose instances are replaced.
+        #[serde(default)]
+        group: Option<String>,
+        /// Blue-green and canary: two groups, attached to `traffic.target-groups` in the
+        /// same order.
+        #[serde(default)]
+        groups: Option<Vec<String>>,
+        desired_count: u32,
+    },
+}
+
+/// ALB routing of a service deployed side by side (blue-green, canary).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Traffic {
+    /// The production listener (default action) or listener rule carrying the traffic.
+    #[serde(default)]
+    pub listener_arn: Option<String>,
+    #[serde(default)]
+    pub rule_arn: Option<String>,
+    /// The two target groups the releases alternate between (blue and green).
+    pub target_groups: Vec<String>,
+    /// A second listener that can send test traffic to the new side only.
+    #[serde(default)]
+    pub test_listener_arn: Option<String>,
+}
+
+/// A hook attached to a service.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HookRef {
+    /// Name of a `[plugins.NAME]` with kind = "hook".
+    pub plugin: String,
+    /// Lifecycle points: pre-deploy, pre-traffic, post-traffic, post-deploy,
+    /// post-rollback, or bake (watched during bakes).
+    pub at: Vec<GatePoint>,
+    #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub params: toml::Table,
+}
+
+/// A plugin component and what it may do.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginConfig {
+    pub kind: ConfigPluginKind,
+    /// Path of the `.wasm` component, relative to `deployer.toml`.
+    pub path: PathBuf,
+    /// Required: the component's sha256 (`deployer plugin inspect FILE` prints it).
+    pub sha256: String,
+    #[serde(default)]
+    pub http_allow: Vec<String>,
+    #[serde(default)]
+    pub kv: bool,
+    #[serde(default)]
+    pub clock: bool,
+    #[serde(default)]
+    pub metrics_namespaces: Vec<String>,
+    #[serde(default)]
+    pub actions: bool,
+    /// Time limit of one call, e.g. "30s".
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Memory limit in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigPluginKind {
+    Strategy,
+    Hook,
+}
+
+/// The JSON Schema of `deployer.toml` (for editors: taplo, Even Better TOML, IDEs).
+pub fn schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(RawConfig);
+    schema.insert("title".into(), "deployer.toml".into());
+    schema.to_value()
+}

@@ -1,0 +1,16 @@
+//! The `deployer` binary: the command line, `deployer.toml`, and how runs are reported.
+//!
+//! - [`config`] reads `deployer.toml`, checks it and resolves it once into typed specs.
+//! - [`cli`]: the commands, each wiring config, plugins and clients into the engine;
+//!   [`cli::report`] turns engine events into output for people and CI.
+//! - [`exit`] the exit codes; [`redact`] keeps secrets out of everything printed.
+//!
+//! What this crate must not do: decide anything about a deployment (that is
+//! `deployer-engine`'s), call a cloud API itself (`deployer-targets`), or run plugin
+//! code other than through `deployer-plugin-host`. It is the only crate that knows
+//! about clap, config files and terminals.
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod redact;

@@ -1,0 +1,21 @@
+//! The plugin contract, as the host crates see it: the data types of the WIT interface
+//! `deployer:plugin/types` (in `wit/types.wit`) as plain Rust values, and the duration
+//! syntax config, parameters and output share.
+//!
+//! This is the bottom of the dependency graph: it depends on serde and nothing else, so
+//! the engine can reason about steps without linking a WebAssembly runtime, and the guest
+//! SDK can share [`Duration`] with the host.
+//!
+//! What this crate must not do: generate runtime bindings or carry behaviour. The plugin
+//! host (`deployer-plugin-host`) converts between these types and the ones wasmtime
+//! generates from `wit/`, and a test there pins that both serialize identically (journals
+//! written before this crate existed must still read).
+
+mod duration;
+pub mod types;
+
+pub use duration::Duration;
+pub use types::*;
+
+/// The contract version the host implements (`deployer:plugin@CONTRACT_VERSION`).
+pub const CONTRACT_VERSION: &str = "0.1.0";

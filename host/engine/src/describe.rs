@@ -1,0 +1,59 @@
+//! Steps and gate points in words, for `plan`, logs and `history`.
+
+use deployer_contract::{LifecyclePoint, RollingUpdate, ScaleRequest, Side, Step};
+
+pub fn point(point: LifecyclePoint) -> &'static str {
+    match point {
+        LifecyclePoint::PreDeploy => "pre-deploy",
+        LifecyclePoint::PreTraffic => "pre-traffic",
+        LifecyclePoint::PostTraffic => "post-traffic",
+        LifecyclePoint::PostDeploy => "post-deploy",
+        LifecyclePoint::PostRollback => "post-rollback",
+    }
+}
+
+/// `1h30m`-style text for milliseconds, the same syntax config uses.
+pub fn duration_ms(ms: u64) -> String {
+    deployer_contract::Duration { millis: ms }.to_string()
+}
+
+pub fn step(step: &Step) -> String {
+    match step {
+        Step::Scale(ScaleRequest { side, count }) => {
+            let side = match side {
+                Side::Stable => "stable",
+                Side::New => "new",
+            };
+            let units = if *count == 1 { "unit" } else { "units" };
+            format!("scale {side} side to {count} {units}")
+        }
+        Step::ShiftTraffic(p) => format!(
+            "shift traffic: {p}% new / {}% stable",
+            100u8.saturating_sub(*p)
+        ),
+        Step::RouteTestTraffic => "route test traffic to the new side".into(),
+        Step::RunGates(p) => format!("run {} gates", point(*p)),
+        Step::Bake(ms) => format!("bake {}", duration_ms(*ms)),
+        Step::RollingUpdate(RollingUpdate {
+            min_healthy_percent,
+            max_percent,
+        }) => format!(
+            "rolling update in place (min healthy {min_healthy_percent}%, max {max_percent}%)"
+        ),
+        Step::Promote => "promote the new release to stable".into(),
+        Step::Complete => "complete".into(),
+        Step::Abort(reason) => format!("abort: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_ms(90_000), "1m30s");
+        assert_eq!(duration_ms(5_400_000), "1h30m");
+        assert_eq!(duration_ms(1500), "1500ms");
+    }
+}

@@ -1,0 +1,227 @@
+//! What the engine reports while it works. The engine only emits events; the CLI decides
+//! how they look (plain lines, a live terminal view, JSON, CI annotations).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::describe;
+use crate::state::DeployResult;
+use crate::state::journal::RollbackAction;
+use deployer_contract::{GateResult, GateStatus, Step, StepOutcome};
+
+/// One thing that happened in a run.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Started {
+        id: &'a str,
+        stable: Option<&'a str>,
+        new: &'a str,
+        strategy: &'a str,
+        target: &'a str,
+    },
+    /// An unfinished deployment is carried on.
+    Resuming {
+        id: &'a str,
+    },
+    /// An unfinished deployment is rolled back before anything else happens.
+    Recovering {
+        id: &'a str,
+        reason: &'a str,
+    },
+    /// A step was journaled and is being carried out.
+    Step {
+        seq: u32,
+        step: &'a Step,
+    },
+    /// A step finished; `new_percent` is the verified share of traffic on the new side.
+    StepDone {
+        seq: u32,
+        step: &'a Step,
+        outcome: &'a StepOutcome,
+        new_percent: u8,
+    },
+    /// The gates watched during a bake were checked.
+    Watched {
+        results: &'a [GateResult],
+    },
+    /// A transient cloud failure; the action is retried after `wait`.
+    Retrying {
+        wait: Duration,
+        message: &'a str,
+    },
+    RollingBack {
+        reason: &'a str,
+    },
+    /// `rollback` replaces the live release with the one it replaced.
+    Reverting {
+        service: &'a str,
+        from: &'a str,
+        to: &'a str,
+    },
+    /// One rollback action is being carried out.
+    Undo {
+        action: &'a RollbackAction,
+    },
+    /// A post-rollback gate or hook ran (it cannot change the outcome).
+    AfterRollback {
+        result: &'a GateResult,
+    },
+    Finished {
+        id: &'a str,
+        result: DeployResult,
+        detail: &'a str,
+    },
+}
+
+impl Event<'_> {
+    /// Events a line-by-line log leaves out: a step that finished with nothing to show.
+    pub fn is_quiet(&self) -> bool {
+        matches!(
+            self,
+            Event::StepDone { step, outcome, .. }
+                if !matches!(outcome, StepOutcome::Gates(g) if !g.is_empty())
+                    && !matches!(step, Step::ShiftTraffic(_))
+        )
+    }
+}
+
+/// Where events go.
+pub type Sink<'a> = &'a (dyn Fn(&Event<'_>) + Send + Sync);
+
+/// An ECS task definition ARN as people write it (`web:42`); anything else unchanged.
+pub fn short_release(release: &str) -> &str {
+    release
+        .rsplit_once(":task-definition/")
+        .map_or(release, |(_, short)| short)
+}
+
+pub fn status_word(status: GateStatus) -> &'static str {
+    match status {
+        GateStatus::Pass => "pass",
+        GateStatus::Fail => "fail",
+        GateStatus::Inconclusive => "inconclusive",
+        GateStatus::NoData => "no-data",
+    }
+}
+
+pub fn result_word(result: DeployResult) -> &'static str {
+    match result {
+        DeployResult::Promoted => "promoted",
+        DeployResult::RolledBack => "rolled back",
+        DeployResult::RollbackFailed => "ROLLBACK FAILED",
+    }
+}
+
+/// Gate results on one line, separated by `; `.
+fn gate_lines(f: &mut fmt::Formatter<'_>, results: &[GateResult]) -> fmt::Result {
+    for (i, result) in results.iter().enumerate() {
+        if i > 0 {
+            write!(f, "; ")?;
+        }
+        gate_line(f, result)?;
+    }
+    Ok(())
+}
+
+fn gate_line(f: &mut fmt::Formatter<'_>, result: &GateResult) -> fmt::Result {
+    write!(f, "gate {}: {}", result.name, status_word(result.status))?;
+    if !result.detail.is_empty() {
+        write!(f, " ({})", result.detail)?;
+    }
+    Ok(())
+}
+
+/// The plain one-line form, as logged when output is not a terminal.
+impl fmt::Display for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Started {
+                id,
+                stable,
+                new,
+                strategy,
+                target,
+            } => write!(
+                f,
+                "deployment {id}: {} → {} with `{strategy}` on {target}",
+                stable.map_or("(nothing)", short_release),
+                short_release(new)
+            ),
+            Event::Resuming { id } => write!(f, "resuming unfinished deployment {id}"),
+            Event::Recovering { id, reason } => {
+                write!(f, "rolling back unfinished deployment {id}: {reason}")
+            }
+            Event::Step { seq, step } => write!(f, "step {seq}: {}", describe::step(step)),
+            Event::StepDone {
+                seq,
+                step,
+                outcome,
+                new_percent,
+            } => match (step, outcome) {
+                (_, StepOutcome::Gates(results)) => {
+                    write!(f, "step {seq}: ")?;
+                    if results.is_empty() {
+                        return write!(f, "no gates configured here");
+                    }
+                    gate_lines(f, results)
+                }
+                (Step::ShiftTraffic(_), _) => write!(
+                    f,
+                    "step {seq}: weights verified: {new_percent}% new / {}% stable",
+                    100 - new_percent
+                ),
+                _ => write!(f, "step {seq}: done"),
+            },
+            Event::Watched { results } => {
+                write!(f, "bake check: ")?;
+                gate_lines(f, results)
+            }
+            Event::Retrying { wait, message } => {
+                write!(f, "transient failure, retrying in {wait:?}: {message}")
+            }
+            Event::RollingBack { reason } => write!(f, "rolling back: {reason}"),
+            Event::Reverting { service, from, to } => write!(
+                f,
+                "rolling {service} back from {} to {}",
+                short_release(from),
+                short_release(to)
+            ),
+            Event::Undo { action } => match action {
+                RollbackAction::Scale(scale) => {
+                    write!(f, "rollback: {}", describe::step(&Step::Scale(*scale)))
+                }
+                RollbackAction::ShiftTraffic(p) => write!(
+                    f,
+                    "rollback: {} (verified)",
+                    describe::step(&Step::ShiftTraffic(*p))
+                ),
+                RollbackAction::RollingUndo => {
+                    write!(f, "rollback: roll the stable release back out in place")
+                }
+                RollbackAction::Discard => write!(f, "rollback: remove the new side"),
+            },
+            Event::AfterRollback { result } => {
+                write!(f, "post-rollback ")?;
+                gate_line(f, result)
+            }
+            Event::Finished { id, result, detail } => {
+                write!(f, "deployment {id}: {}: {detail}", result_word(*result))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_definition_arns_read_as_family_and_revision() {
+        assert_eq!(
+            short_release("arn:aws:ecs:us-east-1:123456789012:task-definition/web:2"),
+            "web:2"
+        );
+        assert_eq!(short_release("web:3"), "web:3");
+        assert_eq!(short_release("registry/app:v1"), "registry/app:v1");
+    }
+}

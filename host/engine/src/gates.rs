@@ -1,0 +1,164 @@
+//! Gates between steps: the interface the engine runs ([`Gates`]), and the configured
+//! list of one service ([`ConfiguredGates`]): where each gate runs, and how repeated
+//! failures count. The checks themselves (HTTP smoke tests, CloudWatch alarms and
+//! metrics in `deployer-targets`, hook plugins in `deployer-plugin-host`) implement
+//! [`Check`]; tests script their own.
+//!
+//! A gate whose `failures` threshold is above one reports `inconclusive` until it has
+//! failed that many times in a row (a single bad datapoint does not roll back).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use deployer_contract::{GateResult, GateStatus, LifecyclePoint};
+
+/// What gates know about the moment they run at.
+#[derive(Clone, Debug)]
+pub struct GateContext {
+    pub deployment_id: String,
+    pub service: String,
+    pub new_release: String,
+    pub stable_release: Option<String>,
+    pub new_percent: u8,
+}
+
+pub trait Gates: Send + Sync {
+    /// Run the gates configured for `point`.
+    fn run(
+        &self,
+        point: LifecyclePoint,
+        ctx: &GateContext,
+    ) -> impl Future<Output = Vec<GateResult>> + Send;
+
+    /// Run the gates that watch continuously (during bakes).
+    fn watch(&self, ctx: &GateContext) -> impl Future<Output = Vec<GateResult>> + Send;
+}
+
+/// No gates at all.
+pub struct NoGates;
+
+impl Gates for NoGates {
+    async fn run(&self, _: LifecyclePoint, _: &GateContext) -> Vec<GateResult> {
+        Vec::new()
+    }
+
+    async fn watch(&self, _: &GateContext) -> Vec<GateResult> {
+        Vec::new()
+    }
+}
+
+/// Where a gate runs: a lifecycle point, or continuously during bakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatePoint {
+    PreDeploy,
+    PreTraffic,
+    PostTraffic,
+    PostDeploy,
+    PostRollback,
+    Bake,
+}
+
+impl GatePoint {
+    fn matches(self, point: LifecyclePoint) -> bool {
+        matches!(
+            (self, point),
+            (GatePoint::PreDeploy, LifecyclePoint::PreDeploy)
+                | (GatePoint::PreTraffic, LifecyclePoint::PreTraffic)
+                | (GatePoint::PostTraffic, LifecyclePoint::PostTraffic)
+                | (GatePoint::PostDeploy, LifecyclePoint::PostDeploy)
+                | (GatePoint::PostRollback, LifecyclePoint::PostRollback)
+        )
+    }
+}
+
+/// A boxed future, so checks of different kinds sit in one list.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = GateResult> + Send + 'a>>;
+
+/// One kind of check. It never errors: a check that cannot run reports `fail` (or
+/// `no-data` when there was nothing to look at), with the reason in its detail.
+pub trait Check: Send + Sync {
+    /// Run the check as gate `name` at `point`.
+    fn check<'a>(
+        &'a self,
+        name: &'a str,
+        point: LifecyclePoint,
+        ctx: &'a GateContext,
+    ) -> CheckFuture<'a>;
+}
+
+/// A check with where it runs and how failures count.
+pub struct Gate {
+    pub name: String,
+    pub at: Vec<GatePoint>,
+    /// Consecutive failures before the gate reports `fail`.
+    pub failures: u32,
+    pub check: Box<dyn Check>,
+}
+
+/// The configured gates of one service.
+pub struct ConfiguredGates {
+    gates: Vec<Gate>,
+    streaks: Mutex<HashMap<String, u32>>,
+}
+
+impl ConfiguredGates {
+    pub fn new(gates: Vec<Gate>) -> Self {
+        ConfiguredGates {
+            gates,
+            streaks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn evaluate(&self, gate: &Gate, point: LifecyclePoint, ctx: &GateContext) -> GateResult {
+        let mut result = gate.check.check(&gate.name, point, ctx).await;
+        let mut streaks = self
+            .streaks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let streak = streaks.entry(gate.name.clone()).or_insert(0);
+        if result.status == GateStatus::Fail {
+            *streak += 1;
+            if *streak < gate.failures {
+                result.status = GateStatus::Inconclusive;
+                result.detail = format!(
+                    "{} (failure {} of {} allowed in a row)",
+                    result.detail, streak, gate.failures
+                );
+            }
+        } else {
+            *streak = 0;
+        }
+        result
+    }
+
+    async fn run_where(
+        &self,
+        wanted: impl Fn(&Gate) -> bool,
+        point: LifecyclePoint,
+        ctx: &GateContext,
+    ) -> Vec<GateResult> {
+        let mut results = Vec::new();
+        for gate in self.gates.iter().filter(|g| wanted(g)) {
+            results.push(self.evaluate(gate, point, ctx).await);
+        }
+        results
+    }
+}
+
+impl Gates for ConfiguredGates {
+    async fn run(&self, point: LifecyclePoint, ctx: &GateContext) -> Vec<GateResult> {
+        self.run_where(|g| g.at.iter().any(|at| at.matches(point)), point, ctx)
+            .await
+    }
+
+    async fn watch(&self, ctx: &GateContext) -> Vec<GateResult> {
+        self.run_where(
+            |g| g.at.contains(&GatePoint::Bake),
+            LifecyclePoint::PostTraffic,
+            ctx,
+        )
+        .await
+    }
+}

@@ -1,0 +1,1048 @@
+//! The rollout engine: asks the strategy for steps, checks them against the safety
+//! rules, journals each before carrying it out through the driver, runs gates, and
+//! rolls back on any failed gate, plugin failure, refused step, error or cancel.
+//!
+//! A run killed at any point leaves a journal whose last intent may be unfinished.
+//! The next invocation finds it under the service's lock and either resumes it
+//! (replaying the in-flight step, which is safe because steps are absolute) or rolls it
+//! back, as configured.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use deployer_contract::{
+    GateStatus, LifecyclePoint, RollingUpdate, RolloutState, ScaleRequest, Side, Step, StepOutcome,
+    TargetInfo, TargetKind,
+};
+
+use crate::describe;
+use crate::driver::{Driver, DriverError, Shape, Target};
+use crate::events::{Event, Sink, short_release};
+use crate::gates::{GateContext, Gates};
+use crate::plan::PlanError;
+use crate::safety::SafetyGuard;
+use crate::state::journal::RollbackAction;
+use crate::state::local::now_ms;
+use crate::state::{Action, DeployResult, Journal, Lease, Record, StateError, Store};
+use crate::strategy::Strategy;
+
+/// What to do with an unfinished deployment found at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumePolicy {
+    /// Continue it where it stopped, if it is the same release, strategy and parameters.
+    Resume,
+    /// Roll it back first (the default: fail closed).
+    Rollback,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often continuous gates run during a bake.
+    pub watch_interval: Duration,
+    pub on_resume: ResumePolicy,
+    /// Rollback actions are retried until this much time has passed.
+    pub rollback_deadline: Duration,
+    /// First wait between retries of a transient failure (doubles, capped at 30 s).
+    pub retry_base: Duration,
+    /// Transient failures of a forward step are retried this many times.
+    pub step_retries: u32,
+    pub preflight: Preflight,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            watch_interval: Duration::from_secs(30),
+            on_resume: ResumePolicy::Rollback,
+            rollback_deadline: Duration::from_secs(15 * 60),
+            retry_base: Duration::from_secs(1),
+            step_retries: 3,
+            preflight: Preflight::Simulate,
+        }
+    }
+}
+
+/// What to deploy.
+#[derive(Clone, Debug)]
+pub struct DeployRequest {
+    /// The strategy's name, as config or the command line gave it.
+    pub strategy: String,
+    pub new_release: String,
+    /// Strategy parameters (a JSON object).
+    pub params: String,
+    /// What the strategy is told about the target. `native_rolling` is set from what
+    /// the target turns out to be before the deployment starts.
+    pub target: TargetInfo,
+}
+
+/// How a deployment ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub id: String,
+    pub result: DeployResult,
+    pub detail: String,
+    /// An unfinished earlier deployment this run resumed or rolled back first.
+    pub recovered: Option<String>,
+}
+
+/// What `deploy` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Deployed {
+    /// A deployment ran (or an unfinished one of the same request was finished).
+    /// `earlier` is the report of an unfinished deployment that was rolled back first.
+    Finished {
+        earlier: Option<Report>,
+        report: Report,
+    },
+    /// An unfinished deployment was found and its rollback failed: nothing else was done.
+    RecoveryFailed(Report),
+    /// The release asked for is already live (after any recovery): nothing to do.
+    AlreadyLive { release: String },
+}
+
+impl Deployed {
+    /// The report of what ran; `None` when nothing needed doing.
+    pub fn into_report(self) -> Option<Report> {
+        match self {
+            Deployed::Finished { report, .. } | Deployed::RecoveryFailed(report) => Some(report),
+            Deployed::AlreadyLive { .. } => None,
+        }
+    }
+}
+
+/// What `roll_back` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RolledBack {
+    /// An unfinished deployment was rolled back (the service is on its stable release).
+    Recovered(Report),
+    /// The last promoted release was replaced by the one before it.
+    Redeployed(Report),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// What the target is could not be read.
+    #[error("{0}")]
+    Target(DriverError),
+    /// The same, before anything was changed.
+    #[error("checking service `{service}` before deploying: {source}")]
+    Preflight {
+        service: String,
+        source: DriverError,
+    },
+    /// The strategy's plan would be refused or never ends: nothing was changed.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The strategy's steps do not fit the target (side by side on an in-place target,
+    /// or the reverse): nothing was changed. The message says which and what to do.
+    #[error("{0}")]
+    Unfit(String),
+    /// `roll_back` found nothing to go back to, or the service is not where deployer
+    /// left it.
+    #[error("{0}")]
+    CannotRollBack(String),
+}
+
+/// Whether the plan is checked against the safety rules before a deployment starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Preflight {
+    /// Simulate the strategy first and refuse, before any change, a plan the host would
+    /// refuse (the default).
+    #[default]
+    Simulate,
+    /// Let the run itself meet every step: only for tests of the runtime safety guard,
+    /// which must stop what a simulation would have refused.
+    Skip,
+}
+
+/// Everything an [`Engine`] is made of.
+pub struct Parts<'a, S, T, G, St> {
+    pub service: &'a str,
+    pub strategy: &'a S,
+    pub target: &'a T,
+    pub gates: &'a G,
+    pub store: &'a St,
+    pub settings: Settings,
+    /// Cancelled on SIGINT/SIGTERM: the run rolls back.
+    pub cancel: CancellationToken,
+    /// Where progress goes (see [`Event`]).
+    pub events: Sink<'a>,
+}
+
+/// One engine per invocation: deploys a release of one service, or rolls it back.
+pub struct Engine<'a, S: Strategy, T: Target, G: Gates, St: Store> {
+    service: &'a str,
+    strategy: &'a S,
+    target: &'a T,
+    gates: &'a G,
+    store: &'a St,
+    settings: Settings,
+    cancel: CancellationToken,
+    events: Sink<'a>,
+}
+
+/// A deployment in progress: its journal, what it knows, and its identity.
+struct Run {
+    id: String,
+    journal: Journal,
+    target: TargetInfo,
+    params: String,
+    ctx: GateContext,
+}
+
+enum Flow {
+    Continue,
+    RollBack(String),
+}
+
+/// One deployment in flight on one driver: the engine's work once the lock is held.
+struct Runner<'e, 'a, S: Strategy, T: Target, G: Gates, St: Store> {
+    engine: &'e Engine<'a, S, T, G, St>,
+    driver: T::Driver,
+}
+
+impl<'a, S: Strategy, T: Target, G: Gates, St: Store> std::ops::Deref
+    for Runner<'_, 'a, S, T, G, St>
+{
+    type Target = Engine<'a, S, T, G, St>;
+
+    fn deref(&self) -> &Self::Target {
+        self.engine
+    }
+}
+
+impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
+    pub fn new(parts: Parts<'a, S, T, G, St>) -> Self {
+        let Parts {
+            service,
+            strategy,
+            target,
+            gates,
+            store,
+            settings,
+            cancel,
+            events,
+        } = parts;
+        Engine {
+            service,
+            strategy,
+            target,
+            gates,
+            store,
+            settings,
+            cancel,
+            events,
+        }
+    }
+
+    /// Deploy `request`. Before anything changes, the target is read and the strategy's
+    /// plan checked against it; then, under the service's lock, an unfinished earlier
+    /// deployment is resumed (same request, `on-interrupted = "resume"`) or rolled back,
+    /// and the release is deployed unless it is live already.
+    ///
+    /// # Errors
+    /// Nothing changed: the target cannot be read, the plan does not fit it or would be
+    /// refused, or the service is locked by a live run. Or the journal cannot be written
+    /// (then nothing further was changed).
+    pub async fn deploy(&self, mut request: DeployRequest) -> Result<Deployed, EngineError> {
+        let shape = self
+            .target
+            .inspect()
+            .await
+            .map_err(|source| EngineError::Preflight {
+                service: self.service.to_string(),
+                source,
+            })?;
+        request.target.native_rolling = !shape.side_by_side;
+        self.check_fits(&request, &shape).await?;
+        self.locked(async |id| {
+            let (mut recovered, mut earlier) = (None, None);
+            if let Some(journal) = self.store.active(self.service).await? {
+                let old = journal.id().unwrap_or("?").to_string();
+                let same = self.matches(&journal, &request);
+                match self.recover(journal, Some(&request)).await? {
+                    Some(report) if report.result == DeployResult::Promoted && same => {
+                        return Ok(Deployed::Finished {
+                            earlier: None,
+                            report: Report {
+                                recovered: Some(old),
+                                ..report
+                            },
+                        });
+                    }
+                    Some(report) if report.result == DeployResult::RollbackFailed => {
+                        return Ok(Deployed::RecoveryFailed(report));
+                    }
+                    Some(report) => (recovered, earlier) = (Some(old), Some(report)),
+                    None => {}
+                }
+            }
+            // Recovery may have changed what is live.
+            let shape = self.target.inspect().await.map_err(EngineError::Target)?;
+            if self
+                .target
+                .same_release(&shape.primary_release, &request.new_release)
+            {
+                return Ok(Deployed::AlreadyLive {
+                    release: request.new_release,
+                });
+            }
+            let report = self.start(id, request, &shape).await?;
+            Ok(Deployed::Finished {
+                earlier,
+                report: Report {
+                    recovered,
+                    ..report
+                },
+            })
+        })
+        .await
+    }
+
+    /// Back to the last good release, now: an unfinished deployment is rolled back; a
+    /// finished one is undone by deploying the release it replaced with this engine's
+    /// strategy (`strategy` and `params` name it for the journal).
+    ///
+    /// # Errors
+    /// The service is locked, the journal cannot be read or written, or there is nothing
+    /// to roll back to.
+    pub async fn roll_back(&self, strategy: &str, params: &str) -> Result<RolledBack, EngineError> {
+        self.locked(async |id| {
+            if let Some(journal) = self.store.active(self.service).await? {
+                // None or promoted: the run had finished and only its paperwork was
+                // left; it is undone below like any finished deployment.
+                if let Some(report) = self.recover(journal, None).await?
+                    && report.result != DeployResult::Promoted
+                {
+                    return Ok(RolledBack::Recovered(report));
+                }
+            }
+            let history = self.store.history(self.service).await?;
+            let last = history
+                .iter()
+                .rev()
+                .find(|j| j.finished().is_some_and(|(r, _)| r == DeployResult::Promoted))
+                .ok_or_else(|| {
+                    EngineError::CannotRollBack(format!(
+                        "service `{}` has no promoted deployment to roll back",
+                        self.service
+                    ))
+                })?;
+            let (previous, current) = match last.started() {
+                Some(Record::Started {
+                    stable_release: Some(previous),
+                    new_release,
+                    target,
+                    ..
+                }) if !previous.is_empty() => (previous.clone(), (new_release.clone(), *target)),
+                _ => {
+                    return Err(EngineError::CannotRollBack(
+                        "the last deployment recorded no previous release".into(),
+                    ));
+                }
+            };
+            let (current, target) = current;
+            let shape = self.target.inspect().await.map_err(EngineError::Target)?;
+            if !self.target.same_release(&shape.primary_release, &current) {
+                return Err(EngineError::CannotRollBack(format!(
+                    "the live release is {}, not {current} which deployer last deployed; refusing to guess",
+                    shape.primary_release
+                )));
+            }
+            (self.events)(&Event::Reverting {
+                service: self.service,
+                from: &current,
+                to: &previous,
+            });
+            let request = DeployRequest {
+                strategy: strategy.to_string(),
+                new_release: previous,
+                params: params.to_string(),
+                target: TargetInfo {
+                    native_rolling: !shape.side_by_side,
+                    ..target
+                },
+            };
+            self.start(id, request, &shape).await.map(RolledBack::Redeployed)
+        })
+        .await
+    }
+
+    /// Recover the service's unfinished deployment, if any, by rolling it back.
+    ///
+    /// # Errors
+    /// The service is locked by a live run, or the journal cannot be read or written.
+    pub async fn recover_active(&self) -> Result<Option<Report>, EngineError> {
+        self.locked(async |_| match self.store.active(self.service).await? {
+            Some(journal) => self.recover(journal, None).await,
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// Whether `journal` is a run of exactly `request`: same release, strategy
+    /// component and parameters (only then may it be resumed).
+    fn matches(&self, journal: &Journal, request: &DeployRequest) -> bool {
+        matches!(
+            journal.started(),
+            Some(Record::Started { new_release, strategy, params, strategy_digest, .. })
+                if *new_release == request.new_release
+                    && *strategy == request.strategy
+                    && *params == request.params
+                    && strategy_digest == self.strategy.digest()
+        )
+    }
+
+    /// Run `work` holding the service's lock, with a new deployment id.
+    async fn locked<R>(
+        &self,
+        work: impl AsyncFnOnce(String) -> Result<R, EngineError>,
+    ) -> Result<R, EngineError> {
+        let id = new_id();
+        let lock = self.store.lock(self.service, &id).await?;
+        let result = work(id).await;
+        lock.release().await;
+        result
+    }
+
+    /// Refuse, before changing anything, a strategy whose plan the host would refuse or
+    /// whose steps the target cannot take: side-by-side steps on an in-place target, or
+    /// an in-place update on one deployed side by side.
+    async fn check_fits(&self, request: &DeployRequest, shape: &Shape) -> Result<(), EngineError> {
+        if self.settings.preflight == Preflight::Skip {
+            return Ok(());
+        }
+        let plan = crate::plan::simulate(self.strategy, &request.params, request.target).await?;
+        match fit_problem(
+            &request.strategy,
+            request.target.kind,
+            &plan.steps,
+            shape.side_by_side,
+        ) {
+            Some(problem) => Err(EngineError::Unfit(problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// Journal `request` as deployment `id` and carry it out on a driver for `shape`.
+    async fn start(
+        &self,
+        id: String,
+        request: DeployRequest,
+        shape: &Shape,
+    ) -> Result<Report, EngineError> {
+        self.check_fits(&request, shape).await?;
+        let stable_release = Some(shape.primary_release.clone());
+        let driver = self
+            .target
+            .driver(
+                shape.side_by_side,
+                &shape.primary_release,
+                &request.new_release,
+            )
+            .map_err(EngineError::Target)?;
+        let started = Record::Started {
+            id: id.clone(),
+            service: self.service.to_string(),
+            strategy: request.strategy.clone(),
+            strategy_digest: self.strategy.digest().to_string(),
+            params: request.params.clone(),
+            target: request.target,
+            new_release: request.new_release.clone(),
+            stable_release: stable_release.clone(),
+            at_ms: now_ms(),
+        };
+        self.store.begin(self.service, &id, &started).await?;
+        (self.events)(&Event::Started {
+            id: &id,
+            stable: stable_release.as_deref(),
+            new: &request.new_release,
+            strategy: &request.strategy,
+            target: &driver.describe(),
+        });
+        let runner = Runner {
+            engine: self,
+            driver,
+        };
+        let run = runner.run_from(Journal {
+            records: vec![started],
+        })?;
+        runner.drive(run).await
+    }
+
+    /// Finish or roll back the unfinished deployment `journal`, on a driver for *its*
+    /// releases.
+    async fn recover(
+        &self,
+        journal: Journal,
+        request: Option<&DeployRequest>,
+    ) -> Result<Option<Report>, EngineError> {
+        let (stable, new) = match journal.started() {
+            Some(Record::Started {
+                stable_release,
+                new_release,
+                ..
+            }) => (
+                stable_release.clone().unwrap_or_default(),
+                new_release.clone(),
+            ),
+            _ => return Ok(None),
+        };
+        let shape = self.target.inspect().await.map_err(EngineError::Target)?;
+        let driver = self
+            .target
+            .driver(shape.side_by_side, &stable, &new)
+            .map_err(EngineError::Target)?;
+        Runner {
+            engine: self,
+            driver,
+        }
+        .recover(journal, request)
+        .await
+    }
+}
+
+/// Why `strategy`'s `steps` cannot run on a target of `kind` that is (or is not)
+/// deployed side by side, and what to do; `None` when they fit.
+fn fit_problem(
+    strategy: &str,
+    kind: TargetKind,
+    steps: &[Step],
+    side_by_side: bool,
+) -> Option<String> {
+    let in_place = steps.iter().any(|s| matches!(s, Step::RollingUpdate(_)));
+    let two_sides = steps.iter().any(|s| {
+        matches!(
+            s,
+            Step::Scale(_) | Step::ShiftTraffic(_) | Step::RouteTestTraffic
+        )
+    });
+    let (two, one) = match kind {
+        TargetKind::AutoScalingGroup => (
+            "two Auto Scaling groups (groups = [blue, green])",
+            "a single Auto Scaling group (group = \"NAME\"), updated in place; use `rolling`, or configure groups = [blue, green] with a traffic table",
+        ),
+        TargetKind::EksDeployment => (
+            "two Deployments (deployments = [blue, green])",
+            "a single Deployment (deployment = \"NAME\"), updated in place; use `rolling`, or configure deployments = [blue, green] with a traffic table",
+        ),
+        TargetKind::EcsService | TargetKind::Simulated => (
+            "task sets (EXTERNAL controller)",
+            "the ECS service, which uses the ECS deployment controller (in place); use `rolling`, or move the service to the EXTERNAL controller with a traffic table",
+        ),
+    };
+    if side_by_side && in_place {
+        Some(format!(
+            "`{strategy}` asks for an in-place update, but the service deploys side by side with {two}"
+        ))
+    } else if !side_by_side && two_sides {
+        Some(format!(
+            "`{strategy}` runs two releases side by side, but the target is {one}"
+        ))
+    } else {
+        None
+    }
+}
+
+impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
+    async fn recover(
+        &self,
+        journal: Journal,
+        request: Option<&DeployRequest>,
+    ) -> Result<Option<Report>, EngineError> {
+        let Some(id) = journal.id().map(str::to_string) else {
+            return Ok(None);
+        };
+        if let Some((result, detail)) = journal.finished() {
+            // Died between writing `Finished` and the history entry: finish the paperwork.
+            let record = Record::Finished {
+                result,
+                detail: detail.to_string(),
+                at_ms: now_ms(),
+            };
+            self.store
+                .finish(self.service, &id, journal.records.len(), &record)
+                .await?;
+            return Ok(None);
+        }
+        let run = self.run_from(journal)?;
+        // Died after the last step was carried out but before `Finished` was written:
+        // the deployment is complete (the old side may already be gone); record it so.
+        if run.journal.rollback_reason().is_none()
+            && run.journal.is_done(&Action::Step(Step::Complete))
+        {
+            let detail = format!(
+                "{} is live on 100% of traffic (the run finished before it was killed)",
+                run.ctx.new_release
+            );
+            return self
+                .finish(run, DeployResult::Promoted, detail)
+                .await
+                .map(Some);
+        }
+        let resumable = self.settings.on_resume == ResumePolicy::Resume
+            && run.journal.rollback_reason().is_none()
+            && request.is_some_and(|r| self.matches(&run.journal, r));
+        if resumable {
+            (self.events)(&Event::Resuming { id: &id });
+            return self.drive(run).await.map(Some);
+        }
+        let reason = run
+            .journal
+            .rollback_reason()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("deployment {id} was interrupted before it finished"));
+        (self.events)(&Event::Recovering {
+            id: &id,
+            reason: &reason,
+        });
+        self.roll_back(run, reason).await.map(Some)
+    }
+
+    /// The run `journal` records, or an error naming the damage when it does not begin
+    /// with `Started`.
+    fn run_from(&self, journal: Journal) -> Result<Run, StateError> {
+        let Some(Record::Started {
+            id,
+            target,
+            params,
+            new_release,
+            stable_release,
+            ..
+        }) = journal.started().cloned()
+        else {
+            return Err(StateError::Corrupt {
+                path: format!("journal of service {}", self.service).into(),
+                line: 1,
+                reason: "it does not begin with a `started` record".into(),
+            });
+        };
+        let ctx = GateContext {
+            deployment_id: id.clone(),
+            service: self.service.to_string(),
+            new_release,
+            stable_release,
+            new_percent: 0,
+        };
+        Ok(Run {
+            id,
+            journal,
+            target,
+            params,
+            ctx,
+        })
+    }
+
+    async fn append(&self, run: &mut Run, record: Record) -> Result<(), StateError> {
+        let index = run.journal.records.len();
+        self.store
+            .append(self.service, &run.id, index, &record)
+            .await?;
+        run.journal.records.push(record);
+        Ok(())
+    }
+
+    /// Carry out the strategy's steps until it completes or something fails.
+    async fn drive(&self, mut run: Run) -> Result<Report, EngineError> {
+        if let Some(reason) = run.journal.rollback_reason() {
+            let reason = reason.to_string();
+            return self.roll_back(run, reason).await;
+        }
+        let mut guard = SafetyGuard::replay(&run.journal, &run.target);
+        run.ctx.new_percent = guard.new_percent;
+        // The action in flight when an earlier run died is carried out again first.
+        let mut pending = run.journal.in_flight().map(|(seq, a)| (seq, a.clone()));
+        let prepared = run.journal.records.iter().any(|r| {
+            matches!(
+                r,
+                Record::Intent {
+                    action: Action::Prepare { .. },
+                    ..
+                }
+            )
+        });
+        if !prepared {
+            let seq = run.journal.next_seq();
+            let action = Action::Prepare {
+                release: run.ctx.new_release.clone(),
+            };
+            self.append(
+                &mut run,
+                Record::Intent {
+                    seq,
+                    action: action.clone(),
+                },
+            )
+            .await?;
+            pending = Some((seq, action));
+        }
+        loop {
+            if self.cancel.is_cancelled() {
+                return self
+                    .roll_back(run, "cancelled (SIGINT/SIGTERM)".into())
+                    .await;
+            }
+            let (seq, step) = match pending.take() {
+                Some((seq, Action::Prepare { release })) => {
+                    match self.retrying(|| self.driver.prepare(&release)).await {
+                        Ok(()) => {
+                            self.append(
+                                &mut run,
+                                Record::Done {
+                                    seq,
+                                    outcome: StepOutcome::Done,
+                                },
+                            )
+                            .await?;
+                            continue;
+                        }
+                        Err(err) => {
+                            return self
+                                .roll_back(run, format!("preparing {release}: {err}"))
+                                .await;
+                        }
+                    }
+                }
+                Some((seq, Action::Step(step))) => (seq, step),
+                Some((_, Action::Rollback(_))) => {
+                    let reason = "an interrupted rollback".to_string();
+                    return self.roll_back(run, reason).await;
+                }
+                None => {
+                    let state = RolloutState {
+                        params: run.params.clone(),
+                        target: run.target,
+                        history: run.journal.history(),
+                    };
+                    let step = match self.strategy.next(&state).await {
+                        Ok(step) => step,
+                        Err(err) => return self.roll_back(run, err.to_string()).await,
+                    };
+                    if let Step::Abort(reason) = &step {
+                        return self
+                            .roll_back(run, format!("the strategy aborted: {reason}"))
+                            .await;
+                    }
+                    if let Err(violation) = guard.check(&step) {
+                        return self.roll_back(run, violation.to_string()).await;
+                    }
+                    let seq = run.journal.next_seq();
+                    self.append(
+                        &mut run,
+                        Record::Intent {
+                            seq,
+                            action: Action::Step(step.clone()),
+                        },
+                    )
+                    .await?;
+                    (seq, step)
+                }
+            };
+            (self.events)(&Event::Step { seq, step: &step });
+            let outcome = tokio::select! {
+                outcome = self.execute(&step, &run.ctx) => outcome,
+                () = self.cancel.cancelled() => {
+                    return self.roll_back(run, "cancelled (SIGINT/SIGTERM)".into()).await;
+                }
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    return self
+                        .roll_back(run, format!("{}: {err}", describe::step(&step)))
+                        .await;
+                }
+            };
+            self.append(
+                &mut run,
+                Record::Done {
+                    seq,
+                    outcome: outcome.clone(),
+                },
+            )
+            .await?;
+            guard.apply(&step);
+            run.ctx.new_percent = guard.new_percent;
+            (self.events)(&Event::StepDone {
+                seq,
+                step: &step,
+                outcome: &outcome,
+                new_percent: guard.new_percent,
+            });
+            match judge(&outcome) {
+                Flow::RollBack(reason) => return self.roll_back(run, reason).await,
+                Flow::Continue => {}
+            }
+            if step == Step::Complete {
+                let detail = format!("{} is live on 100% of traffic", run.ctx.new_release);
+                return self.finish(run, DeployResult::Promoted, detail).await;
+            }
+        }
+    }
+
+    async fn execute(&self, step: &Step, ctx: &GateContext) -> Result<StepOutcome, DriverError> {
+        let done = Ok(StepOutcome::Done);
+        match step {
+            Step::Scale(ScaleRequest { side, count }) => self
+                .retrying(|| self.driver.scale(*side, *count))
+                .await
+                .and(done),
+            Step::ShiftTraffic(percent) => self
+                .retrying(|| self.shift_verified(*percent))
+                .await
+                .and(done),
+            Step::RouteTestTraffic => self
+                .retrying(|| self.driver.route_test_traffic())
+                .await
+                .and(done),
+            Step::RunGates(point) => Ok(StepOutcome::Gates(self.gates.run(*point, ctx).await)),
+            Step::Bake(ms) => Ok(self.bake(Duration::from_millis(*ms), ctx).await),
+            Step::RollingUpdate(update) => self
+                .retrying(|| self.driver.rolling_update(&ctx.new_release, update))
+                .await
+                .and(done),
+            Step::Promote => self.retrying(|| self.driver.promote()).await.and(done),
+            Step::Complete => self.retrying(|| self.driver.finalize()).await.and(done),
+            Step::Abort(reason) => Err(DriverError::Failed(reason.clone())),
+        }
+    }
+
+    /// Wait, running the continuous gates every interval; stop early on a failure.
+    async fn bake(&self, length: Duration, ctx: &GateContext) -> StepOutcome {
+        let end = tokio::time::Instant::now() + length;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                return StepOutcome::Done;
+            }
+            tokio::time::sleep_until(end.min(now + self.settings.watch_interval)).await;
+            let results = self.gates.watch(ctx).await;
+            if !results.is_empty() {
+                (self.events)(&Event::Watched { results: &results });
+            }
+            if results.iter().any(|r| r.status == GateStatus::Fail) {
+                return StepOutcome::Gates(results);
+            }
+        }
+    }
+
+    /// Retry transient driver failures with exponential backoff.
+    async fn retrying<R, F, Fut>(&self, op: F) -> Result<R, DriverError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<R, DriverError>>,
+    {
+        let mut wait = self.settings.retry_base;
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(DriverError::Transient(msg)) if attempt < self.settings.step_retries => {
+                    (self.events)(&Event::Retrying {
+                        wait,
+                        message: &msg,
+                    });
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Shift traffic and check the share the load balancer reports back: the journal
+    /// records what is verified, never what was merely asked for.
+    async fn shift_verified(&self, percent: u8) -> Result<(), DriverError> {
+        let verified = self.driver.shift_traffic(percent).await?;
+        if verified == percent {
+            Ok(())
+        } else {
+            Err(DriverError::Failed(format!(
+                "weights read back as {verified}% new after setting {percent}%"
+            )))
+        }
+    }
+
+    /// Put production back on the stable release: stable to full size, traffic back to
+    /// stable (verified), then the new side down and away. Each action is journaled and
+    /// retried until it succeeds or the rollback deadline passes. Not cancellable.
+    async fn roll_back(&self, mut run: Run, reason: String) -> Result<Report, EngineError> {
+        (self.events)(&Event::RollingBack { reason: &reason });
+        if run.journal.rollback_reason().is_none() {
+            self.append(
+                &mut run,
+                Record::RollbackStarted {
+                    reason: reason.clone(),
+                    at_ms: now_ms(),
+                },
+            )
+            .await?;
+        }
+        let rolled_in_place = run.journal.records.iter().any(|r| {
+            matches!(
+                r,
+                Record::Intent {
+                    action: Action::Step(Step::RollingUpdate(_)),
+                    ..
+                }
+            )
+        });
+        let desired = run.target.desired_count;
+        let actions = if rolled_in_place {
+            vec![RollbackAction::RollingUndo]
+        } else {
+            vec![
+                RollbackAction::Scale(ScaleRequest {
+                    side: Side::Stable,
+                    count: desired,
+                }),
+                RollbackAction::ShiftTraffic(0),
+                RollbackAction::Scale(ScaleRequest {
+                    side: Side::New,
+                    count: 0,
+                }),
+                RollbackAction::Discard,
+            ]
+        };
+        let deadline = tokio::time::Instant::now() + self.settings.rollback_deadline;
+        for action in actions {
+            let already = run.journal.is_done(&Action::Rollback(action.clone()));
+            if already {
+                continue;
+            }
+            let seq = run.journal.next_seq();
+            self.append(
+                &mut run,
+                Record::Intent {
+                    seq,
+                    action: Action::Rollback(action.clone()),
+                },
+            )
+            .await?;
+            (self.events)(&Event::Undo { action: &action });
+            let mut wait = self.settings.retry_base;
+            loop {
+                match self.rollback_action(&action, &run).await {
+                    Ok(()) => break,
+                    Err(err) if tokio::time::Instant::now() + wait < deadline => {
+                        (self.events)(&Event::Retrying {
+                            wait,
+                            message: &format!("rollback action failed: {err}"),
+                        });
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(30));
+                    }
+                    Err(err) => {
+                        let detail = format!(
+                            "rollback failed: {err}; traffic may still reach {} — restore it by hand",
+                            run.ctx.new_release
+                        );
+                        return self.finish(run, DeployResult::RollbackFailed, detail).await;
+                    }
+                }
+            }
+            self.append(
+                &mut run,
+                Record::Done {
+                    seq,
+                    outcome: StepOutcome::Done,
+                },
+            )
+            .await?;
+        }
+        run.ctx.new_percent = 0;
+        for result in self.gates.run(LifecyclePoint::PostRollback, &run.ctx).await {
+            (self.events)(&Event::AfterRollback { result: &result });
+        }
+        let detail = format!(
+            "rolled back to {}: {reason}",
+            run.ctx
+                .stable_release
+                .as_deref()
+                .map_or("the stable release", short_release)
+        );
+        self.finish(run, DeployResult::RolledBack, detail).await
+    }
+
+    async fn rollback_action(&self, action: &RollbackAction, run: &Run) -> Result<(), DriverError> {
+        match action {
+            RollbackAction::Scale(ScaleRequest { side, count }) => {
+                self.driver.scale(*side, *count).await
+            }
+            RollbackAction::ShiftTraffic(percent) => self.shift_verified(*percent).await,
+            RollbackAction::RollingUndo => {
+                let stable = run.ctx.stable_release.clone().ok_or_else(|| {
+                    DriverError::Failed("no stable release is recorded to roll back to".into())
+                })?;
+                let update = RollingUpdate {
+                    min_healthy_percent: 100,
+                    max_percent: 200,
+                };
+                self.driver.rolling_update(&stable, &update).await
+            }
+            RollbackAction::Discard => self.driver.discard_new().await,
+        }
+    }
+
+    async fn finish(
+        &self,
+        mut run: Run,
+        result: DeployResult,
+        detail: String,
+    ) -> Result<Report, EngineError> {
+        let record = Record::Finished {
+            result,
+            detail: detail.clone(),
+            at_ms: now_ms(),
+        };
+        let index = run.journal.records.len();
+        self.store
+            .finish(self.service, &run.id, index, &record)
+            .await?;
+        run.journal.records.push(record);
+        (self.events)(&Event::Finished {
+            id: &run.id,
+            result,
+            detail: &detail,
+        });
+        Ok(Report {
+            id: run.id,
+            result,
+            detail,
+            recovered: None,
+        })
+    }
+}
+
+/// Any failed gate rolls back, whatever the strategy would do next: the host fails
+/// closed. Unclear results are the strategy's to judge.
+fn judge(outcome: &StepOutcome) -> Flow {
+    if let StepOutcome::Gates(results) = outcome
+        && let Some(failed) = results.iter().find(|r| r.status == GateStatus::Fail)
+    {
+        return Flow::RollBack(format!("gate `{}` failed: {}", failed.name, failed.detail));
+    }
+    Flow::Continue
+}
+
+/// A deployment id that sorts by time: `d<ms>-<pid>`.
+fn new_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "d{}-{}-{}",
+        now_ms(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl SafetyGuard {
+    /// Whether production traffic is entirely on the stable side.
+    pub fn traffic_safe(&self) -> bool {
+        self.new_percent == 0
+    }
+}

@@ -1,0 +1,161 @@
+//! Journal records and what they tell about a deployment.
+
+use serde::{Deserialize, Serialize};
+
+use deployer_contract::{ScaleRequest, Step, StepOutcome, StepRecord, TargetInfo};
+
+/// One line of a deployment's journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "kebab-case")]
+pub enum Record {
+    /// A deployment began. Everything needed to resume it is here.
+    Started {
+        id: String,
+        service: String,
+        strategy: String,
+        strategy_digest: String,
+        params: String,
+        target: TargetInfo,
+        new_release: String,
+        stable_release: Option<String>,
+        at_ms: u64,
+    },
+    /// About to carry out an action (written and synced before acting).
+    Intent { seq: u32, action: Action },
+    /// The action was carried out and verified.
+    Done { seq: u32, outcome: StepOutcome },
+    /// The rollout is being rolled back.
+    RollbackStarted { reason: String, at_ms: u64 },
+    /// The deployment ended.
+    Finished {
+        result: DeployResult,
+        detail: String,
+        at_ms: u64,
+    },
+}
+
+/// An action the host takes: a strategy step, or one of its own rollback actions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Create the new side for a release.
+    Prepare {
+        release: String,
+    },
+    Step(Step),
+    Rollback(RollbackAction),
+}
+
+/// The host's rollback is fixed, not up to the strategy: stable back to full size,
+/// traffic back to stable, then the new side down.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RollbackAction {
+    Scale(ScaleRequest),
+    ShiftTraffic(u8),
+    /// Undo an in-place rolling update by rolling the stable release back out.
+    RollingUndo,
+    /// Remove what the rollout created for the new side.
+    Discard,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeployResult {
+    Promoted,
+    RolledBack,
+    RollbackFailed,
+}
+
+/// A deployment's journal, read back.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Journal {
+    pub records: Vec<Record>,
+}
+
+impl Journal {
+    pub fn started(&self) -> Option<&Record> {
+        self.records
+            .iter()
+            .find(|r| matches!(r, Record::Started { .. }))
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        match self.started()? {
+            Record::Started { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    pub fn finished(&self) -> Option<(DeployResult, &str)> {
+        self.records.iter().rev().find_map(|r| match r {
+            Record::Finished { result, detail, .. } => Some((*result, detail.as_str())),
+            _ => None,
+        })
+    }
+
+    /// The reason, when a rollback began.
+    pub fn rollback_reason(&self) -> Option<&str> {
+        self.records.iter().find_map(|r| match r {
+            Record::RollbackStarted { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+    }
+
+    pub fn next_seq(&self) -> u32 {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Intent { seq, .. } => Some(seq + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The action whose intent was journaled but whose completion was not: the run
+    /// died while carrying it out.
+    pub fn in_flight(&self) -> Option<(u32, &Action)> {
+        let (seq, action) = self.records.iter().rev().find_map(|r| match r {
+            Record::Intent { seq, action } => Some((*seq, action)),
+            _ => None,
+        })?;
+        let done = self
+            .records
+            .iter()
+            .any(|r| matches!(r, Record::Done { seq: s, .. } if *s == seq));
+        (!done).then_some((seq, action))
+    }
+
+    /// Whether `action` was carried out to completion.
+    pub fn is_done(&self, action: &Action) -> bool {
+        self.completed().any(|(done, _)| done == action)
+    }
+
+    /// Completed strategy steps with their outcomes: the strategy's history.
+    pub fn history(&self) -> Vec<StepRecord> {
+        self.completed()
+            .filter_map(|(action, outcome)| match action {
+                Action::Step(step) => Some(StepRecord {
+                    step: step.clone(),
+                    outcome: outcome.clone(),
+                }),
+                Action::Prepare { .. } | Action::Rollback(_) => None,
+            })
+            .collect()
+    }
+
+    /// Completed actions with their outcomes, in the order they were carried out.
+    pub fn completed(&self) -> impl Iterator<Item = (&Action, &StepOutcome)> {
+        self.records.iter().filter_map(move |r| match r {
+            Record::Done { seq, outcome } => {
+                let action = self.records.iter().find_map(|i| match i {
+                    Record::Intent { seq: s, action } if s == seq => Some(action),
+                    _ => None,
+                })?;
+                Some((action, outcome))
+            }
+            _ => None,
+        })
+    }
+}

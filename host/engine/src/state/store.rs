@@ -1,0 +1,92 @@
+//! The interface of a state backend: local files ([`LocalStore`](super::LocalStore), the
+//! default, here) or S3 + DynamoDB (in `deployer-targets`). The engine journals and
+//! locks through this trait only.
+
+use std::future::Future;
+
+use super::{Journal, Record, StateError};
+
+/// A held service lock. Release it explicitly; dropping it also frees a local lock,
+/// while a remote lease then expires on its own.
+pub trait Lease: Send {
+    fn release(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Where journals, history and locks live.
+pub trait Store: Send + Sync {
+    type Lock: Lease;
+
+    /// Take the service's lock for `deployment`.
+    ///
+    /// # Errors
+    /// [`StateError::Locked`] while a live run holds the lock; backend errors.
+    fn lock(
+        &self,
+        service: &str,
+        deployment: &str,
+    ) -> impl Future<Output = Result<Self::Lock, StateError>> + Send;
+
+    /// Start the journal of deployment `id` with its `Started` record and mark it active.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn begin(
+        &self,
+        service: &str,
+        id: &str,
+        started: &Record,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Append record number `index` of a journal, durably, before acting on it.
+    ///
+    /// # Errors
+    /// Backend errors: the caller must not take the action the record announces.
+    fn append(
+        &self,
+        service: &str,
+        id: &str,
+        index: usize,
+        record: &Record,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Append the `Finished` record (number `index`), add the deployment to the history
+    /// and clear the active mark.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn finish(
+        &self,
+        service: &str,
+        id: &str,
+        index: usize,
+        finished: &Record,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// The service's unfinished deployment, if any.
+    ///
+    /// # Errors
+    /// Backend errors or a damaged journal.
+    fn active(
+        &self,
+        service: &str,
+    ) -> impl Future<Output = Result<Option<Journal>, StateError>> + Send;
+
+    /// One deployment's journal.
+    ///
+    /// # Errors
+    /// Backend errors or a damaged journal.
+    fn read(
+        &self,
+        service: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Journal, StateError>> + Send;
+
+    /// Every finished deployment's journal, oldest first.
+    ///
+    /// # Errors
+    /// Backend errors or a damaged journal.
+    fn history(
+        &self,
+        service: &str,
+    ) -> impl Future<Output = Result<Vec<Journal>, StateError>> + Send;
+}

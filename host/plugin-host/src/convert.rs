@@ -1,0 +1,277 @@
+//! Between the contract's plain types (`deployer-contract`, what the engine and journals
+//! use) and the types wasmtime generates from `wit/` (what crosses into a component).
+//!
+//! Every match is exhaustive, so a change to `wit/types.wit` fails to compile here until
+//! both sides agree; the tests pin that both serialize identically, which is what keeps
+//! journals written by earlier versions readable.
+
+use deployer_contract as plain;
+
+use crate::bindings::types as wit;
+
+macro_rules! same_enum {
+    ($name:ident { $($variant:ident),* $(,)? }) => {
+        impl From<plain::$name> for wit::$name {
+            fn from(value: plain::$name) -> Self {
+                match value {
+                    $(plain::$name::$variant => wit::$name::$variant,)*
+                }
+            }
+        }
+        impl From<wit::$name> for plain::$name {
+            fn from(value: wit::$name) -> Self {
+                match value {
+                    $(wit::$name::$variant => plain::$name::$variant,)*
+                }
+            }
+        }
+    };
+}
+
+same_enum!(GateStatus {
+    Pass,
+    Fail,
+    Inconclusive,
+    NoData
+});
+same_enum!(Side { Stable, New });
+same_enum!(LifecyclePoint {
+    PreDeploy,
+    PreTraffic,
+    PostTraffic,
+    PostDeploy,
+    PostRollback
+});
+same_enum!(TargetKind {
+    EcsService,
+    EksDeployment,
+    AutoScalingGroup,
+    Simulated
+});
+
+macro_rules! same_record {
+    ($name:ident { $($field:ident),* $(,)? }) => {
+        impl From<plain::$name> for wit::$name {
+            fn from(value: plain::$name) -> Self {
+                let plain::$name { $($field),* } = value;
+                wit::$name { $($field: $field.into()),* }
+            }
+        }
+        impl From<wit::$name> for plain::$name {
+            fn from(value: wit::$name) -> Self {
+                let wit::$name { $($field),* } = value;
+                plain::$name { $($field: $field.into()),* }
+            }
+        }
+    };
+}
+
+same_record!(GateResult {
+    name,
+    status,
+    detail,
+    observed
+});
+same_record!(TargetInfo {
+    kind,
+    desired_count,
+    native_rolling,
+    test_traffic
+});
+same_record!(RollingUpdate {
+    min_healthy_percent,
+    max_percent
+});
+same_record!(ScaleRequest { side, count });
+same_record!(StepRecord { step, outcome });
+same_record!(ParamError { field, message });
+same_record!(PluginInfo {
+    name,
+    version,
+    description
+});
+
+impl From<plain::Step> for wit::Step {
+    fn from(value: plain::Step) -> Self {
+        match value {
+            plain::Step::Scale(scale) => wit::Step::Scale(scale.into()),
+            plain::Step::ShiftTraffic(percent) => wit::Step::ShiftTraffic(percent),
+            plain::Step::RouteTestTraffic => wit::Step::RouteTestTraffic,
+            plain::Step::RunGates(point) => wit::Step::RunGates(point.into()),
+            plain::Step::Bake(ms) => wit::Step::Bake(ms),
+            plain::Step::RollingUpdate(update) => wit::Step::RollingUpdate(update.into()),
+            plain::Step::Promote => wit::Step::Promote,
+            plain::Step::Complete => wit::Step::Complete,
+            plain::Step::Abort(reason) => wit::Step::Abort(reason),
+        }
+    }
+}
+
+impl From<wit::Step> for plain::Step {
+    fn from(value: wit::Step) -> Self {
+        match value {
+            wit::Step::Scale(scale) => plain::Step::Scale(scale.into()),
+            wit::Step::ShiftTraffic(percent) => plain::Step::ShiftTraffic(percent),
+            wit::Step::RouteTestTraffic => plain::Step::RouteTestTraffic,
+            wit::Step::RunGates(point) => plain::Step::RunGates(point.into()),
+            wit::Step::Bake(ms) => plain::Step::Bake(ms),
+            wit::Step::RollingUpdate(update) => plain::Step::RollingUpdate(update.into()),
+            wit::Step::Promote => plain::Step::Promote,
+            wit::Step::Complete => plain::Step::Complete,
+            wit::Step::Abort(reason) => plain::Step::Abort(reason),
+        }
+    }
+}
+
+impl From<plain::StepOutcome> for wit::StepOutcome {
+    fn from(value: plain::StepOutcome) -> Self {
+        match value {
+            plain::StepOutcome::Done => wit::StepOutcome::Done,
+            plain::StepOutcome::Gates(results) => {
+                wit::StepOutcome::Gates(results.into_iter().map(Into::into).collect())
+            }
+        }
+    }
+}
+
+impl From<wit::StepOutcome> for plain::StepOutcome {
+    fn from(value: wit::StepOutcome) -> Self {
+        match value {
+            wit::StepOutcome::Done => plain::StepOutcome::Done,
+            wit::StepOutcome::Gates(results) => {
+                plain::StepOutcome::Gates(results.into_iter().map(Into::into).collect())
+            }
+        }
+    }
+}
+
+impl From<plain::RolloutState> for wit::RolloutState {
+    fn from(value: plain::RolloutState) -> Self {
+        wit::RolloutState {
+            params: value.params,
+            target: value.target.into(),
+            history: value.history.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<wit::RolloutState> for plain::RolloutState {
+    fn from(value: wit::RolloutState) -> Self {
+        plain::RolloutState {
+            params: value.params,
+            target: value.target.into(),
+            history: value.history.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shape of every type, as the journal stores it.
+    fn samples() -> Vec<plain::RolloutState> {
+        use plain::*;
+        let gate = |status| GateResult {
+            name: "http:/health".into(),
+            status,
+            detail: "3/3 ok".into(),
+            observed: Some(0.5),
+        };
+        let steps = vec![
+            Step::Scale(ScaleRequest {
+                side: Side::New,
+                count: 3,
+            }),
+            Step::Scale(ScaleRequest {
+                side: Side::Stable,
+                count: 0,
+            }),
+            Step::ShiftTraffic(25),
+            Step::RouteTestTraffic,
+            Step::RunGates(LifecyclePoint::PreDeploy),
+            Step::RunGates(LifecyclePoint::PreTraffic),
+            Step::RunGates(LifecyclePoint::PostTraffic),
+            Step::RunGates(LifecyclePoint::PostDeploy),
+            Step::RunGates(LifecyclePoint::PostRollback),
+            Step::Bake(300_000),
+            Step::RollingUpdate(RollingUpdate {
+                min_healthy_percent: 100,
+                max_percent: 200,
+            }),
+            Step::Promote,
+            Step::Complete,
+            Step::Abort("why".into()),
+        ];
+        let outcomes = [
+            StepOutcome::Done,
+            StepOutcome::Gates(vec![
+                gate(GateStatus::Pass),
+                gate(GateStatus::Fail),
+                gate(GateStatus::Inconclusive),
+                GateResult {
+                    observed: None,
+                    ..gate(GateStatus::NoData)
+                },
+            ]),
+        ];
+        [
+            TargetKind::EcsService,
+            TargetKind::EksDeployment,
+            TargetKind::AutoScalingGroup,
+            TargetKind::Simulated,
+        ]
+        .into_iter()
+        .map(|kind| RolloutState {
+            params: r#"{"steps":[]}"#.into(),
+            target: TargetInfo {
+                kind,
+                desired_count: 4,
+                native_rolling: kind == TargetKind::Simulated,
+                test_traffic: true,
+            },
+            history: steps
+                .iter()
+                .zip(outcomes.iter().cycle())
+                .map(|(step, outcome)| StepRecord {
+                    step: step.clone(),
+                    outcome: outcome.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn both_forms_serialize_alike_and_convert_losslessly() {
+        for state in samples() {
+            let generated: wit::RolloutState = state.clone().into();
+            assert_eq!(
+                serde_json::to_value(&generated).unwrap(),
+                serde_json::to_value(&state).unwrap()
+            );
+            assert_eq!(plain::RolloutState::from(generated), state);
+        }
+    }
+
+    #[test]
+    fn journal_lines_of_earlier_versions_still_read() {
+        // As written by deployer before the contract types were their own crate.
+        let step: plain::Step =
+            serde_json::from_str(r#"{"Scale":{"side":"New","count":2}}"#).unwrap();
+        assert_eq!(
+            step,
+            plain::Step::Scale(plain::ScaleRequest {
+                side: plain::Side::New,
+                count: 2
+            })
+        );
+        let outcome: plain::StepOutcome = serde_json::from_str(
+            r#"{"Gates":[{"name":"g","status":"NoData","detail":"","observed":null}]}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(outcome, plain::StepOutcome::Gates(g) if g[0].status == plain::GateStatus::NoData)
+        );
+    }
+}

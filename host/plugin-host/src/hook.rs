@@ -1,0 +1,165 @@
+//! Hook plugins: run at lifecycle points, their result counts as a gate.
+
+use deployer_contract::{GateResult, GateStatus, LifecyclePoint, ParamError, PluginInfo};
+use deployer_engine::gates::{Check, CheckFuture, GateContext};
+
+use super::bindings::hook_world::HookPluginPre;
+use super::capabilities::{HostServices, HostState};
+use super::prepared::Prepared;
+use super::{Grants, Limits, PluginError, PluginHost, PluginSource};
+
+/// What a hook is told when it runs (the WIT `hook-context`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookContext {
+    pub point: LifecyclePoint,
+    pub deployment_id: String,
+    pub service: String,
+    pub new_release: String,
+    pub stable_release: Option<String>,
+    pub new_traffic_percent: u8,
+    /// The hook's parameters from config, as a JSON object.
+    pub params: String,
+}
+
+/// A loaded hook with its grants. Each call gets a fresh instance.
+pub struct HookPlugin(Prepared<HookPluginPre<HostState>>);
+
+impl HookPlugin {
+    /// Load and check a hook component against its grants.
+    ///
+    /// # Errors
+    /// Any [`PluginError`] load error, including imports its grants do not cover.
+    pub fn load(
+        host: &PluginHost,
+        source: &PluginSource,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Self, PluginError> {
+        Prepared::load(host, source, limits, grants).map(HookPlugin)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.loaded.name
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.0.loaded.digest
+    }
+
+    fn services(&self) -> HostServices {
+        self.0.host.services().clone()
+    }
+
+    /// Instantiate in a fresh store and drop it (what every call pays first).
+    ///
+    /// # Errors
+    /// A failure of instantiation (limits, start function traps).
+    pub async fn instantiate(&self) -> Result<(), PluginError> {
+        self.0
+            .call("instantiate", self.services(), async |_, _| Ok(()))
+            .await
+    }
+
+    /// # Errors
+    /// A call failure (trap, timeout, memory limit).
+    pub async fn info(&self) -> Result<PluginInfo, PluginError> {
+        self.0
+            .call("info", self.services(), async |b, store| {
+                b.deployer_plugin_hook().call_info(store).await
+            })
+            .await
+            .map(Into::into)
+    }
+
+    /// # Errors
+    /// A call failure (trap, timeout, memory limit).
+    pub async fn validate(&self, params: &str) -> Result<Result<(), Vec<ParamError>>, PluginError> {
+        let params = params.to_string();
+        self.0
+            .call("validate", self.services(), async move |b, store| {
+                b.deployer_plugin_hook().call_validate(store, &params).await
+            })
+            .await
+            .map(|checked| checked.map_err(|errors| errors.into_iter().map(Into::into).collect()))
+    }
+
+    /// Run the hook with the host's default capability providers.
+    ///
+    /// # Errors
+    /// A call failure (trap, timeout, memory limit); callers treat it as a failed gate.
+    pub async fn run(&self, ctx: &HookContext) -> Result<GateResult, PluginError> {
+        self.run_with(ctx, self.services()).await
+    }
+
+    /// Run the hook with the capability providers of one deployment.
+    ///
+    /// # Errors
+    /// A call failure (trap, timeout, memory limit); callers treat it as a failed gate.
+    pub async fn run_with(
+        &self,
+        ctx: &HookContext,
+        services: HostServices,
+    ) -> Result<GateResult, PluginError> {
+        let ctx = super::bindings::HookContext {
+            point: ctx.point.into(),
+            deployment_id: ctx.deployment_id.clone(),
+            service: ctx.service.clone(),
+            new_release: ctx.new_release.clone(),
+            stable_release: ctx.stable_release.clone(),
+            new_traffic_percent: ctx.new_traffic_percent,
+            params: ctx.params.clone(),
+        };
+        self.0
+            .call("run", services, async move |b, store| {
+                b.deployer_plugin_hook().call_run(store, &ctx).await
+            })
+            .await
+            .map(GateResult::from)
+            .map(|result| GateResult {
+                name: super::limits::clip(result.name),
+                detail: super::limits::clip(result.detail),
+                ..result
+            })
+    }
+}
+
+/// A hook as a gate: run with its parameters at the points config names. A hook that
+/// crashes, times out or hits a limit fails its gate (fail closed).
+pub struct HookGate {
+    pub plugin: HookPlugin,
+    /// Parameters from config, as a JSON object.
+    pub params: String,
+}
+
+impl Check for HookGate {
+    fn check<'a>(
+        &'a self,
+        name: &'a str,
+        point: LifecyclePoint,
+        ctx: &'a GateContext,
+    ) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let hook_ctx = HookContext {
+                point,
+                deployment_id: ctx.deployment_id.clone(),
+                service: ctx.service.clone(),
+                new_release: ctx.new_release.clone(),
+                stable_release: ctx.stable_release.clone(),
+                new_traffic_percent: ctx.new_percent,
+                params: self.params.clone(),
+            };
+            match self.plugin.run(&hook_ctx).await {
+                Ok(result) => GateResult {
+                    name: name.to_string(),
+                    ..result
+                },
+                Err(err) => GateResult {
+                    name: name.to_string(),
+                    status: GateStatus::Fail,
+                    detail: err.to_string(),
+                    observed: None,
+                },
+            }
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! AWS access: clients from the standard credential and region chain (with an
+//! endpoint override for tests and private endpoints), and the one place where SDK
+//! errors are sorted into worth-retrying and not.
+
+pub mod alb;
+pub mod asg;
+pub mod calls;
+pub mod ecs;
+pub mod ecs_rolling;
+pub mod eks_token;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+pub use calls::CallCounter;
+
+use deployer_engine::driver::DriverError;
+
+/// The AWS clients one deployment uses.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub eks: aws_sdk_eks::Client,
+    /// The resolved SDK config (credentials and region), for presigning EKS tokens.
+    pub config: aws_config::SdkConfig,
+    /// Every call these clients make, counted.
+    pub calls: CallCounter,
+}
+
+impl Clients {
+    /// Clients from the standard chain (env, profile, SSO, IMDS...). `endpoint` overrides
+    /// every service's endpoint (tests point it at moto); `AWS_ENDPOINT_URL` does too.
+    ///
+    /// Every call retries throttling and 5xx answers with exponential backoff and jitter,
+    /// and all clients share one retry partition: one token bucket and one adaptive
+    /// client-side rate limiter for the account, so a throttled ECS does not get hammered
+    /// harder by the ELB calls of the same run.
+    pub async fn new(region: Option<&str>, endpoint: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+            aws_config::retry::RetryConfig::adaptive()
+                .with_max_attempts(5)
+                .with_initial_backoff(std::time::Duration::from_millis(200)),
+        );
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region.to_string()));
+        }
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let config = loader.load().await;
+        let calls = CallCounter::default();
+        let account =
+            aws_smithy_runtime::client::retries::RetryPartition::custom("deployer-account").build();
+        Clients {
+            ecs: aws_sdk_ecs::Client::from_conf(
+                aws_sdk_ecs::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            // Path-style addressing works with every S3-compatible endpoint.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config)
+                    .force_path_style(true)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(
+                aws_sdk_autoscaling::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            eks: aws_sdk_eks::Client::from_conf(
+                aws_sdk_eks::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            config,
+            calls,
+        }
+    }
+}
+
+/// Error codes AWS uses for throttling and momentary unavailability.
+const TRANSIENT_CODES: [&str; 8] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "ServerException",
+    "InternalFailure",
+];
+
+/// Sort an SDK error: throttling, 5xx, timeouts and connection failures are transient.
+pub fn classify<E, R>(what: &str, err: SdkError<E, R>) -> DriverError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            TRANSIENT_CODES.contains(&code) || format!("{:?}", service.raw()).contains("status: 5")
+        }
+        _ => false,
+    };
+    let message = match err.as_service_error() {
+        Some(service) => format!(
+            "{what}: {}{}",
+            service.code().unwrap_or("error"),
+            service
+                .message()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+        None => format!(
+            "{what}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        ),
+    };
+    if transient {
+        DriverError::Transient(message)
+    } else {
+        DriverError::Failed(message)
+    }
+}
