@@ -1,0 +1,290 @@
+//! How a run looks to people and to CI.
+//!
+//! The engine emits [`Event`]s; this turns them into plain log lines on stderr (a live
+//! status line below them when stderr is a terminal), `tracing` JSON lines with
+//! `--log-format json`, a machine-readable [`Summary`] on stdout with `--output json`,
+//! and, inside GitHub Actions, annotations and a step summary. Everything printed passes
+//! through the redactor first.
+//!
+//! [`Reporter`] owns the I/O and the one lock. The submodules hold no state of their own
+//! and do no I/O except `tracing`: `summary` folds events into the summary, `terminal`
+//! keeps the live line, `plain` words things for people, `trace` emits `tracing` records
+//! and `github` writes for Actions.
+
+mod github;
+mod plain;
+mod summary;
+mod terminal;
+mod trace;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::config::ConfigErrors;
+use crate::exit::Outcome;
+use crate::redact::Secrets;
+use deployer_engine::events::Event;
+use deployer_engine::rollout::Report;
+use deployer_targets::aws::CallCounter;
+
+pub use summary::{
+    ApiCalls, GateSummary, GateWord, StepSummary, Summary, SummaryResult, summary_schema,
+};
+
+use summary::SummaryFold;
+use terminal::Live;
+
+/// What stdout carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Words for people.
+    #[default]
+    Text,
+    /// One JSON document (see `deployer schema summary`).
+    Json,
+}
+
+/// What stderr's progress log looks like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Plain lines (with a live status line on a terminal).
+    #[default]
+    Plain,
+    /// `tracing` events as JSON lines; `DEPLOYER_LOG` filters them (e.g. `deployer=debug,aws=info`).
+    Json,
+}
+
+/// Everything the reporter changes as a run goes, behind one lock so the status line is
+/// always drawn from the summary it sits next to.
+#[derive(Default)]
+struct State {
+    fold: SummaryFold,
+    live: Live,
+    calls: Option<CallCounter>,
+}
+
+/// Turns events into output. One per invocation.
+pub struct Reporter {
+    output: OutputFormat,
+    log_format: LogFormat,
+    /// stderr is a terminal: keep a status line under the log.
+    live: bool,
+    /// Running inside GitHub Actions.
+    github: bool,
+    step_summary: Option<PathBuf>,
+    pub secrets: Secrets,
+    state: Mutex<State>,
+    started: Instant,
+}
+
+impl Reporter {
+    pub fn new(output: OutputFormat, log_format: LogFormat) -> Arc<Reporter> {
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        let live = log_format == LogFormat::Plain
+            && std::io::stderr().is_terminal()
+            && std::env::var("TERM").map_or(true, |t| t != "dumb")
+            && !github;
+        Arc::new(Reporter {
+            output,
+            log_format,
+            live,
+            github,
+            step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
+                .filter(|_| github)
+                .map(PathBuf::from),
+            secrets: Secrets::from_env(),
+            state: Mutex::new(State::default()),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+
+    /// Which command and service the summary describes.
+    pub fn begin(&self, command: &str, service: Option<&str>) {
+        self.lock().fold.begin(command, service);
+    }
+
+    /// Report the calls these clients make in the summary.
+    pub fn count_calls(&self, calls: CallCounter) {
+        self.lock().calls = Some(calls);
+    }
+
+    /// Keep the status line's countdown moving while a run is under way.
+    pub fn start_ticker(self: &Arc<Self>) {
+        if !self.live {
+            return;
+        }
+        // Weak, so the ticker ends with the invocation instead of keeping it alive.
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                match me.upgrade() {
+                    Some(reporter) => reporter.redraw(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// A progress line from the CLI itself.
+    pub fn line(&self, text: &str) {
+        let text = self.secrets.scrub(text);
+        match self.log_format {
+            LogFormat::Json => trace::line(&text),
+            LogFormat::Plain => self.print_line(&text),
+        }
+    }
+
+    /// Take in one engine event.
+    pub fn event(&self, event: &Event<'_>) {
+        let scrub = |text: &str| self.secrets.scrub(text);
+        {
+            let mut state = self.lock();
+            let calls_now = state.calls.as_ref().map(CallCounter::total);
+            let now = Instant::now();
+            state.fold.apply(event, calls_now, now, &scrub);
+            if self.live {
+                state.live.apply(event, now);
+            }
+        }
+        match self.log_format {
+            LogFormat::Json => trace::event(event, &scrub),
+            LogFormat::Plain => {
+                if let Some(text) = plain::event_text(event, &scrub) {
+                    self.print_line(&text);
+                }
+            }
+        }
+    }
+
+    /// The final report of an engine run, for people (stdout, text output only).
+    pub fn report(&self, report: &Report) {
+        if self.json() {
+            return;
+        }
+        self.clear_status();
+        let scrub = |text: &str| self.secrets.scrub(text);
+        let text = plain::final_report(
+            report,
+            self.lock().fold.summary(),
+            self.started.elapsed(),
+            &scrub,
+        );
+        print!("{text}");
+    }
+
+    /// A plain message on stdout (text output only).
+    pub fn say(&self, text: &str) {
+        if !self.json() {
+            self.clear_status();
+            println!("{}", self.secrets.scrub(text));
+        }
+    }
+
+    /// The end of the invocation: the JSON summary, CI annotations and step summary.
+    pub fn finish(&self, outcome: Outcome, error: Option<&anyhow::Error>) {
+        self.clear_status();
+        let error_text = error.map(|e| self.secrets.scrub(&format!("{e:#}")));
+        if let Some(text) = &error_text {
+            eprintln!("error: {text}");
+        }
+        let summary = {
+            let mut state = self.lock();
+            let calls = state.calls.as_ref().map(CallCounter::snapshot);
+            state.fold.close(
+                outcome,
+                error_text.as_deref(),
+                calls,
+                self.started.elapsed(),
+            )
+        };
+        if summary.command.is_empty() {
+            // Not a deployment command: nothing more to report.
+            return;
+        }
+        if self.json() {
+            match serde_json::to_string_pretty(&summary) {
+                Ok(json) => println!("{json}"),
+                Err(err) => eprintln!("error: cannot write the summary: {err}"),
+            }
+        }
+        if self.github {
+            let config_errors =
+                error.and_then(|e| e.chain().find_map(|c| c.downcast_ref::<ConfigErrors>()));
+            let scrub = |text: &str| self.secrets.scrub(text);
+            for line in github::annotations(&summary, config_errors, &scrub) {
+                // On stdout as the runner expects, unless stdout carries the JSON summary.
+                if self.json() {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            }
+            if let Some(path) = &self.step_summary {
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(github::step_summary(&summary).as_bytes()));
+                if let Err(err) = written {
+                    eprintln!(
+                        "deployer: cannot write the step summary {}: {err}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not also silence the report of what the run did.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn print_line(&self, text: &str) {
+        // State before stderr, everywhere, so the ticker and a log line cannot deadlock.
+        let mut state = self.lock();
+        let mut stderr = std::io::stderr().lock();
+        if self.live
+            && let Some(wipe) = state.live.wipe()
+        {
+            let _ = stderr.write_all(wipe.as_bytes());
+        }
+        let _ = stderr.write_all(plain::log_line(text).as_bytes());
+        self.draw(&mut state, &mut stderr);
+    }
+
+    fn redraw(&self) {
+        if !self.live {
+            return;
+        }
+        let mut state = self.lock();
+        self.draw(&mut state, &mut std::io::stderr().lock());
+    }
+
+    fn draw(&self, state: &mut State, stderr: &mut impl Write) {
+        if !self.live {
+            return;
+        }
+        let traffic = state.fold.summary().traffic_new_percent;
+        if let Some(line) = state.live.redraw(traffic, Instant::now()) {
+            let _ = stderr.write_all(line.as_bytes());
+            let _ = stderr.flush();
+        }
+    }
+
+    fn clear_status(&self) {
+        if !self.live {
+            return;
+        }
+        if let Some(wipe) = self.lock().live.clear() {
+            let _ = std::io::stderr().write_all(wipe.as_bytes());
+        }
+    }
+}

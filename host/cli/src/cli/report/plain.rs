@@ -1,0 +1,134 @@
+//! Plain text for people: an event's line in the stderr log, and the final report of an
+//! engine run on stdout. Pure: the reporter prints what these return.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use deployer_engine::events::{Event, result_word};
+use deployer_engine::rollout::Report;
+use deployer_engine::state::DeployResult;
+
+use super::summary::Summary;
+
+/// A line of the stderr log, prefixed so it stands apart from the tools CI runs around it.
+pub fn log_line(text: &str) -> String {
+    format!("deployer: {text}\n")
+}
+
+/// An event's text in the log, redacted; `None` for events the log leaves out.
+pub fn event_text(event: &Event<'_>, scrub: &dyn Fn(&str) -> String) -> Option<String> {
+    (!event.is_quiet()).then(|| scrub(&event.to_string()))
+}
+
+/// The final report of an engine run. `summary` is the fold of the run's events and
+/// `took` the time since the invocation started.
+pub fn final_report(
+    report: &Report,
+    summary: &Summary,
+    took: Duration,
+    scrub: &dyn Fn(&str) -> String,
+) -> String {
+    let mut out = String::new();
+    if let Some(old) = &report.recovered {
+        let _ = writeln!(out, "recovered unfinished deployment {old}");
+    }
+    let _ = writeln!(
+        out,
+        "deployment {}: {}: {}",
+        report.id,
+        result_word(report.result),
+        scrub(&report.detail)
+    );
+    if let Some(new) = &summary.new_release {
+        let _ = writeln!(
+            out,
+            "  release:  {} → {new} with {}",
+            summary.stable_release.as_deref().unwrap_or("(nothing)"),
+            summary.strategy.as_deref().unwrap_or("?")
+        );
+    }
+    let on = |release: &Option<String>| {
+        release
+            .clone()
+            .unwrap_or_else(|| "the release it was deploying".into())
+    };
+    let _ = match report.result {
+        DeployResult::Promoted => writeln!(out, "  traffic:  100% on {}", on(&summary.new_release)),
+        DeployResult::RolledBack => writeln!(
+            out,
+            "  traffic:  100% on {} (stable)",
+            on(&summary.stable_release)
+        ),
+        DeployResult::RollbackFailed => writeln!(
+            out,
+            "  traffic:  NOT SAFE: {}% may still reach {}; see `deployer status`",
+            summary.traffic_new_percent.unwrap_or(100),
+            on(&summary.new_release)
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "  took:     {} steps in {:.1}s",
+        summary.steps.len(),
+        took.as_secs_f64()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deployer_contract::{Step, StepOutcome};
+
+    #[test]
+    fn quiet_events_have_no_log_line() {
+        let scrub = |text: &str| text.replace("hunter2", "***");
+        let done = StepOutcome::Done;
+        let quiet = Event::StepDone {
+            seq: 2,
+            step: &Step::Promote,
+            outcome: &done,
+            new_percent: 100,
+        };
+        assert_eq!(event_text(&quiet, &scrub), None);
+        let loud = Event::RollingBack {
+            reason: "token hunter2 rejected",
+        };
+        assert_eq!(
+            event_text(&loud, &scrub).as_deref(),
+            Some("rolling back: token *** rejected")
+        );
+        assert_eq!(log_line("step 1: done"), "deployer: step 1: done\n");
+    }
+
+    #[test]
+    fn a_failed_rollback_says_traffic_is_not_safe() {
+        let report = Report {
+            id: "d1".into(),
+            result: DeployResult::RollbackFailed,
+            detail: "could not shift traffic back".into(),
+            recovered: Some("d0".into()),
+        };
+        let summary = Summary {
+            new_release: Some("web:3".into()),
+            stable_release: Some("web:2".into()),
+            strategy: Some("canary".into()),
+            traffic_new_percent: Some(25),
+            ..Summary::default()
+        };
+        let text = final_report(
+            &report,
+            &summary,
+            Duration::from_millis(1_300),
+            &str::to_string,
+        );
+        assert_eq!(
+            text,
+            "recovered unfinished deployment d0\n\
+             deployment d1: ROLLBACK FAILED: could not shift traffic back\n  \
+             release:  web:2 → web:3 with canary\n  \
+             traffic:  NOT SAFE: 25% may still reach web:3; see `deployer status`\n  \
+             took:     0 steps in 1.3s\n"
+        );
+    }
+}
