@@ -41,39 +41,19 @@ for _ in $(seq 300); do
 done
 ports=$(head -1 "$work/ground.json")
 
-cat >"$work/deployer.toml" <<TOML
-[aws]
-region = "us-east-1"
-endpoint-url = "$endpoint"
-
-[services.web]
-health-timeout = "30s"
-watch-interval = "1s"
-
-[services.web.target]
-kind = "ecs"
-cluster = "prod"
-service = "web"
-desired-count = 4
-
-[services.web.traffic]
-listener-arn = "$(field listener "$world")"
-test-listener-arn = "$(field test_listener "$world")"
-target-groups = ["$(field blue "$world")", "$(field green "$world")"]
-
-# Smoke test of the new release through the test listener, before and after each shift.
-[[services.web.gates]]
-name = "smoke"
-kind = "http"
-at = ["pre-traffic", "post-traffic"]
-url = "http://127.0.0.1:$(field test "$ports")/health"
-expect-status = 200
-requests = 5
-min-success = 0.8
-
-[services.web.strategies.canary]
-steps = [{ weight = 25, bake = "2s" }, { weight = 50, bake = "2s" }]
-TOML
+# The config is examples/quickstart/deployer.toml with this run's values filled in.
+sed -e "s|@endpoint@|$endpoint|" \
+    -e "s|@listener@|$(field listener "$world")|" \
+    -e "s|@test_listener@|$(field test_listener "$world")|" \
+    -e "s|@blue@|$(field blue "$world")|" \
+    -e "s|@green@|$(field green "$world")|" \
+    -e "s|@test_port@|$(field test "$ports")|" \
+    "$here/deployer.toml" >"$work/deployer.toml"
+if grep -q '@[a-z_]*@' "$work/deployer.toml"; then
+    echo "quickstart: a value of deployer.toml was not filled in:" >&2
+    grep -n '@[a-z_]*@' "$work/deployer.toml" >&2
+    exit 1
+fi
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 cd "$work"
