@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::cli::{deployer, repo};
+use deployer_tests::support::cli::{plain, repo};
 
 fn corpus() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo("tests/corpus/config"))
@@ -108,7 +108,7 @@ fn every_bad_input_is_refused_with_a_clear_error_and_no_cloud_call() {
             vec!["validate"],
             vec!["run", strategy, "--release", "web:2", "--output", "json"],
         ] {
-            let out = deployer()
+            let out = plain()
                 .args(&args)
                 .arg("--config")
                 .arg(&config)

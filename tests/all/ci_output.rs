@@ -4,7 +4,9 @@
 
 use deployer_tests::support::App;
 
-use super::ecs::{STEPS, env};
+use deployer_tests::support::env::EcsEnv;
+
+use super::ecs::{STEPS, config};
 
 fn summary_validator() -> jsonschema::Validator {
     let schema = deployer::cli::report::summary_schema();
@@ -17,11 +19,10 @@ fn schema_errors(validator: &jsonschema::Validator, json: &serde_json::Value) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_summary_of_a_promotion_and_a_rollback_matches_its_schema() {
-    let env = env(&[]).await;
     let validator = summary_validator();
 
     let good = App::start(200, "ok");
-    env.config(&good, STEPS);
+    let env = EcsEnv::with_task_sets(&good.url, STEPS).await;
     let (code, out, err) = env
         .deployer(&["run", "canary", "--release", "web:2", "--output", "json"])
         .await;
@@ -46,7 +47,7 @@ async fn the_json_summary_of_a_promotion_and_a_rollback_matches_its_schema() {
     assert!(err.contains("step 1:"), "{err}");
 
     let bad = App::start(500, "boom");
-    env.config(&bad, STEPS);
+    config(&env, &bad, STEPS);
     let (code, out, err) = env
         .deployer(&["run", "canary", "--release", "web:3", "--output", "json"])
         .await;
@@ -99,9 +100,8 @@ async fn the_json_summary_of_a_promotion_and_a_rollback_matches_its_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_still_yields_a_json_summary_with_exit_code_3() {
-    let env = env(&[]).await;
     let good = App::start(200, "ok");
-    env.config(&good, r#"[{ weight = 50 }, { weight = 20 }]"#);
+    let env = EcsEnv::with_task_sets(&good.url, r#"[{ weight = 50 }, { weight = 20 }]"#).await;
     let (code, out, err) = env
         .deployer(&["run", "canary", "--release", "web:2", "--output", "json"])
         .await;
@@ -127,14 +127,11 @@ async fn github_actions_get_annotations_and_a_step_summary_without_secrets() {
     const AWS_SECRET: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
     const PASSWORD: &str = "hunter2-password";
     const TOKEN: &str = "tok-live-0123456789";
-    let env = env(&[]).await;
     let bad = App::start(500, "boom");
     let port = bad.url.trim_start_matches("http://127.0.0.1:");
     let port = port.split('/').next().unwrap();
-    env.config_with_url(
-        &format!("http://ci:{PASSWORD}@127.0.0.1:{port}/health?token={TOKEN}"),
-        STEPS,
-    );
+    let url = format!("http://ci:{PASSWORD}@127.0.0.1:{port}/health?token={TOKEN}");
+    let env = EcsEnv::with_task_sets(&url, STEPS).await;
     let step_summary = env.dir.path().join("step-summary.md");
     let out = env
         .command(&["run", "canary", "--release", "web:2"])
@@ -187,9 +184,8 @@ async fn github_actions_get_annotations_and_a_step_summary_without_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_errors_become_file_and_line_annotations() {
-    let env = env(&[]).await;
     let good = App::start(200, "ok");
-    env.config(&good, r#"[{ weight = 50 }, { weight = 20 }]"#);
+    let env = EcsEnv::with_task_sets(&good.url, r#"[{ weight = 50 }, { weight = 20 }]"#).await;
     let out = env
         .command(&["run", "canary", "--release", "web:2"])
         .env("GITHUB_ACTIONS", "true")
@@ -211,9 +207,8 @@ async fn config_errors_become_file_and_line_annotations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_watch_follows_a_deployment_whose_log_is_tracing_json() {
-    let env = env(&[]).await;
     let good = App::start(200, "ok");
-    env.config(&good, STEPS);
+    let env = EcsEnv::with_task_sets(&good.url, STEPS).await;
     let watcher = env
         .command(&["status", "--watch", "--interval", "50ms"])
         .stdout(std::process::Stdio::piped())

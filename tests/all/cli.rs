@@ -1,54 +1,7 @@
 //! The `deployer` binary as CI calls it: output and exit codes.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-/// The binary cargo built next to this test executable.
-pub(crate) fn deployer() -> Command {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    let bin = path.join("deployer");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the suites with `cargo test --workspace`",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    cmd.env(
-        "DEPLOYER_CACHE_DIR",
-        std::env::temp_dir().join("deployer-cli-tests-cache"),
-    );
-    cmd
-}
-
-pub(crate) fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join(path)
-}
-
-pub(crate) fn run(args: &[&str]) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = deployer().args(args).output().unwrap();
-    (
-        status.code().unwrap(),
-        String::from_utf8(stdout).unwrap(),
-        String::from_utf8(stderr).unwrap(),
-    )
-}
-
-pub(crate) fn write_config(dir: &std::path::Path, text: &str) -> String {
-    let path = dir.join("deployer.toml");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
+use deployer_tests::support::cli::{plain, repo, run, validate};
+use deployer_tests::support::config::ConfigBuilder;
 
 #[test]
 fn plan_canary_prints_the_steps_of_the_example() {
@@ -96,25 +49,21 @@ fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
 #[test]
 fn bad_strategy_parameters_are_bad_input_with_line_and_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        r#"[services.web.target]
-kind = "ecs"
-cluster = "c"
-service = "web"
-desired-count = 2
-
-[services.web.strategies.canary]
-steps = [ { weight = 50 }, { weight = 20 } ]
-"#,
-    );
-    let (code, _, err) = run(&["plan", "canary", "--config", &config]);
+    // The error's line and column are those of the second weight as written here.
+    let config = ConfigBuilder::new()
+        .service("web", |s| {
+            s.ecs("c", "web", 2)
+                .canary_steps("[ { weight = 50 }, { weight = 20 } ]")
+        })
+        .write(dir.path());
+    let config = config.to_str().unwrap();
+    let (code, _, err) = run(&["plan", "canary", "--config", config]);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("deployer.toml:8:39: services.web.strategies.canary.steps[1].weight: is 20 after 50; weights must increase"),
         "{err}"
     );
-    let (code, _, err) = run(&["validate", "--config", &config]);
+    let (code, _, err) = run(&["validate", "--config", config]);
     assert_eq!(code, 3);
     assert!(err.contains("steps[1].weight"), "{err}");
 }
@@ -122,11 +71,10 @@ steps = [ { weight = 50 }, { weight = 20 } ]
 #[test]
 fn a_config_with_a_typo_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "[services.web.target]\nkind = \"ecs\"\nclustr = \"c\"\n",
-    );
-    let (code, _, err) = run(&["validate", "--config", &config]);
+    let config = ConfigBuilder::new().service("web", |s| {
+        s.target(|t| t.str("kind", "ecs").str("clustr", "c"))
+    });
+    let (code, _, err) = validate(dir.path(), &config);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("deployer.toml:"), "{err}");
 }
@@ -143,26 +91,13 @@ fn a_plugin_with_a_wrong_digest_fails_validation() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("probe.wasm");
     std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"[services.web.target]
-kind = "ecs"
-cluster = "c"
-service = "web"
-desired-count = 2
-
-[plugins.probe]
-kind = "hook"
-path = "probe.wasm"
-sha256 = "{}"
-kv = true
-http-allow = ["hooks.example.com"]
-"#,
-            "ab".repeat(32)
-        ),
-    );
-    let (code, _, err) = run(&["validate", "--config", &config]);
+    let config = ConfigBuilder::new()
+        .service("web", |s| s.ecs("c", "web", 2))
+        .hook_plugin("probe", "probe.wasm", &"ab".repeat(32), |p| {
+            p.bool("kv", true)
+                .strs("http-allow", &["hooks.example.com"])
+        });
+    let (code, _, err) = validate(dir.path(), &config);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("refusing to run it"), "{err}");
 }
@@ -200,7 +135,7 @@ fn usage_errors_are_bad_input_and_help_succeeds() {
 fn a_reader_that_goes_away_is_not_a_crash() {
     use std::io::{BufRead, BufReader};
     let config = repo("examples/ecs-canary/deployer.toml");
-    let mut child = deployer()
+    let mut child = plain()
         .args(["plan", "canary", "--config", config.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -2,7 +2,8 @@
 //! review changes with `cargo insta review`), and its machine-readable contracts: the
 //! JSON Schemas in `docs/schema/`, shell completions and the man page.
 
-use super::cli::{repo, run, write_config};
+use deployer_tests::support::cli::{repo, run, validate};
+use deployer_tests::support::config::ConfigBuilder;
 
 /// Output with what changes between runs and machines masked.
 fn stable(text: &str, dir: Option<&std::path::Path>) -> String {
@@ -39,25 +40,20 @@ fn plan_of_each_builtin_strategy() {
 #[test]
 fn validation_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        r#"[services.web]
-health-timeout = "ten minutes"
-
-[services.web.target]
-kind = "ecs"
-cluster = "c"
-service = "web"
-desired-count = 2
-
-[services.web.traffic]
-target-groups = ["arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1"]
-
-[services.web.strategies.canary]
-steps = [ { weight = 50 }, { weight = 120 } ]
-"#,
-    );
-    let (code, out, err) = run(&["validate", "--config", &config]);
+    // The snapshot pins the errors' lines and columns in the file as the builder lays
+    // it out.
+    let config = ConfigBuilder::new().service("web", |s| {
+        s.health_timeout("ten minutes")
+            .ecs("c", "web", 2)
+            .traffic(|t| {
+                t.strs(
+                    "target-groups",
+                    &["arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1"],
+                )
+            })
+            .canary_steps("[ { weight = 50 }, { weight = 120 } ]")
+    });
+    let (code, out, err) = validate(dir.path(), &config);
     assert_eq!(code, 3, "{out}");
     snapshot!("validate_errors", stable(&err, Some(dir.path())));
 }

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use deployer_tests::support::App;
 
-use super::ecs::{Env, env};
+use deployer_tests::support::env::{EcsEnv, sigkill};
 
 /// The journals of service `web`, oldest first.
-fn journals(env: &Env) -> Vec<std::path::PathBuf> {
+fn journals(env: &EcsEnv) -> Vec<std::path::PathBuf> {
     let dir = env.dir.path().join(".deployer/services/web/deployments");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -21,14 +21,9 @@ fn journals(env: &Env) -> Vec<std::path::PathBuf> {
 
 /// Start a deploy of `release` and SIGKILL it once its journal has `records` lines.
 /// Returns whether the kill came before the process ended by itself.
-async fn kill_at(env: &Env, strategy: &str, release: &str, records: usize) -> bool {
+async fn kill_at(env: &EcsEnv, strategy: &str, release: &str, records: usize) -> bool {
     let before = journals(env).len();
-    let mut child = env
-        .command(&["run", strategy, "--release", release])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn(&["run", strategy, "--release", release]);
     let started = Instant::now();
     loop {
         if let Some(_status) = child.try_wait().unwrap() {
@@ -41,8 +36,7 @@ async fn kill_at(env: &Env, strategy: &str, release: &str, records: usize) -> bo
             0
         };
         if len >= records {
-            child.start_kill().unwrap();
-            child.wait().await.unwrap();
+            sigkill(child).await;
             return true;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "the run hung");
@@ -52,7 +46,7 @@ async fn kill_at(env: &Env, strategy: &str, release: &str, records: usize) -> bo
 
 /// The live release by what the load balancer and ECS report: all traffic on one target
 /// group, one task set, and it is the primary.
-async fn consistent_release(env: &Env) -> String {
+async fn consistent_release(env: &EcsEnv) -> String {
     let (blue, green) = env.weights().await;
     assert!(
         (blue, green) == (100, 0) || (blue, green) == (0, 100),
@@ -65,9 +59,8 @@ async fn consistent_release(env: &Env) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_each_journal_record_then_recovered() {
-    let env = env(&[]).await;
     let good = App::start(200, "ok");
-    env.config(&good, r#"[{ weight = 10 }, { weight = 50 }]"#);
+    let env = EcsEnv::with_task_sets(&good.url, r#"[{ weight = 10 }, { weight = 50 }]"#).await;
     let mut live = "web:1".to_string();
     for strategy in ["canary", "blue-green"] {
         let mut records = 1;

@@ -7,23 +7,23 @@
 use deployer_tests::support::App;
 use deployer_tests::support::fault_proxy::{Fault, FaultProxy};
 
-use super::ecs::{Env, STEPS, env};
+use deployer_tests::support::config::ConfigBuilder;
+use deployer_tests::support::env::EcsEnv;
 
-/// Point the service's config at the proxy instead of moto.
-async fn through_proxy(env: &Env) -> FaultProxy {
+use super::ecs::STEPS;
+
+/// Write `config` with the AWS endpoint at a fault proxy in front of moto.
+async fn through_proxy(env: &EcsEnv, config: ConfigBuilder) -> FaultProxy {
     let proxy = FaultProxy::start(&env.moto.endpoint).await;
-    let path = env.dir.path().join("deployer.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace(&env.moto.endpoint, &proxy.endpoint)).unwrap();
+    env.write(&config.aws(&proxy.endpoint));
     proxy
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_promotes_through_throttling_errors_slowness_drops_and_stale_reads() {
-    let env = env(&[]).await;
+    let env = EcsEnv::start(&[]).await;
     let good = App::start(200, "ok");
-    env.config(&good, STEPS);
-    let proxy = through_proxy(&env).await;
+    let proxy = through_proxy(&env, env.task_sets(&good.url, STEPS)).await;
     proxy.arm("ModifyListener", Fault::Throttle, 0, 3);
     proxy.arm("DescribeListeners", Fault::Unavailable, 1, 2);
     proxy.arm("DescribeListeners", Fault::Stale, 2, 2);
@@ -65,21 +65,13 @@ async fn a_canary_promotes_through_throttling_errors_slowness_drops_and_stale_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_keeps_trying_through_faults_until_traffic_is_safe() {
-    let env = env(&[]).await;
+    let env = EcsEnv::start(&[]).await;
     let bad = App::start(500, "boom");
     // The smoke test fails after the first shift (post-traffic), so there is traffic to move back.
-    env.config(&bad, STEPS);
-    let path = env.dir.path().join("deployer.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace(
-            r#"at = ["pre-traffic", "post-traffic"]"#,
-            r#"at = ["post-traffic"]"#,
-        ),
-    )
-    .unwrap();
-    let proxy = through_proxy(&env).await;
+    let config = env.task_sets(&bad.url, STEPS).service("web", |s| {
+        s.edit_gates("http", |g| g.strs("at", &["post-traffic"]))
+    });
+    let proxy = through_proxy(&env, config).await;
     // Skip the shifts of the rollout (test route + first shift), then fail the rollback's
     // weight change through more attempts than one SDK call makes.
     proxy.arm("ModifyListener", Fault::Throttle, 2, 7);

@@ -7,46 +7,36 @@ use std::time::Duration;
 use deployer_engine::gates::{ConfiguredGates, Gate, GatePoint};
 use deployer_engine::gates::{Gates, NoGates};
 use deployer_engine::rollout::{DeployRequest, Report};
-use deployer_engine::sim::SimDriver;
-use deployer_engine::state::{DeployResult, LocalStore};
+use deployer_engine::state::DeployResult;
 use deployer_plugin_host::hook::{HookGate, HookPlugin};
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{Grants, Limits, PluginHost};
+use deployer_tests::support::rollout::{Harness, request};
 use deployer_tests::{components, source};
-
-use super::rollout::{self, assert_safe_on_stable, builtin, request, settings};
 
 const CANARY: &str = r#"{"steps":[{"weight":25},{"weight":50}]}"#;
 
-/// A deployment on a fresh simulated target and journal, with the journal's text.
+/// A deployment on a fresh simulated target and journal on `base`'s host, and the
+/// journal's text.
 async fn deploy(
+    base: &Harness,
     strategy: &StrategyPlugin,
     gates: &impl Gates,
     request: DeployRequest,
-) -> (Report, SimDriver, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    let report = rollout::deploy(strategy, &driver, gates, &store, settings(), request).await;
-    let journal = std::fs::read_to_string(
-        std::fs::read_dir(dir.path().join("services/web/deployments"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    )
-    .unwrap();
-    (report, driver, journal)
+) -> (Report, Harness, String) {
+    let h = base.next();
+    let report = h.deploy(strategy, gates, request).await;
+    let journal = h.journal();
+    (report, h, journal)
 }
 
-fn assert_rolled_back_safely(what: &str, report: &Report, driver: &SimDriver) {
+fn assert_rolled_back_safely(what: &str, report: &Report, h: &Harness) {
     assert_eq!(
         report.result,
         DeployResult::RolledBack,
         "{what}: {report:?}"
     );
-    assert_safe_on_stable(driver);
+    h.assert_safe_on_stable();
 }
 
 /// A limit short enough for a test, long enough for a normal call.
@@ -58,9 +48,9 @@ fn short_limits(mut limits: Limits) -> Limits {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_strategy_is_stopped_or_refused_and_rolled_back() {
-    let (host, _cache) = deployer_tests::host();
+    let base = Harness::new();
     let hostile = StrategyPlugin::load(
-        &host,
+        &base.host,
         &source("hostile", components::HOSTILE_STRATEGY),
         short_limits(Limits::strategy()),
     )
@@ -81,13 +71,14 @@ async fn every_hostile_strategy_is_stopped_or_refused_and_rolled_back() {
         ("endless-bake", "longer than 24 hours"),
         ("promote-early", "promote after shifting 100%"),
     ] {
-        let (report, driver, journal) = deploy(
+        let (report, h, journal) = deploy(
+            &base,
             &hostile,
             &NoGates,
             request("hostile", &format!(r#"{{"mode":"{mode}"}}"#)),
         )
         .await;
-        assert_rolled_back_safely(mode, &report, &driver);
+        assert_rolled_back_safely(mode, &report, &h);
         assert!(
             report.detail.contains(expected),
             "{mode}: expected `{expected}` in: {}",
@@ -101,8 +92,8 @@ async fn every_hostile_strategy_is_stopped_or_refused_and_rolled_back() {
         );
     }
     // The host still serves: the built-in canary deploys on it.
-    let canary = builtin(&host, "canary");
-    let (report, _, _) = deploy(&canary, &NoGates, request("canary", CANARY)).await;
+    let canary = base.builtin("canary");
+    let (report, _, _) = deploy(&base, &canary, &NoGates, request("canary", CANARY)).await;
     assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
 }
 
@@ -132,8 +123,8 @@ fn hook_gate(host: &PluginHost, at: GatePoint, params: &str) -> ConfiguredGates 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_back() {
-    let (host, _cache) = deployer_tests::host();
-    let canary = builtin(&host, "canary");
+    let base = Harness::new();
+    let canary = base.builtin("canary");
     for point in [
         GatePoint::PreDeploy,
         GatePoint::PreTraffic,
@@ -150,12 +141,12 @@ async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_bac
                 "not on this plugin's http-allow list",
             ),
         ] {
-            let gates = hook_gate(&host, point, params);
+            let gates = hook_gate(&base.host, point, params);
             let params_with_bake = r#"{"steps":[{"weight":25,"bake":"100ms"},{"weight":50}]}"#;
-            let (report, driver, _) =
-                deploy(&canary, &gates, request("canary", params_with_bake)).await;
+            let (report, h, _) =
+                deploy(&base, &canary, &gates, request("canary", params_with_bake)).await;
             let what = format!("{point:?} {params}");
-            assert_rolled_back_safely(&what, &report, &driver);
+            assert_rolled_back_safely(&what, &report, &h);
             assert!(
                 report.detail.contains(expected),
                 "{what}: {}",
@@ -164,7 +155,7 @@ async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_bac
         }
     }
     // A huge result passes (the hook said pass) but is cut to size.
-    let gates = hook_gate(&host, GatePoint::PreTraffic, r#"{"mode":"huge"}"#);
+    let gates = hook_gate(&base.host, GatePoint::PreTraffic, r#"{"mode":"huge"}"#);
     let results = gates
         .run(
             deployer_contract::LifecyclePoint::PreTraffic,
@@ -183,7 +174,7 @@ async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_bac
         results[0].detail.len()
     );
     // Still serving: the same hook, behaving, passes a deployment.
-    let gates = hook_gate(&host, GatePoint::PreTraffic, "{}");
-    let (report, _, _) = deploy(&canary, &gates, request("canary", CANARY)).await;
+    let gates = hook_gate(&base.host, GatePoint::PreTraffic, "{}");
+    let (report, _, _) = deploy(&base, &canary, &gates, request("canary", CANARY)).await;
     assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
 }

@@ -1,17 +1,12 @@
 //! The README's main job: the quickstart promotes a good release and rolls a bad one
 //! back, as a newcomer would see it.
 
-use super::cli::repo;
+use deployer_tests::support::cli::{deployer_bin, repo};
 
 #[test]
 fn the_quickstart_promotes_the_good_release_and_rolls_back_the_bad_one() {
-    let mut bin = std::env::current_exe().unwrap();
-    bin.pop();
-    if bin.ends_with("deps") {
-        bin.pop();
-    }
     let out = std::process::Command::new(repo("examples/quickstart/run.sh"))
-        .arg(bin.join("deployer"))
+        .arg(deployer_bin())
         .env(
             "DEPLOYER_CACHE_DIR",
             std::env::temp_dir().join("deployer-quickstart-cache"),

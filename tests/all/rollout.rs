@@ -5,18 +5,16 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deployer_contract::{GateResult, GateStatus, LifecyclePoint, TargetInfo, TargetKind};
+use deployer_contract::{GateResult, GateStatus, LifecyclePoint};
 use deployer_engine::driver::DriverError;
 use deployer_engine::gates::{GateContext, Gates, NoGates};
-use deployer_engine::rollout::{
-    DeployRequest, Engine, Parts, Preflight, Report, ResumePolicy, Settings,
-};
-use deployer_engine::sim::{Fault, SimDriver};
-use deployer_engine::state::{DeployResult, LocalStore, Store};
+use deployer_engine::rollout::{Report, ResumePolicy, Settings};
+use deployer_engine::sim::Fault;
+use deployer_engine::state::{DeployResult, Store};
+use deployer_plugin_host::Limits;
 use deployer_plugin_host::strategy::StrategyPlugin;
-use deployer_plugin_host::{Limits, PluginHost, PluginSource};
-use deployer_tests::{components, host, source};
-use tokio_util::sync::CancellationToken;
+use deployer_tests::support::rollout::{Harness, request, settings};
+use deployer_tests::{components, source};
 
 const CANARY: &str = r#"{"steps":[{"weight":10,"bake":"1s"},{"weight":50}]}"#;
 
@@ -26,6 +24,15 @@ struct Scripted {
     fail: Option<(LifecyclePoint, usize)>,
     fail_watch: bool,
     runs: Mutex<Vec<LifecyclePoint>>,
+}
+
+impl Scripted {
+    fn failing(point: LifecyclePoint, n: usize) -> Scripted {
+        Scripted {
+            fail: Some((point, n)),
+            ..Scripted::default()
+        }
+    }
 }
 
 impl Gates for Scripted {
@@ -67,173 +74,78 @@ impl Gates for Scripted {
     }
 }
 
-pub(crate) fn settings() -> Settings {
-    Settings {
-        watch_interval: Duration::from_millis(50),
-        rollback_deadline: Duration::from_secs(5),
-        retry_base: Duration::from_millis(5),
-        // These tests are of the run itself: every step meets the runtime guard.
-        preflight: Preflight::Skip,
-        ..Settings::default()
+/// The driver operation fails `times` times with a retryable `error`, after `skip`
+/// successes.
+fn transient(skip: u32, times: u32, error: &str) -> Fault {
+    Fault::Fail {
+        skip,
+        times,
+        error: DriverError::Transient(error.into()),
     }
 }
 
-pub(crate) fn request(strategy: &str, params: &str) -> DeployRequest {
-    DeployRequest {
-        strategy: strategy.into(),
-        new_release: "web:2".into(),
-        params: params.into(),
-        target: TargetInfo {
-            kind: TargetKind::Simulated,
-            desired_count: 4,
-            native_rolling: false,
-            test_traffic: false,
-        },
-    }
-}
-
-pub(crate) fn builtin(host: &PluginHost, name: &str) -> StrategyPlugin {
-    StrategyPlugin::load(
-        host,
-        &PluginSource::Builtin(name.into()),
-        Limits::strategy(),
-    )
-    .unwrap()
-}
-
-pub(crate) async fn deploy(
-    strategy: &StrategyPlugin,
-    driver: &SimDriver,
-    gates: &impl Gates,
-    store: &LocalStore,
-    settings: Settings,
-    request: DeployRequest,
-) -> Report {
-    let log = |_: &deployer_engine::events::Event<'_>| {};
-    Engine::new(Parts {
-        service: "web",
-        strategy,
-        target: driver,
-        gates,
-        store,
-        settings,
-        cancel: CancellationToken::new(),
-        events: &log,
-    })
-    .deploy(request)
-    .await
-    .unwrap()
-    .into_report()
-    .unwrap()
-}
-
-pub(crate) fn assert_safe_on_stable(driver: &SimDriver) {
-    let state = driver.state();
-    assert_eq!(
-        state.new_percent, 0,
-        "traffic stranded on the new side: {state:?}"
-    );
-    assert_eq!(state.stable_units, 4, "{state:?}");
-    assert_eq!(state.new_units, 0, "{state:?}");
-    assert_eq!(state.live_release(), Some("web:1"));
+/// A deployment of `web:2` by the built-in canary with [`CANARY`] on `h`.
+async fn canary(h: &Harness, gates: &impl Gates) -> Report {
+    h.deploy(&h.builtin("canary"), gates, request("canary", CANARY))
+        .await
 }
 
 #[tokio::test]
 async fn a_good_canary_promotes_with_verified_weights_at_each_step() {
-    let (host, _cache) = host();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    let report = deploy(
-        &builtin(&host, "canary"),
-        &driver,
-        &Scripted::default(),
-        &store,
-        settings(),
-        request("canary", CANARY),
-    )
-    .await;
+    let h = Harness::new();
+    let report = canary(&h, &Scripted::default()).await;
     assert_eq!(report.result, DeployResult::Promoted, "{}", report.detail);
-    let state = driver.state();
+    let state = h.state();
     assert_eq!(state.shifts, [10, 50, 100]);
     assert_eq!(state.live_release(), Some("web:2"));
     assert_eq!(state.stable_units, 4);
-    assert!(store.active("web").await.unwrap().is_none());
-    assert_eq!(store.history("web").await.unwrap().len(), 1);
+    assert!(h.store.active("web").await.unwrap().is_none());
+    assert_eq!(h.store.history("web").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn every_builtin_promotes_and_rolls_back_on_a_failed_gate() {
-    let (host, _cache) = host();
+    let base = Harness::new();
     for (strategy, params) in [
         ("canary", CANARY),
         ("blue-green", r#"{"bake":"100ms"}"#),
         ("rolling", r#"{"batch-size":2}"#),
     ] {
-        let plugin = builtin(&host, strategy);
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path());
-        let good = SimDriver::new("web:1", 4);
-        let report = deploy(
-            &plugin,
-            &good,
-            &Scripted::default(),
-            &store,
-            settings(),
-            request(strategy, params),
-        )
-        .await;
+        let plugin = base.builtin(strategy);
+        let mut h = base.next();
+        let report = h
+            .deploy(&plugin, &Scripted::default(), request(strategy, params))
+            .await;
         assert_eq!(
             report.result,
             DeployResult::Promoted,
             "{strategy}: {}",
             report.detail
         );
-        assert_eq!(good.state().live_release(), Some("web:2"), "{strategy}");
+        assert_eq!(h.state().live_release(), Some("web:2"), "{strategy}");
 
-        let bad = SimDriver::new("web:1", 4);
-        let gates = Scripted {
-            fail: Some((LifecyclePoint::PostTraffic, 0)),
-            ..Scripted::default()
-        };
-        let report = deploy(
-            &plugin,
-            &bad,
-            &gates,
-            &store,
-            settings(),
-            request(strategy, params),
-        )
-        .await;
+        // A bad release on a fresh target, journaled in the same store.
+        h.fresh_target();
+        let gates = Scripted::failing(LifecyclePoint::PostTraffic, 0);
+        let report = h.deploy(&plugin, &gates, request(strategy, params)).await;
         assert_eq!(report.result, DeployResult::RolledBack, "{strategy}");
         assert!(
             report.detail.contains("5/10 requests failed"),
             "{strategy}: {}",
             report.detail
         );
-        assert_safe_on_stable(&bad);
+        h.assert_safe_on_stable();
     }
 }
 
 #[tokio::test]
 async fn an_alarm_during_a_bake_rolls_back() {
-    let (host, _cache) = host();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
+    let h = Harness::new();
     let gates = Scripted {
         fail_watch: true,
         ..Scripted::default()
     };
-    let report = deploy(
-        &builtin(&host, "canary"),
-        &driver,
-        &gates,
-        &store,
-        settings(),
-        request("canary", CANARY),
-    )
-    .await;
+    let report = canary(&h, &gates).await;
     assert_eq!(report.result, DeployResult::RolledBack);
     assert!(
         report.detail.contains("alarm:api-errors"),
@@ -241,59 +153,39 @@ async fn an_alarm_during_a_bake_rolls_back() {
         report.detail
     );
     assert_eq!(
-        driver.state().shifts,
+        h.state().shifts,
         [10, 0],
         "no further shift after the alarm"
     );
-    assert_safe_on_stable(&driver);
+    h.assert_safe_on_stable();
 }
 
 #[tokio::test]
 async fn a_trapping_strategy_rolls_back() {
-    let (host, _cache) = host();
+    let h = Harness::new();
     let hostile = StrategyPlugin::load(
-        &host,
+        &h.host,
         &source("hostile", components::HOSTILE_STRATEGY),
         Limits::strategy(),
     )
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    let report = deploy(
-        &hostile,
-        &driver,
-        &NoGates,
-        &store,
-        settings(),
-        request("hostile", r#"{"mode":"trap"}"#),
-    )
-    .await;
+    let report = h
+        .deploy(&hostile, &NoGates, request("hostile", r#"{"mode":"trap"}"#))
+        .await;
     assert_eq!(report.result, DeployResult::RolledBack);
     assert!(
         report.detail.contains("crashed (trap)"),
         "{}",
         report.detail
     );
-    assert_safe_on_stable(&driver);
+    h.assert_safe_on_stable();
 }
 
 #[tokio::test]
 async fn weights_that_read_back_wrong_roll_back() {
-    let (host, _cache) = host();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    driver.arm("shift_traffic", Fault::MisreportWeight(0));
-    let report = deploy(
-        &builtin(&host, "canary"),
-        &driver,
-        &NoGates,
-        &store,
-        settings(),
-        request("canary", CANARY),
-    )
-    .await;
+    let h = Harness::new();
+    h.driver.arm("shift_traffic", Fault::MisreportWeight(0));
+    let report = canary(&h, &NoGates).await;
     assert_eq!(report.result, DeployResult::RolledBack);
     assert!(
         report
@@ -306,67 +198,21 @@ async fn weights_that_read_back_wrong_roll_back() {
 
 #[tokio::test]
 async fn transient_faults_are_retried() {
-    let (host, _cache) = host();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    driver.arm(
-        "shift_traffic",
-        Fault::Fail {
-            skip: 0,
-            times: 2,
-            error: DriverError::Transient("Throttling".into()),
-        },
-    );
-    driver.arm(
-        "scale",
-        Fault::Fail {
-            skip: 1,
-            times: 1,
-            error: DriverError::Transient("503".into()),
-        },
-    );
-    let report = deploy(
-        &builtin(&host, "canary"),
-        &driver,
-        &NoGates,
-        &store,
-        settings(),
-        request("canary", CANARY),
-    )
-    .await;
+    let h = Harness::new();
+    h.driver.arm("shift_traffic", transient(0, 2, "Throttling"));
+    h.driver.arm("scale", transient(1, 1, "503"));
+    let report = canary(&h, &NoGates).await;
     assert_eq!(report.result, DeployResult::Promoted, "{}", report.detail);
 }
 
 #[tokio::test]
 async fn a_rollback_keeps_trying_through_faults() {
-    let (host, _cache) = host();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    let gates = Scripted {
-        fail: Some((LifecyclePoint::PostTraffic, 1)),
-        ..Scripted::default()
-    };
+    let h = Harness::new();
+    let gates = Scripted::failing(LifecyclePoint::PostTraffic, 1);
     // Forward shifts (10, 50) succeed; the rollback's shift back fails five times first.
-    driver.arm(
-        "shift_traffic",
-        Fault::Fail {
-            skip: 2,
-            times: 5,
-            error: DriverError::Transient("Throttling".into()),
-        },
-    );
-    let report = deploy(
-        &builtin(&host, "canary"),
-        &driver,
-        &gates,
-        &store,
-        settings(),
-        request("canary", CANARY),
-    )
-    .await;
-    let shifts = driver
+    h.driver.arm("shift_traffic", transient(2, 5, "Throttling"));
+    let report = canary(&h, &gates).await;
+    let shifts = h
         .state()
         .operations
         .iter()
@@ -378,41 +224,28 @@ async fn a_rollback_keeps_trying_through_faults() {
         "two forward shifts, then 5 failed tries and a successful one back"
     );
     assert_eq!(report.result, DeployResult::RolledBack, "{}", report.detail);
-    assert_safe_on_stable(&driver);
+    h.assert_safe_on_stable();
 }
 
 #[tokio::test]
 async fn a_rollback_that_cannot_finish_says_so() {
-    let (host, _cache) = host();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    let gates = Scripted {
-        fail: Some((LifecyclePoint::PostTraffic, 0)),
-        ..Scripted::default()
-    };
+    let h = Harness::new();
+    let gates = Scripted::failing(LifecyclePoint::PostTraffic, 0);
     // Let the first shift through, then refuse every later one.
-    driver.arm(
-        "shift_traffic",
-        Fault::Fail {
-            skip: 1,
-            times: u32::MAX,
-            error: DriverError::Transient("ALB unavailable".into()),
-        },
-    );
+    h.driver
+        .arm("shift_traffic", transient(1, u32::MAX, "ALB unavailable"));
     let short = Settings {
         rollback_deadline: Duration::from_millis(100),
         ..settings()
     };
-    let report = deploy(
-        &builtin(&host, "canary"),
-        &driver,
-        &gates,
-        &store,
-        short,
-        request("canary", CANARY),
-    )
-    .await;
+    let report = h
+        .deploy_with(
+            &h.builtin("canary"),
+            &gates,
+            short,
+            request("canary", CANARY),
+        )
+        .await;
     assert_eq!(report.result, DeployResult::RollbackFailed);
     assert!(
         report.detail.contains("restore it by hand"),
@@ -423,23 +256,9 @@ async fn a_rollback_that_cannot_finish_says_so() {
 
 #[tokio::test]
 async fn cancel_rolls_back() {
-    let (host, _cache) = host();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    let plugin = builtin(&host, "canary");
-    let cancel = CancellationToken::new();
-    let log = |_: &deployer_engine::events::Event<'_>| {};
-    let engine = Engine::new(Parts {
-        service: "web",
-        strategy: &plugin,
-        target: &driver,
-        gates: &NoGates,
-        store: &store,
-        settings: settings(),
-        cancel: cancel.clone(),
-        events: &log,
-    });
+    let h = Harness::new();
+    let plugin = h.builtin("canary");
+    let engine = h.engine(&plugin, &NoGates, settings());
     let slow = r#"{"steps":[{"weight":10,"bake":"1h"}]}"#;
     let run = engine.deploy(request("canary", slow));
     tokio::pin!(run);
@@ -447,35 +266,22 @@ async fn cancel_rolls_back() {
         tokio::select! {
             report = &mut run => break report.unwrap().into_report().unwrap(),
             () = tokio::time::sleep(Duration::from_millis(5)) => {
-                if driver.state().shifts == [10] {
-                    cancel.cancel();
+                if h.state().shifts == [10] {
+                    h.cancel.cancel();
                 }
             }
         }
     };
     assert_eq!(report.result, DeployResult::RolledBack);
     assert!(report.detail.contains("cancelled"), "{}", report.detail);
-    assert_safe_on_stable(&driver);
+    h.assert_safe_on_stable();
 }
 
 #[tokio::test]
 async fn a_second_deploy_of_the_service_is_refused_while_one_runs() {
-    let (host, _cache) = host();
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    let plugin = builtin(&host, "canary");
-    let log = |_: &deployer_engine::events::Event<'_>| {};
-    let engine = Engine::new(Parts {
-        service: "web",
-        strategy: &plugin,
-        target: &driver,
-        gates: &NoGates,
-        store: &store,
-        settings: settings(),
-        cancel: CancellationToken::new(),
-        events: &log,
-    });
+    let h = Harness::new();
+    let plugin = h.builtin("canary");
+    let engine = h.engine(&plugin, &NoGates, settings());
     let first = engine.deploy(request(
         "canary",
         r#"{"steps":[{"weight":10,"bake":"300ms"}]}"#,
@@ -504,61 +310,42 @@ async fn kill_then_recover(
     policy: ResumePolicy,
     strategy: &str,
     params: &str,
-) -> (Report, SimDriver, Vec<DeployResult>) {
-    let (host, _cache) = host();
-    let plugin = builtin(&host, strategy);
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    driver.hang_at(n);
-    let report = {
-        let log = |_: &deployer_engine::events::Event<'_>| {};
-        let engine = |settings| {
-            Engine::new(Parts {
-                service: "web",
-                strategy: &plugin,
-                target: &driver,
-                gates: &NoGates,
-                store: &store,
-                settings,
-                cancel: CancellationToken::new(),
-                events: &log,
-            })
-        };
-        {
-            let run = engine(settings());
-            let run = run.deploy(request(strategy, params));
-            tokio::pin!(run);
-            loop {
-                tokio::select! {
-                    report = &mut run => panic!("operation {n} was never reached: {report:?}"),
-                    () = tokio::time::sleep(Duration::from_millis(1)) => {
-                        if driver.state().operations.len() > n {
-                            break; // hanging in operation n: drop the run, as SIGKILL would
-                        }
+) -> (Report, Harness, Vec<DeployResult>) {
+    let h = Harness::new();
+    let plugin = h.builtin(strategy);
+    h.driver.hang_at(n);
+    {
+        let engine = h.engine(&plugin, &NoGates, settings());
+        let run = engine.deploy(request(strategy, params));
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                report = &mut run => panic!("operation {n} was never reached: {report:?}"),
+                () = tokio::time::sleep(Duration::from_millis(1)) => {
+                    if h.state().operations.len() > n {
+                        break; // hanging in operation n: drop the run, as SIGKILL would
                     }
                 }
             }
-        } // the killed run is gone: its future (and lock) dropped
-        driver.disarm();
-        engine(Settings {
-            on_resume: policy,
-            ..settings()
-        })
-        .deploy(request(strategy, params))
-        .await
-        .unwrap()
-        .into_report()
-        .unwrap()
+        }
+    } // the killed run is gone: its future (and lock) dropped
+    h.driver.disarm();
+    let resume = Settings {
+        on_resume: policy,
+        ..settings()
     };
-    let history = store
+    let report = h
+        .deploy_with(&plugin, &NoGates, resume, request(strategy, params))
+        .await;
+    let history = h
+        .store
         .history("web")
         .await
         .unwrap()
         .iter()
         .filter_map(|j| j.finished().map(|f| f.0))
         .collect();
-    (report, driver, history)
+    (report, h, history)
 }
 
 #[tokio::test]
@@ -569,7 +356,7 @@ async fn a_run_killed_at_any_step_is_recovered_by_the_next_one() {
     ] {
         for n in 0..operations {
             // Roll back (the default), then deploy afresh: the release ends promoted.
-            let (report, driver, history) =
+            let (report, h, history) =
                 kill_then_recover(n, ResumePolicy::Rollback, strategy, params).await;
             assert!(report.recovered.is_some(), "{strategy} killed at {n}");
             assert_eq!(
@@ -583,7 +370,7 @@ async fn a_run_killed_at_any_step_is_recovered_by_the_next_one() {
                 "{strategy} killed at {n}: {}",
                 report.detail
             );
-            let state = driver.state();
+            let state = h.state();
             assert_eq!(
                 state.live_release(),
                 Some("web:2"),
@@ -596,7 +383,7 @@ async fn a_run_killed_at_any_step_is_recovered_by_the_next_one() {
             }
 
             // Resume: the same run carries on from the step it died in.
-            let (report, driver, history) =
+            let (report, h, history) =
                 kill_then_recover(n, ResumePolicy::Resume, strategy, params).await;
             assert_eq!(
                 history,
@@ -610,10 +397,10 @@ async fn a_run_killed_at_any_step_is_recovered_by_the_next_one() {
                 report.detail
             );
             assert!(
-                !driver.state().shifts.contains(&0),
+                !h.state().shifts.contains(&0),
                 "resuming never shifts traffic back"
             );
-            assert_eq!(driver.state().live_release(), Some("web:2"));
+            assert_eq!(h.state().live_release(), Some("web:2"));
         }
     }
 }
@@ -621,36 +408,23 @@ async fn a_run_killed_at_any_step_is_recovered_by_the_next_one() {
 #[tokio::test]
 async fn recovery_alone_leaves_traffic_on_stable() {
     // What `deployer rollback` does with an interrupted run.
-    let (host, _cache) = host();
-    let plugin = builtin(&host, "canary");
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
-    let driver = SimDriver::new("web:1", 4);
-    driver.hang_at(6);
-    let log = |_: &deployer_engine::events::Event<'_>| {};
-    let engine = Engine::new(Parts {
-        service: "web",
-        strategy: &plugin,
-        target: &driver,
-        gates: &NoGates,
-        store: &store,
-        settings: settings(),
-        cancel: CancellationToken::new(),
-        events: &log,
-    });
+    let h = Harness::new();
+    let plugin = h.builtin("canary");
+    h.driver.hang_at(6);
+    let engine = h.engine(&plugin, &NoGates, settings());
     let _ = tokio::time::timeout(
         Duration::from_millis(300),
         engine.deploy(request("canary", CANARY)),
     )
     .await;
     assert!(
-        driver.state().new_percent > 0,
+        h.state().new_percent > 0,
         "killed with traffic on the new side"
     );
-    driver.disarm();
+    h.driver.disarm();
     let report = engine.recover_active().await.unwrap().unwrap();
     assert_eq!(report.result, DeployResult::RolledBack);
-    assert_safe_on_stable(&driver);
+    h.assert_safe_on_stable();
     assert!(
         engine.recover_active().await.unwrap().is_none(),
         "nothing left to recover"

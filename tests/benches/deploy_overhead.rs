@@ -6,27 +6,13 @@
 //! Runs the release `deployer` binary as CI would (`scripts/bench.sh` builds it first)
 //! and reads its `--output json` summaries. Results: BENCHMARKS.md.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use deployer_tests::support::{App, EcsAgent, Moto};
+use deployer_tests::support::App;
+use deployer_tests::support::config::ConfigBuilder;
+use deployer_tests::support::env::EcsEnv;
 
 const RUNS: usize = 5;
-
-fn deployer_bin() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    let bin = path.join("deployer");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (scripts/bench.sh does)",
-        bin.display()
-    );
-    bin
-}
 
 struct Sample {
     wall_ms: f64,
@@ -36,59 +22,26 @@ struct Sample {
     rollback_latency_ms: Option<u64>,
 }
 
-fn config(moto: &Moto, world: &deployer_tests::support::World, url: &str) -> String {
-    format!(
-        r#"[aws]
-region = "us-east-1"
-endpoint-url = "{endpoint}"
-
-[services.web]
-health-timeout = "10s"
-
-[services.web.target]
-kind = "ecs"
-cluster = "prod"
-service = "web"
-desired-count = 4
-
-[services.web.traffic]
-listener-arn = "{listener}"
-test-listener-arn = "{test}"
-target-groups = ["{blue}", "{green}"]
-
-[[services.web.gates]]
-name = "smoke"
-kind = "http"
-at = ["pre-traffic", "post-traffic"]
-url = "{url}"
-requests = 1
-
-[services.web.strategies.canary]
-steps = [{{ weight = 10 }}, {{ weight = 25 }}, {{ weight = 50 }}]
-
-[services.web.strategies.blue-green]
-bake = "0s"
-
-[services.web.strategies.rolling]
-batch-size = "25%"
-"#,
-        endpoint = moto.endpoint,
-        listener = world.listener,
-        test = world.test_listener,
-        blue = world.blue,
-        green = world.green,
-    )
+/// `web` on the ECS world's task sets, one smoke-test request to `url` before and after
+/// each shift, and no bake anywhere.
+fn config(env: &EcsEnv, url: &str) -> ConfigBuilder {
+    env.config().service("web", |s| {
+        env.task_set_web(s.health_timeout("10s"))
+            .gate("http", &["pre-traffic", "post-traffic"], |g| {
+                g.str("name", "smoke").str("url", url).int("requests", 1)
+            })
+            .canary_steps("[{ weight = 10 }, { weight = 25 }, { weight = 50 }]")
+            .strategy("blue-green", |p| p.str("bake", "0s"))
+            .strategy("rolling", |p| p.str("batch-size", "25%"))
+    })
 }
 
-async fn deploy(dir: &std::path::Path, strategy: &str, release: &str) -> (i32, Sample) {
+async fn deploy(env: &EcsEnv, strategy: &str, release: &str) -> (i32, Sample) {
     let started = Instant::now();
-    let out = tokio::process::Command::new(deployer_bin())
-        .args(["run", strategy, "--release", release, "--output", "json"])
-        .arg("--config")
-        .arg(dir.join("deployer.toml"))
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("DEPLOYER_CACHE_DIR", dir.join("cache"))
+    let out = env
+        .command(&["run", strategy, "--release", release, "--output", "json"])
+        // A fresh cache of its own: what the suites left in theirs must not change the timings.
+        .env("DEPLOYER_CACHE_DIR", env.dir.path().join("cache"))
         .output()
         .await
         .unwrap();
@@ -134,14 +87,10 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let moto = Moto::start(&[]);
-        let world = moto.ecs_world();
-        let clients = moto.clients().await;
-        let _agent = EcsAgent::start(clients.clone(), Vec::new());
+        let env = EcsEnv::start(&[]).await;
         let good = App::start(200, "ok");
         let bad = App::start(500, "boom");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("deployer.toml"), config(&moto, &world, &good.url)).unwrap();
+        env.write(&config(&env, &good.url));
 
         println!("deploy_overhead: {RUNS} runs per strategy against moto, zero bake times");
         println!("| run | wall time (median) | in-process (median) | API calls / run | API calls per traffic step (max) |");
@@ -151,7 +100,7 @@ fn main() {
             let mut samples = Vec::new();
             for _ in 0..RUNS {
                 release = if release == 2 { 3 } else { 2 };
-                let (code, sample) = deploy(dir.path(), strategy, &format!("web:{release}")).await;
+                let (code, sample) = deploy(&env, strategy, &format!("web:{release}")).await;
                 assert_eq!(code, 0, "{strategy} must promote");
                 samples.push(sample);
             }
@@ -159,11 +108,11 @@ fn main() {
         }
 
         // A failing smoke test: time from the failing result to the first rollback action.
-        std::fs::write(dir.path().join("deployer.toml"), config(&moto, &world, &bad.url)).unwrap();
+        env.write(&config(&env, &bad.url));
         let mut samples = Vec::new();
         for _ in 0..RUNS {
             let next = if release == 2 { 3 } else { 2 };
-            let (code, sample) = deploy(dir.path(), "canary", &format!("web:{next}")).await;
+            let (code, sample) = deploy(&env, "canary", &format!("web:{next}")).await;
             assert_eq!(code, 1, "a failing canary must roll back");
             samples.push(sample);
         }

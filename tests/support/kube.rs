@@ -23,11 +23,7 @@ pub struct Cluster {
 }
 
 fn bin_dir() -> PathBuf {
-    std::env::var_os("DEPLOYER_K8S_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/deployer/k8s/bin")
-        })
+    crate::support::installed("DEPLOYER_K8S_BIN", "k8s/bin")
 }
 
 fn free_port() -> u16 {

@@ -1,8 +1,16 @@
 //! Real parts for the end-to-end suites: a moto server per test, the AWS world in it,
 //! a stand-in for the ECS agent, and small HTTP apps that play good and bad releases.
+//! The submodules build on them: [`env`] (the environment of an end-to-end test),
+//! [`config`] (`deployer.toml`), [`cli`] (the binary), [`rollout`] (the engine against
+//! the simulated target), [`kube`] (a local Kubernetes control plane) and
+//! [`fault_proxy`] (cloud faults in front of moto).
 
+pub mod cli;
+pub mod config;
+pub mod env;
 pub mod fault_proxy;
 pub mod kube;
+pub mod rollout;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -20,12 +28,17 @@ pub struct Moto {
     pub endpoint: String,
 }
 
+/// `$VAR`, or `~/.cache/deployer/DEFAULT` where scripts/setup.sh installs the tools.
+pub(crate) fn installed(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap())
+            .join(".cache/deployer")
+            .join(default)
+    })
+}
+
 fn moto_venv() -> PathBuf {
-    std::env::var_os("DEPLOYER_MOTO_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/deployer/moto-venv")
-        })
+    installed("DEPLOYER_MOTO_VENV", "moto-venv")
 }
 
 impl Moto {
@@ -73,8 +86,9 @@ impl Moto {
         Moto { child, endpoint }
     }
 
-    /// Run `support/SCRIPT ENDPOINT`, which builds a world and prints its ARNs as JSON.
-    fn world(&self, script: &str) -> serde_json::Value {
+    /// Run `support/SCRIPT ENDPOINT`, which builds a world and prints its ARNs as JSON,
+    /// and return the ARNs named `keys`.
+    fn world<const N: usize>(&self, script: &str, keys: [&str; N]) -> [String; N] {
         let out = Command::new(moto_venv().join("bin/python"))
             .arg(
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -89,31 +103,32 @@ impl Moto {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        keys.map(|k| json[k].as_str().unwrap().to_string())
     }
 
     /// Create the Auto Scaling world (see `support/moto_asg_world.py`).
     pub fn asg_world(&self) -> AsgWorld {
-        let json = self.world("moto_asg_world.py");
-        let field = |k: &str| json[k].as_str().unwrap().to_string();
+        let [listener, blue, green, api] =
+            self.world("moto_asg_world.py", ["listener", "blue", "green", "api"]);
         AsgWorld {
-            listener: field("listener"),
-            blue: field("blue"),
-            green: field("green"),
-            api: field("api"),
+            listener,
+            blue,
+            green,
+            api,
         }
     }
 
     /// Create the ECS world (see `support/moto_world.py`).
     pub fn ecs_world(&self) -> World {
-        let json = self.world("moto_world.py");
-        let field = |k: &str| json[k].as_str().unwrap().to_string();
+        let keys = ["rule", "listener", "test_listener", "blue", "green"];
+        let [rule, listener, test_listener, blue, green] = self.world("moto_world.py", keys);
         World {
-            rule: field("rule"),
-            listener: field("listener"),
-            test_listener: field("test_listener"),
-            blue: field("blue"),
-            green: field("green"),
+            rule,
+            listener,
+            test_listener,
+            blue,
+            green,
         }
     }
 
@@ -192,19 +207,27 @@ impl Drop for EcsAgent {
     }
 }
 
-async fn reconcile(
+/// Service `name` of the world's cluster `prod`, if there is one.
+pub async fn ecs_service(
     clients: &deployer_targets::aws::Clients,
-    broken: &[String],
-) -> Result<(), String> {
+    name: &str,
+) -> Result<Option<aws_sdk_ecs::types::Service>, String> {
     let out = clients
         .ecs
         .describe_services()
         .cluster("prod")
-        .services("web")
+        .services(name)
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    let Some(service) = out.services().first() else {
+    Ok(out.services().first().cloned())
+}
+
+async fn reconcile(
+    clients: &deployer_targets::aws::Clients,
+    broken: &[String],
+) -> Result<(), String> {
+    let Some(service) = ecs_service(clients, "web").await? else {
         return Ok(());
     };
     let desired = service.desired_count() as f64;

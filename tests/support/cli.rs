@@ -1,0 +1,86 @@
+//! The real `deployer` binary as the suites and the overhead benchmark run it: where it
+//! is, run against moto on a directory's `deployer.toml` ([`command`], [`deployer`]),
+//! or offline ([`plain`], [`run`], [`validate`]); and paths in the repository ([`repo`]).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use super::config::ConfigBuilder;
+
+/// The binary cargo built next to this test (or bench) executable.
+pub fn deployer_bin() -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    let bin = path.join("deployer");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo test --workspace` does, and scripts/bench.sh \
+         for the benchmarks)",
+        bin.display()
+    );
+    bin
+}
+
+/// `path` in the repository.
+pub fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(path)
+}
+
+/// `deployer ARGS --config dir/deployer.toml` with moto's test credentials.
+pub fn command(dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(deployer_bin());
+    cmd.args(args)
+        .arg("--config")
+        .arg(dir.join("deployer.toml"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env(
+            "DEPLOYER_CACHE_DIR",
+            std::env::temp_dir().join("deployer-e2e-cache"),
+        )
+        .kill_on_drop(true);
+    cmd
+}
+
+/// (exit code, stdout, stderr) of [`command`].
+pub async fn deployer(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = command(dir, args).output().await.unwrap();
+    outcome(out, |bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The binary for commands that reach no cloud, with a plugin cache of its own.
+pub fn plain() -> std::process::Command {
+    let mut cmd = std::process::Command::new(deployer_bin());
+    cmd.env(
+        "DEPLOYER_CACHE_DIR",
+        std::env::temp_dir().join("deployer-cli-tests-cache"),
+    );
+    cmd
+}
+
+/// (exit code, stdout, stderr) of `deployer ARGS` by [`plain`]; its output must be UTF-8.
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = plain().args(args).output().unwrap();
+    outcome(out, |bytes| String::from_utf8(bytes).unwrap())
+}
+
+/// [`run`] of `deployer validate` on `config`, written as `dir/deployer.toml`.
+pub fn validate(dir: &Path, config: &ConfigBuilder) -> (i32, String, String) {
+    let path = config.write(dir);
+    run(&["validate", "--config", path.to_str().unwrap()])
+}
+
+/// The exit code (-1 if a signal ended the process) and the output as text.
+fn outcome(out: Output, text: fn(Vec<u8>) -> String) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
