@@ -117,6 +117,7 @@ fn hook_gate(host: &PluginHost, at: GatePoint, params: &str) -> ConfiguredGates 
         check: Box::new(HookGate {
             plugin,
             params: params.into(),
+            services: None,
         }),
     }])
 }

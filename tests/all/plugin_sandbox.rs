@@ -147,19 +147,29 @@ async fn each_call_gets_a_fresh_instance() {
 }
 
 #[tokio::test]
-async fn a_wasi_guest_gets_an_empty_context() {
+async fn a_strategy_built_for_wasi_is_refused_its_clocks_and_randomness() {
+    // Rust's std for wasm32-wasip2 imports wasi:clocks and wasi:random: a strategy that
+    // could read them would not be a function of its state, and resume and `plan` would
+    // not be true. It is refused before any guest code runs, with the fix.
     let (host, _cache) = host();
-    let plugin = StrategyPlugin::load(
+    let err = StrategyPlugin::load(
         &host,
         &source("hostile-wasi", components::HOSTILE_STRATEGY_WASI),
         Limits::strategy(),
     )
+    .err()
     .unwrap();
-    let step = plugin.next(&state("probe")).await.unwrap();
-    assert_eq!(
-        step,
-        Step::Abort("env=0 args=0 read=false dir=false".into())
+    let PluginError::NotGranted {
+        capability, fix, ..
+    } = &err
+    else {
+        panic!("expected NotGranted, got {err}");
+    };
+    assert!(
+        capability.starts_with("wasi:clocks/") || capability.starts_with("wasi:random/"),
+        "{capability}"
     );
+    assert!(fix.contains("wasm32-unknown-unknown"), "{fix}");
 }
 
 #[tokio::test]

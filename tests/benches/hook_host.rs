@@ -4,6 +4,7 @@
 //! check, answered in-process so the network is not what is measured). Results:
 //! BENCHMARKS.md.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,17 +12,31 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use deployer_contract::{GateStatus, LifecyclePoint};
 use deployer_plugin_host::bindings::http;
 use deployer_plugin_host::bindings::types::CapabilityError;
-use deployer_plugin_host::capabilities::{BoxFuture, HttpTransport};
+use deployer_plugin_host::capabilities::{BoxFuture, HttpTransport, Resolver};
+use deployer_plugin_host::egress::Destination;
 use deployer_plugin_host::hook::HookContext;
 use deployer_plugin_host::hook::HookPlugin;
 use deployer_plugin_host::{Grants, HostServices, Limits, PluginHost};
 use deployer_tests::{components, source};
 
+/// The chat service's name, resolved without a network.
+struct ChatName;
+
+impl Resolver for ChatName {
+    fn resolve(&self, _: String, port: u16) -> BoxFuture<'_, std::io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move { Ok(vec![SocketAddr::from(([93, 184, 216, 34], port))]) })
+    }
+}
+
 /// A chat service that answers at once.
 struct InstantChat;
 
 impl HttpTransport for InstantChat {
-    fn send(&self, _: http::Request) -> BoxFuture<'_, Result<http::Response, CapabilityError>> {
+    fn send(
+        &self,
+        _: Destination,
+        _: http::Request,
+    ) -> BoxFuture<'_, Result<http::Response, CapabilityError>> {
         Box::pin(async {
             Ok(http::Response {
                 status: 200,
@@ -40,6 +55,7 @@ fn hook_host(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let services = HostServices {
         http: Some(Arc::new(InstantChat)),
+        resolver: Arc::new(ChatName),
         ..HostServices::default()
     };
     let host = PluginHost::with_services(Some(cache.path().to_path_buf()), services).unwrap();

@@ -32,3 +32,37 @@ pub fn url_secrets(raw: &str) -> Vec<String> {
     found.extend(parsed.query_pairs().map(|(_, value)| value.into_owned()));
     found
 }
+
+/// `text` fit to print on one line of a terminal or a CI log: control characters
+/// (newlines, escape sequences, carriage returns) and Unicode line separators are shown
+/// escaped, so text from outside cannot start a line of its own, forge a GitHub
+/// workflow command (`::error::…`) or move the cursor.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_text_stays_on_its_line() {
+        assert_eq!(printable("ok: 3/3"), "ok: 3/3");
+        assert_eq!(
+            printable("done\n::error::forged\r\x1b[2Kx\u{2028}y"),
+            "done\\n::error::forged\\r\\u{1b}[2Kx\\u{2028}y"
+        );
+    }
+}

@@ -2,14 +2,29 @@
 //!
 //! Entries are keyed by the component's sha256 and by the engine's compatibility hash
 //! (wasmtime version, compiler settings, CPU features): a different engine never loads
-//! another one's code. The cache directory is trusted like the binary itself: whoever
-//! can write it can run code as the user, which is why it lives in the user's own cache.
+//! another one's code. An entry is native code the host will run, so it is loaded only
+//! when nobody else could have written it and it is what the host wrote:
+//! - the directory and the entry belong to this user and are writable by no one else
+//!   (as ssh checks its keys), and the entry is a regular file, not a link;
+//! - the entry carries a sha256 over the component's digest and the compiled bytes,
+//!   checked before the bytes are deserialized: a changed, truncated or swapped entry
+//!   (another component's code under this name) is refused.
+//!
+//! Anything refused is compiled again from the component, with a warning.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+/// What an entry starts with (format version 1).
+const MAGIC: &[u8; 8] = b"dplyrc1\n";
+/// Larger entries are not read (a compiled component is a few MiB).
+const MAX_ENTRY_BYTES: u64 = 512 << 20;
 
 pub(crate) struct ComponentCache {
     dir: Option<PathBuf>,
@@ -32,7 +47,7 @@ impl ComponentCache {
     }
 
     /// The compiled component for `bytes` (whose sha256 is `digest`), from the cache when
-    /// a valid entry exists, else compiled and stored.
+    /// a trustworthy entry exists, else compiled and stored.
     pub(crate) fn get_or_compile(
         &self,
         engine: &Engine,
@@ -40,21 +55,31 @@ impl ComponentCache {
         bytes: &[u8],
     ) -> wasmtime::Result<Component> {
         let entry = self.entry(digest);
-        if let Some(path) = entry.as_deref().filter(|p| p.is_file()) {
-            // SAFETY: entries are written only by `store` below from `Component::serialize`
-            // of this same engine configuration (the key includes its compatibility hash),
-            // in a directory private to the user.
-            match unsafe { Component::deserialize_file(engine, path) } {
-                Ok(component) => return Ok(component),
-                Err(err) => eprintln!(
-                    "warning: ignoring unusable cache entry {}: {err}",
+        if let Some(path) = entry.as_deref() {
+            match read_entry(path, digest) {
+                Ok(Some(compiled)) => {
+                    // SAFETY: `read_entry` checked that this user alone could have
+                    // written the entry and that it is, byte for byte, what `store` wrote
+                    // for this component from `Component::serialize` of an engine with
+                    // this compatibility hash (part of the file name).
+                    match unsafe { Component::deserialize(engine, &compiled) } {
+                        Ok(component) => return Ok(component),
+                        Err(err) => eprintln!(
+                            "warning: ignoring unusable cache entry {}: {err}",
+                            path.display()
+                        ),
+                    }
+                }
+                Ok(None) => {}
+                Err(why) => eprintln!(
+                    "warning: not loading cache entry {}: {why}; compiling the plugin again",
                     path.display()
                 ),
             }
         }
         let component = Component::new(engine, bytes)?;
         if let Some(path) = entry
-            && let Err(err) = store(&component, &path)
+            && let Err(err) = store(&component, digest, &path)
         {
             eprintln!(
                 "warning: cannot cache compiled plugin at {}: {err:#}",
@@ -65,17 +90,122 @@ impl ComponentCache {
     }
 }
 
-/// Write atomically (temp file + rename) so a concurrent reader never sees half a file.
-fn store(component: &Component, path: &Path) -> anyhow::Result<()> {
-    let dir = path.parent().expect("cache entries live in a directory");
-    std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize()?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)?;
+/// The effective user, who alone may have written what the host loads.
+fn me() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Why `meta` (of `path`) could have been written by someone else, if it could.
+fn foreign(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    if meta.uid() != me() {
+        return Some(format!(
+            "{} belongs to user {}, not to this user ({})",
+            path.display(),
+            meta.uid(),
+            me()
+        ));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Some(format!(
+            "{} is writable by group or others (mode {:o}); fix: chmod go-w {}",
+            path.display(),
+            meta.permissions().mode() & 0o7777,
+            path.display()
+        ));
+    }
+    None
+}
+
+/// The compiled bytes of the entry at `path` for component `digest`: `Ok(None)` when
+/// there is none, `Err(why)` when there is one the host must not trust.
+fn read_entry(path: &Path, digest: &str) -> Result<Option<Vec<u8>>, String> {
+    let dir = path.parent().ok_or("the entry has no directory")?;
+    let dir_meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(_) => return Ok(None),
+    };
+    if !dir_meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    if let Some(why) = foreign(dir, &dir_meta) {
+        return Err(why);
+    }
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(_) => return Ok(None),
+    };
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if let Some(why) = foreign(path, &meta) {
+        return Err(why);
+    }
+    if meta.len() > MAX_ENTRY_BYTES {
+        return Err(format!("it is larger than {MAX_ENTRY_BYTES} bytes"));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.by_ref()
+        .take(MAX_ENTRY_BYTES)
+        .read_to_end(&mut data)
+        .map_err(|e| e.to_string())?;
+    let header = MAGIC.len() + 32;
+    if data.len() < header || &data[..MAGIC.len()] != MAGIC {
+        return Err("it is not a cache entry of this version".into());
+    }
+    let compiled = data.split_off(header);
+    if data[MAGIC.len()..] != seal(digest, &compiled)[..] {
+        return Err("its checksum does not match: it changed after it was written".into());
+    }
+    Ok(Some(compiled))
+}
+
+/// The checksum an entry carries: binds the compiled bytes to the component they were
+/// compiled from.
+fn seal(digest: &str, compiled: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(digest.as_bytes());
+    hasher.update([0]);
+    hasher.update(compiled);
+    hasher.finalize().into()
+}
+
+/// Write atomically (temp file + rename) so a concurrent reader never sees half a file,
+/// in a directory only this user can write.
+fn store(component: &Component, digest: &str, path: &Path) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("cache entries live in a directory"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if let Some(why) = foreign(dir, &std::fs::symlink_metadata(dir)?) {
+        anyhow::bail!(why);
+    }
+    let compiled = component.serialize()?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    use std::io::Write;
+    file.write_all(MAGIC)?;
+    file.write_all(&seal(digest, &compiled))?;
+    file.write_all(&compiled)?;
+    file.sync_all()?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }

@@ -6,15 +6,18 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use deployer_engine::redact::printable;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::types::{CapabilityError, Side};
 use super::bindings::{actions, http, log, metrics};
+use super::egress::{self, Destination};
 use super::limits::Limiter;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -60,41 +63,6 @@ impl Grants {
             Err(fix.to_string())
         }
     }
-
-    /// Whether `url`'s host is on the allow-list.
-    pub fn allows_url(&self, url: &str) -> bool {
-        let Some(host) = url_host(url) else {
-            return false;
-        };
-        self.http_allow
-            .iter()
-            .any(|pattern| match pattern.strip_prefix("*.") {
-                Some(suffix) => {
-                    host.len() > suffix.len()
-                        && host.ends_with(suffix)
-                        && host[..host.len() - suffix.len()].ends_with('.')
-                }
-                None => host.eq_ignore_ascii_case(pattern),
-            })
-    }
-}
-
-/// The host of an `http://` or `https://` URL, lower-cased, without port or userinfo.
-fn url_host(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    if authority.contains('@') {
-        // userinfo can be used to disguise the real host: refuse outright.
-        return None;
-    }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next()?
-    } else {
-        authority.split(':').next()?
-    };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 /// Where plugin log lines go.
@@ -102,21 +70,42 @@ pub trait LogSink: Send + Sync {
     fn log(&self, plugin: &str, level: log::Level, message: &str);
 }
 
-/// Writes plugin logs to stderr.
+/// Writes plugin logs to stderr, each escaped onto its own line.
 pub struct StderrLog;
 
 impl LogSink for StderrLog {
     fn log(&self, plugin: &str, level: log::Level, message: &str) {
+        let (plugin, message) = (printable(plugin), printable(message));
         eprintln!("[plugin {plugin}] {level:?}: {message}");
     }
 }
 
-/// Sends HTTP requests already checked against the allow-list.
+/// Sends HTTP requests already checked against the allow-list, to the checked address.
 pub trait HttpTransport: Send + Sync {
     fn send(
         &self,
+        destination: Destination,
         request: http::Request,
     ) -> BoxFuture<'_, Result<http::Response, CapabilityError>>;
+}
+
+/// Resolves a name for a hook's request, once: the request then connects to the address
+/// the allow-list check accepted.
+pub trait Resolver: Send + Sync {
+    fn resolve(&self, host: String, port: u16) -> BoxFuture<'_, std::io::Result<Vec<SocketAddr>>>;
+}
+
+/// The system's resolver (what `getaddrinfo` answers).
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn resolve(&self, host: String, port: u16) -> BoxFuture<'_, std::io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move {
+            tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map(Iterator::collect)
+        })
+    }
 }
 
 /// Answers metric queries already checked against the granted namespaces.
@@ -153,6 +142,7 @@ impl KvStore {
 pub struct HostServices {
     pub log: Arc<dyn LogSink>,
     pub kv: KvStore,
+    pub resolver: Arc<dyn Resolver>,
     pub http: Option<Arc<dyn HttpTransport>>,
     pub metrics: Option<Arc<dyn MetricsSource>>,
     pub actions: Option<Arc<dyn DeploymentActions>>,
@@ -163,6 +153,7 @@ impl Default for HostServices {
         HostServices {
             log: Arc::new(StderrLog),
             kv: KvStore::default(),
+            resolver: Arc::new(SystemResolver),
             http: None,
             metrics: None,
             actions: None,
@@ -287,18 +278,21 @@ impl http::Host for HostState {
         if let Err(e) = self.require("http") {
             return Ok(Err(e));
         }
-        if !self.grants.allows_url(&req.url) {
-            return Ok(Err(CapabilityError::Denied(format!(
-                "{} is not on this plugin's http-allow list",
-                url_host(&req.url).unwrap_or_else(|| req.url.clone())
-            ))));
+        if let Err(e) = check_request(&req) {
+            return Ok(Err(e));
         }
+        let resolver = self.services.resolver.clone();
+        let resolve = |host: String, port: u16| async move { resolver.resolve(host, port).await };
+        let destination = match egress::check(&self.grants.http_allow, &req.url, resolve).await {
+            Ok(destination) => destination,
+            Err(e) => return Ok(Err(e)),
+        };
         let Some(transport) = self.services.http.clone() else {
             return Ok(Err(CapabilityError::Unavailable(
                 "no HTTP transport in this host".into(),
             )));
         };
-        Ok(transport.send(req).await)
+        Ok(transport.send(destination, req).await)
     }
 }
 
@@ -372,40 +366,131 @@ impl HostState {
     }
 }
 
-/// The real HTTP transport: requests a hook makes (already allow-listed) with a
-/// bounded body size and the request's own timeout.
+/// Bounds on what a hook's request and the response it gets may weigh.
+pub mod http_limits {
+    /// Request body.
+    pub const MAX_REQUEST_BODY: usize = 1 << 20;
+    /// Headers of a request, and of a response handed back.
+    pub const MAX_HEADERS: usize = 64;
+    /// One header name plus value, and all of a message's headers together.
+    pub const MAX_HEADER_BYTES: usize = 8 << 10;
+    pub const MAX_ALL_HEADER_BYTES: usize = 64 << 10;
+    /// Response body handed back to a plugin, counted while it streams in.
+    pub const MAX_RESPONSE_BODY: usize = 1 << 20;
+}
+
+fn limit(message: String) -> CapabilityError {
+    CapabilityError::Limit(message)
+}
+
+/// Headers within [`http_limits`].
+fn check_headers(headers: &[(String, String)], whose: &str) -> Result<(), CapabilityError> {
+    use http_limits::*;
+    if headers.len() > MAX_HEADERS {
+        return Err(limit(format!(
+            "{whose} has more than {MAX_HEADERS} headers"
+        )));
+    }
+    let mut total = 0;
+    for (name, value) in headers {
+        let size = name.len() + value.len();
+        if size > MAX_HEADER_BYTES {
+            return Err(limit(format!(
+                "{whose} has a header over {MAX_HEADER_BYTES} bytes"
+            )));
+        }
+        total += size;
+    }
+    if total > MAX_ALL_HEADER_BYTES {
+        return Err(limit(format!(
+            "{whose}'s headers are over {MAX_ALL_HEADER_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A plugin's request within [`http_limits`], checked before anything is sent.
+fn check_request(request: &http::Request) -> Result<(), CapabilityError> {
+    if request.body.len() > http_limits::MAX_REQUEST_BODY {
+        return Err(limit(format!(
+            "request bodies are at most {} bytes",
+            http_limits::MAX_REQUEST_BODY
+        )));
+    }
+    check_headers(&request.headers, "the request")
+}
+
+/// The real HTTP transport: a request a hook makes (already allow-listed) goes to the
+/// address that was checked, through no proxy, following no redirect, within the
+/// request's own timeout; the response is cut off at its limits as it streams in.
 pub struct ReqwestTransport {
+    /// For requests to an address written in the URL (no name to pin).
     client: reqwest::Client,
 }
 
 impl ReqwestTransport {
     /// Largest response body handed back to a plugin.
-    pub const MAX_BODY: usize = 1 << 20;
+    pub const MAX_BODY: usize = http_limits::MAX_RESPONSE_BODY;
+
+    fn builder() -> reqwest::ClientBuilder {
+        // Redirects could leave the allow-list: a plugin sees them as responses. A proxy
+        // would resolve the name again, somewhere else.
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+    }
 
     /// # Errors
     /// When the TLS backend cannot be initialised.
     pub fn new() -> reqwest::Result<Self> {
         Ok(ReqwestTransport {
-            // Redirects could leave the allow-list: a plugin sees them as responses.
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
+            client: Self::builder().build()?,
         })
     }
+
+    /// A client that connects to `destination`'s checked address whatever DNS says now.
+    fn client_for(&self, destination: &Destination) -> Result<reqwest::Client, CapabilityError> {
+        match &destination.domain {
+            None => Ok(self.client.clone()),
+            Some(domain) => Self::builder()
+                .resolve(domain, destination.addr)
+                .build()
+                .map_err(|e| CapabilityError::Unavailable(transport_error(&e))),
+        }
+    }
+}
+
+/// A transport error without the URL (its query or user info may carry secrets).
+fn transport_error(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text += &format!(": {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl HttpTransport for ReqwestTransport {
     fn send(
         &self,
+        destination: Destination,
         request: http::Request,
     ) -> BoxFuture<'_, Result<http::Response, CapabilityError>> {
         Box::pin(async move {
+            check_request(&request)?;
             let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-                CapabilityError::Invalid(format!("`{}` is not an HTTP method", request.method))
+                CapabilityError::Invalid(format!(
+                    "`{}` is not an HTTP method",
+                    request.method.escape_debug()
+                ))
             })?;
-            let mut builder = self
-                .client
-                .request(method, &request.url)
+            let client = self.client_for(&destination)?;
+            let mut builder = client
+                .request(method, destination.url)
                 .timeout(std::time::Duration::from_millis(u64::from(
                     request.timeout_ms.max(1),
                 )))
@@ -413,12 +498,12 @@ impl HttpTransport for ReqwestTransport {
             for (name, value) in request.headers {
                 builder = builder.header(name, value);
             }
-            let response = builder
+            let mut response = builder
                 .send()
                 .await
-                .map_err(|e| CapabilityError::Unavailable(e.to_string()))?;
+                .map_err(|e| CapabilityError::Unavailable(transport_error(&e.without_url())))?;
             let status = response.status().as_u16();
-            let headers = response
+            let headers: Vec<(String, String)> = response
                 .headers()
                 .iter()
                 .map(|(k, v)| {
@@ -428,20 +513,25 @@ impl HttpTransport for ReqwestTransport {
                     )
                 })
                 .collect();
-            let body = response
-                .bytes()
+            check_headers(&headers, "the response")?;
+            let mut body = Vec::new();
+            while let Some(chunk) = response
+                .chunk()
                 .await
-                .map_err(|e| CapabilityError::Unavailable(e.to_string()))?;
-            if body.len() > Self::MAX_BODY {
-                return Err(CapabilityError::Limit(format!(
-                    "response body over {} bytes",
-                    Self::MAX_BODY
-                )));
+                .map_err(|e| CapabilityError::Unavailable(transport_error(&e.without_url())))?
+            {
+                if body.len() + chunk.len() > Self::MAX_BODY {
+                    return Err(limit(format!(
+                        "response body over {} bytes",
+                        Self::MAX_BODY
+                    )));
+                }
+                body.extend_from_slice(&chunk);
             }
             Ok(http::Response {
                 status,
                 headers,
-                body: body.to_vec(),
+                body,
             })
         })
     }
@@ -450,23 +540,6 @@ impl HttpTransport for ReqwestTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn allow_list_matches_exact_hosts_and_suffix_patterns_only() {
-        let grants = Grants {
-            http_allow: vec!["hooks.slack.com".into(), "*.internal.example".into()],
-            ..Grants::default()
-        };
-        assert!(grants.allows_url("https://hooks.slack.com/services/x"));
-        assert!(grants.allows_url("https://HOOKS.slack.com:443/x"));
-        assert!(grants.allows_url("http://api.internal.example/x"));
-        assert!(!grants.allows_url("https://internal.example/x"));
-        assert!(!grants.allows_url("https://evilinternal.example/x"));
-        assert!(!grants.allows_url("https://hooks.slack.com.evil.io/x"));
-        assert!(!grants.allows_url("https://hooks.slack.com@evil.io/x"));
-        assert!(!grants.allows_url("ftp://hooks.slack.com/x"));
-        assert!(!grants.allows_url("https://169.254.169.254/latest/meta-data"));
-    }
 
     #[test]
     fn ungranted_capabilities_say_how_to_grant_them() {

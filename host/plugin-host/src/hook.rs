@@ -46,7 +46,8 @@ impl HookPlugin {
         &self.0.loaded.digest
     }
 
-    fn services(&self) -> HostServices {
+    /// The host's default capability providers.
+    pub fn services(&self) -> HostServices {
         self.0.host.services().clone()
     }
 
@@ -129,6 +130,9 @@ pub struct HookGate {
     pub plugin: HookPlugin,
     /// Parameters from config, as a JSON object.
     pub params: String,
+    /// The capability providers of this hook in this deployment (its own key/value
+    /// store, the deployment's metric source); `None`: the host's defaults.
+    pub services: Option<HostServices>,
 }
 
 impl Check for HookGate {
@@ -148,7 +152,11 @@ impl Check for HookGate {
                 new_traffic_percent: ctx.new_percent,
                 params: self.params.clone(),
             };
-            match self.plugin.run(&hook_ctx).await {
+            let services = self
+                .services
+                .clone()
+                .unwrap_or_else(|| self.plugin.services());
+            match self.plugin.run_with(&hook_ctx, services).await {
                 Ok(result) => GateResult {
                     name: name.to_string(),
                     ..result

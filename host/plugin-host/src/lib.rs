@@ -20,6 +20,7 @@ pub mod builtin;
 mod cache;
 pub mod capabilities;
 mod convert;
+pub mod egress;
 mod engine;
 mod error;
 pub mod hook;

@@ -243,8 +243,24 @@ fn check_imports(
 ) -> Result<(), PluginError> {
     let ty = component.component_type();
     for (import, item) in ty.imports(host.engine()) {
+        if kind == PluginKind::Strategy
+            && (import.starts_with("wasi:clocks/") || import.starts_with("wasi:random/"))
+        {
+            // Resume, replay and `plan` rest on a strategy giving the same step for
+            // the same state: time and randomness would make it a different function
+            // on every call.
+            return Err(PluginError::NotGranted {
+                name: name.to_string(),
+                capability: import.to_string(),
+                fix: "strategies must be deterministic, so they get no clock or randomness: \
+                      build for wasm32-unknown-unknown (no WASI), or keep time and random \
+                      numbers out of the strategy (durations arrive in its parameters, what \
+                      happened so far in its rollout state)"
+                    .to_string(),
+            });
+        }
         if import.starts_with("wasi:") {
-            // Linked with an empty context: no env, files, sockets or clocks of note.
+            // Linked with an empty context: no env, files, sockets or stdio.
             continue;
         }
         let Some((capability, _)) = split_contract_name(import) else {

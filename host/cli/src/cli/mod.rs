@@ -221,6 +221,7 @@ fn classify(err: &anyhow::Error) -> Outcome {
 pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyhow::Result<Outcome> {
     let host = || -> anyhow::Result<PluginHost> {
         let services = deployer_plugin_host::HostServices {
+            log: std::sync::Arc::new(PluginLog(reporter.clone())),
             http: Some(std::sync::Arc::new(
                 deployer_plugin_host::capabilities::ReqwestTransport::new()?,
             )),
@@ -311,5 +312,23 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(Outcome::Success)
         }
+    }
+}
+
+/// Plugin log lines through the reporter: scrubbed, escaped, and in the log format asked
+/// for.
+struct PluginLog(std::sync::Arc<report::Reporter>);
+
+impl deployer_plugin_host::capabilities::LogSink for PluginLog {
+    fn log(&self, plugin: &str, level: deployer_plugin_host::bindings::log::Level, message: &str) {
+        use deployer_plugin_host::bindings::log::Level;
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.0.plugin_log(plugin, level, message);
     }
 }

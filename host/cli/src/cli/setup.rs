@@ -2,6 +2,7 @@
 //! (plugin digests and worlds, strategy parameters) runs here, before anything is
 //! changed; the engine then checks the target and the plan.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,10 @@ use deployer_engine::rollout::Settings;
 use deployer_engine::state::{
     Journal, Lease, LocalStore, LockGuard, Record, StateError, Store as StoreBackend,
 };
+use deployer_plugin_host::HostServices;
+use deployer_plugin_host::bindings::metrics;
+use deployer_plugin_host::bindings::types::CapabilityError;
+use deployer_plugin_host::capabilities::{BoxFuture, KvStore, MetricsSource};
 use deployer_plugin_host::hook::{HookGate, HookPlugin};
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{PluginHost, PluginSource};
@@ -208,6 +213,13 @@ pub fn gates(
                 err.to_string(),
             )])
         })?;
+        // Each hook gets its own key/value store, and metric queries answered by
+        // CloudWatch with this run's clients.
+        let services = HostServices {
+            kv: KvStore::default(),
+            metrics: Some(Arc::new(CloudWatchMetrics(clients.clone()))),
+            ..loaded.services()
+        };
         gates.push(Gate {
             name: format!("hook:{}", hook.plugin),
             at: hook.at.clone(),
@@ -215,8 +227,43 @@ pub fn gates(
             check: Box::new(HookGate {
                 plugin: loaded,
                 params: hook.params.clone(),
+                services: Some(services),
             }),
         });
     }
     Ok(ConfiguredGates::new(gates))
+}
+
+/// The `metrics` capability on AWS: CloudWatch GetMetricData with this run's clients
+/// (the plugin host has checked the namespace against the plugin's grant).
+struct CloudWatchMetrics(Clients);
+
+impl MetricsSource for CloudWatchMetrics {
+    fn query(
+        &self,
+        query: metrics::MetricQuery,
+    ) -> BoxFuture<'_, Result<Vec<metrics::Datapoint>, CapabilityError>> {
+        Box::pin(async move {
+            let request = deployer_targets::aws::metrics::MetricRequest {
+                namespace: query.namespace,
+                name: query.name,
+                dimensions: query.dimensions,
+                statistic: query.statistic,
+                period: Duration::from_secs(u64::from(query.period_seconds)),
+                window: Duration::from_secs(u64::from(query.window_seconds)),
+            };
+            deployer_targets::aws::metrics::query(&self.0, &request)
+                .await
+                .map(|points| {
+                    points
+                        .into_iter()
+                        .map(|(timestamp_ms, value)| metrics::Datapoint {
+                            timestamp_ms,
+                            value,
+                        })
+                        .collect()
+                })
+                .map_err(CapabilityError::Unavailable)
+        })
+    }
 }

@@ -8,6 +8,7 @@ pub mod calls;
 pub mod ecs;
 pub mod ecs_rolling;
 pub mod eks_token;
+pub mod metrics;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};

@@ -26,6 +26,7 @@ use crate::config::ConfigErrors;
 use crate::exit::Outcome;
 use crate::redact::Secrets;
 use deployer_engine::events::Event;
+use deployer_engine::redact::printable;
 use deployer_engine::rollout::Report;
 use deployer_targets::aws::CallCounter;
 
@@ -139,6 +140,14 @@ impl Reporter {
             LogFormat::Json => trace::line(&text),
             LogFormat::Plain => self.print_line(&text),
         }
+    }
+
+    /// A plugin's log line: scrubbed of known secrets and escaped onto one line, so a
+    /// plugin can neither leak what the host knows nor forge a line of deployer's own
+    /// (or a CI workflow command).
+    pub fn plugin_log(&self, plugin: &str, level: &str, message: &str) {
+        let (plugin, message) = (printable(plugin), printable(message));
+        self.line(&format!("[plugin {plugin}] {level}: {message}"));
     }
 
     /// Take in one engine event.
