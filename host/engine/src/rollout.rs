@@ -118,6 +118,9 @@ pub enum RolledBack {
     Recovered(Report),
     /// The last promoted release was replaced by the one before it.
     Redeployed(Report),
+    /// The last deployment already was a rollback (of deployment `deployment`), which
+    /// left `release` live: nothing to do.
+    AlreadyRolledBack { release: String, deployment: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,7 +293,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                     release: request.new_release,
                 });
             }
-            let report = self.start(id, request, &shape).await?;
+            let report = self.start(id, request, &shape, None).await?;
             Ok(Deployed::Finished {
                 earlier,
                 report: Report {
@@ -331,13 +334,31 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                         self.service
                     ))
                 })?;
-            let (previous, current) = match last.started() {
+            let (previous, current, undoes) = match last.started() {
+                // A second `rollback` (a double click, a retried CI job) finds the first
+                // one's redeploy: going on would put back the release just rolled away
+                // from. There is nothing left to do.
                 Some(Record::Started {
+                    new_release,
+                    undoes: Some(undone),
+                    ..
+                }) => {
+                    return Ok(RolledBack::AlreadyRolledBack {
+                        release: new_release.clone(),
+                        deployment: undone.clone(),
+                    });
+                }
+                Some(Record::Started {
+                    id: last_id,
                     stable_release: Some(previous),
                     new_release,
                     target,
                     ..
-                }) if !previous.is_empty() => (previous.clone(), (new_release.clone(), *target)),
+                }) if !previous.is_empty() => (
+                    previous.clone(),
+                    (new_release.clone(), *target),
+                    last_id.clone(),
+                ),
                 _ => {
                     return Err(EngineError::CannotRollBack(
                         "the last deployment recorded no previous release".into(),
@@ -366,7 +387,9 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                     ..target
                 },
             };
-            self.start(id, request, &shape).await.map(RolledBack::Redeployed)
+            self.start(id, request, &shape, Some(undoes))
+                .await
+                .map(RolledBack::Redeployed)
         })
         .await
     }
@@ -433,6 +456,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         id: String,
         request: DeployRequest,
         shape: &Shape,
+        undoes: Option<String>,
     ) -> Result<Report, EngineError> {
         self.check_fits(&request, shape).await?;
         let stable_release = Some(shape.primary_release.clone());
@@ -454,6 +478,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             new_release: request.new_release.clone(),
             stable_release: stable_release.clone(),
             at_ms: now_ms(),
+            undoes,
         };
         self.store.begin(self.service, &id, &started).await?;
         (self.events)(&Event::Started {
@@ -583,6 +608,15 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 .await
                 .map(Some);
         }
+        // Died after promoting, before or while removing the old side: traffic was
+        // verified 100% on the new release, which is the stable one now, and the old
+        // side may be gone. Rolling back would move traffic off a healthy release onto
+        // one that may no longer exist; finishing is what the run had left to do.
+        if run.journal.rollback_reason().is_none()
+            && run.journal.is_done(&Action::Step(Step::Promote))
+        {
+            return self.complete_promoted(run).await.map(Some);
+        }
         let resumable = self.settings.on_resume == ResumePolicy::Resume
             && run.journal.rollback_reason().is_none()
             && request.is_some_and(|r| self.matches(&run.journal, r));
@@ -634,6 +668,50 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             params,
             ctx,
         })
+    }
+
+    /// Finish a promoted run a killed invocation left: remove the old side (journaled,
+    /// idempotent) and record the deployment as promoted. No strategy is consulted: the
+    /// one that began the run may not be the one this invocation was given.
+    async fn complete_promoted(&self, mut run: Run) -> Result<Report, EngineError> {
+        let complete = Action::Step(Step::Complete);
+        let seq = match run.journal.in_flight() {
+            Some((seq, action)) if *action == complete => seq,
+            _ => {
+                let seq = run.journal.next_seq();
+                self.append(
+                    &mut run,
+                    Record::Intent {
+                        seq,
+                        action: complete,
+                    },
+                )
+                .await?;
+                seq
+            }
+        };
+        (self.events)(&Event::Resuming { id: &run.id });
+        if let Err(err) = self.retrying(|| self.driver.finalize()).await {
+            // Traffic is on the new release either way; what is left is the old side.
+            let detail = format!(
+                "{} is live on 100% of traffic, but removing the old side failed: {err}",
+                run.ctx.new_release
+            );
+            return self.finish(run, DeployResult::Promoted, detail).await;
+        }
+        self.append(
+            &mut run,
+            Record::Done {
+                seq,
+                outcome: StepOutcome::Done,
+            },
+        )
+        .await?;
+        let detail = format!(
+            "{} is live on 100% of traffic (the run was promoted before it was killed)",
+            run.ctx.new_release
+        );
+        self.finish(run, DeployResult::Promoted, detail).await
     }
 
     async fn append(&self, run: &mut Run, record: Record) -> Result<(), StateError> {

@@ -229,9 +229,82 @@ async fn rollback_redeploys_the_release_a_promoted_deployment_replaced() {
     assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
     assert_eq!(target.state().live_release(), Some("web:1"));
 
-    // Nothing promoted before web:1 was deployed by deployer: nothing further back.
     let history = store.history("web").await.unwrap();
     assert_eq!(history.len(), 2);
+
+    // A second rollback (a double click, a retried CI job) must not put web:2 back.
+    let again = engine(&BLUE_GREEN, &target, &store)
+        .roll_back("blue-green", r#"{"test-traffic":false}"#)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, RolledBack::AlreadyRolledBack { release, .. } if release == "web:1"),
+        "{again:?}"
+    );
+    assert_eq!(target.state().live_release(), Some("web:1"));
+    assert_eq!(
+        store.history("web").await.unwrap().len(),
+        2,
+        "nothing was run"
+    );
+}
+
+#[tokio::test]
+async fn a_run_killed_while_removing_the_old_side_is_finished_not_rolled_back() {
+    // Where the old side's removal falls in a canary's operations.
+    let scratch = SimDriver::new("web:1", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let scratch_store = LocalStore::new(dir.path());
+    engine(&CANARY, &scratch, &scratch_store)
+        .deploy(request("canary", "web:2", STEPS))
+        .await
+        .unwrap();
+    let finalize = scratch
+        .state()
+        .operations
+        .iter()
+        .position(|o| o == "finalize")
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let target = SimDriver::new("web:1", 4);
+    target.hang_at(finalize);
+    let killed = tokio::time::timeout(
+        Duration::from_millis(500),
+        engine(&CANARY, &target, &store).deploy(request("canary", "web:2", STEPS)),
+    )
+    .await;
+    assert!(
+        killed.is_err(),
+        "the run hangs in finalize, and is dropped as SIGKILL would"
+    );
+    target.disarm();
+    let shifts_when_killed = target.state().shifts;
+    assert_eq!(shifts_when_killed.last(), Some(&100));
+
+    // The next run, with the default policy (roll back what a killed run left), finishes
+    // the promoted one instead, then deploys its own release over it.
+    let deployed = engine(&CANARY, &target, &store)
+        .deploy(request("canary", "web:3", STEPS))
+        .await
+        .unwrap();
+    let Deployed::Finished {
+        earlier: Some(earlier),
+        report,
+    } = deployed
+    else {
+        panic!("expected the killed run to be finished first: {deployed:?}");
+    };
+    assert_eq!(earlier.result, DeployResult::Promoted, "{earlier:?}");
+    assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
+    let state = target.state();
+    assert_eq!(
+        state.shifts[shifts_when_killed.len()..].first(),
+        Some(&25),
+        "web:2 kept all traffic until web:3's canary began: {state:?}"
+    );
+    assert_eq!(state.live_release(), Some("web:3"));
 }
 
 #[tokio::test]

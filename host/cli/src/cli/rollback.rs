@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use deployer_engine::driver::Target;
-use deployer_engine::events::Event;
+use deployer_engine::events::{Event, short_release};
 use deployer_engine::gates::NoGates;
 use deployer_engine::rollout::{Engine, Parts, RolledBack};
 use deployer_engine::state::DeployResult;
@@ -63,7 +63,7 @@ pub async fn rollback(
     match engine
         .roll_back(strategy_name, params)
         .await
-        .map_err(|err| engine_error(&config, service_name, err))?
+        .map_err(|err| engine_error(&config, service_name, strategy_name, err))?
     {
         RolledBack::Recovered(report) => {
             reporter.report(&report);
@@ -75,6 +75,16 @@ pub async fn rollback(
         RolledBack::Redeployed(report) => {
             reporter.report(&report);
             Ok(outcome(&report))
+        }
+        RolledBack::AlreadyRolledBack {
+            release,
+            deployment,
+        } => {
+            reporter.say(&format!(
+                "{} is live: the last deployment already rolled deployment {deployment} back; nothing to do",
+                short_release(&release)
+            ));
+            Ok(Outcome::Success)
         }
     }
 }

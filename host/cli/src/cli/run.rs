@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use deployer_contract::TargetKind;
 use deployer_engine::events::{Event, result_word};
+use deployer_engine::plan::PlanError;
 use deployer_engine::rollout::{DeployRequest, Deployed, Engine, EngineError, Parts, Report};
 use deployer_engine::state::DeployResult;
 use deployer_plugin_host::PluginHost;
@@ -47,13 +48,25 @@ fn cancel_on_signals(reporter: &Arc<Reporter>) -> CancellationToken {
     cancel
 }
 
-/// An engine error in the words of the config file where it is one: a strategy that
-/// does not fit the target is an error in the service's `target`.
-pub fn engine_error(config: &Config, service_name: &str, err: EngineError) -> anyhow::Error {
+/// An engine error in the words of the config file where it is one (bad input, exit 3):
+/// a strategy that does not fit the target is an error in the service's `target`; a plan
+/// the host would refuse, or one that never ends, is one in the strategy's parameters.
+pub fn engine_error(
+    config: &Config,
+    service_name: &str,
+    strategy: &str,
+    err: EngineError,
+) -> anyhow::Error {
+    let at =
+        |field: String, message: String| ConfigErrors(vec![config.error_at_field(&field, message)]);
     match err {
-        EngineError::Unfit(message) => ConfigErrors(vec![
-            config.error_at_field(&format!("services.{service_name}.target"), message),
-        ])
+        EngineError::Unfit(message) => at(format!("services.{service_name}.target"), message).into(),
+        EngineError::Plan(plan @ (PlanError::Unsafe { .. } | PlanError::Endless)) => at(
+            format!("services.{service_name}.strategies.{strategy}"),
+            format!(
+                "{plan}\n  fix: change the parameters so that `deployer plan {strategy}` shows a plan the host accepts"
+            ),
+        )
         .into(),
         other => other.into(),
     }
@@ -101,7 +114,7 @@ pub async fn run(
     let deployed = engine
         .deploy(request)
         .await
-        .map_err(|err| engine_error(&config, service_name, err))?;
+        .map_err(|err| engine_error(&config, service_name, strategy_name, err))?;
     match deployed {
         Deployed::Finished { earlier, report } => {
             // The unfinished deployment rolled back first, in one line: the summary

@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use deployer_engine::plan::{PlanError, simulate};
 use deployer_plugin_host::hook::HookPlugin;
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{PluginHost, PluginKind};
@@ -37,11 +38,18 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
                 Err(_) => continue, // reported with the plugin above
             };
             let prefix = format!("services.{service_name}.strategies.{strategy}");
-            match plugin
-                .validate(&Config::strategy_params(service, strategy))
-                .await
-            {
-                Ok(Ok(())) => {}
+            let params = Config::strategy_params(service, strategy);
+            match plugin.validate(&params).await {
+                // Parameters a strategy accepts can still make a plan the host refuses
+                // (a bake over 24 hours): `run` would refuse it, so `validate` does.
+                Ok(Ok(())) => {
+                    let target = Config::target_info(service);
+                    if let Err(err @ (PlanError::Unsafe { .. } | PlanError::Endless)) =
+                        simulate(&plugin, &params, target).await
+                    {
+                        errors.push(config.error_at_field(&prefix, err.to_string()));
+                    }
+                }
                 Ok(Err(problems)) => errors.extend(problems.into_iter().map(|e| {
                     let field = if e.field.is_empty() {
                         prefix.clone()

@@ -19,6 +19,9 @@ pub enum Record {
         new_release: String,
         stable_release: Option<String>,
         at_ms: u64,
+        /// Set when this deployment is `deployer rollback` undoing deployment `undoes`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undoes: Option<String>,
     },
     /// About to carry out an action (written and synced before acting).
     Intent { seq: u32, action: Action },

@@ -365,6 +365,7 @@ mod tests {
             new_release: "web:2".into(),
             stable_release: Some("web:1".into()),
             at_ms: 1,
+            undoes: None,
         }
     }
 
