@@ -179,13 +179,11 @@ impl HostState {
         services: HostServices,
     ) -> Self {
         HostState {
+            wasi: empty_wasi(&grants),
             plugin,
             limiter,
             grants,
             services,
-            // No env, args, files, sockets or stdio: WASI only so that guests built for
-            // wasip2 link at all.
-            wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         }
     }
@@ -196,6 +194,38 @@ impl HostState {
                 "capability `{capability}` is not granted; add `{fix}` to the plugin's config"
             ))
         })
+    }
+}
+
+/// No env, args, files, sockets or stdio: WASI only so that guests built for wasip2 link
+/// at all. Its clocks read zero unless the plugin is granted `clock`: WASI's clocks
+/// would otherwise be a way around the grant.
+fn empty_wasi(grants: &Grants) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    if !grants.clock {
+        builder.wall_clock(Stopped).monotonic_clock(Stopped);
+    }
+    builder.build()
+}
+
+/// A clock that reads zero, for plugins without the `clock` grant.
+struct Stopped;
+
+impl wasmtime_wasi::HostWallClock for Stopped {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for Stopped {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
     }
 }
 

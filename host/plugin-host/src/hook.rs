@@ -117,8 +117,8 @@ impl HookPlugin {
             .await
             .map(GateResult::from)
             .map(|result| GateResult {
-                name: super::limits::clip(result.name),
-                detail: super::limits::clip(result.detail),
+                name: super::limits::clip_line(result.name),
+                detail: super::limits::clip_line(result.detail),
                 ..result
             })
     }

@@ -108,6 +108,16 @@ impl ResourceLimiter for Limiter {
 pub const MAX_TEXT_BYTES: usize = 4096;
 
 /// `text` cut to [`MAX_TEXT_BYTES`] on a character boundary, marked when cut.
+/// Text a plugin hands back for people to read (gate names and details, abort reasons,
+/// error messages): cut to size, and escaped onto one line so that wherever it is
+/// printed it cannot forge a line of deployer's own or a CI workflow command.
+pub fn clip_line(text: String) -> String {
+    match deployer_engine::redact::printable(&clip(text)) {
+        std::borrow::Cow::Borrowed(same) => same.to_string(),
+        std::borrow::Cow::Owned(escaped) => escaped,
+    }
+}
+
 pub fn clip(mut text: String) -> String {
     if text.len() > MAX_TEXT_BYTES {
         let mut cut = MAX_TEXT_BYTES;

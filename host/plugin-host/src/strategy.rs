@@ -88,13 +88,13 @@ impl StrategyPlugin {
             })
             .await?
             .map(|step| match step.into() {
-                Step::Abort(reason) => Step::Abort(super::limits::clip(reason)),
+                Step::Abort(reason) => Step::Abort(super::limits::clip_line(reason)),
                 step => step,
             })
             .map_err(|message| PluginError::Failed {
                 name: self.name().to_string(),
                 function: "next",
-                message: super::limits::clip(message),
+                message: super::limits::clip_line(message),
             })
     }
 
