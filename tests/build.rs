@@ -26,6 +26,14 @@ fn main() {
             Guest::new("hostile-hook", GuestTarget::Unknown),
         ),
         (
+            "HOSTILE_HOOK_WASI",
+            Guest::new("hostile-hook", GuestTarget::WasiP2),
+        ),
+        (
+            "METRICS_HOOK",
+            Guest::new("metrics-hook", GuestTarget::Unknown),
+        ),
+        (
             "FUTURE_STRATEGY",
             Guest::new("future-strategy", GuestTarget::Unknown),
         ),

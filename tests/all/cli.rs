@@ -69,6 +69,23 @@ fn bad_strategy_parameters_are_bad_input_with_line_and_fix() {
 }
 
 #[test]
+fn a_plan_the_host_would_refuse_fails_validation_as_bad_input() {
+    // Parameters the canary accepts (a 48 h bake), but a plan the safety rules refuse:
+    // `run` would refuse it before any change, so `validate` says so too, at the field.
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new().service("web", |s| {
+        s.ecs("c", "web", 2)
+            .canary_steps(r#"[ { weight = 25, bake = "2s" }, { weight = 50, bake = "48h" } ]"#)
+    });
+    let (code, _, err) = validate(dir.path(), &config);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("services.web.strategies.canary") && err.contains("longer than 24 hours"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_config_with_a_typo_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new().service("web", |s| {

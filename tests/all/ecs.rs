@@ -5,6 +5,7 @@
 use deployer_tests::support::App;
 use deployer_tests::support::cli::deployer_bin;
 use deployer_tests::support::env::EcsEnv;
+use deployer_tests::support::listener::{Listener, Reply};
 
 pub(crate) const STEPS: &str = r#"[{ weight = 10, bake = "300ms" }, { weight = 50 }]"#;
 
@@ -544,4 +545,280 @@ async fn a_scaffolded_hook_is_built_tested_and_used_in_a_run() {
     let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(env.weights().await, (0, 100));
+}
+
+/// The probe hook (`tests/components/hostile-hook`) copied next to `env`'s config, and its
+/// digest.
+fn probe_plugin(env: &EcsEnv) -> String {
+    let wasm = env.dir.path().join("probe.wasm");
+    std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
+    deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap())
+}
+
+/// `text` as a TOML string.
+fn toml_str(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_in_a_deployment_reaches_nothing_its_grant_does_not_name() {
+    // One pre-traffic hook per trick, each aimed at a listener on 127.0.0.1. The grant
+    // names `localhost`, so the system resolver's loopback answer is what refuses it.
+    let listener = Listener::start(Reply::Ok);
+    let good = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    let digest = probe_plugin(&env);
+    let p = listener.port;
+    let url = |url: String| format!("{{ url = {} }}", toml_str(&url));
+    let tricks: Vec<(String, &str)> = vec![
+        (url(format!("http://localhost:{p}/")), "Denied"),
+        (url(format!("http://LOCALHOST:{p}/")), "Denied"),
+        (url(format!("https://localhost:{p}/")), "Denied"),
+        (url(format!("http://localhost.:{p}/")), "Denied"),
+        (
+            url(format!("http://%6c%6f%63%61%6c%68%6f%73%74:{p}/")),
+            "Denied",
+        ),
+        (url(format!("http://127.0.0.1:{p}/")), "Denied"),
+        (url(format!("http://2130706433:{p}/")), "Denied"),
+        (url(format!("http://0x7f.1:{p}/")), "Denied"),
+        (url(format!("http://127.1:{p}/")), "Denied"),
+        (url(format!("http://0177.0.0.1:{p}/")), "Denied"),
+        (url(format!("http://0.0.0.0:{p}/")), "Denied"),
+        (url(format!("http://[::1]:{p}/")), "Denied"),
+        (url(format!("http://[::ffff:127.0.0.1]:{p}/")), "Denied"),
+        (
+            url(format!("http://127.0.0.1:{p}#@ok.example.com/")),
+            "Denied",
+        ),
+        (
+            url(format!("http://ok.example.com@127.0.0.1:{p}/")),
+            "Invalid",
+        ),
+        (
+            url(format!("http://ok.example.com\\@127.0.0.1:{p}/")),
+            "Invalid",
+        ),
+        (
+            url(format!("http://127\u{3002}0\u{3002}0\u{3002}1:{p}/")),
+            "Invalid",
+        ),
+        (url(format!("http:127.0.0.1:{p}/")), "Invalid"),
+        (
+            format!(
+                "{{ url = \"http://localhost:{p}/\", method = \"POST\", body_bytes = 1048577 }}"
+            ),
+            "Limit",
+        ),
+        (
+            format!("{{ url = \"http://localhost:{p}/\", headers = 65 }}"),
+            "Limit",
+        ),
+    ];
+    let mut config = env.task_sets(&good.url, STEPS);
+    for (params, _) in &tricks {
+        config = config.service("web", |s| s.hook("probe", &["pre-traffic"], params));
+    }
+    env.write(&config.hook_plugin("probe", "probe.wasm", &digest, |t| {
+        t.bool("kv", true)
+            .strs("http-allow", &["*.example.com", "localhost"])
+    }));
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "web:2", "--output", "json"])
+        .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["result"], "rolled-back", "{out}");
+    let hooks: Vec<&serde_json::Value> = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|step| step["gates"].as_array().unwrap())
+        .filter(|gate| gate["name"] == "hook:probe")
+        .collect();
+    assert_eq!(hooks.len(), tricks.len(), "every hook ran: {out}");
+    for ((params, kind), gate) in tricks.iter().zip(hooks) {
+        let detail = gate["detail"].as_str().unwrap();
+        assert!(
+            gate["status"] == "fail"
+                && detail.starts_with(&format!("http: CapabilityError::{kind}(")),
+            "{params}: {gate}"
+        );
+    }
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(listener.settled(), 0, "{:?}", listener.requests());
+}
+
+/// Lines of `text` as a terminal or a CI log runner splits them.
+fn screen_lines(text: &str) -> Vec<&str> {
+    text.split(['\n', '\r', '\u{2028}', '\u{2029}', '\u{85}'])
+        .collect()
+}
+
+/// `deployer run canary` with the probe hook at pre-traffic with `params`, as inside
+/// GitHub Actions: (exit code, stdout, stderr).
+async fn run_probe_in_ci(params: &str) -> (i32, String, String) {
+    let good = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    let digest = probe_plugin(&env);
+    env.write(
+        &env.task_sets(&good.url, STEPS)
+            .service("web", |s| s.hook("probe", &["pre-traffic"], params))
+            .hook_plugin("probe", "probe.wasm", &digest, |t| {
+                t.bool("kv", true)
+                    .strs("http-allow", &["hooks.example.com"])
+            }),
+    );
+    let out = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .env("GITHUB_ACTIONS", "true")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What a plugin wrote cannot pass for a line of deployer's own or a workflow command: no
+/// line (split as terminals and log viewers may split them) starts with a workflow
+/// command carrying the plugin's `marker`, and no escape sequence or bell reaches the
+/// terminal.
+fn assert_not_forged(stdout: &str, stderr: &str, marker: &str) {
+    let mut found = Vec::new();
+    for (name, text) in [("stdout", stdout), ("stderr", stderr)] {
+        for line in screen_lines(text) {
+            let line_start = line.trim_start();
+            if ["::error::", "::warning::", "::notice::"]
+                .iter()
+                .any(|command| line_start.starts_with(&format!("{command}{marker}")))
+            {
+                found.push(format!("{name} has a forged line {line:?}"));
+            }
+        }
+        if text.contains(['\u{1b}', '\u{7}']) {
+            found.push(format!("{name} carries raw control characters"));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "{}\nstdout: {stdout:?}\nstderr: {stderr:?}",
+        found.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hooks_log_lines_cannot_forge_ours_or_leak_a_secret() {
+    const TOKEN: &str = "tok-5ecret-9f8e7d6c";
+    let message = "done\n::error::forged\r::warning::forged\u{1b}[2J\u{1b}]0;title\u{7}\u{2028}::error::forged\u{85}::error::forged";
+    let params = format!(
+        "{{ mode = \"log\", message = {}, token = {} }}",
+        toml_str(message),
+        toml_str(TOKEN)
+    );
+    let (code, out, err) = run_probe_in_ci(&params).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The lines arrived, each on one line of its own, escaped.
+    assert!(
+        err.contains(
+            "deployer: [plugin probe] info: done\\n::error::forged\\r::warning::forged\\u{1b}[2J"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("deployer: [plugin probe] warn: token is ***"),
+        "{err}"
+    );
+    assert_not_forged(&out, &err, "forged");
+    assert!(
+        !err.contains(['\u{2028}', '\u{85}']),
+        "line separators arrive escaped: {err:?}"
+    );
+    assert!(
+        !out.contains(TOKEN) && !err.contains(TOKEN),
+        "the secret leaked:\n{out}\n{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hooks_gate_detail_cannot_forge_our_lines() {
+    // The same text as a failing gate's detail, which deployer prints in its log and
+    // its final report.
+    let message = "nope\n::error::forged-detail\r::warning::forged-detail\u{1b}[2J\u{2028}::error::forged-detail";
+    let params = format!("{{ mode = \"detail\", message = {} }}", toml_str(message));
+    let (code, out, err) = run_probe_in_ci(&params).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("hook:probe"), "{err}");
+    assert_not_forged(&out, &err, "forged-detail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hooks_metric_queries_are_answered_by_cloudwatch_in_its_namespaces_only() {
+    let good = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    let wasm = env.dir.path().join("metrics.wasm");
+    std::fs::copy(deployer_tests::components::METRICS_HOOK, &wasm).unwrap();
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
+    env.clients
+        .cloudwatch
+        .put_metric_data()
+        .namespace("Shop")
+        .metric_data(
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name("CheckoutErrors")
+                .dimensions(
+                    aws_sdk_cloudwatch::types::Dimension::builder()
+                        .name("Service")
+                        .value("web")
+                        .build(),
+                )
+                .value(42.0)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let query = |namespace: &str| {
+        format!(
+            r#"{{ namespace = "{namespace}", metric = "CheckoutErrors", dimensions = {{ Service = "web" }} }}"#
+        )
+    };
+    env.write(
+        &env.task_sets(&good.url, STEPS)
+            .service("web", |s| {
+                s.hook("metrics", &["pre-traffic"], &query("Shop")).hook(
+                    "metrics",
+                    &["pre-traffic"],
+                    &query("AWS/ApplicationELB"),
+                )
+            })
+            .hook_plugin("metrics", "metrics.wasm", &digest, |t| {
+                t.strs("metrics-namespaces", &["Shop"])
+            }),
+    );
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "web:2", "--output", "json"])
+        .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let details: Vec<&str> = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|step| step["gates"].as_array().unwrap())
+        .filter(|gate| gate["name"] == "hook:metrics")
+        .map(|gate| gate["detail"].as_str().unwrap())
+        .collect();
+    // Granted: the datapoint put into CloudWatch (moto) comes back.
+    assert_eq!(details[0], "1 points, total 42", "{out}");
+    // Not granted: refused by the host, no call made.
+    assert!(
+        details[1].starts_with("metrics: CapabilityError::Denied(")
+            && details[1].contains("not in this plugin's metrics-namespaces"),
+        "{out}"
+    );
+    assert_eq!(env.weights().await, (100, 0));
 }

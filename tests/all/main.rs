@@ -36,6 +36,7 @@ mod hostile;
 mod plan;
 mod plugin_cache;
 mod plugin_capabilities;
+mod plugin_egress;
 mod plugin_loading;
 mod plugin_sandbox;
 mod quickstart;

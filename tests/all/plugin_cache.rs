@@ -1,5 +1,7 @@
 //! Compiled components are cached on disk, keyed by digest and engine, and a damaged
-//! entry is recompiled rather than trusted or fatal.
+//! entry is recompiled rather than trusted or fatal. An entry is native code: one that
+//! changed, one that is another component's, or one that someone else could have written
+//! (a directory or entry others can write, a link, another owner) is never loaded.
 
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{Limits, PluginHost, PluginSource};
@@ -65,4 +67,255 @@ async fn an_unwritable_cache_only_costs_speed() {
     )
     .unwrap();
     assert_eq!(plugin.info().await.unwrap().name, "rolling");
+}
+
+/// What an entry starts with (the cache's format, version 1).
+const MAGIC: &[u8; 8] = b"dplyrc1\n";
+const HEADER: usize = MAGIC.len() + 32;
+
+/// The entry of component `digest` in `dir`.
+fn entry_of(dir: &std::path::Path, digest: &str) -> std::path::PathBuf {
+    cwasm_files(dir)
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{digest}-"))
+        })
+        .unwrap_or_else(|| panic!("no entry for {digest} in {}", dir.display()))
+}
+
+/// A well-formed entry for component `digest` holding `compiled` (another component's
+/// code): what someone who can write the cache could put there.
+fn forge(digest: &str, compiled: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut seal = Sha256::new();
+    seal.update(digest.as_bytes());
+    seal.update([0]);
+    seal.update(compiled);
+    [&MAGIC[..], &seal.finalize()[..], compiled].concat()
+}
+
+fn builtin(name: &str) -> PluginSource {
+    PluginSource::Builtin(name.into())
+}
+
+/// Load built-in `name` in a new host (a new process) on cache `dir`.
+async fn load_fresh(dir: &std::path::Path, name: &str) -> StrategyPlugin {
+    let host = PluginHost::new(Some(dir.to_path_buf())).unwrap();
+    StrategyPlugin::load(&host, &builtin(name), Limits::strategy()).unwrap()
+}
+
+/// The plugin works: it names itself and plans a step.
+async fn assert_works(plugin: &StrategyPlugin, name: &str) {
+    use deployer_contract::{RolloutState, Step, TargetInfo, TargetKind};
+    assert_eq!(plugin.info().await.unwrap().name, name);
+    let state = RolloutState {
+        params: match name {
+            "canary" => r#"{"steps":[{"weight":10}]}"#.into(),
+            _ => "{}".into(),
+        },
+        target: TargetInfo {
+            kind: TargetKind::Simulated,
+            desired_count: 2,
+            native_rolling: true,
+            test_traffic: false,
+        },
+        history: vec![],
+    };
+    let step = plugin.next(&state).await.unwrap();
+    assert!(!matches!(step, Step::Abort(_)), "{name}: {step:?}");
+}
+
+#[tokio::test]
+async fn a_changed_byte_anywhere_in_an_entry_means_a_recompile() {
+    let cache = tempfile::tempdir().unwrap();
+    let first = load_fresh(cache.path(), "canary").await;
+    let entry = entry_of(cache.path(), first.digest());
+    let original = std::fs::read(&entry).unwrap();
+    // In the checksum, in the middle of the compiled code, in its last byte.
+    for offset in [
+        MAGIC.len() + 5,
+        HEADER + (original.len() - HEADER) / 2,
+        original.len() - 1,
+    ] {
+        let mut changed = original.clone();
+        changed[offset] ^= 0x20;
+        std::fs::write(&entry, &changed).unwrap();
+        let plugin = load_fresh(cache.path(), "canary").await;
+        assert_works(&plugin, "canary").await;
+        let now = std::fs::read(&entry).unwrap();
+        assert!(now != changed, "byte {offset}: the entry was not rewritten");
+        assert!(now == original, "byte {offset}: rewritten as compiled");
+    }
+}
+
+#[tokio::test]
+async fn another_components_entry_under_this_ones_name_is_not_loaded() {
+    let cache = tempfile::tempdir().unwrap();
+    let canary = load_fresh(cache.path(), "canary").await;
+    let rolling = load_fresh(cache.path(), "rolling").await;
+    let (canary_entry, rolling_entry) = (
+        entry_of(cache.path(), canary.digest()),
+        entry_of(cache.path(), rolling.digest()),
+    );
+    let canary_bytes = std::fs::read(&canary_entry).unwrap();
+    std::fs::write(&rolling_entry, &canary_bytes).unwrap();
+
+    let plugin = load_fresh(cache.path(), "rolling").await;
+    assert_works(&plugin, "rolling").await;
+    assert!(
+        std::fs::read(&rolling_entry).unwrap() != canary_bytes,
+        "rolling's entry was compiled again"
+    );
+    let plugin = load_fresh(cache.path(), "canary").await;
+    assert_works(&plugin, "canary").await;
+}
+
+#[tokio::test]
+async fn an_entry_someone_else_could_have_written_is_not_loaded() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // Entries of canary and rolling; then one for rolling that holds canary's code, with
+    // a correct checksum: the checksum alone cannot tell it from a real one, so only the
+    // ownership and mode checks stand between it and the host.
+    let seed = tempfile::tempdir().unwrap();
+    let canary = load_fresh(seed.path(), "canary").await;
+    let rolling = load_fresh(seed.path(), "rolling").await;
+    let canary_code =
+        std::fs::read(entry_of(seed.path(), canary.digest())).unwrap()[HEADER..].to_vec();
+    let forged = forge(rolling.digest(), &canary_code);
+    let rolling_entry_name = entry_of(seed.path(), rolling.digest())
+        .file_name()
+        .unwrap()
+        .to_owned();
+    let elsewhere = tempfile::tempdir().unwrap();
+    chmod(elsewhere.path(), 0o700);
+    let root = unsafe { libc::geteuid() } == 0;
+
+    // (case, what rolling loads as, whether the forged entry must have been replaced)
+    let cases: Vec<(&str, &str, bool)> = vec![
+        ("trusted (control)", "canary", false),
+        ("directory mode 777", "rolling", false),
+        ("directory mode 775", "rolling", false),
+        ("directory mode 757", "rolling", false),
+        ("entry mode 666", "rolling", true),
+        ("entry mode 620", "rolling", true),
+        ("entry mode 602", "rolling", true),
+        ("entry a symlink", "rolling", true),
+        ("a directory in the entry's place", "rolling", false),
+        ("entry owned by another user", "rolling", true),
+        ("directory owned by another user", "rolling", false),
+    ];
+    for (case, expected, replaced) in cases {
+        if case.contains("another user") && !root {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        chmod(&cache, 0o700);
+        let entry = cache.join(&rolling_entry_name);
+        std::fs::write(&entry, &forged).unwrap();
+        chmod(&entry, 0o600);
+        match case {
+            "directory mode 777" => chmod(&cache, 0o777),
+            "directory mode 775" => chmod(&cache, 0o775),
+            "directory mode 757" => chmod(&cache, 0o757),
+            "entry mode 666" => chmod(&entry, 0o666),
+            "entry mode 620" => chmod(&entry, 0o620),
+            "entry mode 602" => chmod(&entry, 0o602),
+            "entry a symlink" => {
+                std::fs::remove_file(&entry).unwrap();
+                let target = elsewhere.path().join("forged.cwasm");
+                std::fs::write(&target, &forged).unwrap();
+                chmod(&target, 0o600);
+                symlink(&target, &entry).unwrap();
+            }
+            "a directory in the entry's place" => {
+                std::fs::remove_file(&entry).unwrap();
+                std::fs::create_dir(&entry).unwrap();
+            }
+            "entry owned by another user" => {
+                std::os::unix::fs::chown(&entry, Some(65534), None).unwrap()
+            }
+            "directory owned by another user" => {
+                std::os::unix::fs::chown(&cache, Some(65534), None).unwrap()
+            }
+            _ => {}
+        }
+        let plugin = load_fresh(&cache, "rolling").await;
+        assert_works(&plugin, expected).await;
+        if replaced {
+            let meta = std::fs::symlink_metadata(&entry).unwrap();
+            assert!(meta.is_file(), "{case}: a regular file now");
+            assert!(
+                std::fs::read(&entry).unwrap() != forged,
+                "{case}: compiled again"
+            );
+        }
+        if case == "entry a symlink" {
+            assert_eq!(
+                std::fs::read(elsewhere.path().join("forged.cwasm")).unwrap(),
+                forged,
+                "the link's target was not written through"
+            );
+        }
+    }
+}
+
+#[test]
+fn refused_entries_are_reported_with_the_reason_and_the_fix() {
+    // The real binary, loading a hook through `plugin test` with its own cache directory.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "kind = \"hook\"\n[grants]\nhttp-allow = [\"hooks.example.com\"]\nkv = true\n",
+    )
+    .unwrap();
+    let load = || {
+        let out = deployer_tests::support::cli::plain()
+            .args(["plugin", "test", deployer_tests::components::HOSTILE_HOOK])
+            .arg("--scenario")
+            .arg(&scenario)
+            .env("DEPLOYER_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let err = load();
+    assert!(!err.contains("warning"), "{err}");
+    let entry = cwasm_files(&cache).remove(0);
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&entry, &bytes).unwrap();
+
+    let err = load();
+    assert!(
+        err.contains("warning: not loading cache entry")
+            && err.contains("its checksum does not match")
+            && err.contains("compiling the plugin again"),
+        "{err}"
+    );
+    let err = load();
+    assert!(
+        !err.contains("warning"),
+        "rewritten and trusted again: {err}"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = load();
+    assert!(
+        err.contains("is writable by group or others (mode 777); fix: chmod go-w"),
+        "{err}"
+    );
 }

@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use deployer_contract::{RolloutState, Step, TargetInfo, TargetKind};
+use deployer_contract::{LifecyclePoint, RolloutState, Step, TargetInfo, TargetKind};
+use deployer_plugin_host::hook::{HookContext, HookPlugin};
 use deployer_plugin_host::strategy::StrategyPlugin;
-use deployer_plugin_host::{Limits, PluginError, PluginHost, PluginSource};
+use deployer_plugin_host::{Grants, Limits, PluginError, PluginHost, PluginSource};
+use deployer_tests::support::listener::{Listener, Reply};
 use deployer_tests::{components, host, source};
 
 fn state(mode: &str) -> RolloutState {
@@ -219,4 +221,119 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     })
     .await;
     outputs.into_iter().map(Option::unwrap).collect()
+}
+
+/// The probe hook built for wasm32-wasip2 (its std imports WASI), with `clock` as given.
+fn wasi_probe(host: &PluginHost, clock: bool) -> Result<HookPlugin, PluginError> {
+    let grants = Grants {
+        http_allow: vec!["hooks.example.com".into()],
+        kv: true,
+        clock,
+        ..Grants::default()
+    };
+    HookPlugin::load(
+        host,
+        &source("probe", components::HOSTILE_HOOK_WASI),
+        Limits::hook(),
+        grants,
+    )
+}
+
+fn probe_ctx(params: serde_json::Value) -> HookContext {
+    HookContext {
+        point: LifecyclePoint::PreTraffic,
+        deployment_id: "d-1".into(),
+        service: "web".into(),
+        new_release: "web:2".into(),
+        stable_release: Some("web:1".into()),
+        new_traffic_percent: 0,
+        params: params.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_hook_gets_an_empty_context() {
+    // What the guest would see if the host passed its own through: this process has an
+    // environment, a readable /etc/passwd and a working directory.
+    assert!(std::env::vars().count() > 0);
+    assert!(std::fs::read("/etc/passwd").is_ok());
+    let listener = Listener::start(Reply::Ok);
+    let (host, _cache) = host();
+    // Clock granted: time is a grant of its own (see the next test); nothing else is.
+    let hook = wasi_probe(&host, true).unwrap();
+    let result = hook
+        .run(&probe_ctx(serde_json::json!({
+            "mode": "probe",
+            "connect": listener.addr().to_string(),
+        })))
+        .await
+        .unwrap();
+    assert!(
+        result.detail.starts_with(
+            "env=0 args=0 read=false dir=false root=false write=false connect=refused"
+        ),
+        "{}",
+        result.detail
+    );
+    assert_eq!(listener.settled(), 0, "no socket reached the listener");
+    assert!(!std::path::Path::new("probe-was-here").exists());
+}
+
+#[tokio::test]
+async fn a_wasi_hook_reads_no_clock_without_the_clock_grant() {
+    // `clock = true` is the grant for wall-clock time. A hook built for WASI must not get
+    // it through wasi:clocks instead: either it is refused at load, or it reads no time.
+    let (host, _cache) = host();
+    match wasi_probe(&host, false) {
+        Err(PluginError::NotGranted { capability, .. }) => {
+            assert!(capability.contains("clock"), "{capability}")
+        }
+        Err(other) => panic!("{other}"),
+        Ok(hook) => {
+            let result = hook
+                .run(&probe_ctx(serde_json::json!({ "mode": "probe" })))
+                .await
+                .unwrap();
+            assert!(
+                result.detail.ends_with(" clock=0"),
+                "a WASI hook without `clock = true` read the wall clock: {}",
+                result.detail
+            );
+        }
+    }
+}
+
+#[test]
+fn a_wasi_hooks_stdout_and_stderr_go_nowhere() {
+    // The real binary, whose own stdout and stderr the guest writes to if the host
+    // inherited them.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        r#"kind = "hook"
+[grants]
+http-allow = ["hooks.example.com"]
+kv = true
+clock = true
+
+[[runs]]
+point = "pre-traffic"
+params = { mode = "probe" }
+expect = "pass"
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = deployer_tests::support::cli::run(&[
+        "plugin",
+        "test",
+        components::HOSTILE_HOOK_WASI,
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("env=0 args=0"), "the probe ran: {out}");
+    for marker in ["PROBE-STDOUT-MARKER", "PROBE-STDERR-MARKER"] {
+        assert!(!out.contains(marker) && !err.contains(marker), "{out}{err}");
+    }
 }

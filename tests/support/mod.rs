@@ -2,14 +2,16 @@
 //! a stand-in for the ECS agent, and small HTTP apps that play good and bad releases.
 //! The submodules build on them: [`env`] (the environment of an end-to-end test),
 //! [`config`] (`deployer.toml`), [`cli`] (the binary), [`rollout`] (the engine against
-//! the simulated target), [`kube`] (a local Kubernetes control plane) and
-//! [`fault_proxy`] (cloud faults in front of moto).
+//! the simulated target), [`kube`] (a local Kubernetes control plane),
+//! [`fault_proxy`] (cloud faults in front of moto) and [`listener`] (a TCP listener that
+//! counts the connections a sandboxed request must not make).
 
 pub mod cli;
 pub mod config;
 pub mod env;
 pub mod fault_proxy;
 pub mod kube;
+pub mod listener;
 pub mod rollout;
 
 use std::io::{Read, Write};
