@@ -69,7 +69,7 @@ impl HookPlugin {
                 b.deployer_plugin_hook().call_info(store).await
             })
             .await
-            .map(Into::into)
+            .map(|info| super::limits::plugin_info(info.into()))
     }
 
     /// # Errors
@@ -81,7 +81,11 @@ impl HookPlugin {
                 b.deployer_plugin_hook().call_validate(store, &params).await
             })
             .await
-            .map(|checked| checked.map_err(|errors| errors.into_iter().map(Into::into).collect()))
+            .map(|checked| {
+                checked.map_err(|errors| {
+                    super::limits::param_errors(errors.into_iter().map(Into::into))
+                })
+            })
     }
 
     /// Run the hook with the host's default capability providers.

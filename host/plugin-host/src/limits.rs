@@ -130,3 +130,54 @@ pub fn clip(mut text: String) -> String {
     }
     text
 }
+
+/// At most this many parameter problems are kept from one `validate` call.
+pub const MAX_PARAM_ERRORS: usize = 100;
+
+/// A plugin's `info`, each field cut and escaped like any text it hands back.
+pub fn plugin_info(info: deployer_contract::PluginInfo) -> deployer_contract::PluginInfo {
+    deployer_contract::PluginInfo {
+        name: clip_line(info.name),
+        version: clip_line(info.version),
+        description: clip_line(info.description),
+    }
+}
+
+/// A plugin's parameter problems, at most [`MAX_PARAM_ERRORS`], each cut and escaped.
+pub fn param_errors(
+    errors: impl IntoIterator<Item = deployer_contract::ParamError>,
+) -> Vec<deployer_contract::ParamError> {
+    errors
+        .into_iter()
+        .take(MAX_PARAM_ERRORS)
+        .map(|e| deployer_contract::ParamError {
+            field: clip_line(e.field),
+            message: clip_line(e.message),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_plugin_says_about_its_parameters_is_bounded_and_on_one_line() {
+        let flood = (0..10_000).map(|i| deployer_contract::ParamError {
+            field: format!("steps[{i}]\n::error::x"),
+            message: "m".repeat(MAX_TEXT_BYTES * 2),
+        });
+        let kept = param_errors(flood);
+        assert_eq!(kept.len(), MAX_PARAM_ERRORS);
+        assert!(kept.iter().all(|e| !e.field.contains('\n')
+            && e.field.contains("\\n::error::")
+            && e.message.len() < MAX_TEXT_BYTES + 64));
+        let info = plugin_info(deployer_contract::PluginInfo {
+            name: "x\x1b[2J".into(),
+            version: "1".into(),
+            description: "d\r\nfake".into(),
+        });
+        assert_eq!(info.name, "x\\u{1b}[2J");
+        assert_eq!(info.description, "d\\r\\nfake");
+    }
+}

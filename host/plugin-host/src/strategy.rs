@@ -57,7 +57,7 @@ impl StrategyPlugin {
                 b.deployer_plugin_strategy().call_info(store).await
             })
             .await
-            .map(Into::into)
+            .map(|info| super::limits::plugin_info(info.into()))
     }
 
     /// Check parameters (JSON). `Ok(Err(..))` lists the problems the strategy found.
@@ -73,7 +73,11 @@ impl StrategyPlugin {
                     .await
             })
             .await
-            .map(|checked| checked.map_err(|errors| errors.into_iter().map(Into::into).collect()))
+            .map(|checked| {
+                checked.map_err(|errors| {
+                    super::limits::param_errors(errors.into_iter().map(Into::into))
+                })
+            })
     }
 
     /// The next step for `state`.
