@@ -240,6 +240,27 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
     } else if ip.to_ipv4().is_some() && first == 0 {
         // IPv4-compatible (::a.b.c.d): judged as the IPv4 address it carries.
         ip.to_ipv4().and_then(special_v4)
+    } else if let Some(v4) = embedded_v4(ip) {
+        // NAT64 and 6to4 addresses reach the IPv4 address they carry.
+        special_v4(v4)
+    } else {
+        None
+    }
+}
+
+/// The IPv4 address a translation prefix carries: NAT64 (`64:ff9b::/96`, RFC 6052) or
+/// 6to4 (`2002::/16`, RFC 3056).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let from = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(from(s[6], s[7]))
+    } else if s[0] == 0x2002 {
+        Some(from(s[1], s[2]))
     } else {
         None
     }
@@ -326,6 +347,21 @@ mod tests {
             )
             .await;
             assert!(result.is_err(), "{url} was let through: {result:?}");
+        }
+    }
+
+    #[test]
+    fn translated_ipv6_forms_are_judged_by_the_ipv4_address_they_carry() {
+        for inside in [
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2002:a00:1::1",
+        ] {
+            assert!(special(inside.parse().unwrap()).is_some(), "{inside}");
+        }
+        for outside in ["64:ff9b::5db8:d822", "2002:5db8:d822::1", "2606:4700::1111"] {
+            assert_eq!(special(outside.parse().unwrap()), None, "{outside}");
         }
     }
 
