@@ -17,6 +17,21 @@ pub fn duration_ms(ms: u64) -> String {
     deployer_contract::Duration { millis: ms }.to_string()
 }
 
+/// An error with its causes on one line ("error sending request: connection refused"),
+/// each cause once.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text += &format!(": {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 pub fn step(step: &Step) -> String {
     match step {
         Step::Scale(ScaleRequest { side, count }) => {

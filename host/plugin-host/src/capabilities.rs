@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use deployer_engine::describe::error_chain;
 use deployer_engine::redact::printable;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -485,23 +486,9 @@ impl ReqwestTransport {
             Some(domain) => Self::builder()
                 .resolve(domain, destination.addr)
                 .build()
-                .map_err(|e| CapabilityError::Unavailable(transport_error(&e))),
+                .map_err(|e| CapabilityError::Unavailable(error_chain(&e))),
         }
     }
-}
-
-/// A transport error without the URL (its query or user info may carry secrets).
-fn transport_error(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text += &format!(": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 impl HttpTransport for ReqwestTransport {
@@ -511,7 +498,6 @@ impl HttpTransport for ReqwestTransport {
         request: http::Request,
     ) -> BoxFuture<'_, Result<http::Response, CapabilityError>> {
         Box::pin(async move {
-            check_request(&request)?;
             let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
                 CapabilityError::Invalid(format!(
                     "`{}` is not an HTTP method",
@@ -528,10 +514,11 @@ impl HttpTransport for ReqwestTransport {
             for (name, value) in request.headers {
                 builder = builder.header(name, value);
             }
+            // Errors without the URL: its query or user info may carry secrets.
             let mut response = builder
                 .send()
                 .await
-                .map_err(|e| CapabilityError::Unavailable(transport_error(&e.without_url())))?;
+                .map_err(|e| CapabilityError::Unavailable(error_chain(&e.without_url())))?;
             let status = response.status().as_u16();
             let headers: Vec<(String, String)> = response
                 .headers()
@@ -548,7 +535,7 @@ impl HttpTransport for ReqwestTransport {
             while let Some(chunk) = response
                 .chunk()
                 .await
-                .map_err(|e| CapabilityError::Unavailable(transport_error(&e.without_url())))?
+                .map_err(|e| CapabilityError::Unavailable(error_chain(&e.without_url())))?
             {
                 if body.len() + chunk.len() > Self::MAX_BODY {
                     return Err(limit(format!(

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use deployer_contract::{GateResult, GateStatus};
+use deployer_engine::describe::error_chain;
 
 /// What an HTTP smoke test checks.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,12 +80,12 @@ impl HttpGate {
             .send()
             .await
             // The URL may carry credentials; the error text must not.
-            .map_err(|e| request_error(&e.without_url()))?;
+            .map_err(|e| error_chain(&e.without_url()))?;
         let status = response.status().as_u16();
         let body = response
             .text()
             .await
-            .map_err(|e| format!("reading the body: {}", request_error(&e.without_url())))?;
+            .map_err(|e| format!("reading the body: {}", error_chain(&e.without_url())))?;
         let latency = started.elapsed();
         if status != self.check.expect_status {
             return Err(format!(
@@ -104,18 +105,4 @@ impl HttpGate {
         }
         Ok(())
     }
-}
-
-/// A request error with its causes ("error sending request: connection refused").
-fn request_error(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text += &format!(": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
