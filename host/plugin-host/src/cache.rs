@@ -23,6 +23,8 @@ use wasmtime::component::Component;
 
 /// What an entry starts with (format version 1).
 const MAGIC: &[u8; 8] = b"dplyrc1\n";
+/// The magic and the checksum before the compiled bytes.
+const HEADER: usize = MAGIC.len() + 32;
 /// Larger entries are not read (a compiled component is a few MiB).
 const MAX_ENTRY_BYTES: u64 = 512 << 20;
 
@@ -57,12 +59,12 @@ impl ComponentCache {
         let entry = self.entry(digest);
         if let Some(path) = entry.as_deref() {
             match read_entry(path, digest) {
-                Ok(Some(compiled)) => {
+                Ok(Some(entry)) => {
                     // SAFETY: `read_entry` checked that this user alone could have
                     // written the entry and that it is, byte for byte, what `store` wrote
                     // for this component from `Component::serialize` of an engine with
                     // this compatibility hash (part of the file name).
-                    match unsafe { Component::deserialize(engine, &compiled) } {
+                    match unsafe { Component::deserialize(engine, &entry[HEADER..]) } {
                         Ok(component) => return Ok(component),
                         Err(err) => eprintln!(
                             "warning: ignoring unusable cache entry {}: {err}",
@@ -117,8 +119,8 @@ fn foreign(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
     None
 }
 
-/// The compiled bytes of the entry at `path` for component `digest`: `Ok(None)` when
-/// there is none, `Err(why)` when there is one the host must not trust.
+/// The entry at `path` for component `digest`, its compiled bytes from [`HEADER`] on:
+/// `Ok(None)` when there is none, `Err(why)` when there is one the host must not trust.
 fn read_entry(path: &Path, digest: &str) -> Result<Option<Vec<u8>>, String> {
     let dir = path.parent().ok_or("the entry has no directory")?;
     let dir_meta = match std::fs::symlink_metadata(dir) {
@@ -149,20 +151,18 @@ fn read_entry(path: &Path, digest: &str) -> Result<Option<Vec<u8>>, String> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| e.to_string())?;
-    let mut data = Vec::with_capacity(meta.len() as usize);
+    let mut data: Vec<u8> = Vec::with_capacity(meta.len() as usize);
     file.by_ref()
         .take(MAX_ENTRY_BYTES)
         .read_to_end(&mut data)
         .map_err(|e| e.to_string())?;
-    let header = MAGIC.len() + 32;
-    if data.len() < header || &data[..MAGIC.len()] != MAGIC {
+    if data.len() < HEADER || &data[..MAGIC.len()] != MAGIC {
         return Err("it is not a cache entry of this version".into());
     }
-    let compiled = data.split_off(header);
-    if data[MAGIC.len()..] != seal(digest, &compiled)[..] {
+    if data[MAGIC.len()..HEADER] != seal(digest, &data[HEADER..])[..] {
         return Err("its checksum does not match: it changed after it was written".into());
     }
-    Ok(Some(compiled))
+    Ok(Some(data))
 }
 
 /// The checksum an entry carries: binds the compiled bytes to the component they were
