@@ -387,6 +387,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                     ..target
                 },
             };
+            self.check_fits(&request, &shape).await?;
             self.start(id, request, &shape, Some(undoes))
                 .await
                 .map(RolledBack::Redeployed)
@@ -451,6 +452,8 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
     }
 
     /// Journal `request` as deployment `id` and carry it out on a driver for `shape`.
+    /// The caller has checked that its plan fits (`check_fits`): a deploy before it took
+    /// the lock, a rollback once it knew what is live.
     async fn start(
         &self,
         id: String,
@@ -458,7 +461,6 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         shape: &Shape,
         undoes: Option<String>,
     ) -> Result<Report, EngineError> {
-        self.check_fits(&request, shape).await?;
         let stable_release = Some(shape.primary_release.clone());
         let driver = self
             .target
@@ -677,18 +679,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         let complete = Action::Step(Step::Complete);
         let seq = match run.journal.in_flight() {
             Some((seq, action)) if *action == complete => seq,
-            _ => {
-                let seq = run.journal.next_seq();
-                self.append(
-                    &mut run,
-                    Record::Intent {
-                        seq,
-                        action: complete,
-                    },
-                )
-                .await?;
-                seq
-            }
+            _ => self.intend(&mut run, complete).await?,
         };
         (self.events)(&Event::Resuming { id: &run.id });
         if let Err(err) = self.retrying(|| self.driver.finalize()).await {
@@ -699,19 +690,24 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             );
             return self.finish(run, DeployResult::Promoted, detail).await;
         }
-        self.append(
-            &mut run,
-            Record::Done {
-                seq,
-                outcome: StepOutcome::Done,
-            },
-        )
-        .await?;
+        self.done(&mut run, seq, StepOutcome::Done).await?;
         let detail = format!(
             "{} is live on 100% of traffic (the run was promoted before it was killed)",
             run.ctx.new_release
         );
         self.finish(run, DeployResult::Promoted, detail).await
+    }
+
+    /// Journal the intent to carry out `action` (before it is carried out); its number.
+    async fn intend(&self, run: &mut Run, action: Action) -> Result<u32, StateError> {
+        let seq = run.journal.next_seq();
+        self.append(run, Record::Intent { seq, action }).await?;
+        Ok(seq)
+    }
+
+    /// Journal that action `seq` was carried out, with its outcome.
+    async fn done(&self, run: &mut Run, seq: u32, outcome: StepOutcome) -> Result<(), StateError> {
+        self.append(run, Record::Done { seq, outcome }).await
     }
 
     async fn append(&self, run: &mut Run, record: Record) -> Result<(), StateError> {
@@ -743,18 +739,10 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             )
         });
         if !prepared {
-            let seq = run.journal.next_seq();
             let action = Action::Prepare {
                 release: run.ctx.new_release.clone(),
             };
-            self.append(
-                &mut run,
-                Record::Intent {
-                    seq,
-                    action: action.clone(),
-                },
-            )
-            .await?;
+            let seq = self.intend(&mut run, action.clone()).await?;
             pending = Some((seq, action));
         }
         loop {
@@ -767,14 +755,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 Some((seq, Action::Prepare { release })) => {
                     match self.retrying(|| self.driver.prepare(&release)).await {
                         Ok(()) => {
-                            self.append(
-                                &mut run,
-                                Record::Done {
-                                    seq,
-                                    outcome: StepOutcome::Done,
-                                },
-                            )
-                            .await?;
+                            self.done(&mut run, seq, StepOutcome::Done).await?;
                             continue;
                         }
                         Err(err) => {
@@ -807,15 +788,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     if let Err(violation) = guard.check(&step) {
                         return self.roll_back(run, violation.to_string()).await;
                     }
-                    let seq = run.journal.next_seq();
-                    self.append(
-                        &mut run,
-                        Record::Intent {
-                            seq,
-                            action: Action::Step(step.clone()),
-                        },
-                    )
-                    .await?;
+                    let seq = self.intend(&mut run, Action::Step(step.clone())).await?;
                     (seq, step)
                 }
             };
@@ -834,14 +807,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                         .await;
                 }
             };
-            self.append(
-                &mut run,
-                Record::Done {
-                    seq,
-                    outcome: outcome.clone(),
-                },
-            )
-            .await?;
+            self.done(&mut run, seq, outcome.clone()).await?;
             guard.apply(&step);
             run.ctx.new_percent = guard.new_percent;
             (self.events)(&Event::StepDone {
@@ -991,15 +957,9 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             if already {
                 continue;
             }
-            let seq = run.journal.next_seq();
-            self.append(
-                &mut run,
-                Record::Intent {
-                    seq,
-                    action: Action::Rollback(action.clone()),
-                },
-            )
-            .await?;
+            let seq = self
+                .intend(&mut run, Action::Rollback(action.clone()))
+                .await?;
             (self.events)(&Event::Undo { action: &action });
             let mut wait = self.settings.retry_base;
             loop {
@@ -1022,14 +982,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     }
                 }
             }
-            self.append(
-                &mut run,
-                Record::Done {
-                    seq,
-                    outcome: StepOutcome::Done,
-                },
-            )
-            .await?;
+            self.done(&mut run, seq, StepOutcome::Done).await?;
         }
         run.ctx.new_percent = 0;
         for result in self.gates.run(LifecyclePoint::PostRollback, &run.ctx).await {
