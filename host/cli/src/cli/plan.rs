@@ -2,6 +2,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use deployer_contract::TargetKind;
 use deployer_engine::describe;
 use deployer_engine::plan::{Ending, simulate};
 use deployer_plugin_host::{PluginHost, PluginSource};
@@ -34,7 +35,7 @@ pub async fn run(
         PluginSource::Builtin(_) => "built-in".to_string(),
         PluginSource::File { path, .. } => path.display().to_string(),
     };
-    let kind = super::run::kind_words(target.kind);
+    let kind = kind_words(target.kind);
     println!(
         "Plan: `{strategy}` for service `{service_name}` ({kind}, {} units{})",
         target.desired_count,
@@ -70,5 +71,15 @@ pub async fn run(
             println!("The run would roll back: {reason}");
             Ok(Outcome::Error)
         }
+    }
+}
+
+/// The kind of target in words.
+fn kind_words(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::EcsService => "ECS service",
+        TargetKind::EksDeployment => "EKS deployment",
+        TargetKind::AutoScalingGroup => "Auto Scaling group",
+        TargetKind::Simulated => "simulated target",
     }
 }

@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use deployer_contract::TargetKind;
 use deployer_engine::events::{Event, result_word};
 use deployer_engine::plan::PlanError;
 use deployer_engine::rollout::{DeployRequest, Deployed, Engine, EngineError, Parts, Report};
@@ -140,15 +139,5 @@ pub async fn run(
             ));
             Ok(Outcome::Success)
         }
-    }
-}
-
-/// The kind of target in words, for `plan`.
-pub fn kind_words(kind: TargetKind) -> &'static str {
-    match kind {
-        TargetKind::EcsService => "ECS service",
-        TargetKind::EksDeployment => "EKS deployment",
-        TargetKind::AutoScalingGroup => "Auto Scaling group",
-        TargetKind::Simulated => "simulated target",
     }
 }

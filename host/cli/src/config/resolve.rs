@@ -46,6 +46,14 @@ impl Problems<'_> {
         self.found.push(self.source.error_at_field(field, message));
     }
 
+    /// Plugin parameters as the JSON object the plugin receives; a problem at `field`
+    /// when they cannot be passed on.
+    fn params(&mut self, field: &str, params: &toml::Table) -> Option<String> {
+        serde_json::to_string(params)
+            .map_err(|err| self.at(field, format!("cannot pass these parameters on: {err}")))
+            .ok()
+    }
+
     /// `text` as a duration, `default` when absent; a problem at `field` when it is not one.
     fn duration(&mut self, field: &str, text: Option<&str>, default: Duration) -> Duration {
         match text.map(parse_duration) {
@@ -228,11 +236,8 @@ fn service_config(
         if let Err(message) = strategy_source(strategy, raw, &problems.source.path) {
             problems.at(&field, message);
         }
-        match serde_json::to_string(params.get_ref()) {
-            Ok(json) => {
-                strategies.insert(strategy.to_string(), json);
-            }
-            Err(err) => problems.at(&field, format!("cannot pass these parameters on: {err}")),
+        if let Some(json) = problems.params(&field, params.get_ref()) {
+            strategies.insert(strategy.to_string(), json);
         }
     }
     Some(ServiceConfig {
@@ -277,16 +282,7 @@ fn hook_spec(
             return None;
         }
     }
-    let params = match serde_json::to_string(&hook.params) {
-        Ok(json) => json,
-        Err(err) => {
-            problems.at(
-                &format!("{field}.params"),
-                format!("cannot pass these parameters on: {err}"),
-            );
-            return None;
-        }
-    };
+    let params = problems.params(&format!("{field}.params"), &hook.params)?;
     Some(HookSpec {
         plugin: plugin.clone(),
         at: hook.at.iter().copied().map(gate_point).collect(),
@@ -317,14 +313,14 @@ fn traffic(field: &str, traffic: &Traffic, problems: &mut Problems<'_>) -> Optio
     })
 }
 
-/// One unit in place or two side by side: `one` and `two` are the two fields' names and
-/// values (`group` / `groups`). `Ok(Some(name))` is one unit, `Ok(None)` a pair whose
-/// names are in `pair`.
+/// What a target runs on: one unit in place, or two side by side behind the traffic table.
 enum Units {
     One(String),
     Pair([String; 2], TrafficSpec),
 }
 
+/// The units `one` or `two` name (the two fields' names and values, e.g. `group` /
+/// `groups`); a problem for anything but exactly one of them, well formed.
 fn units(
     field: &str,
     (one, one_value): (&str, &Option<String>),
