@@ -37,6 +37,7 @@ fn main() {
             "FUTURE_STRATEGY",
             Guest::new("future-strategy", GuestTarget::Unknown),
         ),
+        ("V01_HOOK", Guest::new("v01-hook", GuestTarget::Unknown)),
     ];
     let guests: Vec<Guest> = components.iter().map(|(_, g)| g.clone()).collect();
     let built = build(

@@ -119,6 +119,60 @@ fn a_plugin_with_a_wrong_digest_fails_validation() {
     assert!(err.contains("refusing to run it"), "{err}");
 }
 
+/// Contract 0.2.0 removed `actions`: a config that still grants it is refused at its
+/// line with the fix, not silently ignored.
+#[test]
+fn a_config_granting_the_removed_actions_capability_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("probe.wasm");
+    std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let config = ConfigBuilder::new()
+        .service("web", |s| s.ecs("c", "web", 2))
+        .hook_plugin("probe", "probe.wasm", &digest, |p| {
+            p.bool("kv", true)
+                .strs("http-allow", &["hooks.example.com"])
+                .bool("actions", true)
+        });
+    let (code, _, err) = validate(dir.path(), &config);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("plugins.probe.actions"), "{err}");
+    assert!(err.contains("removed in plugin contract 0.2.0"), "{err}");
+    assert!(err.contains("remove the line"), "{err}");
+}
+
+/// A plugin's memory limit outside what a wasm32 plugin can use is refused by
+/// `validate` at its field; the bounds themselves are accepted.
+#[test]
+fn plugin_memory_limits_outside_1_to_4096_mib_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("probe.wasm");
+    std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
+    for (mib, ok) in [
+        (0, false),
+        (1, true),
+        (4096, true),
+        (4097, false),
+        (i64::MAX, false),
+    ] {
+        let config = ConfigBuilder::new()
+            .service("web", |s| s.ecs("c", "web", 2))
+            .hook_plugin("probe", "probe.wasm", &digest, |p| {
+                p.bool("kv", true)
+                    .strs("http-allow", &["hooks.example.com"])
+                    .int("memory-mib", mib)
+            });
+        let (code, _, err) = validate(dir.path(), &config);
+        if ok {
+            assert_eq!(code, 0, "{mib}: {err}");
+        } else {
+            assert_eq!(code, 3, "{mib}: {err}");
+            assert!(err.contains("plugins.probe.memory-mib"), "{mib}: {err}");
+        }
+    }
+}
+
 #[test]
 fn inspect_prints_world_digest_and_imports() {
     let (code, out, err) = run(&[
@@ -128,11 +182,11 @@ fn inspect_prints_world_digest_and_imports() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("kind:      hook (deployer:plugin@0.1.0"),
+        out.contains("kind:      hook (deployer:plugin@0.2.0"),
         "{out}"
     );
-    assert!(out.contains("deployer:plugin/http@0.1.0"), "{out}");
-    assert!(out.contains("export deployer:plugin/hook@0.1.0;"), "{out}");
+    assert!(out.contains("deployer:plugin/http@0.2.0"), "{out}");
+    assert!(out.contains("export deployer:plugin/hook@0.2.0;"), "{out}");
     let digest = deployer_plugin_host::sha256_hex(
         &std::fs::read(deployer_tests::components::HOSTILE_HOOK).unwrap(),
     );

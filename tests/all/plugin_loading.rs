@@ -101,9 +101,38 @@ async fn an_incompatible_contract_version_is_refused_by_name() {
         .err()
         .unwrap();
     assert!(
-        matches!(&err, PluginError::WrongWorld { found, .. } if found.contains("deployer:plugin@0.2.0")),
+        matches!(&err, PluginError::WrongWorld { found, .. } if found.contains("deployer:plugin@0.3.0")),
         "{err}"
     );
+    builtin_still_works(&host).await;
+}
+
+/// Contract 0.2.0 removed `actions`: a hook built against 0.1.0 that imports it is
+/// refused when loaded, whatever it is granted, with the fix — never run with the
+/// import left dangling.
+#[tokio::test]
+async fn a_plugin_built_against_contract_0_1_is_refused_with_the_fix() {
+    let (host, _cache) = host();
+    let everything = Grants {
+        http_allow: vec!["example.com".into()],
+        kv: true,
+        clock: true,
+        metrics_namespaces: vec!["AWS/ApplicationELB".into()],
+    };
+    let err = HookPlugin::load(
+        &host,
+        &source("old", components::V01_HOOK),
+        Limits::hook(),
+        everything,
+    )
+    .err()
+    .unwrap();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, PluginError::WrongWorld { found, .. } if found.contains("built against deployer:plugin@0.1.0")),
+        "{text}"
+    );
+    assert!(text.contains("rebuild the plugin against 0.2.0"), "{text}");
     builtin_still_works(&host).await;
 }
 

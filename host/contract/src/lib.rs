@@ -18,4 +18,4 @@ pub use duration::Duration;
 pub use types::*;
 
 /// The contract version the host implements (`deployer:plugin@CONTRACT_VERSION`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";

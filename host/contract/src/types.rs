@@ -1,4 +1,4 @@
-//! `deployer:plugin/types@0.1.0` as plain Rust. Names and shapes follow the WIT file one
+//! `deployer:plugin/types@0.2.0` as plain Rust. Names and shapes follow the WIT file one
 //! to one (and so the serde form of the types wasmtime generates, which journals store).
 //! See `wit/types.wit` for what each item means.
 

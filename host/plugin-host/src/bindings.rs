@@ -25,5 +25,5 @@ pub mod strategy_world {
 }
 
 pub use hook_world::deployer::plugin::types;
-pub use hook_world::deployer::plugin::{actions, http, log, metrics};
+pub use hook_world::deployer::plugin::{http, log, metrics};
 pub(crate) use hook_world::exports::deployer::plugin::hook::HookContext;

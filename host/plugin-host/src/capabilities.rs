@@ -16,8 +16,8 @@ use deployer_engine::redact::printable;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::types::{CapabilityError, Side};
-use super::bindings::{actions, http, log, metrics};
+use super::bindings::types::CapabilityError;
+use super::bindings::{http, log, metrics};
 use super::egress::{self, Destination};
 use super::limits::Limiter;
 
@@ -35,8 +35,6 @@ pub struct Grants {
     pub clock: bool,
     /// Metric namespaces the plugin may query (`metrics-namespaces`).
     pub metrics_namespaces: Vec<String>,
-    /// Traffic and scale actions on its own deployment (`actions = true`).
-    pub actions: bool,
 }
 
 impl Grants {
@@ -55,7 +53,6 @@ impl Grants {
                 !self.metrics_namespaces.is_empty(),
                 "metrics-namespaces = [\"AWS/ApplicationELB\"]",
             ),
-            "actions" => (self.actions, "actions = true"),
             _ => (false, ""),
         };
         if granted {
@@ -117,13 +114,6 @@ pub trait MetricsSource: Send + Sync {
     ) -> BoxFuture<'_, Result<Vec<metrics::Datapoint>, CapabilityError>>;
 }
 
-/// Traffic and scale actions, scoped to one deployment and subject to its safety rules.
-pub trait DeploymentActions: Send + Sync {
-    fn current_traffic(&self) -> BoxFuture<'_, Result<u8, CapabilityError>>;
-    fn shift_traffic(&self, new_percent: u8) -> BoxFuture<'_, Result<u8, CapabilityError>>;
-    fn scale(&self, side: Side, count: u32) -> BoxFuture<'_, Result<(), CapabilityError>>;
-}
-
 /// A deployment's private key/value store.
 #[derive(Clone, Default)]
 pub struct KvStore(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
@@ -136,6 +126,32 @@ impl KvStore {
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         self.0.lock().unwrap().clone()
     }
+
+    /// The store as a JSON object of hex-encoded values: how the journal keeps it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let map = self.0.lock().unwrap();
+        serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(hex::encode(v))))
+                .collect(),
+        )
+    }
+
+    /// Replace the contents with what [`KvStore::to_json`] wrote. Entries that are not
+    /// hex strings, or exceed the store's limits, are left out: a damaged journal must
+    /// not grow the store past what a plugin could have put there.
+    pub fn restore_json(&self, json: &serde_json::Value) {
+        let restored: BTreeMap<String, Vec<u8>> = json
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.len() <= Self::MAX_KEY_BYTES)
+            .filter_map(|(key, value)| Some((key.clone(), hex::decode(value.as_str()?).ok()?)))
+            .filter(|(_, value)| value.len() <= Self::MAX_VALUE_BYTES)
+            .take(Self::MAX_KEYS)
+            .collect();
+        *self.0.lock().unwrap() = restored;
+    }
 }
 
 /// The providers behind the capabilities; `None` means "not available here".
@@ -146,7 +162,6 @@ pub struct HostServices {
     pub resolver: Arc<dyn Resolver>,
     pub http: Option<Arc<dyn HttpTransport>>,
     pub metrics: Option<Arc<dyn MetricsSource>>,
-    pub actions: Option<Arc<dyn DeploymentActions>>,
 }
 
 impl Default for HostServices {
@@ -157,7 +172,6 @@ impl Default for HostServices {
             resolver: Arc::new(SystemResolver),
             http: None,
             metrics: None,
-            actions: None,
         }
     }
 }
@@ -347,53 +361,6 @@ impl metrics::Host for HostState {
             )));
         };
         Ok(source.query(q).await)
-    }
-}
-
-impl actions::Host for HostState {
-    async fn current_traffic(
-        &mut self,
-    ) -> Trappable<Result<actions::TrafficState, CapabilityError>> {
-        let actions = match self.actions() {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(actions
-            .current_traffic()
-            .await
-            .map(|new_percent| actions::TrafficState { new_percent }))
-    }
-
-    async fn shift_traffic(
-        &mut self,
-        new_percent: u8,
-    ) -> Trappable<Result<actions::TrafficState, CapabilityError>> {
-        let actions = match self.actions() {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(actions
-            .shift_traffic(new_percent)
-            .await
-            .map(|new_percent| actions::TrafficState { new_percent }))
-    }
-
-    async fn scale(&mut self, side: Side, count: u32) -> Trappable<Result<(), CapabilityError>> {
-        let actions = match self.actions() {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(actions.scale(side, count).await)
-    }
-}
-
-impl HostState {
-    fn actions(&self) -> Result<Arc<dyn DeploymentActions>, CapabilityError> {
-        self.require("actions")?;
-        self.services
-            .actions
-            .clone()
-            .ok_or_else(|| CapabilityError::Unavailable("no deployment is in progress".into()))
     }
 }
 

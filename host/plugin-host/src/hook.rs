@@ -174,4 +174,16 @@ impl Check for HookGate {
             }
         })
     }
+
+    /// A hook granted `kv` keeps its store in the journal, so a resumed run sees it.
+    fn state(&self) -> Option<serde_json::Value> {
+        let kv = &self.services.as_ref()?.kv;
+        self.plugin.0.loaded.grants.kv.then(|| kv.to_json())
+    }
+
+    fn restore(&self, state: &serde_json::Value) {
+        if let Some(services) = &self.services {
+            services.kv.restore_json(state);
+        }
+    }
 }

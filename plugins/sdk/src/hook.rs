@@ -1,11 +1,11 @@
 //! Writing a hook: implement [`Hook`] and call [`export_hook!`](crate::export_hook).
 //!
 //! A hook reaches the outside only through the capability modules re-exported here
-//! (`http`, `kv`, `clock`, `metrics`, `actions`), and only as far as its config grants.
+//! (`http`, `kv`, `clock`, `metrics`), and only as far as its config grants.
 
 use serde::de::DeserializeOwned;
 
-pub use crate::bindings::hook::deployer::plugin::{actions, clock, http, kv, metrics};
+pub use crate::bindings::hook::deployer::plugin::{clock, http, kv, metrics};
 pub use crate::bindings::hook::exports::deployer::plugin::hook::HookContext;
 use crate::{GateResult, GateStatus, ParamError, PluginInfo, params};
 

@@ -252,7 +252,6 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                 kv: scenario.grants.kv,
                 clock: scenario.grants.clock,
                 metrics_namespaces: scenario.grants.metrics_namespaces,
-                actions: false,
             };
             let plugin = HookPlugin::load(host, &source, Limits::hook(), grants)?;
             for (i, run) in scenario.runs.iter().enumerate() {

@@ -153,6 +153,14 @@ fn plugin_spec(name: &str, plugin: &PluginConfig, problems: &mut Problems<'_>) -
     if let Some(message) = check::digest_problem(&plugin.sha256, &plugin.path) {
         problems.at(&format!("plugins.{name}.sha256"), message);
     }
+    if plugin.actions {
+        problems.at(
+            &format!("plugins.{name}.actions"),
+            "the `actions` capability was removed in plugin contract 0.2.0 (no deployer ever \
+             provided it): remove the line; traffic and scale changes belong to the strategy, \
+             whose every step deployer checks against its safety rules",
+        );
+    }
     let kind = match plugin.kind {
         ConfigPluginKind::Strategy => PluginKind::Strategy,
         ConfigPluginKind::Hook => PluginKind::Hook,
@@ -167,6 +175,13 @@ fn plugin_spec(name: &str, plugin: &PluginConfig, problems: &mut Problems<'_>) -
         limits.timeout,
     );
     if let Some(mib) = plugin.memory_mib {
+        // A wasm32 plugin cannot address more than 4 GiB; 0 could not even instantiate.
+        if !(1..=4096).contains(&mib) {
+            problems.at(
+                &format!("plugins.{name}.memory-mib"),
+                format!("{mib} MiB is not a usable memory limit: give 1 to 4096 (a wasm32 plugin addresses at most 4 GiB)"),
+            );
+        }
         limits.memory_bytes = mib.saturating_mul(1 << 20);
     }
     PluginSpec {
@@ -182,7 +197,6 @@ fn plugin_spec(name: &str, plugin: &PluginConfig, problems: &mut Problems<'_>) -
             kv: plugin.kv,
             clock: plugin.clock,
             metrics_namespaces: plugin.metrics_namespaces.clone(),
-            actions: plugin.actions,
         },
     }
 }

@@ -268,7 +268,10 @@ pub struct PluginConfig {
     pub clock: bool,
     #[serde(default)]
     pub metrics_namespaces: Vec<String>,
+    /// Removed in contract 0.2.0: traffic and scale are the strategy's (refused when set,
+    /// and left out of the published schema).
     #[serde(default)]
+    #[schemars(skip)]
     pub actions: bool,
     /// Time limit of one call, e.g. "30s".
     #[serde(default)]
