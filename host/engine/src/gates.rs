@@ -34,6 +34,18 @@ pub trait Gates: Send + Sync {
 
     /// Run the gates that watch continuously (during bakes).
     fn watch(&self, ctx: &GateContext) -> impl Future<Output = Vec<GateResult>> + Send;
+
+    /// What the gates keep between runs within one deployment (a hook's key/value
+    /// store), by gate name. The engine journals it whenever it changes, so a resumed
+    /// run sees what the killed one left.
+    fn states(&self) -> Vec<(String, serde_json::Value)> {
+        Vec::new()
+    }
+
+    /// Give gate `name` back the state a killed run journaled for it.
+    fn restore(&self, name: &str, state: &serde_json::Value) {
+        let _ = (name, state);
+    }
 }
 
 /// No gates at all.
@@ -86,6 +98,17 @@ pub trait Check: Send + Sync {
         point: LifecyclePoint,
         ctx: &'a GateContext,
     ) -> CheckFuture<'a>;
+
+    /// What this check keeps between its runs in one deployment, as JSON; `None` for
+    /// checks that keep nothing.
+    fn state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Take back a state [`Check::state`] returned (from the journal, on resume).
+    fn restore(&self, state: &serde_json::Value) {
+        let _ = state;
+    }
 }
 
 /// A check with where it runs and how failures count.
@@ -160,5 +183,25 @@ impl Gates for ConfiguredGates {
             ctx,
         )
         .await
+    }
+
+    fn states(&self) -> Vec<(String, serde_json::Value)> {
+        let mut states: Vec<(String, serde_json::Value)> = Vec::new();
+        for gate in &self.gates {
+            // Gates of one name share their state (one hook plugin at several points).
+            if states.iter().any(|(name, _)| *name == gate.name) {
+                continue;
+            }
+            if let Some(state) = gate.check.state() {
+                states.push((gate.name.clone(), state));
+            }
+        }
+        states
+    }
+
+    fn restore(&self, name: &str, state: &serde_json::Value) {
+        for gate in self.gates.iter().filter(|g| g.name == name) {
+            gate.check.restore(state);
+        }
     }
 }

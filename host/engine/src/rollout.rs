@@ -656,6 +656,10 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 reason: "it does not begin with a `started` record".into(),
             });
         };
+        // Gates keep what they kept in the killed run (a hook's key/value store).
+        for (gate, state) in journal.gate_states() {
+            self.gates.restore(gate, state);
+        }
         let ctx = GateContext {
             deployment_id: id.clone(),
             service: self.service.to_string(),
@@ -708,6 +712,25 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     /// Journal that action `seq` was carried out, with its outcome.
     async fn done(&self, run: &mut Run, seq: u32, outcome: StepOutcome) -> Result<(), StateError> {
         self.append(run, Record::Done { seq, outcome }).await
+    }
+
+    /// Journal each gate state that differs from the last one journaled for that gate
+    /// (before the gate step's `Done`, so a resumed run that repeats the step sees the
+    /// state the hooks left).
+    async fn save_gate_states(&self, run: &mut Run) -> Result<(), StateError> {
+        let changed: Vec<Record> = {
+            let saved = run.journal.gate_states();
+            self.gates
+                .states()
+                .into_iter()
+                .filter(|(gate, state)| saved.get(gate.as_str()) != Some(&state))
+                .map(|(gate, state)| Record::GateState { gate, state })
+                .collect()
+        };
+        for record in changed {
+            self.append(run, record).await?;
+        }
+        Ok(())
     }
 
     async fn append(&self, run: &mut Run, record: Record) -> Result<(), StateError> {
@@ -807,6 +830,9 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                         .await;
                 }
             };
+            if matches!(step, Step::RunGates(_) | Step::Bake(_)) {
+                self.save_gate_states(&mut run).await?;
+            }
             self.done(&mut run, seq, outcome.clone()).await?;
             guard.apply(&step);
             run.ctx.new_percent = guard.new_percent;

@@ -198,6 +198,9 @@ pub fn gates(
 ) -> anyhow::Result<ConfiguredGates> {
     let mut gates = deployer_targets::gates::build(&service.gates, clients)
         .context("creating the HTTP client")?;
+    // One key/value store per plugin in this deployment, shared by its hooks at every
+    // point (the gates share the name `hook:PLUGIN`, under which the journal keeps it).
+    let mut stores: std::collections::HashMap<&str, KvStore> = std::collections::HashMap::new();
     for hook in &service.hooks {
         let plugin = config.plugins.get(&hook.plugin).ok_or_else(|| {
             ConfigErrors(vec![config.error_at_field(
@@ -213,10 +216,10 @@ pub fn gates(
                 err.to_string(),
             )])
         })?;
-        // Each hook gets its own key/value store, and metric queries answered by
+        // Each plugin gets its own key/value store, and metric queries answered by
         // CloudWatch with this run's clients.
         let services = HostServices {
-            kv: KvStore::default(),
+            kv: stores.entry(&hook.plugin).or_default().clone(),
             metrics: Some(Arc::new(CloudWatchMetrics(clients.clone()))),
             ..loaded.services()
         };

@@ -27,6 +27,12 @@ pub enum Record {
     Intent { seq: u32, action: Action },
     /// The action was carried out and verified.
     Done { seq: u32, outcome: StepOutcome },
+    /// What gate `gate` keeps between its runs (a hook's key/value store) changed to
+    /// `state`; the last one per gate is given back to it when the run resumes.
+    GateState {
+        gate: String,
+        state: serde_json::Value,
+    },
     /// The rollout is being rolled back.
     RollbackStarted { reason: String, at_ms: u64 },
     /// The deployment ended.
@@ -128,6 +134,17 @@ impl Journal {
             .iter()
             .any(|r| matches!(r, Record::Done { seq: s, .. } if *s == seq));
         (!done).then_some((seq, action))
+    }
+
+    /// The last state journaled for each gate, by gate name.
+    pub fn gate_states(&self) -> std::collections::BTreeMap<&str, &serde_json::Value> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::GateState { gate, state } => Some((gate.as_str(), state)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether `action` was carried out to completion.
