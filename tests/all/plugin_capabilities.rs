@@ -138,6 +138,41 @@ async fn kv_is_shared_by_the_calls_of_one_deployment_only() {
     );
 }
 
+/// A hook filling its store is stopped at the store's total, with a `limit` error,
+/// and the store holds no more than that (it is journaled whole).
+#[tokio::test]
+async fn kv_refuses_writes_past_the_stores_total() {
+    use deployer_plugin_host::capabilities::KvStore;
+    let (host, _cache) = host();
+    let hook = HookPlugin::load(
+        &host,
+        &source("probe", components::HOSTILE_HOOK),
+        Limits::hook(),
+        granted(),
+    )
+    .unwrap();
+    let deployment = host.services().clone();
+    let result = hook
+        .run_with(&ctx(r#"{"mode":"fill"}"#), deployment.clone())
+        .await
+        .unwrap();
+    // 1 MiB holds 17 values of 60 KiB (with their keys), not 18.
+    assert!(
+        result
+            .detail
+            .starts_with("stored 17: CapabilityError::Limit("),
+        "{}",
+        result.detail
+    );
+    let total: usize = deployment
+        .kv
+        .snapshot()
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    assert!(total <= KvStore::MAX_TOTAL_BYTES, "{total}");
+}
+
 /// A run killed after a hook wrote to its key/value store: the run that resumes it
 /// (a new process, with a new, empty store) gives the hook back what it wrote.
 #[tokio::test]
@@ -261,6 +296,23 @@ fn kv_restored_from_a_journal_keeps_the_stores_limits() {
         "{:?}",
         kept.keys()
     );
+    // Values each within bounds, but more than the store holds in all.
+    let mut full = serde_json::Map::new();
+    for i in 0..40 {
+        full.insert(
+            format!("v{i:02}"),
+            serde_json::Value::String("ab".repeat(KvStore::MAX_VALUE_BYTES - 8)),
+        );
+    }
+    let capped = KvStore::default();
+    capped.restore_json(&serde_json::Value::Object(full));
+    let total: usize = capped
+        .snapshot()
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    assert!(total <= KvStore::MAX_TOTAL_BYTES, "{total}");
+    assert!(capped.snapshot().len() >= 15, "{}", capped.snapshot().len());
     // What it writes reads back the same.
     let again = KvStore::default();
     again.restore_json(&store.to_json());

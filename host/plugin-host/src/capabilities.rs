@@ -122,6 +122,13 @@ impl KvStore {
     pub const MAX_KEYS: usize = 256;
     pub const MAX_KEY_BYTES: usize = 256;
     pub const MAX_VALUE_BYTES: usize = 64 << 10;
+    /// Keys and values together: the store is journaled whole whenever it changes, so
+    /// it stays small enough for one journal line.
+    pub const MAX_TOTAL_BYTES: usize = 1 << 20;
+
+    fn total(map: &BTreeMap<String, Vec<u8>>) -> usize {
+        map.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
 
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         self.0.lock().unwrap().clone()
@@ -149,6 +156,11 @@ impl KvStore {
             .filter_map(|(key, value)| Some((key.clone(), hex::decode(value.as_str()?).ok()?)))
             .filter(|(_, value)| value.len() <= Self::MAX_VALUE_BYTES)
             .take(Self::MAX_KEYS)
+            .scan(0usize, |total, (key, value)| {
+                *total += key.len() + value.len();
+                Some((*total <= Self::MAX_TOTAL_BYTES).then_some((key, value)))
+            })
+            .flatten()
             .collect();
         *self.0.lock().unwrap() = restored;
     }
@@ -301,6 +313,13 @@ impl super::bindings::hook_world::deployer::plugin::kv::Host for HostState {
             return Ok(Err(CapabilityError::Limit(format!(
                 "at most {} keys",
                 KvStore::MAX_KEYS
+            ))));
+        }
+        let replaced = map.get(&key).map_or(0, |old| key.len() + old.len());
+        if KvStore::total(&map) - replaced + key.len() + value.len() > KvStore::MAX_TOTAL_BYTES {
+            return Ok(Err(CapabilityError::Limit(format!(
+                "the store holds at most {} bytes of keys and values in all",
+                KvStore::MAX_TOTAL_BYTES
             ))));
         }
         map.insert(key, value);

@@ -27,7 +27,8 @@ struct Params {
     body_bytes: u32,
     #[serde(default)]
     remember: Option<String>,
-    /// Misbehave instead: "loop", "trap", "oom", "huge"; or "log" (log `message`, then
+    /// Misbehave instead: "loop", "trap", "oom", "huge", "fill" (the kv store, until
+    /// refused); or "log" (log `message`, then
     /// `token`), "detail" (fail with `message` as the gate detail), "probe" (report what
     /// the environment shows: env, args, files, sockets to `connect`, the clock).
     #[serde(default)]
@@ -82,6 +83,15 @@ impl Hook for Probe {
                 return result("probe", GateStatus::Fail, message);
             }
             Some("probe") => return result("probe", GateStatus::Pass, probe(params)),
+            Some("fill") => {
+                // Fill the kv store with 60 KiB values until the host says no.
+                for i in 0..1000 {
+                    if let Err(e) = kv::set(&format!("k{i:03}"), &vec![b'v'; 60 << 10]) {
+                        return result("probe", GateStatus::Pass, format!("stored {i}: {e:?}"));
+                    }
+                }
+                return result("probe", GateStatus::Pass, "stored 1000");
+            }
             _ => {}
         }
         if let Some(value) = &params.remember {
