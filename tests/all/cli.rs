@@ -75,12 +75,31 @@ fn a_plan_the_host_would_refuse_fails_validation_as_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new().service("web", |s| {
         s.ecs("c", "web", 2)
+            .listener(
+                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                None,
+                [
+                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                ],
+            )
             .canary_steps(r#"[ { weight = 25, bake = "2s" }, { weight = 50, bake = "48h" } ]"#)
     });
     let (code, _, err) = validate(dir.path(), &config);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("services.web.strategies.canary") && err.contains("longer than 24 hours"),
+        "{err}"
+    );
+    // Without a traffic table the service rolls in place: the canary has no second side.
+    let in_place = ConfigBuilder::new().service("web", |s| {
+        s.ecs("c", "web", 2)
+            .canary_steps(r#"[ { weight = 25, bake = "2s" } ]"#)
+    });
+    let (code, _, err) = validate(dir.path(), &in_place);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("services.web.strategies.canary") && err.contains("updated in place"),
         "{err}"
     );
 }

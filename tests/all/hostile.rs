@@ -179,3 +179,124 @@ async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_bac
     let (report, _, _) = deploy(&base, &canary, &gates, request("canary", CANARY)).await;
     assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
 }
+
+/// Strategies that break the rules only a whole run shows: un-promoting, skipping the
+/// configured gates, rolling in place on a pair, never finishing. The host refuses or
+/// adds what is missing, and traffic ends on a side with full capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_strategies_cannot_unpromote_skip_gates_roll_a_pair_or_run_forever() {
+    use deployer_contract::LifecyclePoint::{PostDeploy, PostTraffic, PreDeploy, PreTraffic};
+    use deployer_engine::rollout::Settings;
+    use deployer_tests::support::rollout::{Scripted, settings};
+
+    let base = Harness::new();
+    let hostile = StrategyPlugin::load(
+        &base.host,
+        &source("hostile", components::HOSTILE_STRATEGY),
+        short_limits(Limits::strategy()),
+    )
+    .unwrap();
+    let mode = |m: &str| request("hostile", &format!(r#"{{"mode":"{m}"}}"#));
+
+    // Promote, then shift everything back to stable and complete (removing stable).
+    let (report, h, _) = deploy(&base, &hostile, &NoGates, mode("unpromote")).await;
+    assert_rolled_back_safely("unpromote", &report, &h);
+    assert!(
+        report.detail.contains("traffic stays 100% on it"),
+        "{}",
+        report.detail
+    );
+    assert!(
+        !h.state().operations.contains(&"finalize".to_string()),
+        "{:?}",
+        h.state()
+    );
+
+    // Never asks for a gate: the host runs each configured point where it is owed.
+    let gates = Scripted::default();
+    let (report, _, journal) = deploy(&base, &hostile, &gates, mode("no-gates")).await;
+    assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
+    assert_eq!(
+        *gates.runs.lock().unwrap(),
+        [PreDeploy, PreTraffic, PostTraffic, PostTraffic, PostDeploy],
+        "{journal}"
+    );
+    assert!(
+        journal.contains(r#""host-gates":"PostTraffic""#),
+        "{journal}"
+    );
+
+    // ... and a failing one still rolls it back, before traffic goes further.
+    let gates = Scripted::failing(PostTraffic, 0);
+    let (report, h, _) = deploy(&base, &hostile, &gates, mode("no-gates")).await;
+    assert_rolled_back_safely("no-gates, failing", &report, &h);
+    assert!(
+        report.detail.contains("5/10 requests failed"),
+        "{}",
+        report.detail
+    );
+    assert_eq!(h.state().shifts.iter().max(), Some(&50), "{:?}", h.state());
+
+    // A strategy that asks for its gates gets no second run of them.
+    let gates = Scripted::default();
+    let (report, _, _) = deploy(&base, &hostile, &gates, mode("with-gates")).await;
+    assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
+    assert_eq!(
+        *gates.runs.lock().unwrap(),
+        [PreDeploy, PreTraffic, PostTraffic, PostDeploy]
+    );
+
+    // An in-place rolling update on two sides behind the load balancer.
+    let (report, h, _) = deploy(&base, &hostile, &NoGates, mode("rolling-on-pair")).await;
+    assert_rolled_back_safely("rolling-on-pair", &report, &h);
+    assert!(
+        report.detail.contains("could not be undone"),
+        "{}",
+        report.detail
+    );
+
+    // Never finishing: capped by steps, and by time.
+    let h = base.next();
+    let capped = Settings {
+        max_steps: 40,
+        ..settings()
+    };
+    let report = h
+        .deploy_with(&hostile, &NoGates, capped, mode("many-bakes"))
+        .await;
+    assert_rolled_back_safely("many-bakes", &report, &h);
+    assert!(
+        report.detail.contains("more than 40 steps"),
+        "{}",
+        report.detail
+    );
+
+    let h = base.next();
+    let capped = Settings {
+        max_duration: Duration::from_millis(500),
+        ..settings()
+    };
+    let report = h
+        .deploy_with(&hostile, &NoGates, capped, mode("long-bake"))
+        .await;
+    assert_rolled_back_safely("long-bake", &report, &h);
+    assert!(report.detail.contains("max-duration"), "{}", report.detail);
+
+    // The built-in strategies ask for every gate themselves: nothing is run twice.
+    let canary = base.builtin("canary");
+    let gates = Scripted::default();
+    let (report, _, journal) = deploy(&base, &canary, &gates, request("canary", CANARY)).await;
+    assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
+    assert_eq!(
+        *gates.runs.lock().unwrap(),
+        [
+            PreDeploy,
+            PreTraffic,
+            PostTraffic,
+            PostTraffic,
+            PostTraffic,
+            PostDeploy
+        ]
+    );
+    assert!(!journal.contains("host-gates"), "{journal}");
+}

@@ -35,7 +35,7 @@ async fn the_wasm_canary_shifts_through_its_weights_and_completes() {
     let plan = plan(
         "canary",
         r#"{"steps":[{"weight":10,"bake":"1m"},{"weight":50}]}"#,
-        target(4, true),
+        target(4, false),
     )
     .await
     .unwrap();
@@ -77,13 +77,13 @@ async fn batched_rolling_passes_the_safety_rules_at_every_size() {
 #[tokio::test]
 async fn blue_green_and_canary_plan_for_any_size() {
     for desired in [1, 2, 3, 10, 100] {
-        plan("blue-green", r#"{"bake":"5m"}"#, target(desired, true))
+        plan("blue-green", r#"{"bake":"5m"}"#, target(desired, false))
             .await
             .unwrap();
         plan(
             "canary",
             r#"{"steps":[{"weight":1},{"weight":33},{"weight":99}]}"#,
-            target(desired, true),
+            target(desired, false),
         )
         .await
         .unwrap();

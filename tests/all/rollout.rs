@@ -2,77 +2,20 @@
 //! every kind of failure, faults, cancellation, locking, and recovery of a run killed
 //! at every journaled step.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use deployer_contract::{GateResult, GateStatus, LifecyclePoint};
+use deployer_contract::LifecyclePoint;
 use deployer_engine::driver::DriverError;
-use deployer_engine::gates::{GateContext, Gates, NoGates};
+use deployer_engine::gates::{Gates, NoGates};
 use deployer_engine::rollout::{Report, ResumePolicy, Settings};
 use deployer_engine::sim::Fault;
 use deployer_engine::state::{DeployResult, Store};
 use deployer_plugin_host::Limits;
 use deployer_plugin_host::strategy::StrategyPlugin;
-use deployer_tests::support::rollout::{Harness, request, settings};
+use deployer_tests::support::rollout::{Harness, Scripted, request, settings};
 use deployer_tests::{components, source};
 
 const CANARY: &str = r#"{"steps":[{"weight":10,"bake":"1s"},{"weight":50}]}"#;
-
-/// Gates that fail the `n`-th run at `point` (counting from 0), pass otherwise.
-#[derive(Default)]
-struct Scripted {
-    fail: Option<(LifecyclePoint, usize)>,
-    fail_watch: bool,
-    runs: Mutex<Vec<LifecyclePoint>>,
-}
-
-impl Scripted {
-    fn failing(point: LifecyclePoint, n: usize) -> Scripted {
-        Scripted {
-            fail: Some((point, n)),
-            ..Scripted::default()
-        }
-    }
-}
-
-impl Gates for Scripted {
-    async fn run(&self, point: LifecyclePoint, _: &GateContext) -> Vec<GateResult> {
-        let n = {
-            let mut runs = self.runs.lock().unwrap();
-            runs.push(point);
-            runs.iter().filter(|p| **p == point).count() - 1
-        };
-        let failed = self.fail == Some((point, n));
-        vec![GateResult {
-            name: "http:/health".into(),
-            status: if failed {
-                GateStatus::Fail
-            } else {
-                GateStatus::Pass
-            },
-            detail: if failed {
-                "5/10 requests failed".into()
-            } else {
-                "10/10 ok".into()
-            },
-            observed: None,
-        }]
-    }
-
-    async fn watch(&self, _: &GateContext) -> Vec<GateResult> {
-        let status = if self.fail_watch {
-            GateStatus::Fail
-        } else {
-            GateStatus::Pass
-        };
-        vec![GateResult {
-            name: "alarm:api-errors".into(),
-            status,
-            detail: "alarm state".into(),
-            observed: None,
-        }]
-    }
-}
 
 /// The driver operation fails `times` times with a retryable `error`, after `skip`
 /// successes.

@@ -1,14 +1,15 @@
 //! The rollout engine against the simulated target, as the rollout and hostile-plugin
 //! suites set it up: [`Harness`] is a plugin host, a journal in a temporary directory
 //! and a [`SimDriver`] with `web:1` live on 4 units, and makes engines over them;
-//! [`settings`], [`request`] and [`builtin`] are what those runs are given.
+//! [`settings`], [`request`] and [`builtin`] are what those runs are given; [`Scripted`]
+//! gates record where they ran and fail where a test says.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deployer_contract::{TargetInfo, TargetKind};
+use deployer_contract::{GateResult, GateStatus, LifecyclePoint, TargetInfo, TargetKind};
 use deployer_engine::events::Event;
-use deployer_engine::gates::Gates;
+use deployer_engine::gates::{GateContext, Gates};
 use deployer_engine::rollout::{DeployRequest, Engine, Parts, Preflight, Report, Settings};
 use deployer_engine::sim::{SimDriver, SimState};
 use deployer_engine::state::LocalStore;
@@ -180,5 +181,62 @@ impl Harness {
 impl Default for Harness {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Gates that fail the `n`-th run at `point` (counting from 0), pass otherwise.
+#[derive(Default)]
+pub struct Scripted {
+    pub fail: Option<(LifecyclePoint, usize)>,
+    pub fail_watch: bool,
+    /// The points gates ran at, in order.
+    pub runs: Mutex<Vec<LifecyclePoint>>,
+}
+
+impl Scripted {
+    pub fn failing(point: LifecyclePoint, n: usize) -> Scripted {
+        Scripted {
+            fail: Some((point, n)),
+            ..Scripted::default()
+        }
+    }
+}
+
+impl Gates for Scripted {
+    async fn run(&self, point: LifecyclePoint, _: &GateContext) -> Vec<GateResult> {
+        let n = {
+            let mut runs = self.runs.lock().unwrap();
+            runs.push(point);
+            runs.iter().filter(|p| **p == point).count() - 1
+        };
+        let failed = self.fail == Some((point, n));
+        vec![GateResult {
+            name: "http:/health".into(),
+            status: if failed {
+                GateStatus::Fail
+            } else {
+                GateStatus::Pass
+            },
+            detail: if failed {
+                "5/10 requests failed".into()
+            } else {
+                "10/10 ok".into()
+            },
+            observed: None,
+        }]
+    }
+
+    async fn watch(&self, _: &GateContext) -> Vec<GateResult> {
+        let status = if self.fail_watch {
+            GateStatus::Fail
+        } else {
+            GateStatus::Pass
+        };
+        vec![GateResult {
+            name: "alarm:api-errors".into(),
+            status,
+            detail: "alarm state".into(),
+            observed: None,
+        }]
     }
 }

@@ -35,6 +35,13 @@ pub trait Gates: Send + Sync {
     /// Run the gates that watch continuously (during bakes).
     fn watch(&self, ctx: &GateContext) -> impl Future<Output = Vec<GateResult>> + Send;
 
+    /// Whether any gate is configured for `point`. The host runs the gates a strategy
+    /// owes only where there are some; when unsure, say yes.
+    fn configured(&self, point: LifecyclePoint) -> bool {
+        let _ = point;
+        true
+    }
+
     /// What the gates keep between runs within one deployment (a hook's key/value
     /// store), by gate name. The engine journals it whenever it changes, so a resumed
     /// run sees what the killed one left.
@@ -58,6 +65,10 @@ impl Gates for NoGates {
 
     async fn watch(&self, _: &GateContext) -> Vec<GateResult> {
         Vec::new()
+    }
+
+    fn configured(&self, _: LifecyclePoint) -> bool {
+        false
     }
 }
 
@@ -183,6 +194,12 @@ impl Gates for ConfiguredGates {
             ctx,
         )
         .await
+    }
+
+    fn configured(&self, point: LifecyclePoint) -> bool {
+        self.gates
+            .iter()
+            .any(|g| g.at.iter().any(|at| at.matches(point)))
     }
 
     fn states(&self) -> Vec<(String, serde_json::Value)> {

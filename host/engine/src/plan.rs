@@ -35,6 +35,8 @@ pub enum PlanError {
     Unsafe {
         number: usize,
         violation: SafetyViolation,
+        /// The step refused.
+        step: Step,
     },
     #[error("the strategy did not finish within {MAX_STEPS} steps")]
     Endless,
@@ -92,10 +94,13 @@ pub async fn simulate_with(
             Step::Abort(reason) => Some(Ending::Aborted(reason.clone())),
             _ => None,
         };
-        guard.check(&step).map_err(|violation| PlanError::Unsafe {
-            number: state.history.len() + 1,
-            violation,
-        })?;
+        if let Err(violation) = guard.check(&step) {
+            return Err(PlanError::Unsafe {
+                number: state.history.len() + 1,
+                violation,
+                step,
+            });
+        }
         guard.apply(&step);
         if let Some(ending) =
             ending.or_else(|| (step == Step::Complete).then_some(Ending::Completed))

@@ -48,7 +48,17 @@ pub struct Settings {
     /// Transient failures of a forward step are retried this many times.
     pub step_retries: u32,
     pub preflight: Preflight,
+    /// A strategy that asks for more steps than this is rolled back (`max-steps`).
+    pub max_steps: u32,
+    /// A run older than this is rolled back, whatever it is doing (`max-duration`): no
+    /// strategy holds the service's lock forever.
+    pub max_duration: Duration,
 }
+
+/// Defaults of the run's caps: far above what the built-in strategies need (a canary of
+/// 100 steps takes about 400), and a day, the longest bake one step may ask for.
+pub const DEFAULT_MAX_STEPS: u32 = 1_000;
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -59,6 +69,8 @@ impl Default for Settings {
             retry_base: Duration::from_secs(1),
             step_retries: 3,
             preflight: Preflight::Simulate,
+            max_steps: DEFAULT_MAX_STEPS,
+            max_duration: DEFAULT_MAX_DURATION,
         }
     }
 }
@@ -439,11 +451,37 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         if self.settings.preflight == Preflight::Skip {
             return Ok(());
         }
-        let plan = crate::plan::simulate(self.strategy, &request.params, request.target).await?;
+        let steps =
+            match crate::plan::simulate(self.strategy, &request.params, request.target).await {
+                Ok(plan) => plan.steps,
+                Err(PlanError::Unsafe {
+                    number,
+                    violation,
+                    step,
+                }) => {
+                    // A step of the wrong shape for the target: say what would fit instead.
+                    let one = std::slice::from_ref(&step);
+                    if let Some(problem) = fit_problem(
+                        &request.strategy,
+                        request.target.kind,
+                        one,
+                        shape.side_by_side,
+                    ) {
+                        return Err(EngineError::Unfit(problem));
+                    }
+                    return Err(PlanError::Unsafe {
+                        number,
+                        violation,
+                        step,
+                    }
+                    .into());
+                }
+                Err(err) => return Err(err.into()),
+            };
         match fit_problem(
             &request.strategy,
             request.target.kind,
-            &plan.steps,
+            &steps,
             shape.side_by_side,
         ) {
             Some(problem) => Err(EngineError::Unfit(problem)),
@@ -714,6 +752,48 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         self.append(run, Record::Done { seq, outcome }).await
     }
 
+    /// How long the run may still go on before its max-duration (counted from the
+    /// `Started` record, so a resumed run does not get a fresh allowance).
+    fn time_left(&self, run: &Run) -> Duration {
+        let started = match run.journal.started() {
+            Some(Record::Started { at_ms, .. }) => *at_ms,
+            _ => now_ms(),
+        };
+        let limit = u64::try_from(self.settings.max_duration.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(started.saturating_add(limit).saturating_sub(now_ms()))
+    }
+
+    /// Run the gates of `point` that a strategy owed (journaled as the host's own
+    /// action, resumed like any other); the reason to roll back when one failed.
+    async fn run_owed_gates(
+        &self,
+        run: &mut Run,
+        guard: &mut SafetyGuard,
+        in_flight: Option<u32>,
+        point: LifecyclePoint,
+    ) -> Result<Option<String>, StateError> {
+        let seq = match in_flight {
+            Some(seq) => seq,
+            None => self.intend(run, Action::HostGates(point)).await?,
+        };
+        let step = Step::RunGates(point);
+        (self.events)(&Event::Step { seq, step: &step });
+        let outcome = StepOutcome::Gates(self.gates.run(point, &run.ctx).await);
+        self.save_gate_states(run).await?;
+        self.done(run, seq, outcome.clone()).await?;
+        guard.apply(&step);
+        (self.events)(&Event::StepDone {
+            seq,
+            step: &step,
+            outcome: &outcome,
+            new_percent: guard.new_percent,
+        });
+        Ok(match judge(&outcome) {
+            Flow::RollBack(reason) => Some(reason),
+            Flow::Continue => None,
+        })
+    }
+
     /// Journal each gate state that differs from the last one journaled for that gate
     /// (before the gate step's `Done`, so a resumed run that repeats the step sees the
     /// state the hooks left).
@@ -789,11 +869,28 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     }
                 }
                 Some((seq, Action::Step(step))) => (seq, step),
+                Some((seq, Action::HostGates(point))) => {
+                    if let Some(reason) = self
+                        .run_owed_gates(&mut run, &mut guard, Some(seq), point)
+                        .await?
+                    {
+                        return self.roll_back(run, reason).await;
+                    }
+                    continue;
+                }
                 Some((_, Action::Rollback(_))) => {
                     let reason = "an interrupted rollback".to_string();
                     return self.roll_back(run, reason).await;
                 }
                 None => {
+                    let taken = run.journal.history().len();
+                    if taken >= self.settings.max_steps as usize {
+                        let reason = format!(
+                            "the strategy asked for more than {} steps (the service's max-steps)",
+                            self.settings.max_steps
+                        );
+                        return self.roll_back(run, reason).await;
+                    }
                     let state = RolloutState {
                         params: run.params.clone(),
                         target: run.target,
@@ -811,15 +908,37 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     if let Err(violation) = guard.check(&step) {
                         return self.roll_back(run, violation.to_string()).await;
                     }
+                    // A strategy may add checks, never remove them: gates it owes
+                    // before this step run first, as the host's own action.
+                    while let Some(point) = guard.owed(&step) {
+                        if !self.gates.configured(point) {
+                            guard.apply(&Step::RunGates(point));
+                            continue;
+                        }
+                        if let Some(reason) = self
+                            .run_owed_gates(&mut run, &mut guard, None, point)
+                            .await?
+                        {
+                            return self.roll_back(run, reason).await;
+                        }
+                    }
                     let seq = self.intend(&mut run, Action::Step(step.clone())).await?;
                     (seq, step)
                 }
             };
             (self.events)(&Event::Step { seq, step: &step });
+            let left = self.time_left(&run);
             let outcome = tokio::select! {
                 outcome = self.execute(&step, &run.ctx) => outcome,
                 () = self.cancel.cancelled() => {
                     return self.roll_back(run, "cancelled (SIGINT/SIGTERM)".into()).await;
+                }
+                () = tokio::time::sleep(left) => {
+                    let reason = format!(
+                        "the run went on longer than the service's max-duration ({})",
+                        describe::duration_ms(u64::try_from(self.settings.max_duration.as_millis()).unwrap_or(u64::MAX))
+                    );
+                    return self.roll_back(run, reason).await;
                 }
             };
             let outcome = match outcome {

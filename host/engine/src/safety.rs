@@ -1,9 +1,13 @@
-//! Safety rules the host enforces on every step, whatever a strategy (or a hook with
-//! the `actions` capability) asks for. A refused step fails the rollout closed.
+//! Safety rules the host enforces on every step, whatever a strategy asks for. A
+//! refused step fails the rollout closed.
+//!
+//! Besides refusing steps, the guard knows which configured gates a strategy owes
+//! ([`SafetyGuard::owed`]): a strategy may add checks, never remove them, so the host
+//! runs the gates of a point itself when a strategy moves on without asking for them.
 
 use thiserror::Error;
 
-use deployer_contract::{ScaleRequest, Side, Step, TargetInfo};
+use deployer_contract::{LifecyclePoint, ScaleRequest, Side, Step, TargetInfo};
 
 use crate::state::journal::{Action, Journal, RollbackAction};
 
@@ -28,6 +32,23 @@ pub struct SafetyGuard {
     pub stable_units: u32,
     pub new_units: u32,
     pub promoted: bool,
+    /// The target is updated in place (one side) rather than run side by side.
+    pub in_place: bool,
+    /// Which gate points have run, as far as the rules about owed gates care.
+    pub gates: GateLedger,
+}
+
+/// What the rules about owed gates remember of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GateLedger {
+    /// A step has changed the target (scaled, routed or shifted traffic, rolled).
+    pub changed: bool,
+    pub pre_deploy_ran: bool,
+    pub pre_traffic_ran: bool,
+    /// Traffic increased since post-traffic gates last ran.
+    pub post_traffic_owed: bool,
+    /// Post-deploy gates ran since the promotion.
+    pub post_deploy_ran: bool,
 }
 
 /// Units a side needs to carry `percent` of the traffic of `desired` units. One
@@ -50,6 +71,8 @@ impl SafetyGuard {
             stable_units: target.desired_count,
             new_units: 0,
             promoted: false,
+            in_place: target.native_rolling,
+            gates: GateLedger::default(),
         }
     }
 
@@ -70,6 +93,7 @@ impl SafetyGuard {
                     guard.stable_units = guard.desired;
                     guard.new_percent = 0;
                 }
+                Action::HostGates(point) => guard.apply(&Step::RunGates(*point)),
                 Action::Rollback(RollbackAction::Discard) | Action::Prepare { .. } => {}
             }
         }
@@ -87,11 +111,34 @@ impl SafetyGuard {
                 reason,
             })
         };
+        let side_by_side_step = matches!(
+            step,
+            Step::Scale(_) | Step::ShiftTraffic(_) | Step::RouteTestTraffic
+        );
+        if self.in_place && side_by_side_step {
+            return refuse(
+                "the target is updated in place (one side): there is no second side to scale \
+                 or route traffic to; use a rolling update"
+                    .into(),
+            );
+        }
         match step {
+            Step::RollingUpdate(_) if !self.in_place => {
+                return refuse(
+                    "the target runs two sides behind the load balancer: an in-place rolling \
+                     update there could not be undone by moving traffic back"
+                        .into(),
+                );
+            }
             Step::ShiftTraffic(percent) => {
                 let percent = *percent;
                 if percent > 100 {
                     return refuse(format!("{percent}% is not a traffic share (0-100)"));
+                }
+                if self.promoted && percent < 100 {
+                    return refuse(format!(
+                        "the new release was promoted: traffic stays 100% on it (asked {percent}%)"
+                    ));
                 }
                 let new_needs = units_needed(self.desired, percent);
                 if self.new_units < new_needs {
@@ -144,13 +191,71 @@ impl SafetyGuard {
             Step::Complete if !self.promoted => {
                 return refuse("the new release was never promoted".into());
             }
+            // Completing removes the old side: only once the new one carries everything.
+            Step::Complete if self.new_percent != 100 => {
+                return refuse(format!(
+                    "only {}% of traffic is on the new release; completing would remove the side \
+                     that carries the rest",
+                    self.new_percent
+                ));
+            }
             _ => {}
         }
         Ok(())
     }
 
+    /// The configured gates that must run before `step` (the strategy did not ask for
+    /// them): pre-deploy before the first change, pre-traffic before the first traffic
+    /// increase, post-traffic after every increase before the next one or promotion,
+    /// post-deploy between promotion and completion. One point at a time; ask again
+    /// after those ran.
+    pub fn owed(&self, step: &Step) -> Option<LifecyclePoint> {
+        let ledger = &self.gates;
+        let changes = matches!(
+            step,
+            Step::Scale(_)
+                | Step::ShiftTraffic(_)
+                | Step::RouteTestTraffic
+                | Step::RollingUpdate(_)
+        );
+        let increases = match step {
+            Step::ShiftTraffic(percent) => *percent > self.new_percent,
+            Step::RollingUpdate(_) => true,
+            _ => false,
+        };
+        if changes && !ledger.changed && !ledger.pre_deploy_ran {
+            Some(LifecyclePoint::PreDeploy)
+        } else if increases && !ledger.pre_traffic_ran {
+            Some(LifecyclePoint::PreTraffic)
+        } else if (increases || *step == Step::Promote) && ledger.post_traffic_owed {
+            Some(LifecyclePoint::PostTraffic)
+        } else if *step == Step::Complete && !ledger.post_deploy_ran {
+            Some(LifecyclePoint::PostDeploy)
+        } else {
+            None
+        }
+    }
+
     /// Record that `step` was carried out and verified.
     pub fn apply(&mut self, step: &Step) {
+        let ledger = &mut self.gates;
+        match step {
+            Step::Scale(_) | Step::RouteTestTraffic => ledger.changed = true,
+            Step::ShiftTraffic(percent) => {
+                ledger.changed = true;
+                ledger.post_traffic_owed |= *percent > self.new_percent;
+            }
+            Step::RollingUpdate(_) => {
+                ledger.changed = true;
+                ledger.post_traffic_owed = true;
+            }
+            Step::RunGates(LifecyclePoint::PreDeploy) => ledger.pre_deploy_ran = true,
+            Step::RunGates(LifecyclePoint::PreTraffic) => ledger.pre_traffic_ran = true,
+            Step::RunGates(LifecyclePoint::PostTraffic) => ledger.post_traffic_owed = false,
+            Step::RunGates(LifecyclePoint::PostDeploy) => ledger.post_deploy_ran |= self.promoted,
+            Step::Promote => ledger.post_deploy_ran = false,
+            _ => {}
+        }
         match step {
             Step::ShiftTraffic(percent) => self.new_percent = *percent,
             Step::Scale(ScaleRequest {
@@ -182,7 +287,7 @@ mod tests {
         SafetyGuard::new(&TargetInfo {
             kind: TargetKind::Simulated,
             desired_count: desired,
-            native_rolling: true,
+            native_rolling: false,
             test_traffic: false,
         })
     }
@@ -242,5 +347,141 @@ mod tests {
         assert!(g.check(&Step::ShiftTraffic(33)).is_ok());
         g.apply(&Step::ShiftTraffic(33));
         assert!(g.check(&scale(Side::Stable, 2)).is_ok());
+    }
+
+    fn in_place(desired: u32) -> SafetyGuard {
+        SafetyGuard::new(&TargetInfo {
+            kind: TargetKind::Simulated,
+            desired_count: desired,
+            native_rolling: true,
+            test_traffic: false,
+        })
+    }
+
+    fn pair(desired: u32) -> SafetyGuard {
+        guard(desired)
+    }
+
+    #[test]
+    fn after_promotion_traffic_stays_on_the_new_side() {
+        let mut g = pair(4);
+        g.apply(&scale(Side::New, 4));
+        g.apply(&Step::ShiftTraffic(100));
+        g.apply(&Step::Promote);
+        for back in [0, 1, 50, 99] {
+            let err = g.check(&Step::ShiftTraffic(back)).unwrap_err();
+            assert!(err.reason.contains("stays 100%"), "{err}");
+        }
+        assert!(g.check(&Step::ShiftTraffic(100)).is_ok());
+        assert!(g.check(&scale(Side::New, 0)).is_err());
+        assert!(g.check(&Step::Complete).is_ok());
+    }
+
+    #[test]
+    fn completing_needs_all_traffic_on_the_new_side() {
+        // A guard replayed from a damaged journal, promoted with traffic elsewhere.
+        let g = SafetyGuard {
+            promoted: true,
+            new_percent: 40,
+            ..pair(4)
+        };
+        let err = g.check(&Step::Complete).unwrap_err();
+        assert!(err.reason.contains("only 40%"), "{err}");
+    }
+
+    #[test]
+    fn steps_must_fit_the_targets_shape() {
+        let roll = Step::RollingUpdate(deployer_contract::RollingUpdate {
+            min_healthy_percent: 50,
+            max_percent: 100,
+        });
+        let err = pair(4).check(&roll).unwrap_err();
+        assert!(err.reason.contains("could not be undone"), "{err}");
+        assert!(in_place(4).check(&roll).is_ok());
+        for step in [
+            scale(Side::New, 1),
+            Step::ShiftTraffic(0),
+            Step::RouteTestTraffic,
+        ] {
+            let err = in_place(4).check(&step).unwrap_err();
+            assert!(err.reason.contains("updated in place"), "{err}");
+        }
+    }
+
+    /// Walk a script, running owed gates as the engine does; the points run, in order.
+    fn owed_along(mut g: SafetyGuard, script: &[Step]) -> Vec<LifecyclePoint> {
+        let mut ran = Vec::new();
+        for step in script {
+            while let Some(point) = g.owed(step) {
+                ran.push(point);
+                g.apply(&Step::RunGates(point));
+            }
+            if let Step::RunGates(point) = step {
+                ran.push(*point);
+            }
+            g.apply(step);
+        }
+        ran
+    }
+
+    #[test]
+    fn gates_a_strategy_skips_are_owed_where_they_belong() {
+        use LifecyclePoint::*;
+        let bare = [
+            scale(Side::New, 4),
+            Step::ShiftTraffic(25),
+            Step::ShiftTraffic(25),
+            Step::ShiftTraffic(100),
+            Step::Promote,
+            scale(Side::Stable, 0),
+            Step::Complete,
+        ];
+        assert_eq!(
+            owed_along(pair(4), &bare),
+            [PreDeploy, PreTraffic, PostTraffic, PostTraffic, PostDeploy]
+        );
+        // Asked for by the strategy: nothing more.
+        let full = [
+            Step::RunGates(PreDeploy),
+            scale(Side::New, 4),
+            Step::RunGates(PreTraffic),
+            Step::ShiftTraffic(50),
+            Step::RunGates(PostTraffic),
+            Step::ShiftTraffic(100),
+            Step::RunGates(PostTraffic),
+            Step::Promote,
+            Step::RunGates(PostDeploy),
+            Step::Complete,
+        ];
+        assert_eq!(
+            owed_along(pair(4), &full),
+            [PreDeploy, PreTraffic, PostTraffic, PostTraffic, PostDeploy]
+        );
+        // Post-deploy gates run before promotion do not count for after it.
+        let early = [
+            scale(Side::New, 4),
+            Step::ShiftTraffic(100),
+            Step::RunGates(PostTraffic),
+            Step::RunGates(PostDeploy),
+            Step::Promote,
+            Step::Complete,
+        ];
+        assert_eq!(
+            owed_along(pair(4), &early),
+            [PreDeploy, PreTraffic, PostTraffic, PostDeploy, PostDeploy]
+        );
+        // In place: the rolling update is the traffic increase.
+        let roll = [
+            Step::RollingUpdate(deployer_contract::RollingUpdate {
+                min_healthy_percent: 50,
+                max_percent: 100,
+            }),
+            Step::Promote,
+            Step::Complete,
+        ];
+        assert_eq!(
+            owed_along(in_place(4), &roll),
+            [PreDeploy, PreTraffic, PostTraffic, PostDeploy]
+        );
     }
 }

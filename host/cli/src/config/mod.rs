@@ -204,11 +204,13 @@ impl Config {
     }
 
     /// What a strategy is told about the service's target. Whether an ECS service rolls
-    /// in place is only known from AWS; this says it can.
+    /// in place is only known for sure from AWS (its deployment controller); with a
+    /// traffic table it runs task sets side by side, without one it rolls in place
+    /// (`run` checks against what AWS says before anything changes).
     pub fn target_info(service: &ServiceConfig) -> TargetInfo {
         let target = &service.spec.target;
         let (kind, native_rolling) = match target {
-            TargetSpec::Ecs { .. } => (TargetKind::EcsService, true),
+            TargetSpec::Ecs { traffic, .. } => (TargetKind::EcsService, traffic.is_none()),
             TargetSpec::AsgOne { .. } => (TargetKind::AutoScalingGroup, true),
             TargetSpec::AsgPair { .. } => (TargetKind::AutoScalingGroup, false),
             TargetSpec::EksOne { .. } => (TargetKind::EksDeployment, true),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use deployer_contract::{ScaleRequest, Step, StepOutcome, StepRecord, TargetInfo};
+use deployer_contract::{LifecyclePoint, ScaleRequest, Step, StepOutcome, StepRecord, TargetInfo};
 
 /// One line of a deployment's journal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,6 +52,9 @@ pub enum Action {
         release: String,
     },
     Step(Step),
+    /// Gates of a point the strategy owed and did not ask for, run by the host (see
+    /// `SafetyGuard::owed`). Not part of the strategy's history.
+    HostGates(LifecyclePoint),
     Rollback(RollbackAction),
 }
 
@@ -160,7 +163,7 @@ impl Journal {
                     step: step.clone(),
                     outcome: outcome.clone(),
                 }),
-                Action::Prepare { .. } | Action::Rollback(_) => None,
+                Action::Prepare { .. } | Action::HostGates(_) | Action::Rollback(_) => None,
             })
             .collect()
     }

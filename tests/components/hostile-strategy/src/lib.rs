@@ -1,7 +1,9 @@
 //! A strategy that misbehaves on request: `{"mode": "..."}` picks how.
 //! `info` always behaves, so tests can check the host still serves the plugin.
 
-use deployer_plugin_sdk::{PluginInfo, RolloutState, ScaleRequest, Side, Step, Strategy};
+use deployer_plugin_sdk::{
+    LifecyclePoint, PluginInfo, RollingUpdate, RolloutState, ScaleRequest, Side, Step, Strategy,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -22,7 +24,57 @@ impl Strategy for Hostile {
         }
     }
 
-    fn next(params: &Params, _state: &RolloutState) -> Result<Step, String> {
+    fn next(params: &Params, state: &RolloutState) -> Result<Step, String> {
+        let new = |count| Step::Scale(ScaleRequest {
+            side: Side::New,
+            count,
+        });
+        let desired = state.target.desired_count;
+        // Scripted modes: the step is the script's entry for the steps taken so far.
+        let script: Option<Vec<Step>> = match params.mode.as_str() {
+            // Promote, then move traffic back to stable and complete (remove the old side).
+            "unpromote" => Some(vec![
+                new(desired),
+                Step::ShiftTraffic(100),
+                Step::Promote,
+                Step::ShiftTraffic(0),
+                Step::Complete,
+            ]),
+            // Promote, then complete without moving traffic back: allowed.
+            "no-gates" => Some(vec![
+                new(desired),
+                Step::ShiftTraffic(50),
+                Step::ShiftTraffic(100),
+                Step::Promote,
+                Step::Complete,
+            ]),
+            // Asks for the gates itself, so the host has nothing to add.
+            "with-gates" => Some(vec![
+                Step::RunGates(LifecyclePoint::PreDeploy),
+                new(desired),
+                Step::RunGates(LifecyclePoint::PreTraffic),
+                Step::ShiftTraffic(100),
+                Step::RunGates(LifecyclePoint::PostTraffic),
+                Step::Promote,
+                Step::RunGates(LifecyclePoint::PostDeploy),
+                Step::Complete,
+            ]),
+            "rolling-on-pair" => Some(vec![Step::RollingUpdate(RollingUpdate {
+                min_healthy_percent: 0,
+                max_percent: 100,
+            })]),
+            // Bakes of a millisecond, forever.
+            "many-bakes" => return Ok(Step::Bake(1)),
+            // One long bake, within the 24 h a bake may take.
+            "long-bake" => Some(vec![new(desired), Step::Bake(3_600_000)]),
+            _ => None,
+        };
+        if let Some(script) = script {
+            return Ok(script
+                .get(state.history.len())
+                .cloned()
+                .unwrap_or(Step::Abort("script ended".into())));
+        }
         match params.mode.as_str() {
             "loop" => loop {
                 std::hint::black_box(());
