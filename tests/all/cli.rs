@@ -160,10 +160,11 @@ fn a_config_granting_the_removed_actions_capability_is_refused_at_its_line() {
     assert!(err.contains("remove the line"), "{err}");
 }
 
-/// A plugin's memory limit outside what a wasm32 plugin can use is refused by
-/// `validate` at its field; the bounds themselves are accepted.
+/// A plugin's memory limit outside what a wasm32 plugin can use, and a time limit of
+/// zero or over an hour, are refused by `validate` at the field; the bounds themselves
+/// are accepted.
 #[test]
-fn plugin_memory_limits_outside_1_to_4096_mib_are_refused() {
+fn plugin_memory_and_time_limits_that_cannot_work_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("probe.wasm");
     std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
@@ -188,6 +189,28 @@ fn plugin_memory_limits_outside_1_to_4096_mib_are_refused() {
         } else {
             assert_eq!(code, 3, "{mib}: {err}");
             assert!(err.contains("plugins.probe.memory-mib"), "{mib}: {err}");
+        }
+    }
+    for (timeout, ok) in [
+        ("0s", false),
+        ("1ms", true),
+        ("1h", true),
+        ("61m", false),
+        ("100000h", false),
+    ] {
+        let config = ConfigBuilder::new()
+            .service("web", |s| s.ecs("c", "web", 2))
+            .hook_plugin("probe", "probe.wasm", &digest, |p| {
+                p.bool("kv", true)
+                    .strs("http-allow", &["hooks.example.com"])
+                    .str("timeout", timeout)
+            });
+        let (code, _, err) = validate(dir.path(), &config);
+        if ok {
+            assert_eq!(code, 0, "{timeout}: {err}");
+        } else {
+            assert_eq!(code, 3, "{timeout}: {err}");
+            assert!(err.contains("plugins.probe.timeout"), "{timeout}: {err}");
         }
     }
 }

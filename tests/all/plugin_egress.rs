@@ -14,7 +14,7 @@ use deployer_plugin_host::hook::{HookContext, HookPlugin};
 use deployer_plugin_host::{Grants, HostServices, Limits, PluginHost};
 use deployer_tests::support::listener::{Listener, Reply};
 use deployer_tests::{components, host, source};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// An address outside every private range, never routed (TEST-NET-1).
 const PUBLIC: &str = "192.0.2.1";
@@ -626,6 +626,69 @@ async fn requests_over_their_limits_never_leave_the_host() {
         result.detail
     );
     assert_eq!(listener.settled(), 0);
+}
+
+/// A hook cannot pick another virtual host behind its granted address, frame its own
+/// message (a smuggled second request), talk to a proxy in between, or tunnel: such
+/// requests are refused before any connection. Controls: an ordinary header and each
+/// allowed method reach the listener.
+#[tokio::test]
+async fn requests_that_would_reach_past_the_granted_host_are_refused() {
+    let (host, _cache) = host();
+    let hook = probe(&host, &["127.0.0.1"]);
+    let services = services(Arc::new(SystemResolver));
+    let mut refused: Vec<Value> = [
+        "Host",
+        "host",
+        "HOST",
+        "Transfer-Encoding",
+        "Content-Length",
+        "Connection",
+        "Keep-Alive",
+        "Upgrade",
+        "TE",
+        "Trailer",
+        "Expect",
+        "Via",
+        "HTTP2-Settings",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "proxy-anything",
+    ]
+    .iter()
+    .map(|name| json!({ "set_headers": [[name, "169.254.169.254"]] }))
+    .collect();
+    for method in ["CONNECT", "TRACE", "get", "PROPFIND", "FOO", "GET "] {
+        refused.push(json!({ "method": method }));
+    }
+    for params in refused {
+        let listener = Listener::start(Reply::Ok);
+        let mut params = params;
+        params["url"] = listener.url("/").into();
+        let result = run(&hook, &services, params.clone()).await;
+        assert!(
+            result.detail.starts_with("http: CapabilityError::Invalid("),
+            "{params}: {}",
+            result.detail
+        );
+        assert_eq!(listener.settled(), 0, "{params}: {:?}", listener.requests());
+    }
+    let mut allowed: Vec<Value> = vec![json!({ "set_headers": [["x-request-id", "abc"]] })];
+    for method in deployer_plugin_host::capabilities::ALLOWED_METHODS {
+        allowed.push(json!({ "method": method }));
+    }
+    for params in allowed {
+        let listener = Listener::start(Reply::Ok);
+        let mut params = params;
+        params["url"] = listener.url("/").into();
+        let result = run(&hook, &services, params.clone()).await;
+        assert!(
+            result.detail.starts_with("status 200"),
+            "{params}: {}",
+            result.detail
+        );
+        assert_eq!(listener.settled(), 1, "{params}");
+    }
 }
 
 /// A `plugin test` scenario for the probe hook: `grants` as TOML lines, one run a URL

@@ -132,7 +132,11 @@ async fn a_plugin_built_against_contract_0_1_is_refused_with_the_fix() {
         matches!(&err, PluginError::WrongWorld { found, .. } if found.contains("built against deployer:plugin@0.1.0")),
         "{text}"
     );
-    assert!(text.contains("rebuild the plugin against 0.2.0"), "{text}");
+    assert!(
+        text.contains("rebuild the plugin with the 0.2.0 SDK"),
+        "{text}"
+    );
+    assert!(text.contains("removed the `actions` capability"), "{text}");
     builtin_still_works(&host).await;
 }
 

@@ -121,10 +121,11 @@ pub struct KvStore(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
 impl KvStore {
     pub const MAX_KEYS: usize = 256;
     pub const MAX_KEY_BYTES: usize = 256;
-    pub const MAX_VALUE_BYTES: usize = 64 << 10;
-    /// Keys and values together: the store is journaled whole whenever it changes, so
-    /// it stays small enough for one journal line.
-    pub const MAX_TOTAL_BYTES: usize = 1 << 20;
+    pub const MAX_VALUE_BYTES: usize = 16 << 10;
+    /// Keys and values together: the store is journaled whole whenever a gate step
+    /// changed it, so it stays small (a journal line of at most 128 KiB of hex; a run of
+    /// a thousand steps cannot grow its journal by more than that each).
+    pub const MAX_TOTAL_BYTES: usize = 64 << 10;
 
     fn total(map: &BTreeMap<String, Vec<u8>>) -> usize {
         map.iter().map(|(k, v)| k.len() + v.len()).sum()
@@ -426,8 +427,46 @@ fn check_headers(headers: &[(String, String)], whose: &str) -> Result<(), Capabi
     Ok(())
 }
 
+/// Methods a hook may use. `CONNECT` would open a tunnel through the granted host,
+/// `TRACE` echo what the host added; neither is a request *to* the granted host.
+pub const ALLOWED_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Headers the host sets itself or that change how a message is framed or routed:
+/// `Host` would reach another virtual host behind the granted address, the framing
+/// and hop-by-hop ones could smuggle a second request to it, `Proxy-*` and `Upgrade`
+/// talk to what sits in between.
+const HOST_OWNED_HEADERS: [&str; 11] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "expect",
+    "via",
+    "http2-settings",
+];
+
 /// A plugin's request within [`http_limits`], checked before anything is sent.
 fn check_request(request: &http::Request) -> Result<(), CapabilityError> {
+    if !ALLOWED_METHODS.contains(&request.method.as_str()) {
+        return Err(CapabilityError::Invalid(format!(
+            "method `{}` is not allowed: use one of {}",
+            request.method.escape_debug(),
+            ALLOWED_METHODS.join(", ")
+        )));
+    }
+    for (name, _) in &request.headers {
+        let lower = name.to_ascii_lowercase();
+        if HOST_OWNED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            return Err(CapabilityError::Invalid(format!(
+                "header `{}` is set by the host (from the URL and the body), not by a plugin",
+                name.escape_debug()
+            )));
+        }
+    }
     if request.body.len() > http_limits::MAX_REQUEST_BODY {
         return Err(limit(format!(
             "request bodies are at most {} bytes",

@@ -209,10 +209,17 @@ fn check_world(
         };
         if interface == kind.as_str() {
             if !compatible(version) {
+                // 0.2.0 removed `actions`, which no deployer ever provided.
+                let removed = if version.starts_with("0.1.") {
+                    " (0.2.0 removed the `actions` capability; a plugin that did not use it \
+                     needs no change to its source)"
+                } else {
+                    ""
+                };
                 return Err(wrong(format!(
                     "it was built against deployer:plugin@{version}, but this deployer implements \
-                     deployer:plugin@{CONTRACT_VERSION}; rebuild the plugin against {CONTRACT_VERSION} \
-                     or use a deployer that supports {version}"
+                     deployer:plugin@{CONTRACT_VERSION}; rebuild the plugin with the {CONTRACT_VERSION} \
+                     SDK (`deployer plugin build`){removed}, or use a deployer that supports {version}"
                 )));
             }
             return Ok(());

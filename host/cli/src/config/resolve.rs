@@ -169,11 +169,15 @@ fn plugin_spec(name: &str, plugin: &PluginConfig, problems: &mut Problems<'_>) -
         PluginKind::Strategy => Limits::strategy(),
         PluginKind::Hook => Limits::hook(),
     };
-    limits.timeout = problems.duration(
-        &format!("plugins.{name}.timeout"),
-        plugin.timeout.as_deref(),
-        limits.timeout,
-    );
+    let field = format!("plugins.{name}.timeout");
+    limits.timeout = problems.duration(&field, plugin.timeout.as_deref(), limits.timeout);
+    // Zero would fail every call; past an hour a hung plugin holds the deploy's lock.
+    if limits.timeout.is_zero() || limits.timeout > std::time::Duration::from_secs(3600) {
+        problems.at(
+            &field,
+            "a plugin's time limit must be more than 0s and at most 1h (e.g. \"30s\")",
+        );
+    }
     if let Some(mib) = plugin.memory_mib {
         // A wasm32 plugin cannot address more than 4 GiB; 0 could not even instantiate.
         if !(1..=4096).contains(&mib) {

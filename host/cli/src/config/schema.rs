@@ -276,8 +276,9 @@ pub struct PluginConfig {
     /// Time limit of one call, e.g. "30s".
     #[serde(default)]
     pub timeout: Option<String>,
-    /// Memory limit in MiB.
+    /// Memory limit in MiB (1 to 4096: a wasm32 plugin addresses at most 4 GiB).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 4096))]
     pub memory_mib: Option<usize>,
 }
 

@@ -22,6 +22,9 @@ struct Params {
     headers: u32,
     #[serde(default)]
     header_bytes: u32,
+    /// Headers sent as given, after the `x-probe-N` ones.
+    #[serde(default)]
+    set_headers: Vec<(String, String)>,
     /// A request body of this many bytes.
     #[serde(default)]
     body_bytes: u32,
@@ -84,9 +87,9 @@ impl Hook for Probe {
             }
             Some("probe") => return result("probe", GateStatus::Pass, probe(params)),
             Some("fill") => {
-                // Fill the kv store with 60 KiB values until the host says no.
+                // Fill the kv store with 15 KiB values until the host says no.
                 for i in 0..1000 {
-                    if let Err(e) = kv::set(&format!("k{i:03}"), &vec![b'v'; 60 << 10]) {
+                    if let Err(e) = kv::set(&format!("k{i:03}"), &vec![b'v'; 15 << 10]) {
                         return result("probe", GateStatus::Pass, format!("stored {i}: {e:?}"));
                     }
                 }
@@ -112,6 +115,7 @@ impl Hook for Probe {
                             "h".repeat(params.header_bytes.max(1) as usize),
                         )
                     })
+                    .chain(params.set_headers.iter().cloned())
                     .collect(),
                 body: vec![b'b'; params.body_bytes as usize],
                 timeout_ms: 1000,

@@ -71,9 +71,24 @@ fn escape_property(text: &str) -> String {
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// A Markdown table cell: a `|` would end it and a newline the row.
+/// Text from outside (plugin details, releases, names) as literal Markdown in a table
+/// cell: every ASCII punctuation character backslash-escaped (CommonMark renders it as
+/// itself), so no `|` ends the cell, no `<` opens HTML (`</details>`, `<img>`), no
+/// `![..](url)` makes the viewer's browser fetch a URL, no backtick or `*` formats;
+/// line breaks of every kind become spaces.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_punctuation() {
+            out.push('\\');
+            out.push(c);
+        } else if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The GitHub Actions step summary, in Markdown.
@@ -87,17 +102,21 @@ pub fn step_summary(summary: &Summary) -> String {
         SummaryResult::BadInput => "❌ bad input",
         SummaryResult::Error => "❌ error",
     };
-    let mut md = format!("### deployer {} `{service}`: {word}\n\n", summary.command);
+    let mut md = format!(
+        "### deployer {} {}: {word}\n\n",
+        summary.command,
+        cell(service)
+    );
     md += "| | |\n|---|---|\n";
     if let Some(id) = &summary.deployment {
-        md += &format!("| deployment | `{id}` |\n");
+        md += &format!("| deployment | {} |\n", cell(id));
     }
     if let Some(new) = &summary.new_release {
         md += &format!(
             "| release | {} → **{}** ({}) |\n",
-            summary.stable_release.as_deref().unwrap_or("-"),
+            cell(summary.stable_release.as_deref().unwrap_or("-")),
             cell(new),
-            summary.strategy.as_deref().unwrap_or("?")
+            cell(summary.strategy.as_deref().unwrap_or("?"))
         );
     }
     md += &format!("| result | {word} (exit {}) |\n", summary.exit_code);
@@ -172,22 +191,96 @@ mod tests {
             ..Summary::default()
         };
         let md = step_summary(&summary);
+        let html = render(&md);
         assert!(
-            md.contains("### deployer run `web`: ↩️ rolled back"),
-            "{md}"
+            html.contains("<h3>deployer run web: ↩️ rolled back</h3>"),
+            "{html}"
         );
         assert!(
-            md.contains("| release | web:2 → **web:3** (canary) |"),
-            "{md}"
+            html.contains("<td>release</td><td>web:2 → <strong>web:3</strong> (canary)</td>"),
+            "{html}"
         );
         assert!(
-            md.contains("| reason | gate smoke failed \\| 0/5 |"),
-            "{md}"
+            html.contains("<td>reason</td><td>gate smoke failed | 0/5</td>"),
+            "{html}"
         );
         assert!(
-            md.contains("| 4 | run pre-traffic gates | 0% | smoke: fail |"),
-            "{md}"
+            html.contains(
+                "<td>4</td><td>run pre-traffic gates</td><td>0%</td><td>smoke: fail</td>"
+            ),
+            "{html}"
         );
+    }
+
+    /// The summary as GitHub shows it: CommonMark with tables, rendered to HTML.
+    fn render(md: &str) -> String {
+        let parser = pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES);
+        let mut html = String::new();
+        pulldown_cmark::html::push_html(&mut html, parser);
+        html.replace('\n', "")
+    }
+
+    /// Plugin text in the summary (a gate detail, a rollback reason, a release) renders
+    /// as that text: no image a viewer's browser would fetch (carrying data to a host
+    /// the plugin may not reach), no link, no HTML that closes our `<details>`, no
+    /// formatting, no extra cell or row.
+    #[test]
+    fn plugin_text_in_the_step_summary_renders_literally() {
+        let hostile = [
+            "<details>![img](http://attacker.example/p.png) `code` </details> # H1",
+            "<img src=http://attacker.example/x>",
+            "[click](http://attacker.example/) and <http://attacker.example/auto>",
+            "![ref][r]\n\n[r]: http://attacker.example/ref.png",
+            "a | b | c\n| --- |\n| row |",
+            "**bold** _em_ ~~del~~ &lt;script&gt; &#60;img&#62; \\| \\",
+            "line\rbreak\u{2028}sep\u{85}next\0nul",
+        ];
+        for text in hostile {
+            let summary = Summary {
+                command: "run".into(),
+                service: Some(text.into()),
+                result: SummaryResult::RolledBack,
+                detail: text.into(),
+                deployment: Some(text.into()),
+                strategy: Some(text.into()),
+                stable_release: Some(text.into()),
+                new_release: Some(text.into()),
+                rollback_reason: Some(text.into()),
+                steps: vec![StepSummary {
+                    seq: 1,
+                    step: text.into(),
+                    traffic_new_percent: 0,
+                    aws_api_calls: None,
+                    gates: vec![GateSummary {
+                        name: text.into(),
+                        status: GateWord::Fail,
+                        detail: String::new(),
+                    }],
+                }],
+                ..Summary::default()
+            };
+            let html = render(&step_summary(&summary));
+            for forbidden in [
+                "<img",
+                "<a ",
+                "<em>",
+                "<strong>ev",
+                "<code>",
+                "<del>",
+                "<h1",
+                "<script",
+            ] {
+                assert!(
+                    !html.contains(forbidden),
+                    "{text:?} made {forbidden}: {html}"
+                );
+            }
+            assert_eq!(html.matches("<details>").count(), 1, "{text:?}: {html}");
+            assert_eq!(html.matches("</details>").count(), 1, "{text:?}: {html}");
+            // Two tables with as many rows as we wrote (header rows included).
+            assert_eq!(html.matches("<table>").count(), 2, "{text:?}: {html}");
+            assert_eq!(html.matches("<tr>").count(), 7 + 2, "{text:?}: {html}");
+        }
     }
 
     #[test]
