@@ -377,3 +377,147 @@ async fn recovery_alone_leaves_traffic_on_stable() {
         "nothing left to recover"
     );
 }
+
+/// A run that finished promoted but died before its history entry was written (the
+/// journal ends `finished`, the service still marks it active): with `on-interrupted =
+/// "resume"` the next run of the same release finds it live and changes nothing; the
+/// next release deploys from it as the stable one.
+#[tokio::test]
+async fn a_promoted_run_whose_history_write_was_lost_is_never_deployed_over() {
+    use deployer_engine::rollout::Deployed;
+    let h = Harness::new();
+    let plugin = h.builtin("canary");
+    let report = h.deploy(&plugin, &NoGates, request("canary", CANARY)).await;
+    assert_eq!(report.result, DeployResult::Promoted);
+    // Undo the paperwork `finish` does after the `finished` record: the history line and
+    // the cleared active mark.
+    let service = h.dir.path().join("services/web");
+    std::fs::write(service.join("active"), &report.id).unwrap();
+    std::fs::write(service.join("history.jsonl"), "").unwrap();
+    let before = h.state();
+    let resume = Settings {
+        on_resume: ResumePolicy::Resume,
+        ..settings()
+    };
+    let engine = h.engine(&plugin, &NoGates, resume.clone());
+    let again = engine.deploy(request("canary", CANARY)).await.unwrap();
+    assert!(
+        matches!(&again, Deployed::AlreadyLive { release } if release == "web:2"),
+        "{again:?}"
+    );
+    assert_eq!(
+        h.state().operations,
+        before.operations,
+        "nothing was changed"
+    );
+    assert_eq!(h.state().live_release(), Some("web:2"));
+    // The paperwork was finished: the deployment is in the history, nothing is active.
+    assert_eq!(h.store.history("web").await.unwrap().len(), 1);
+    assert!(h.store.active("web").await.unwrap().is_none());
+    // The next release starts from what is live.
+    let mut next = request("canary", CANARY);
+    next.new_release = "web:3".into();
+    let report = h.deploy_with(&plugin, &NoGates, resume, next).await;
+    assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
+    assert_eq!(h.state().live_release(), Some("web:3"));
+    let journal = h.journal();
+    assert!(journal.contains(r#""stable_release":"web:2""#), "{journal}");
+}
+
+/// A canary promoted (stable scaled to nothing) whose post-deploy gate then fails: the
+/// rollback asks for stable at full size and moves traffic back as its units become
+/// healthy, in proportion, never more than they can carry.
+#[tokio::test]
+async fn rollback_moves_traffic_back_as_fast_as_stable_comes_up() {
+    let h = Harness::new();
+    h.driver.slow_stable();
+    let plugin = h.builtin("canary");
+    let gates = Scripted::failing(LifecyclePoint::PostDeploy, 0);
+    let report = h.deploy(&plugin, &gates, request("canary", CANARY)).await;
+    assert_eq!(report.result, DeployResult::RolledBack, "{report:?}");
+    h.assert_safe_on_stable();
+    let shifts = h.state().shifts;
+    let back: Vec<u8> = shifts.iter().skip_while(|p| **p != 100).copied().collect();
+    // One healthy unit of 4 carries 26%, two 51%, three 76%: the new side keeps the rest.
+    assert_eq!(back, [100, 74, 49, 24, 0], "{shifts:?}");
+}
+
+/// Stable cannot get back to full size (capacity lost): traffic goes back as far as its
+/// healthy units carry, then all of it once stable stops growing — never left on the
+/// failed release for the rollback's whole deadline. The report says stable is short.
+#[tokio::test]
+async fn rollback_puts_everything_on_a_stable_side_that_cannot_reach_full_size() {
+    let h = Harness::new();
+    let plugin = h.builtin("canary");
+    let gates = Scripted::failing(LifecyclePoint::PostDeploy, 0);
+    h.driver.limit_stable(3);
+    let report = h.deploy(&plugin, &gates, request("canary", CANARY)).await;
+    assert_eq!(report.result, DeployResult::RolledBack, "{report:?}");
+    assert!(
+        report.detail.contains("reached only 3 of 4 healthy units"),
+        "{}",
+        report.detail
+    );
+    let state = h.state();
+    assert_eq!(state.new_percent, 0, "{state:?}");
+    assert_eq!(state.live_release(), Some("web:1"));
+    let back: Vec<u8> = state
+        .shifts
+        .iter()
+        .skip_while(|p| **p != 100)
+        .copied()
+        .collect();
+    assert_eq!(back, [100, 74, 49, 24, 0], "{state:?}");
+
+    // With no healthy stable unit at all there is nowhere to send traffic: the rollback
+    // fails (exit 2) at its deadline, saying how much is still on the new release.
+    let h = Harness::new();
+    h.driver.limit_stable(0);
+    let report = h
+        .deploy(
+            &plugin,
+            &gates_failing_post_deploy(),
+            request("canary", CANARY),
+        )
+        .await;
+    assert_eq!(report.result, DeployResult::RollbackFailed, "{report:?}");
+    assert!(
+        report
+            .detail
+            .contains("100% of traffic may still reach web:2"),
+        "{}",
+        report.detail
+    );
+}
+
+fn gates_failing_post_deploy() -> Scripted {
+    Scripted::failing(LifecyclePoint::PostDeploy, 0)
+}
+
+/// A permanent error in a rollback action ends the rollback at once with the reason
+/// (exit 2): it is not retried until the deadline.
+#[tokio::test]
+async fn a_permanent_rollback_error_ends_the_rollback_at_once() {
+    let h = Harness::new();
+    let plugin = h.builtin("canary");
+    let gates = Scripted::failing(LifecyclePoint::PostTraffic, 0);
+    // The forward shift goes through; every shift after it (the rollback's) is refused.
+    h.driver.arm(
+        "shift_traffic",
+        Fault::Fail {
+            skip: 1,
+            times: u32::MAX,
+            error: DriverError::Failed("AccessDenied: not allowed to modify the listener".into()),
+        },
+    );
+    let report = h.deploy(&plugin, &gates, request("canary", CANARY)).await;
+    assert_eq!(report.result, DeployResult::RollbackFailed, "{report:?}");
+    assert!(report.detail.contains("AccessDenied"), "{}", report.detail);
+    let attempts = h
+        .state()
+        .operations
+        .iter()
+        .filter(|o| *o == "shift_traffic")
+        .count();
+    assert_eq!(attempts, 2, "one forward shift, one rollback attempt");
+}

@@ -23,6 +23,7 @@ pub fn settings() -> Settings {
         watch_interval: Duration::from_millis(50),
         rollback_deadline: Duration::from_secs(5),
         retry_base: Duration::from_millis(5),
+        stable_stall: Duration::from_millis(300),
         // These tests are of the run itself: every step meets the runtime guard.
         preflight: Preflight::Skip,
         ..Settings::default()

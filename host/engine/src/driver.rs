@@ -34,6 +34,27 @@ pub trait Driver: Send + Sync {
     fn scale(&self, side: Side, count: u32)
     -> impl Future<Output = Result<(), DriverError>> + Send;
 
+    /// Ask for `count` units on one side without waiting for them (rollback moves
+    /// traffic back as they come up). Targets that cannot tell how many are healthy
+    /// wait here, as [`Driver::scale`] does.
+    fn request_units(
+        &self,
+        side: Side,
+        count: u32,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        self.scale(side, count)
+    }
+
+    /// How many of one side's units are healthy now; `None` where the target cannot
+    /// tell (then [`Driver::request_units`] has waited for all of them).
+    fn healthy_units(
+        &self,
+        side: Side,
+    ) -> impl Future<Output = Result<Option<u32>, DriverError>> + Send {
+        let _ = side;
+        async { Ok(None) }
+    }
+
     /// Route `new_percent` of production traffic to the new side and return the share
     /// read back from the load balancer.
     fn shift_traffic(

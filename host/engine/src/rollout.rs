@@ -53,6 +53,9 @@ pub struct Settings {
     /// A run older than this is rolled back, whatever it is doing (`max-duration`): no
     /// strategy holds the service's lock forever.
     pub max_duration: Duration,
+    /// During a rollback, a stable side whose healthy units stop growing short of full
+    /// size for this long gets all the traffic anyway.
+    pub stable_stall: Duration,
 }
 
 /// Defaults of the run's caps: far above what the built-in strategies need (a canary of
@@ -71,6 +74,7 @@ impl Default for Settings {
             preflight: Preflight::Simulate,
             max_steps: DEFAULT_MAX_STEPS,
             max_duration: DEFAULT_MAX_DURATION,
+            stable_stall: Duration::from_secs(120),
         }
     }
 }
@@ -1055,9 +1059,12 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         }
     }
 
-    /// Put production back on the stable release: stable to full size, traffic back to
-    /// stable (verified), then the new side down and away. Each action is journaled and
-    /// retried until it succeeds or the rollback deadline passes. Not cancellable.
+    /// Put production back on the stable release: stable asked back to full size,
+    /// traffic moved back to it as fast as its healthy capacity allows (all of it once it
+    /// is full, or once it stops growing short of full), then the new side down and away.
+    /// Each action is journaled; transient failures are retried until the rollback
+    /// deadline, every attempt bounded by the time left; a permanent failure ends the
+    /// rollback at once. Not cancellable.
     async fn roll_back(&self, mut run: Run, reason: String) -> Result<Report, EngineError> {
         (self.events)(&Event::RollingBack { reason: &reason });
         if run.journal.rollback_reason().is_none() {
@@ -1079,74 +1086,193 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 }
             )
         });
-        let desired = run.target.desired_count;
-        let actions = if rolled_in_place {
-            vec![RollbackAction::RollingUndo]
-        } else {
-            vec![
-                RollbackAction::Scale(ScaleRequest {
-                    side: Side::Stable,
-                    count: desired,
-                }),
-                RollbackAction::ShiftTraffic(0),
-                RollbackAction::Scale(ScaleRequest {
-                    side: Side::New,
-                    count: 0,
-                }),
-                RollbackAction::Discard,
-            ]
-        };
         let deadline = tokio::time::Instant::now() + self.settings.rollback_deadline;
-        for action in actions {
-            let already = run.journal.is_done(&Action::Rollback(action.clone()));
-            if already {
-                continue;
+        let mut degraded = None;
+        let outcome = if rolled_in_place {
+            self.undo(&mut run, RollbackAction::RollingUndo, deadline)
+                .await?
+        } else {
+            let stable = RollbackAction::Scale(ScaleRequest {
+                side: Side::Stable,
+                count: run.target.desired_count,
+            });
+            let new_down = RollbackAction::Scale(ScaleRequest {
+                side: Side::New,
+                count: 0,
+            });
+            let mut outcome = self.undo(&mut run, stable, deadline).await?;
+            if outcome.is_ok() {
+                outcome = match self.return_traffic(&mut run, deadline).await? {
+                    Ok(note) => {
+                        degraded = note;
+                        Ok(())
+                    }
+                    Err(err) => Err(err),
+                };
             }
-            let seq = self
-                .intend(&mut run, Action::Rollback(action.clone()))
-                .await?;
-            (self.events)(&Event::Undo { action: &action });
-            let mut wait = self.settings.retry_base;
-            loop {
-                match self.rollback_action(&action, &run).await {
-                    Ok(()) => break,
-                    Err(err) if tokio::time::Instant::now() + wait < deadline => {
-                        (self.events)(&Event::Retrying {
-                            wait,
-                            message: &format!("rollback action failed: {err}"),
-                        });
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(30));
-                    }
-                    Err(err) => {
-                        let detail = format!(
-                            "rollback failed: {err}; traffic may still reach {} — restore it by hand",
-                            run.ctx.new_release
-                        );
-                        return self.finish(run, DeployResult::RollbackFailed, detail).await;
-                    }
+            for action in [new_down, RollbackAction::Discard] {
+                if outcome.is_ok() {
+                    outcome = self.undo(&mut run, action, deadline).await?;
                 }
             }
-            self.done(&mut run, seq, StepOutcome::Done).await?;
+            outcome
+        };
+        if let Err(err) = outcome {
+            let left = SafetyGuard::replay(&run.journal, &run.target).new_percent;
+            let detail = if left == 0 {
+                format!(
+                    "rollback failed after traffic was back on {}: {err}; remove what is left of {} by hand or run `deployer rollback` again",
+                    run.ctx
+                        .stable_release
+                        .as_deref()
+                        .map_or("the stable release", short_release),
+                    run.ctx.new_release
+                )
+            } else {
+                format!(
+                    "rollback failed: {err}; {left}% of traffic may still reach {} — restore it by hand",
+                    run.ctx.new_release
+                )
+            };
+            return self.finish(run, DeployResult::RollbackFailed, detail).await;
         }
         run.ctx.new_percent = 0;
         for result in self.gates.run(LifecyclePoint::PostRollback, &run.ctx).await {
             (self.events)(&Event::AfterRollback { result: &result });
         }
-        let detail = format!(
+        let mut detail = format!(
             "rolled back to {}: {reason}",
             run.ctx
                 .stable_release
                 .as_deref()
                 .map_or("the stable release", short_release)
         );
+        if let Some(note) = degraded {
+            detail = format!("{detail} ({note})");
+        }
         self.finish(run, DeployResult::RolledBack, detail).await
+    }
+
+    /// Carry out one rollback action, journaled: transient failures are retried until
+    /// `deadline`, each attempt bounded by the time left; a permanent failure, or the
+    /// deadline, ends it with the reason.
+    async fn undo(
+        &self,
+        run: &mut Run,
+        action: RollbackAction,
+        deadline: tokio::time::Instant,
+    ) -> Result<Result<(), String>, EngineError> {
+        if run.journal.is_done(&Action::Rollback(action.clone())) {
+            return Ok(Ok(()));
+        }
+        let seq = self.intend(run, Action::Rollback(action.clone())).await?;
+        (self.events)(&Event::Undo { action: &action });
+        let mut wait = self.settings.retry_base;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let error = match tokio::time::timeout(left, self.rollback_action(&action, run)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(DriverError::Failed(message))) => return Ok(Err(message)),
+                Ok(Err(transient)) => transient.to_string(),
+                Err(_) => {
+                    return Ok(Err(format!(
+                        "it did not finish within the rollback's deadline ({})",
+                        describe::duration_ms(
+                            u64::try_from(self.settings.rollback_deadline.as_millis())
+                                .unwrap_or(u64::MAX)
+                        )
+                    )));
+                }
+            };
+            if tokio::time::Instant::now() + wait >= deadline {
+                return Ok(Err(error));
+            }
+            (self.events)(&Event::Retrying {
+                wait,
+                message: &format!("rollback action failed: {error}"),
+            });
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+        self.done(run, seq, StepOutcome::Done).await?;
+        Ok(Ok(()))
+    }
+
+    /// Move production traffic back to the stable side in proportion to its healthy
+    /// units as they come up, and all of it once it is full. A stable side that stops
+    /// growing short of full size (capacity lost, a smaller real desired count) gets all
+    /// of it anyway after `stable_stall`, as long as it has a healthy unit: an under-sized
+    /// stable serves better than a release that failed. The note says so when it happened.
+    async fn return_traffic(
+        &self,
+        run: &mut Run,
+        deadline: tokio::time::Instant,
+    ) -> Result<Result<Option<String>, String>, EngineError> {
+        use tokio::time::Instant;
+        let desired = run.target.desired_count;
+        let mut current = SafetyGuard::replay(&run.journal, &run.target).new_percent;
+        let mut best = 0;
+        let mut grew_at = Instant::now();
+        let mut backoff =
+            crate::driver::Backoff::new(self.settings.watch_interval.min(Duration::from_secs(5)));
+        let mut note = None;
+        while current > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let healthy = match tokio::time::timeout(left, self.driver.healthy_units(Side::Stable))
+                .await
+            {
+                Ok(Ok(Some(healthy))) => healthy,
+                // The target cannot tell: asking for the units waited for all of them.
+                Ok(Ok(None)) => desired,
+                Ok(Err(DriverError::Failed(message))) => return Ok(Err(message)),
+                Ok(Err(DriverError::Transient(_))) => best,
+                Err(_) => return Ok(Err(
+                    "reading the stable side's health did not finish by the rollback's deadline"
+                        .into(),
+                )),
+            };
+            if healthy > best {
+                best = healthy;
+                grew_at = Instant::now();
+            }
+            let stalled = grew_at.elapsed() >= self.settings.stable_stall;
+            let target = if healthy >= desired {
+                0
+            } else if stalled && healthy > 0 {
+                note = Some(format!(
+                    "the stable side reached only {healthy} of {desired} healthy units; all traffic is on it anyway"
+                ));
+                0
+            } else {
+                100 - crate::safety::share_supported(desired, healthy)
+            };
+            if target < current {
+                match self
+                    .undo(run, RollbackAction::ShiftTraffic(target), deadline)
+                    .await?
+                {
+                    Ok(()) => {
+                        current = target;
+                        continue;
+                    }
+                    Err(err) => return Ok(Err(err)),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(Err(format!(
+                    "the stable side has {healthy} of {desired} units healthy and {current}% of traffic is still on the new release"
+                )));
+            }
+            backoff.sleep().await;
+        }
+        Ok(Ok(note))
     }
 
     async fn rollback_action(&self, action: &RollbackAction, run: &Run) -> Result<(), DriverError> {
         match action {
+            // Asked for, not waited for: traffic follows the healthy units.
             RollbackAction::Scale(ScaleRequest { side, count }) => {
-                self.driver.scale(*side, *count).await
+                self.driver.request_units(*side, *count).await
             }
             RollbackAction::ShiftTraffic(percent) => self.shift_verified(*percent).await,
             RollbackAction::RollingUndo => {

@@ -62,6 +62,15 @@ pub fn units_needed(desired: u32, percent: u8) -> u32 {
         .max(1)
 }
 
+/// The largest share of traffic `units` healthy units can carry of a service sized
+/// `desired`: the inverse of [`units_needed`].
+pub fn share_supported(desired: u32, units: u32) -> u8 {
+    (0..=100u8)
+        .rev()
+        .find(|percent| units_needed(desired, *percent) <= units)
+        .unwrap_or(0)
+}
+
 impl SafetyGuard {
     /// The state before a rollout: everything on the stable side.
     pub fn new(target: &TargetInfo) -> Self {

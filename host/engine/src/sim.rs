@@ -25,6 +25,12 @@ pub struct SimState {
     pub shifts: Vec<u8>,
     /// Driver operations received, in order.
     pub operations: Vec<String>,
+    /// Stable units asked for (`stable_units` counts the healthy ones).
+    pub stable_wanted: u32,
+    /// At most this many stable units ever become healthy (capacity lost).
+    pub stable_capacity: u32,
+    /// Stable units become healthy one per health check, not at once.
+    pub stable_slow: bool,
 }
 
 impl SimState {
@@ -79,6 +85,9 @@ impl SimDriver {
                 promoted: false,
                 shifts: Vec::new(),
                 operations: Vec::new(),
+                stable_wanted: desired,
+                stable_capacity: u32::MAX,
+                stable_slow: false,
             })),
             faults: Arc::new(Mutex::new(Vec::new())),
             hang_at: Arc::new(Mutex::new(None)),
@@ -97,6 +106,18 @@ impl SimDriver {
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
+    }
+
+    /// At most `units` stable units become healthy, one per health check.
+    pub fn limit_stable(&self, units: u32) {
+        let mut state = self.state.lock().unwrap();
+        state.stable_capacity = units;
+        state.stable_slow = true;
+    }
+
+    /// Stable units become healthy one per health check.
+    pub fn slow_stable(&self) {
+        self.state.lock().unwrap().stable_slow = true;
     }
 
     pub fn state(&self) -> SimState {
@@ -184,10 +205,49 @@ impl Driver for SimDriver {
         self.enter("scale").await?;
         let mut state = self.state.lock().unwrap();
         match side {
-            Side::Stable => state.stable_units = count,
+            Side::Stable => {
+                state.stable_wanted = count;
+                state.stable_units = count.min(state.stable_capacity);
+                if state.stable_units < count {
+                    return Err(DriverError::Failed(format!(
+                        "only {} of {count} stable units became healthy",
+                        state.stable_units
+                    )));
+                }
+            }
             Side::New => state.new_units = count,
         }
         Ok(())
+    }
+
+    async fn request_units(&self, side: Side, count: u32) -> Result<(), DriverError> {
+        self.enter("request_units").await?;
+        let mut state = self.state.lock().unwrap();
+        match side {
+            Side::Stable => {
+                state.stable_wanted = count;
+                if count < state.stable_units || !state.stable_slow {
+                    state.stable_units = count.min(state.stable_capacity);
+                }
+            }
+            Side::New => state.new_units = count,
+        }
+        Ok(())
+    }
+
+    async fn healthy_units(&self, side: Side) -> Result<Option<u32>, DriverError> {
+        self.enter("healthy_units").await?;
+        let mut state = self.state.lock().unwrap();
+        Ok(Some(match side {
+            Side::Stable => {
+                let reachable = state.stable_wanted.min(state.stable_capacity);
+                if state.stable_units < reachable {
+                    state.stable_units += 1;
+                }
+                state.stable_units
+            }
+            Side::New => state.new_units,
+        }))
     }
 
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {

@@ -173,6 +173,25 @@ impl<S: Slots> SideBySide<S> {
     }
 
     /// The unit of `side` and its index (that of its target group), if it exists.
+    /// Ask for `count` units on one side; the side's index and unit, or `None` when the
+    /// new side was never prepared and is being scaled to nothing.
+    async fn set_units(
+        &self,
+        side: Side,
+        count: u32,
+    ) -> Result<Option<(usize, Slot)>, DriverError> {
+        let (index, slot) = match (self.slot(side).await?, side, count) {
+            (Some(found), ..) => found,
+            // A run killed before it prepared the new side leaves nothing to scale down.
+            (None, Side::New, 0) => return Ok(None),
+            (None, ..) => return Err(self.missing(side)),
+        };
+        if slot.desired != count {
+            self.slots.set_count(&slot, count).await?;
+        }
+        Ok(Some((index, slot)))
+    }
+
     async fn slot(&self, side: Side) -> Result<Option<(usize, Slot)>, DriverError> {
         let read = self.slots.read().await?;
         let (stable, new) = self.sides(&read);
@@ -223,15 +242,9 @@ impl<S: Slots> Driver for SideBySide<S> {
     }
 
     async fn scale(&self, side: Side, count: u32) -> Result<(), DriverError> {
-        let (index, slot) = match (self.slot(side).await?, side, count) {
-            (Some(found), ..) => found,
-            // A run killed before it prepared the new side leaves nothing to scale down.
-            (None, Side::New, 0) => return Ok(()),
-            (None, ..) => return Err(self.missing(side)),
+        let Some((index, slot)) = self.set_units(side, count).await? else {
+            return Ok(());
         };
-        if slot.desired != count {
-            self.slots.set_count(&slot, count).await?;
-        }
         if count == 0 {
             return Ok(());
         }
@@ -244,6 +257,18 @@ impl<S: Slots> Driver for SideBySide<S> {
             || self.slots.healthy(&slot, tg),
         )
         .await
+    }
+
+    async fn request_units(&self, side: Side, count: u32) -> Result<(), DriverError> {
+        self.set_units(side, count).await.map(drop)
+    }
+
+    async fn healthy_units(&self, side: Side) -> Result<Option<u32>, DriverError> {
+        let (index, slot) = self.slot(side).await?.ok_or_else(|| self.missing(side))?;
+        self.slots
+            .healthy(&slot, &self.target_groups[index])
+            .await
+            .map(Some)
     }
 
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {

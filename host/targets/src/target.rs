@@ -386,6 +386,12 @@ impl Driver for TargetDriver {
     async fn scale(&self, side: Side, count: u32) -> Result<(), DriverError> {
         delegate!(self, d => d.scale(side, count).await)
     }
+    async fn request_units(&self, side: Side, count: u32) -> Result<(), DriverError> {
+        delegate!(self, d => d.request_units(side, count).await)
+    }
+    async fn healthy_units(&self, side: Side) -> Result<Option<u32>, DriverError> {
+        delegate!(self, d => d.healthy_units(side).await)
+    }
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
         delegate!(self, d => d.shift_traffic(new_percent).await)
     }

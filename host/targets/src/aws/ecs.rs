@@ -222,6 +222,41 @@ impl EcsTaskSets {
         Ok((stable, new))
     }
 
+    /// Set one side's task set to `count` units (as a percentage of the service's
+    /// desired count); the task set, or `None` when the new side was never created and
+    /// is being scaled to nothing.
+    async fn set_units(&self, side: Side, count: u32) -> Result<Option<TaskSet>, DriverError> {
+        // A run killed before it created the new side leaves nothing to scale down.
+        let set = match (side, count) {
+            (Side::New, 0) => match self.task_set(side).await? {
+                Some(set) => set,
+                None => return Ok(None),
+            },
+            _ => self.require(side).await?,
+        };
+        let percent = if self.desired == 0 {
+            0.0
+        } else {
+            (f64::from(count) * 100.0 / f64::from(self.desired)).min(100.0)
+        };
+        self.clients
+            .ecs
+            .update_task_set()
+            .cluster(&self.cluster)
+            .service(&self.service)
+            .task_set(set.task_set_arn().unwrap_or_default())
+            .scale(
+                Scale::builder()
+                    .value(percent)
+                    .unit(ScaleUnit::Percent)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("scaling a task set", e))?;
+        Ok(Some(set))
+    }
+
     async fn healthy(&self, tg: &str) -> Result<u32, DriverError> {
         Ok(healthy_targets(&self.clients.elb, tg).await?.len() as u32)
     }
@@ -290,35 +325,9 @@ impl Driver for EcsTaskSets {
     }
 
     async fn scale(&self, side: Side, count: u32) -> Result<(), DriverError> {
-        // A run killed before it created the new side leaves nothing to scale down.
-        let set = match (side, count) {
-            (Side::New, 0) => match self.task_set(side).await? {
-                Some(set) => set,
-                None => return Ok(()),
-            },
-            _ => self.require(side).await?,
+        let Some(set) = self.set_units(side, count).await? else {
+            return Ok(());
         };
-        // Task sets scale as a percentage of the service's desired count.
-        let percent = if self.desired == 0 {
-            0.0
-        } else {
-            (f64::from(count) * 100.0 / f64::from(self.desired)).min(100.0)
-        };
-        self.clients
-            .ecs
-            .update_task_set()
-            .cluster(&self.cluster)
-            .service(&self.service)
-            .task_set(set.task_set_arn().unwrap_or_default())
-            .scale(
-                Scale::builder()
-                    .value(percent)
-                    .unit(ScaleUnit::Percent)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| classify("scaling a task set", e))?;
         if count == 0 {
             return Ok(());
         }
@@ -331,6 +340,16 @@ impl Driver for EcsTaskSets {
             || self.healthy(&tg),
         )
         .await
+    }
+
+    async fn request_units(&self, side: Side, count: u32) -> Result<(), DriverError> {
+        self.set_units(side, count).await.map(drop)
+    }
+
+    async fn healthy_units(&self, side: Side) -> Result<Option<u32>, DriverError> {
+        let set = self.require(side).await?;
+        let tg = Self::target_group(&set)?;
+        self.healthy(&tg).await.map(Some)
     }
 
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
