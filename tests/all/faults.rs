@@ -95,3 +95,51 @@ async fn a_rollback_keeps_trying_through_faults_until_traffic_is_safe() {
         "the rollback says it is retrying: {err}"
     );
 }
+
+/// SIGINT and SIGTERM while `deployer rollback` is putting production back (its AWS
+/// calls slowed down so the signals land midway): the rollback finishes — traffic
+/// 100% on the release it restores, exit 0 — instead of dying with traffic split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_during_a_manual_rollback_let_it_finish() {
+    let env = EcsEnv::start(&[]).await;
+    let good = App::start(200, "ok");
+    let proxy = through_proxy(&env, env.task_sets(&good.url, STEPS)).await;
+    let (code, out, err) = env
+        .deployer(&["run", "blue-green", "--release", "web:2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let slow = Fault::Slow(std::time::Duration::from_millis(700));
+    proxy.arm("UpdateTaskSet", slow, 0, 20);
+    proxy.arm("ModifyListener", slow, 0, 20);
+    let child = env
+        .command(&["rollback"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap() as i32;
+    // Once the rollback is changing things (its first slow call has been answered).
+    let started = std::time::Instant::now();
+    while !proxy.served().iter().any(|(_, f)| *f == slow) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the rollback never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: kill(2) on the child's pid, which is still ours to signal.
+        unsafe { libc::kill(pid, signal) };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("the rollback finishes first"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(env.weights().await, (100, 0), "web:1 is back behind blue");
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+}

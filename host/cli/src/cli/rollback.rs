@@ -60,6 +60,7 @@ pub async fn rollback(
         cancel: CancellationToken::new(),
         events: &events,
     });
+    finish_despite_signals(reporter);
     match engine
         .roll_back(strategy_name, params)
         .await
@@ -87,4 +88,26 @@ pub async fn rollback(
             Ok(Outcome::Success)
         }
     }
+}
+
+/// SIGINT and SIGTERM (a CI cancel, a second Ctrl-C) do not stop a rollback midway: it
+/// is putting production back on the release that worked, and stopping it could leave
+/// traffic split. Each signal is acknowledged; the rollback finishes, then the process
+/// exits with its outcome. (SIGKILL cannot be caught: the next invocation resumes it.)
+fn finish_despite_signals(reporter: &Arc<Reporter>) {
+    let reporter = reporter.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            reporter.line("signal received: the rollback finishes first, then deployer exits");
+        }
+    });
 }
