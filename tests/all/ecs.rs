@@ -822,3 +822,44 @@ async fn a_hooks_metric_queries_are_answered_by_cloudwatch_in_its_namespaces_onl
     );
     assert_eq!(env.weights().await, (100, 0));
 }
+
+/// An S3 journal write whose answer was lost and is sent again (what a timeout, a
+/// dropped connection or the SDK's own retry does) is recognised as ours; a different
+/// record under the same key is another run's, and stops this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_journal_write_sent_twice_is_ours_a_different_one_is_anothers() {
+    use deployer_engine::state::{Record, StateError};
+    use deployer_targets::state::aws::AwsStore;
+    let good = App::start(200, "ok");
+    let env = with_aws_state(&good, STEPS).await;
+    let store = AwsStore {
+        s3: env.clients.s3.clone(),
+        dynamodb: env.clients.dynamodb.clone(),
+        bucket: "deployer-state".into(),
+        table: "deployer-locks".into(),
+        prefix: "shop/".into(),
+        lease: std::time::Duration::from_secs(30),
+    };
+    let record = |reason: &str| Record::RollbackStarted {
+        reason: reason.into(),
+        at_ms: 1,
+    };
+    store.append("web", "d1", 3, &record("ours")).await.unwrap();
+    // The same bytes again: our own write, already done.
+    store.append("web", "d1", 3, &record("ours")).await.unwrap();
+    // Other bytes under the same key: another run's record.
+    let err = store
+        .append("web", "d1", 3, &record("theirs"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StateError::Superseded { .. }), "{err}");
+    assert!(err.lost_the_service());
+    assert_eq!(
+        env.s3_keys()
+            .await
+            .iter()
+            .filter(|k| k.contains("d1/"))
+            .count(),
+        1
+    );
+}

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use deployer_contract::LifecyclePoint;
+use deployer_contract::{GateResult, LifecyclePoint};
 use deployer_engine::driver::DriverError;
-use deployer_engine::gates::{Gates, NoGates};
+use deployer_engine::gates::{GateContext, Gates, NoGates};
 use deployer_engine::rollout::{Report, ResumePolicy, Settings};
 use deployer_engine::sim::Fault;
 use deployer_engine::state::{DeployResult, Store};
@@ -520,4 +520,159 @@ async fn a_permanent_rollback_error_ends_the_rollback_at_once() {
         .filter(|o| *o == "shift_traffic")
         .count();
     assert_eq!(attempts, 2, "one forward shift, one rollback attempt");
+}
+
+/// The journal's store, able to go down: every write fails while it is.
+struct FlakyStore {
+    inner: deployer_engine::state::LocalStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), deployer_engine::state::StateError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(deployer_engine::state::StateError::Remote {
+                what: "s3://state".into(),
+                message: "ExpiredToken: the security token included in the request is expired"
+                    .into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Store for FlakyStore {
+    type Lock = deployer_engine::state::LockGuard;
+    async fn lock(
+        &self,
+        service: &str,
+        deployment: &str,
+    ) -> Result<Self::Lock, deployer_engine::state::StateError> {
+        self.inner.lock(service, deployment).await
+    }
+    async fn begin(
+        &self,
+        service: &str,
+        id: &str,
+        started: &deployer_engine::state::Record,
+    ) -> Result<(), deployer_engine::state::StateError> {
+        self.check()?;
+        self.inner.begin(service, id, started).await
+    }
+    async fn append(
+        &self,
+        service: &str,
+        id: &str,
+        index: usize,
+        record: &deployer_engine::state::Record,
+    ) -> Result<(), deployer_engine::state::StateError> {
+        self.check()?;
+        self.inner.append(service, id, index, record).await
+    }
+    async fn finish(
+        &self,
+        service: &str,
+        id: &str,
+        index: usize,
+        finished: &deployer_engine::state::Record,
+    ) -> Result<(), deployer_engine::state::StateError> {
+        self.check()?;
+        self.inner.finish(service, id, index, finished).await
+    }
+    async fn active(
+        &self,
+        service: &str,
+    ) -> Result<Option<deployer_engine::state::Journal>, deployer_engine::state::StateError> {
+        self.inner.active(service).await
+    }
+    async fn read(
+        &self,
+        service: &str,
+        id: &str,
+    ) -> Result<deployer_engine::state::Journal, deployer_engine::state::StateError> {
+        self.inner.read(service, id).await
+    }
+    async fn history(
+        &self,
+        service: &str,
+    ) -> Result<Vec<deployer_engine::state::Journal>, deployer_engine::state::StateError> {
+        self.inner.history(service).await
+    }
+}
+
+/// Gates that take the store down when they run after traffic moved, and pass.
+struct StoreGoesDown<'a>(&'a FlakyStore);
+
+impl Gates for StoreGoesDown<'_> {
+    async fn run(&self, point: LifecyclePoint, _: &GateContext) -> Vec<GateResult> {
+        if point == LifecyclePoint::PostTraffic {
+            self.0.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Vec::new()
+    }
+    async fn watch(&self, _: &GateContext) -> Vec<GateResult> {
+        Vec::new()
+    }
+}
+
+/// The journal's store goes down (expired credentials, an S3 outage) with traffic on the
+/// new side: the run cannot journal its next step, so it rolls back — and the rollback
+/// completes without its journal, traffic on stable, saying what it could not write.
+/// With the store back, the next run finds the deployment unfinished, rolls it back
+/// again (nothing left to change) and deploys.
+#[tokio::test]
+async fn a_store_that_goes_down_mid_run_does_not_stop_the_rollback() {
+    use deployer_engine::rollout::{Engine, Parts};
+    let h = Harness::new();
+    let plugin = h.builtin("canary");
+    let store = FlakyStore {
+        inner: deployer_engine::state::LocalStore::new(h.dir.path()),
+        down: false.into(),
+    };
+    let quiet = |_: &deployer_engine::events::Event<'_>| {};
+    let gates = StoreGoesDown(&store);
+    let engine = Engine::new(Parts {
+        service: "web",
+        strategy: &plugin,
+        target: &h.driver,
+        gates: &gates,
+        store: &store,
+        settings: settings(),
+        cancel: h.cancel.clone(),
+        events: &quiet,
+    });
+    let report = engine
+        .deploy(request("canary", CANARY))
+        .await
+        .unwrap()
+        .into_report()
+        .unwrap();
+    assert_eq!(report.result, DeployResult::RolledBack, "{report:?}");
+    assert!(
+        report.detail.contains("writing the journal failed"),
+        "{}",
+        report.detail
+    );
+    assert!(
+        report.detail.contains("the journal could not be written"),
+        "{}",
+        report.detail
+    );
+    assert!(
+        h.state().shifts.contains(&10),
+        "traffic had moved: {:?}",
+        h.state()
+    );
+    h.assert_safe_on_stable();
+
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let next = h.deploy(&plugin, &NoGates, request("canary", CANARY)).await;
+    assert_eq!(next.result, DeployResult::Promoted, "{next:?}");
+    assert_eq!(
+        next.recovered.as_deref(),
+        Some(report.id.as_str()),
+        "{next:?}"
+    );
+    assert_eq!(h.state().live_release(), Some("web:2"));
 }

@@ -210,6 +210,27 @@ struct Run {
     target: TargetInfo,
     params: String,
     ctx: GateContext,
+    /// Rolling back: a journal write that keeps failing does not stop the rollback;
+    /// the records wait in memory (from `unwritten` on) and are written when the store
+    /// answers again.
+    lenient: bool,
+    unwritten: Option<usize>,
+}
+
+/// A journal write in the forward run that failed: this run lost the service (stop,
+/// exit 4), or the store is down (roll back, journaling as well as it can).
+macro_rules! journaled {
+    ($runner:ident, $run:ident, $write:expr) => {
+        match $write {
+            Ok(value) => value,
+            Err(err) if err.lost_the_service() => return Err(err.into()),
+            Err(err) => {
+                return $runner
+                    .roll_back($run, format!("writing the journal failed: {err}"))
+                    .await;
+            }
+        }
+    };
 }
 
 enum Flow {
@@ -715,6 +736,8 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             target,
             params,
             ctx,
+            lenient: false,
+            unwritten: None,
         })
     }
 
@@ -817,12 +840,68 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         Ok(())
     }
 
+    /// Append `record` to the journal, retrying a failing store briefly. Forward, a
+    /// record that could not be written is an error (the action it announces is not
+    /// taken). Rolling back, it is kept in memory with any before it and the rollback
+    /// goes on: taking traffic off a failed release matters more than its paperwork.
     async fn append(&self, run: &mut Run, record: Record) -> Result<(), StateError> {
-        let index = run.journal.records.len();
-        self.store
-            .append(self.service, &run.id, index, &record)
-            .await?;
         run.journal.records.push(record);
+        match self.flush(run).await {
+            Ok(()) => Ok(()),
+            Err(err) if run.lenient && !err.lost_the_service() => {
+                (self.events)(&Event::Retrying {
+                    wait: Duration::ZERO,
+                    message: &format!(
+                        "journal write failed, the rollback goes on and writes it later: {err}"
+                    ),
+                });
+                Ok(())
+            }
+            Err(err) => {
+                run.journal.records.pop();
+                run.unwritten = None;
+                Err(err)
+            }
+        }
+    }
+
+    /// Records a rollback could not write yet, written now.
+    async fn flush_pending(&self, run: &mut Run) -> Result<(), StateError> {
+        if run.unwritten.is_some() {
+            self.flush(run).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Write every record not yet in the store, in order; each write retried a few
+    /// times with backoff.
+    async fn flush(&self, run: &mut Run) -> Result<(), StateError> {
+        let last = run.journal.records.len();
+        let from = run.unwritten.unwrap_or(last.saturating_sub(1));
+        for index in from..last {
+            let mut wait = self.settings.retry_base;
+            let mut attempt = 0;
+            loop {
+                match self
+                    .store
+                    .append(self.service, &run.id, index, &run.journal.records[index])
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(err) if attempt < 3 && !err.lost_the_service() => {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                        attempt += 1;
+                    }
+                    Err(err) => {
+                        run.unwritten = Some(index);
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        run.unwritten = None;
         Ok(())
     }
 
@@ -849,7 +928,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             let action = Action::Prepare {
                 release: run.ctx.new_release.clone(),
             };
-            let seq = self.intend(&mut run, action.clone()).await?;
+            let seq = journaled!(self, run, self.intend(&mut run, action.clone()).await);
             pending = Some((seq, action));
         }
         loop {
@@ -862,7 +941,11 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 Some((seq, Action::Prepare { release })) => {
                     match self.retrying(|| self.driver.prepare(&release)).await {
                         Ok(()) => {
-                            self.done(&mut run, seq, StepOutcome::Done).await?;
+                            journaled!(
+                                self,
+                                run,
+                                self.done(&mut run, seq, StepOutcome::Done).await
+                            );
                             continue;
                         }
                         Err(err) => {
@@ -874,10 +957,10 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 }
                 Some((seq, Action::Step(step))) => (seq, step),
                 Some((seq, Action::HostGates(point))) => {
-                    if let Some(reason) = self
+                    let owed = self
                         .run_owed_gates(&mut run, &mut guard, Some(seq), point)
-                        .await?
-                    {
+                        .await;
+                    if let Some(reason) = journaled!(self, run, owed) {
                         return self.roll_back(run, reason).await;
                     }
                     continue;
@@ -919,14 +1002,16 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                             guard.apply(&Step::RunGates(point));
                             continue;
                         }
-                        if let Some(reason) = self
-                            .run_owed_gates(&mut run, &mut guard, None, point)
-                            .await?
-                        {
+                        let owed = self.run_owed_gates(&mut run, &mut guard, None, point).await;
+                        if let Some(reason) = journaled!(self, run, owed) {
                             return self.roll_back(run, reason).await;
                         }
                     }
-                    let seq = self.intend(&mut run, Action::Step(step.clone())).await?;
+                    let seq = journaled!(
+                        self,
+                        run,
+                        self.intend(&mut run, Action::Step(step.clone())).await
+                    );
                     (seq, step)
                 }
             };
@@ -954,9 +1039,9 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 }
             };
             if matches!(step, Step::RunGates(_) | Step::Bake(_)) {
-                self.save_gate_states(&mut run).await?;
+                journaled!(self, run, self.save_gate_states(&mut run).await);
             }
-            self.done(&mut run, seq, outcome.clone()).await?;
+            journaled!(self, run, self.done(&mut run, seq, outcome.clone()).await);
             guard.apply(&step);
             run.ctx.new_percent = guard.new_percent;
             (self.events)(&Event::StepDone {
@@ -1067,6 +1152,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     /// rollback at once. Not cancellable.
     async fn roll_back(&self, mut run: Run, reason: String) -> Result<Report, EngineError> {
         (self.events)(&Event::RollingBack { reason: &reason });
+        run.lenient = true;
         if run.journal.rollback_reason().is_none() {
             self.append(
                 &mut run,
@@ -1295,16 +1381,36 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         result: DeployResult,
         detail: String,
     ) -> Result<Report, EngineError> {
-        let record = Record::Finished {
-            result,
-            detail: detail.clone(),
-            at_ms: now_ms(),
+        let mut detail = detail;
+        let written = match self.flush_pending(&mut run).await {
+            Ok(()) => {
+                let record = Record::Finished {
+                    result,
+                    detail: detail.clone(),
+                    at_ms: now_ms(),
+                };
+                let index = run.journal.records.len();
+                let written = self
+                    .store
+                    .finish(self.service, &run.id, index, &record)
+                    .await;
+                if written.is_ok() {
+                    run.journal.records.push(record);
+                }
+                written
+            }
+            Err(err) => Err(err),
         };
-        let index = run.journal.records.len();
-        self.store
-            .finish(self.service, &run.id, index, &record)
-            .await?;
-        run.journal.records.push(record);
+        match written {
+            Ok(()) => {}
+            Err(err) if run.lenient && !err.lost_the_service() => {
+                detail = format!(
+                    "{detail} (the journal could not be written: {err}; the next run finds this \
+                     deployment unfinished and rolls it back again, which changes nothing)"
+                );
+            }
+            Err(err) => return Err(err.into()),
+        }
         (self.events)(&Event::Finished {
             id: &run.id,
             result,

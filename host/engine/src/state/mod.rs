@@ -30,10 +30,27 @@ pub enum StateError {
     },
     #[error("state backend: {what}: {message}")]
     Remote { what: String, message: String },
+    /// Another run wrote where this one meant to: it holds the service now, and this
+    /// run must change nothing more.
+    #[error(
+        "{what}: another run holds the service now ({detail}); this run stops without changing anything more"
+    )]
+    Superseded { what: String, detail: String },
     #[error("journal {path} is damaged at line {line}: {reason}")]
     Corrupt {
         path: std::path::PathBuf,
         line: usize,
         reason: String,
     },
+}
+
+impl StateError {
+    /// This run no longer holds the service: it must stop, not roll back (the run that
+    /// holds it decides what happens to traffic).
+    pub fn lost_the_service(&self) -> bool {
+        matches!(
+            self,
+            StateError::Locked { .. } | StateError::Superseded { .. }
+        )
+    }
 }

@@ -84,6 +84,7 @@ impl AwsStore {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, exclusive: bool) -> Result<(), StateError> {
+        let expected = exclusive.then(|| body.clone());
         let mut put = self
             .s3
             .put_object()
@@ -93,18 +94,23 @@ impl AwsStore {
         if exclusive {
             put = put.if_none_match("*");
         }
-        put.send().await.map_err(|e| {
-            let text = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
-            if text.contains("PreconditionFailed") {
-                StateError::Remote {
-                    what: format!("s3://{}/{key}", self.bucket),
-                    message: "another run already wrote this journal record".into(),
-                }
-            } else {
-                remote(&format!("writing s3://{}/{key}", self.bucket), text)
-            }
-        })?;
-        Ok(())
+        let Err(err) = put.send().await else {
+            return Ok(());
+        };
+        let text = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+        if !text.contains("PreconditionFailed") {
+            return Err(remote(&format!("writing s3://{}/{key}", self.bucket), text));
+        }
+        // The key exists. If it holds exactly what we write, it is our own earlier
+        // attempt whose answer was lost (a timeout, a dropped connection, the SDK's
+        // retry): the write succeeded. Anything else was written by another run.
+        match (expected, self.get(key).await?) {
+            (Some(ours), Some(found)) if found == ours => Ok(()),
+            _ => Err(StateError::Superseded {
+                what: format!("s3://{}/{key}", self.bucket),
+                detail: "another run already wrote this journal record".into(),
+            }),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
