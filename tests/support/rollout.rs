@@ -9,7 +9,9 @@ use std::time::Duration;
 use deployer_contract::{TargetInfo, TargetKind};
 use deployer_engine::events::Event;
 use deployer_engine::gates::Gates;
-use deployer_engine::rollout::{DeployRequest, Engine, Parts, Preflight, Report, Settings};
+use deployer_engine::rollout::{
+    DeployRequest, Engine, MIN_WATCH_INTERVAL, Parts, Preflight, Report, Settings,
+};
 use deployer_engine::sim::{SimDriver, SimState};
 use deployer_engine::state::LocalStore;
 use deployer_plugin_host::strategy::StrategyPlugin;
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 /// Quick timings for runs against the simulated target.
 pub fn settings() -> Settings {
     Settings {
-        watch_interval: Duration::from_millis(50),
+        watch_interval: MIN_WATCH_INTERVAL,
         rollback_deadline: Duration::from_secs(5),
         retry_base: Duration::from_millis(5),
         // These tests are of the run itself: every step meets the runtime guard.
