@@ -195,6 +195,26 @@ period = "0s"
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Command-line values that would spin or overflow are refused like bad config.
+#[test]
+fn a_zero_status_interval_and_a_huge_plan_size_are_refused() {
+    for (args, expected) in [
+        (
+            vec!["status", "--watch", "--interval", "0s"],
+            "is zero, which would reread the state without a pause",
+        ),
+        (
+            vec!["plan", "canary", "--desired", "4294967295"],
+            "4294967295 is not in 0..=10000",
+        ),
+    ] {
+        let out = plain().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
 /// Seeded mutations of the corpus (byte flips, cuts, splices, duplicated lines) through
 /// the config parser: every outcome is a config or errors naming the file, never a panic.
 #[test]
