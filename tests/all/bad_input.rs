@@ -101,6 +101,8 @@ fn every_bad_input_is_refused_with_a_clear_error_and_no_cloud_call() {
             "future"
         } else if text.contains("strategies.canary") {
             "canary"
+        } else if text.contains("strategies.rolling") {
+            "rolling"
         } else {
             "blue-green"
         };
@@ -144,6 +146,73 @@ fn every_bad_input_is_refused_with_a_clear_error_and_no_cloud_call() {
         0,
         "bad input must not reach the cloud"
     );
+}
+
+/// Values that read as their types but make no sense (a zero interval, more units than
+/// the target takes) are refused by `validate` together, each naming its field.
+#[test]
+fn zero_durations_and_out_of_range_counts_are_refused_naming_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deployer.toml");
+    std::fs::write(
+        &config,
+        r#"
+[services.web]
+watch-interval = "0s"
+health-timeout = "0s"
+
+[services.web.target]
+kind = "asg"
+group = "web"
+desired-count = 4294967295
+
+[[services.web.gates]]
+kind = "metric"
+at = ["bake"]
+namespace = "AWS/EC2"
+metric = "CPUUtilization"
+max = 90.0
+period = "0s"
+"#,
+    )
+    .unwrap();
+    let out = plain()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    for expected in [
+        "deployer.toml:3:18: services.web.watch-interval: `0s` is zero",
+        "fix: use at least \"1s\"",
+        "deployer.toml:4:18: services.web.health-timeout: `0s` is zero",
+        "deployer.toml:9:17: services.web.target.desired-count: 4294967295 is more than 10000",
+        "services.web.gates[0]: period: `0s` is zero",
+    ] {
+        assert!(stderr.contains(expected), "`{expected}` in {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Command-line values that would spin or overflow are refused like bad config.
+#[test]
+fn a_zero_status_interval_and_a_huge_plan_size_are_refused() {
+    for (args, expected) in [
+        (
+            vec!["status", "--watch", "--interval", "0s"],
+            "is zero, which would reread the state without a pause",
+        ),
+        (
+            vec!["plan", "canary", "--desired", "4294967295"],
+            "4294967295 is not in 0..=10000",
+        ),
+    ] {
+        let out = plain().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
 }
 
 /// Seeded mutations of the corpus (byte flips, cuts, splices, duplicated lines) through

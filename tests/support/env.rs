@@ -257,7 +257,7 @@ impl EcsEnv {
     /// shift and the `web-5xx` alarm gate; these canary steps, a short blue-green bake.
     pub fn task_sets(&self, url: &str, canary_steps: &str) -> ConfigBuilder {
         self.config().service("web", |s| {
-            self.task_set_web(s.health_timeout("5s").watch_interval("200ms"))
+            self.task_set_web(s.health_timeout("5s").watch_interval("1s"))
                 .http_gate(&["pre-traffic", "post-traffic"], url, 5)
                 .alarm_gate(&["post-traffic", "bake"], &["web-5xx"])
                 .canary_steps(canary_steps)

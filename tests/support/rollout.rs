@@ -10,7 +10,9 @@ use std::time::Duration;
 use deployer_contract::{GateResult, GateStatus, LifecyclePoint, TargetInfo, TargetKind};
 use deployer_engine::events::Event;
 use deployer_engine::gates::{GateContext, Gates};
-use deployer_engine::rollout::{DeployRequest, Engine, Parts, Preflight, Report, Settings};
+use deployer_engine::rollout::{
+    DeployRequest, Engine, MIN_WATCH_INTERVAL, Parts, Preflight, Report, Settings,
+};
 use deployer_engine::sim::{SimDriver, SimState};
 use deployer_engine::state::LocalStore;
 use deployer_plugin_host::strategy::StrategyPlugin;
@@ -20,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 /// Quick timings for runs against the simulated target.
 pub fn settings() -> Settings {
     Settings {
-        watch_interval: Duration::from_millis(50),
+        watch_interval: MIN_WATCH_INTERVAL,
         rollback_deadline: Duration::from_secs(5),
         retry_base: Duration::from_millis(5),
         stable_stall: Duration::from_millis(300),

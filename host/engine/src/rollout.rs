@@ -36,9 +36,14 @@ pub enum ResumePolicy {
     Rollback,
 }
 
+/// The shortest pause between two checks of the continuous gates during a bake. Each
+/// check calls the gates' backends (CloudWatch, HTTP endpoints, hooks); a shorter (or
+/// zero) `watch_interval` is taken as this, so a bake never calls them in a busy loop.
+pub const MIN_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// How often continuous gates run during a bake.
+    /// How often continuous gates run during a bake; at least [`MIN_WATCH_INTERVAL`].
     pub watch_interval: Duration,
     pub on_resume: ResumePolicy,
     /// Rollback actions are retried until this much time has passed.
@@ -1091,12 +1096,13 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     /// Wait, running the continuous gates every interval; stop early on a failure.
     async fn bake(&self, length: Duration, ctx: &GateContext) -> StepOutcome {
         let end = tokio::time::Instant::now() + length;
+        let interval = self.settings.watch_interval.max(MIN_WATCH_INTERVAL);
         loop {
             let now = tokio::time::Instant::now();
             if now >= end {
                 return StepOutcome::Done;
             }
-            tokio::time::sleep_until(end.min(now + self.settings.watch_interval)).await;
+            tokio::time::sleep_until(end.min(now + interval)).await;
             let results = self.gates.watch(ctx).await;
             if !results.is_empty() {
                 (self.events)(&Event::Watched { results: &results });

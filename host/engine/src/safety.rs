@@ -57,9 +57,10 @@ pub fn units_needed(desired: u32, percent: u8) -> u32 {
     if percent == 0 {
         return 0;
     }
-    (desired * u32::from(percent.saturating_sub(1)))
-        .div_ceil(100)
-        .max(1)
+    // In u64: `desired` times a percentage overflows u32 from 43 million units up, and
+    // the result, at most `desired`, always fits back.
+    let units = (u64::from(desired) * u64::from(percent.saturating_sub(1))).div_ceil(100);
+    u32::try_from(units).unwrap_or(desired).max(1)
 }
 
 /// The largest share of traffic `units` healthy units can carry of a service sized
@@ -347,6 +348,15 @@ mod tests {
         let g = guard(3);
         assert!(g.check(&scale(Side::New, 7)).is_err());
         assert!(g.check(&Step::Bake(MAX_BAKE_MS + 1)).is_err());
+    }
+
+    #[test]
+    fn units_needed_does_not_overflow_for_any_desired_count() {
+        assert_eq!(units_needed(u32::MAX, 100), 4_252_017_623);
+        assert_eq!(units_needed(u32::MAX, 1), 1);
+        let mut g = guard(u32::MAX);
+        g.apply(&scale(Side::New, u32::MAX));
+        assert!(g.check(&Step::ShiftTraffic(100)).is_ok());
     }
 
     #[test]

@@ -5,11 +5,13 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use deployer_contract::{RolloutState, ScaleRequest, Side, Step, TargetInfo, TargetKind};
+use deployer_contract::{
+    GateResult, LifecyclePoint, RolloutState, ScaleRequest, Side, Step, TargetInfo, TargetKind,
+};
 use deployer_engine::events::Event;
-use deployer_engine::gates::NoGates;
+use deployer_engine::gates::{GateContext, Gates, NoGates};
 use deployer_engine::rollout::{
-    DeployRequest, Deployed, Engine, EngineError, Parts, RolledBack, Settings,
+    DeployRequest, Deployed, Engine, EngineError, MIN_WATCH_INTERVAL, Parts, RolledBack, Settings,
 };
 use deployer_engine::sim::SimDriver;
 use deployer_engine::state::{DeployResult, LocalStore, Store};
@@ -61,7 +63,7 @@ fn request(strategy: &str, release: &str, params: &str) -> DeployRequest {
 
 fn settings() -> Settings {
     Settings {
-        watch_interval: Duration::from_millis(10),
+        watch_interval: MIN_WATCH_INTERVAL,
         retry_base: Duration::from_millis(1),
         ..Settings::default()
     }
@@ -327,4 +329,56 @@ async fn rollback_refuses_to_guess_when_the_live_release_is_not_deployers() {
         "{err}"
     );
     assert!(elsewhere.state().operations.is_empty());
+}
+
+/// Gates that pass and count how often the continuous ones were checked.
+#[derive(Default)]
+struct CountedWatches(std::sync::atomic::AtomicUsize);
+
+impl Gates for CountedWatches {
+    async fn run(&self, _: LifecyclePoint, _: &GateContext) -> Vec<GateResult> {
+        Vec::new()
+    }
+
+    async fn watch(&self, _: &GateContext) -> Vec<GateResult> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn a_zero_watch_interval_does_not_spin_the_bake() {
+    static QUIET: fn(&Event<'_>) = |_| {};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let target = SimDriver::new("web:1", 4);
+    let gates = CountedWatches::default();
+    let engine = Engine::new(Parts {
+        service: "web",
+        strategy: &CANARY,
+        target: &target,
+        gates: &gates,
+        store: &store,
+        settings: Settings {
+            watch_interval: Duration::ZERO,
+            ..settings()
+        },
+        cancel: CancellationToken::new(),
+        events: &QUIET,
+    });
+    let params = r#"{"steps":[{"weight":25,"bake":"1500ms"}]}"#;
+    let Deployed::Finished { report, .. } = engine
+        .deploy(request("canary", "web:2", params))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a deployment");
+    };
+    assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
+    // Once a second (the floor) and at the end of the bake.
+    let watches = gates.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&watches),
+        "{watches} checks in a 1.5 s bake"
+    );
 }

@@ -29,14 +29,14 @@ fn or_dash(text: Option<&str>) -> &str {
 
 /// Past deployments, newest first.
 pub async fn history(
-    reporter: &Reporter,
+    reporter: &std::sync::Arc<Reporter>,
     config_path: &Path,
     service: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
     let (service_name, _) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await;
-    let store = setup::store(&config, &clients);
+    let store = setup::store(&config, &clients, reporter);
     let history = store.history(service_name).await?;
     let mut rows = Vec::new();
     for journal in history.iter().rev() {

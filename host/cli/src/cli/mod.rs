@@ -76,7 +76,7 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
         /// How often `--watch` refreshes, e.g. "2s".
-        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        #[arg(long, default_value = "2s", value_parser = parse_interval)]
         interval: std::time::Duration,
     },
     /// Show past deployments.
@@ -90,7 +90,7 @@ pub enum Command {
         #[arg(long)]
         service: Option<String>,
         /// Simulate this many units instead of the service's desired count.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(..=i64::from(crate::config::check::MAX_DESIRED)))]
         desired: Option<u32>,
     },
     /// Check the config, every plugin and every strategy's parameters.
@@ -111,8 +111,14 @@ pub enum Command {
     },
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(text)
+/// A refresh interval: a duration above zero (zero would reread the state in a busy loop).
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match crate::config::parse_duration(text)? {
+        interval if interval.is_zero() => {
+            Err("is zero, which would reread the state without a pause; use e.g. \"2s\"".into())
+        }
+        interval => Ok(interval),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,7 +34,7 @@ pub async fn rollback(
     reporter.begin("rollback", Some(service_name));
     let clients = setup::clients(&config).await;
     reporter.count_calls(clients.calls.clone());
-    let store = setup::store(&config, &clients);
+    let store = setup::store(&config, &clients, reporter);
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
     let shape = target.inspect().await?;
     reporter.start_ticker();

@@ -90,7 +90,7 @@ pub async fn run(
     let clients = setup::clients(&config).await;
     reporter.count_calls(clients.calls.clone());
     let gates = setup::gates(host, &config, service, &clients)?;
-    let store = setup::store(&config, &clients);
+    let store = setup::store(&config, &clients, reporter);
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
     let events = |event: &Event<'_>| reporter.event(event);
     let engine = Engine::new(Parts {

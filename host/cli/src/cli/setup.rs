@@ -21,6 +21,7 @@ use deployer_plugin_host::{PluginHost, PluginSource};
 use deployer_targets::aws::Clients;
 use deployer_targets::state::aws::{AwsLock, AwsStore};
 
+use super::report::Reporter;
 use crate::config::{Config, ConfigErrors, ServiceConfig, StateSpec};
 
 /// Load strategy `name` for `service` and check its parameters; errors point at the
@@ -154,9 +155,16 @@ impl StoreBackend for Store {
     }
 }
 
-pub fn store(config: &Config, clients: &Clients) -> Store {
+/// The state backend; its warnings (a torn journal line cut off) go to `reporter`.
+pub fn store(config: &Config, clients: &Clients, reporter: &Arc<Reporter>) -> Store {
     match &config.state {
-        StateSpec::Local { dir } => Store::Local(LocalStore::new(dir.clone())),
+        StateSpec::Local { dir } => {
+            let reporter = reporter.clone();
+            Store::Local(
+                LocalStore::new(dir.clone())
+                    .with_warnings(Arc::new(move |message: &str| reporter.warn(message))),
+            )
+        }
         StateSpec::Aws {
             bucket,
             table,

@@ -128,7 +128,7 @@ fn render_status(view: &StatusView) -> String {
 /// every `interval` until interrupted (on a terminal the screen is redrawn; otherwise a
 /// new block is printed only when something changed).
 pub async fn status(
-    reporter: &Reporter,
+    reporter: &std::sync::Arc<Reporter>,
     config_path: &Path,
     service: Option<&str>,
     watch: Option<std::time::Duration>,
@@ -136,7 +136,7 @@ pub async fn status(
     let config = Config::load(config_path)?;
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await;
-    let store = setup::store(&config, &clients);
+    let store = setup::store(&config, &clients, reporter);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut last = None;
     loop {

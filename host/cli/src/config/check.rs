@@ -15,6 +15,88 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     deployer_contract::Duration::parse(text).map(|d| Duration::from_millis(d.millis))
 }
 
+/// The shortest a duration setting may be.
+#[derive(Clone, Copy, Debug)]
+pub struct Floor {
+    /// At least this long; with `ZERO`, anything but zero.
+    pub min: Duration,
+    /// What a shorter one would do.
+    pub why: &'static str,
+    /// What leaving the setting out gives, when it can be left out.
+    pub default: Option<Duration>,
+}
+
+impl Floor {
+    /// A duration that can be anything but zero.
+    pub const fn nonzero(why: &'static str, default: Option<Duration>) -> Floor {
+        Floor {
+            min: Duration::ZERO,
+            why,
+            default,
+        }
+    }
+
+    /// What is wrong with `duration`, written `text`, if anything.
+    pub fn problem(&self, text: &str, duration: Duration) -> Option<String> {
+        if duration >= self.min && !duration.is_zero() {
+            return None;
+        }
+        let what = if duration.is_zero() {
+            "is zero"
+        } else {
+            "is too short"
+        };
+        let least = if self.min.is_zero() {
+            "a duration above zero".to_string()
+        } else {
+            format!("at least \"{}\"", contract_duration(self.min))
+        };
+        let default = self
+            .default
+            .map(|d| {
+                format!(
+                    ", or leave it out for the default \"{}\"",
+                    contract_duration(d)
+                )
+            })
+            .unwrap_or_default();
+        Some(format!(
+            "`{text}` {what}: {}\n  fix: use {least}{default}",
+            self.why
+        ))
+    }
+}
+
+/// `duration` as config writes it (`"30s"`, `"1h30m"`).
+fn contract_duration(duration: Duration) -> deployer_contract::Duration {
+    deployer_contract::Duration {
+        millis: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The largest `desired-count` of an ECS service: Amazon ECS's "Tasks per service"
+/// quota, 5,000 and not adjustable (Amazon ECS endpoints and quotas, AWS General
+/// Reference). ECS would refuse more when deployer scales the service.
+pub const MAX_ECS_DESIRED: u32 = 5_000;
+
+/// The largest `desired-count` of an Auto Scaling group or a Kubernetes Deployment.
+/// Neither has a documented limit per group or Deployment (an account's EC2 quotas
+/// bound the first; Kubernetes is tested up to 150,000 pods a cluster), so this is
+/// deployer's own: beyond any group or Deployment rolled out step by step, and far
+/// enough below `u32` and the `i32` the Auto Scaling and Kubernetes APIs take that
+/// every count derived from it (both sides at full size, units per percent) is exact.
+pub const MAX_DESIRED: u32 = 10_000;
+
+/// What is wrong with a target's `desired-count`, if anything; `max` is the largest its
+/// kind of target takes, and `most` says what it is the most of.
+pub fn desired_count_problem(count: u32, max: u32, most: &str) -> Option<String> {
+    (count > max).then(|| {
+        format!(
+            "{count} is more than {max}, the most {most}\n  fix: set the number of units the service runs, from 0 to {max}"
+        )
+    })
+}
+
 /// What is wrong with a plugin's `sha256`, if anything.
 pub fn digest_problem(sha256: &str, path: &Path) -> Option<String> {
     let digest = sha256.trim().trim_start_matches("sha256:");
@@ -64,7 +146,7 @@ pub const STATISTICS: [&str; 5] = ["Average", "Sum", "Maximum", "Minimum", "Samp
 /// Problems a gate's fields have beyond their types, in the order they are reported.
 pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut durations = Vec::new();
+    let mut durations: Vec<(&str, &Option<String>, Option<Floor>)> = Vec::new();
     let at = match gate {
         GateConfig::Http {
             at,
@@ -74,7 +156,17 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             url,
             ..
         } => {
-            durations.extend([max_latency, interval]);
+            durations.extend([
+                (
+                    "max-latency",
+                    max_latency,
+                    Some(Floor::nonzero(
+                        "every request would be too slow, failing the gate",
+                        None,
+                    )),
+                ),
+                ("interval", interval, None),
+            ]);
             if min_success.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
                 problems.push("min-success is a ratio from 0.0 to 1.0".to_string());
             }
@@ -98,7 +190,25 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             statistic,
             ..
         } => {
-            durations.extend([period, window]);
+            durations.extend([
+                (
+                    "period",
+                    period,
+                    Some(Floor {
+                        min: Duration::from_secs(1),
+                        why: "CloudWatch aggregates over periods of whole seconds, at least one",
+                        default: Some(Duration::from_secs(60)),
+                    }),
+                ),
+                (
+                    "window",
+                    window,
+                    Some(Floor::nonzero(
+                        "the gate would look at no data points at all",
+                        Some(Duration::from_secs(300)),
+                    )),
+                ),
+            ]);
             if max.is_some() == min.is_some() {
                 problems.push("set exactly one of max or min".to_string());
             }
@@ -115,10 +225,103 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
     if at.is_empty() {
         problems.push("at lists no lifecycle point; e.g. at = [\"post-traffic\"]".to_string());
     }
-    for text in durations.into_iter().flatten() {
-        if let Err(message) = parse_duration(text) {
-            problems.push(message);
+    for (key, text, floor) in durations {
+        let Some(text) = text else { continue };
+        match parse_duration(text) {
+            Err(message) => problems.push(format!("{key}: {message}")),
+            Ok(duration) => {
+                if let Some(floor) = floor
+                    && let Some(message) = floor.problem(text, duration)
+                {
+                    problems.push(format!("{key}: {message}"));
+                }
+            }
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_floor_refuses_zero_and_shorter_durations_saying_what_to_write() {
+        let nonzero = Floor::nonzero("it would break", Some(Duration::from_secs(600)));
+        assert_eq!(
+            nonzero.problem("0s", Duration::ZERO).unwrap(),
+            "`0s` is zero: it would break\n  fix: use a duration above zero, or leave it out for the default \"10m\""
+        );
+        assert_eq!(nonzero.problem("1ms", Duration::from_millis(1)), None);
+        let second = Floor {
+            min: Duration::from_secs(1),
+            why: "too often",
+            default: None,
+        };
+        assert_eq!(
+            second.problem("999ms", Duration::from_millis(999)).unwrap(),
+            "`999ms` is too short: too often\n  fix: use at least \"1s\""
+        );
+        assert!(
+            second
+                .problem("0ms", Duration::ZERO)
+                .unwrap()
+                .contains("is zero")
+        );
+        assert_eq!(second.problem("1s", Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn desired_counts_above_the_limit_are_refused() {
+        assert_eq!(desired_count_problem(0, MAX_ECS_DESIRED, "ECS"), None);
+        assert_eq!(desired_count_problem(5_000, MAX_ECS_DESIRED, "ECS"), None);
+        let message = desired_count_problem(5_001, MAX_ECS_DESIRED, "ECS runs").unwrap();
+        assert!(
+            message.starts_with("5001 is more than 5000, the most ECS runs"),
+            "{message}"
+        );
+        assert!(message.contains("fix: "), "{message}");
+        assert!(desired_count_problem(u32::MAX, MAX_DESIRED, "a group").is_some());
+    }
+
+    #[test]
+    fn gate_durations_that_cannot_be_zero_are_refused_by_name() {
+        let metric: GateConfig = toml::from_str(
+            r#"
+            kind = "metric"
+            at = ["bake"]
+            namespace = "AWS/ApplicationELB"
+            metric = "HTTPCode_Target_5XX_Count"
+            max = 1.0
+            period = "500ms"
+            window = "0s"
+            "#,
+        )
+        .unwrap();
+        let found = gate_problems(&metric);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("period: `500ms` is too short"),
+            "{found:?}"
+        );
+        assert!(found[0].contains("fix: use at least \"1s\""), "{found:?}");
+        assert!(found[1].starts_with("window: `0s` is zero"), "{found:?}");
+
+        let http: GateConfig = toml::from_str(
+            r#"
+            kind = "http"
+            at = ["post-traffic"]
+            url = "http://localhost/health"
+            max-latency = "0ms"
+            interval = "0s"
+            "#,
+        )
+        .unwrap();
+        let found = gate_problems(&http);
+        assert_eq!(found.len(), 1, "a zero interval is fine: {found:?}");
+        assert!(
+            found[0].starts_with("max-latency: `0ms` is zero"),
+            "{found:?}"
+        );
+    }
 }

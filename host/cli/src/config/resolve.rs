@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deployer_engine::gates::GatePoint as EngineGatePoint;
-use deployer_engine::rollout::ResumePolicy;
+use deployer_engine::rollout::{MIN_WATCH_INTERVAL, ResumePolicy};
 use deployer_plugin_host::{Grants, Limits, PluginKind, PluginSource, builtin};
 use deployer_targets::gates::{
     AlarmCheck, Bound, CheckSpec, GateSpec, HttpCheck, MetricCheck, MetricStatistic,
 };
 use deployer_targets::spec::{KubeAccess, Route, ServiceSpec, TargetSpec, TrafficSpec};
 
-use super::check::{self, parse_duration};
+use super::check::{self, Floor, parse_duration};
 use super::schema::{
     ConfigPluginKind, GateConfig, GatePoint, HookRef, OnInterrupted, PluginConfig, RawConfig,
     Service, StateBackend, Target, Traffic,
@@ -64,6 +64,25 @@ impl Problems<'_> {
                 default
             }
         }
+    }
+
+    /// [`Problems::duration`] of a setting that must be at least `floor`; a problem at
+    /// `field` when it is shorter.
+    fn duration_from(
+        &mut self,
+        field: &str,
+        text: Option<&str>,
+        default: Duration,
+        floor: Floor,
+    ) -> Duration {
+        let duration = self.duration(field, text, default);
+        if let Some(text) = text
+            && let Ok(written) = parse_duration(text)
+            && let Some(message) = floor.problem(text, written)
+        {
+            self.at(field, message);
+        }
+        duration
     }
 }
 
@@ -170,12 +189,20 @@ fn plugin_spec(name: &str, plugin: &PluginConfig, problems: &mut Problems<'_>) -
         PluginKind::Hook => Limits::hook(),
     };
     let field = format!("plugins.{name}.timeout");
-    limits.timeout = problems.duration(&field, plugin.timeout.as_deref(), limits.timeout);
-    // Zero would fail every call; past an hour a hung plugin holds the deploy's lock.
-    if limits.timeout.is_zero() || limits.timeout > std::time::Duration::from_secs(3600) {
+    limits.timeout = problems.duration_from(
+        &field,
+        plugin.timeout.as_deref(),
+        limits.timeout,
+        Floor::nonzero(
+            "every call of the plugin would time out",
+            Some(limits.timeout),
+        ),
+    );
+    // Past an hour a hung plugin holds the deploy's lock.
+    if limits.timeout > std::time::Duration::from_secs(3600) {
         problems.at(
             &field,
-            "a plugin's time limit must be more than 0s and at most 1h (e.g. \"30s\")",
+            "a plugin's time limit must be at most 1h (e.g. \"30s\")",
         );
     }
     if let Some(mib) = plugin.memory_mib {
@@ -230,15 +257,24 @@ fn service_config(
         .as_ref()
         .and_then(|t| traffic(&format!("{prefix}.traffic"), t, problems));
     let target = target(&format!("{prefix}.target"), service, traffic, problems);
-    let health_timeout = problems.duration(
+    let health_timeout = problems.duration_from(
         &format!("{prefix}.health-timeout"),
         service.health_timeout.as_deref(),
         HEALTH_TIMEOUT,
+        Floor::nonzero(
+            "no new unit could ever become healthy in time, so every deployment would roll back",
+            Some(HEALTH_TIMEOUT),
+        ),
     );
-    let watch_interval = problems.duration(
+    let watch_interval = problems.duration_from(
         &format!("{prefix}.watch-interval"),
         service.watch_interval.as_deref(),
         WATCH_INTERVAL,
+        Floor {
+            min: MIN_WATCH_INTERVAL,
+            why: "bake gates are checked at most once a second (each check calls CloudWatch and the gates' endpoints; zero would call them in a busy loop)",
+            default: Some(WATCH_INTERVAL),
+        },
     );
     let gates: Vec<GateSpec> = service
         .gates
@@ -375,6 +411,23 @@ fn target(
     traffic: Option<TrafficSpec>,
     problems: &mut Problems<'_>,
 ) -> Option<TargetSpec> {
+    let (max, most) = match &service.target {
+        Target::Ecs { .. } => (
+            check::MAX_ECS_DESIRED,
+            "an ECS service can run (its \"Tasks per service\" quota)",
+        ),
+        Target::Asg { .. } => (
+            check::MAX_DESIRED,
+            "deployer rolls out in one Auto Scaling group",
+        ),
+        Target::Eks { .. } => (
+            check::MAX_DESIRED,
+            "deployer rolls out in one Kubernetes Deployment",
+        ),
+    };
+    if let Some(message) = check::desired_count_problem(service.target.desired_count(), max, most) {
+        problems.at(&format!("{field}.desired-count"), message);
+    }
     match &service.target {
         Target::Ecs {
             cluster,
@@ -615,4 +668,128 @@ pub fn builtin_strategy(name: &str) -> Result<PluginSource, String> {
         "unknown strategy `{name}`\n  fix: use a built-in ({}) or declare [plugins.{name}] with kind = \"strategy\", path and sha256",
         builtin::names().collect::<Vec<_>>().join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+
+    const SERVICE: &str = r#"
+[services.web.target]
+kind = "ecs"
+cluster = "prod"
+service = "web"
+desired-count = 4
+"#;
+
+    /// The problems of `SERVICE` with `edit` applied, as (field, message).
+    fn problems(edit: impl FnOnce(String) -> String) -> Vec<(String, String)> {
+        match Config::parse(Path::new("deployer.toml"), edit(SERVICE.to_string())) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .0
+                .into_iter()
+                .map(|ConfigError { field, message, .. }| (field, message))
+                .collect(),
+        }
+    }
+
+    /// `SERVICE` with `line` added to `[services.web]`.
+    fn with_setting(line: &str) -> Vec<(String, String)> {
+        problems(|text| format!("[services.web]\n{line}\n{text}"))
+    }
+
+    fn only(found: &[(String, String)], field: &str, says: &[&str]) {
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, field, "{found:?}");
+        for text in says {
+            assert!(found[0].1.contains(text), "{text:?} in {found:?}");
+        }
+    }
+
+    #[test]
+    fn a_watch_interval_under_a_second_is_refused() {
+        for (text, what) in [("0s", "is zero"), ("500ms", "is too short")] {
+            only(
+                &with_setting(&format!("watch-interval = \"{text}\"")),
+                "services.web.watch-interval",
+                &[what, "at most once a second", "fix: use at least \"1s\""],
+            );
+        }
+        assert!(with_setting("watch-interval = \"1s\"").is_empty());
+    }
+
+    #[test]
+    fn a_zero_health_timeout_is_refused() {
+        only(
+            &with_setting("health-timeout = \"0s\""),
+            "services.web.health-timeout",
+            &[
+                "is zero",
+                "every deployment would roll back",
+                "default \"10m\"",
+            ],
+        );
+        assert!(with_setting("health-timeout = \"1s\"").is_empty());
+    }
+
+    #[test]
+    fn a_zero_plugin_timeout_is_refused() {
+        let plugin = format!(
+            "[plugins.notify]\nkind = \"hook\"\npath = \"n.wasm\"\nsha256 = \"{}\"\ntimeout = \"0ms\"\n",
+            "a".repeat(64)
+        );
+        only(
+            &problems(|text| format!("{text}\n{plugin}")),
+            "plugins.notify.timeout",
+            &["is zero", "every call of the plugin would time out"],
+        );
+    }
+
+    #[test]
+    fn zero_gate_durations_are_refused_naming_the_key() {
+        let gate = "[[services.web.gates]]\nkind = \"metric\"\nat = [\"bake\"]\nnamespace = \"AWS/ECS\"\nmetric = \"CPUUtilization\"\nmax = 90.0\nperiod = \"0s\"\n";
+        only(
+            &problems(|text| format!("{text}\n{gate}")),
+            "services.web.gates[0]",
+            &["period: `0s` is zero", "fix: use at least \"1s\""],
+        );
+    }
+
+    #[test]
+    fn desired_counts_beyond_what_the_target_takes_are_refused() {
+        let count = |kind: &str, n: u64| {
+            problems(|text| {
+                let text = text.replace("desired-count = 4", &format!("desired-count = {n}"));
+                match kind {
+                    "asg" => text.replace(
+                        "kind = \"ecs\"\ncluster = \"prod\"\nservice = \"web\"",
+                        "kind = \"asg\"\ngroup = \"web\"",
+                    ),
+                    "eks" => text.replace(
+                        "kind = \"ecs\"\ncluster = \"prod\"\nservice = \"web\"",
+                        "kind = \"eks\"\nnamespace = \"prod\"\ndeployment = \"web\"",
+                    ),
+                    _ => text,
+                }
+            })
+        };
+        for (kind, max) in [("ecs", 5_000), ("asg", 10_000), ("eks", 10_000)] {
+            assert!(count(kind, max).is_empty(), "{kind}: {max}");
+            assert!(count(kind, 0).is_empty(), "{kind}: 0");
+            for n in [max + 1, u64::from(u32::MAX)] {
+                only(
+                    &count(kind, n),
+                    "services.web.target.desired-count",
+                    &[&format!("{n} is more than {max}, the most"), "fix: "],
+                );
+            }
+        }
+        // Past u32 the file does not even read as a count.
+        let found = count("ecs", 1 << 32);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].0.starts_with("services.web.target"), "{found:?}");
+    }
 }

@@ -117,10 +117,10 @@ pub struct Service {
     #[serde(default)]
     #[schemars(with = "Vec<GateConfig>")]
     pub gates: Vec<Spanned<GateConfig>>,
-    /// How long new units may take to become healthy, e.g. "10m".
+    /// How long new units may take to become healthy, e.g. "10m" (more than zero).
     #[serde(default)]
     pub health_timeout: Option<String>,
-    /// How often `bake` gates are checked during a bake, e.g. "30s".
+    /// How often `bake` gates are checked during a bake, e.g. "30s" (at least "1s").
     #[serde(default)]
     pub watch_interval: Option<String>,
     #[serde(default)]
@@ -179,6 +179,7 @@ pub enum Target {
     Ecs {
         cluster: String,
         service: String,
+        /// Tasks the service runs: at most 5000, ECS's "Tasks per service" quota.
         desired_count: u32,
     },
     /// Kubernetes Deployments on EKS (or any cluster a kubeconfig reaches).
@@ -205,6 +206,7 @@ pub enum Target {
         /// Context of the kubeconfig to use (default: its current context).
         #[serde(default)]
         context: Option<String>,
+        /// Replicas the Deployment runs: at most 10000.
         desired_count: u32,
     },
     /// EC2 Auto Scaling groups; a release is a launch template version.
@@ -217,8 +219,20 @@ pub enum Target {
         /// same order.
         #[serde(default)]
         groups: Option<Vec<String>>,
+        /// Instances the group runs: at most 10000.
         desired_count: u32,
     },
+}
+
+impl Target {
+    /// The number of units the service runs, as written.
+    pub fn desired_count(&self) -> u32 {
+        match self {
+            Target::Ecs { desired_count, .. }
+            | Target::Eks { desired_count, .. }
+            | Target::Asg { desired_count, .. } => *desired_count,
+        }
+    }
 }
 
 /// ALB routing of a service deployed side by side (blue-green, canary).

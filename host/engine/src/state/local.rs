@@ -7,19 +7,34 @@
 //! .deployer/services/<service>/history.jsonl        one `Finished` summary per deployment
 //! ```
 //!
-//! Every append is flushed and fsynced before the action it announces is taken.
+//! Every append is flushed and fsynced before the action it announces is taken. A run
+//! killed mid-append leaves a torn last line: reading skips it, and the next append cuts
+//! it off first (with a warning), so later records never follow half of one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Journal, Record, StateError};
 
-#[derive(Clone, Debug)]
+/// Where a store's warnings go (a repaired journal): one message, without a prefix.
+pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    warn: Warn,
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who holds a lock.
@@ -86,8 +101,20 @@ pub fn alive(holder: &LockHolder) -> bool {
 }
 
 impl LocalStore {
+    /// The store at `root`; warnings go to stderr until [`LocalStore::with_warnings`]
+    /// sends them elsewhere.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalStore { root: root.into() }
+        LocalStore {
+            root: root.into(),
+            warn: Arc::new(|message| eprintln!("deployer: warning: {message}")),
+        }
+    }
+
+    /// Send warnings (a torn journal line cut off before an append) to `warn`.
+    #[must_use]
+    pub fn with_warnings(mut self, warn: Warn) -> Self {
+        self.warn = warn;
+        self
     }
 
     fn service_dir(&self, service: &str) -> PathBuf {
@@ -172,16 +199,42 @@ impl LocalStore {
     /// I/O errors: the caller must not take the action the record announces.
     fn append_now(&self, service: &str, id: &str, record: &Record) -> Result<(), StateError> {
         let path = self.journal_path(service, id);
-        let mut line = serde_json::to_vec(record).expect("records serialize");
-        line.push(b'\n');
+        let line = serde_json::to_vec(record).expect("records serialize");
+        self.append_line(&path, &line, |tail| {
+            serde_json::from_slice::<Record>(tail).is_ok()
+        })
+    }
+
+    /// Append `line` and a newline to the file at `path` and sync it. A last line left
+    /// without its newline by a run killed mid-write is dealt with first: completed when
+    /// `whole` says it is a whole line that only lacks the newline, else cut off (the
+    /// cut synced before anything is appended) with a warning.
+    fn append_line(
+        &self,
+        path: &Path,
+        line: &[u8],
+        whole: impl Fn(&[u8]) -> bool,
+    ) -> Result<(), StateError> {
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        file.write_all(&line)
+            .open(path)
+            .map_err(io(path))?;
+        if let Some(torn) = mend_tail(&mut file, &whole).map_err(io(path))? {
+            (self.warn)(&format!(
+                "{}: cut off a torn last line ({torn} byte(s) from a run killed while \
+                 writing it, before it could act on them) so that the next record follows \
+                 a whole one",
+                path.display()
+            ));
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+        file.write_all(&bytes)
             .and_then(|()| file.sync_data())
-            .map_err(io(&path))
+            .map_err(io(path))
     }
 
     /// Record a deployment's end in the history and clear it as active.
@@ -192,16 +245,10 @@ impl LocalStore {
         self.append_now(service, id, finished)?;
         let history = self.service_dir(service).join("history.jsonl");
         let entry = HistoryEntry { id: id.to_string() };
-        let mut line = serde_json::to_vec(&entry).expect("entries serialize");
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&history)
-            .map_err(io(&history))?;
-        file.write_all(&line)
-            .and_then(|()| file.sync_data())
-            .map_err(io(&history))?;
+        let line = serde_json::to_vec(&entry).expect("entries serialize");
+        self.append_line(&history, &line, |tail| {
+            serde_json::from_slice::<HistoryEntry>(tail).is_ok()
+        })?;
         let active = self.service_dir(service).join("active");
         match std::fs::remove_file(&active) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io(&active)(err)),
@@ -229,19 +276,12 @@ impl LocalStore {
     /// I/O errors or a damaged journal.
     fn read_now(&self, service: &str, id: &str) -> Result<Journal, StateError> {
         let path = self.journal_path(service, id);
-        let file = File::open(&path).map_err(io(&path))?;
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let (lines, tail) = split_lines(&bytes);
         let mut records = Vec::new();
-        let lines: Vec<_> = BufReader::new(file)
-            .lines()
-            .collect::<Result<_, _>>()
-            .map_err(io(&path))?;
-        let last = lines.len();
-        for (n, line) in lines.into_iter().enumerate() {
-            match serde_json::from_str(&line) {
+        for (n, line) in lines.enumerate() {
+            match serde_json::from_slice(line) {
                 Ok(record) => records.push(record),
-                // A run killed mid-write leaves a torn last line: that record was never
-                // acted on (acting waits for the sync), so it is dropped.
-                Err(_) if n + 1 == last => break,
                 Err(err) => {
                     return Err(StateError::Corrupt {
                         path,
@@ -250,6 +290,12 @@ impl LocalStore {
                     });
                 }
             }
+        }
+        // A last line without its newline is a record whose write was cut short unless
+        // it reads whole. Cut short, it was never acted on (acting waits for the sync),
+        // so it is dropped; the next append cuts it off the file.
+        if let Some(Ok(record)) = tail.map(serde_json::from_slice) {
+            records.push(record);
         }
         Ok(Journal { records })
     }
@@ -275,6 +321,49 @@ impl LocalStore {
 #[derive(Serialize, Deserialize)]
 struct HistoryEntry {
     id: String,
+}
+
+/// The newline-terminated lines of `bytes` (without their newlines), and what follows
+/// the last newline when that is not empty: a last line whose newline was never written.
+fn split_lines(bytes: &[u8]) -> (impl Iterator<Item = &[u8]>, Option<&[u8]>) {
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let (whole, tail) = bytes.split_at(end);
+    let lines = whole
+        .split_inclusive(|&b| b == b'\n')
+        .map(|line| &line[..line.len() - 1]);
+    (lines, (!tail.is_empty()).then_some(tail))
+}
+
+/// Make `file` (opened to read and append) end in a newline again after a write was cut
+/// short: a last line `whole` accepts only lacks its newline, which is added; anything
+/// else after the last newline is a torn line and is truncated away, the new length
+/// synced before returning. Returns the number of bytes cut off, if any.
+fn mend_tail(file: &mut File, whole: &dyn Fn(&[u8]) -> bool) -> std::io::Result<Option<u64>> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    // The common case costs one byte of reading.
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_end(&mut bytes)?;
+    let (_, tail) = split_lines(&bytes);
+    let tail = tail.unwrap_or_default();
+    if whole(tail) {
+        file.write_all(b"\n")?;
+        file.sync_data()?;
+        return Ok(None);
+    }
+    let keep = (bytes.len() - tail.len()) as u64;
+    file.set_len(keep)?;
+    file.sync_all()?;
+    Ok(Some(len - keep))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
@@ -447,6 +536,188 @@ mod tests {
             store.read_now("web", "d-1"),
             Err(StateError::Corrupt { line: 2, .. })
         ));
+    }
+
+    /// A store whose warnings are kept, to be looked at.
+    fn store_with_warnings(root: &Path) -> (LocalStore, Arc<std::sync::Mutex<Vec<String>>>) {
+        let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = warnings.clone();
+        let store = LocalStore::new(root)
+            .with_warnings(Arc::new(move |m: &str| kept.lock().unwrap().push(m.into())));
+        (store, warnings)
+    }
+
+    /// A real journal: begun, an intent and its completion, and a rollback whose reason
+    /// has multi-byte characters (a cut can fall inside one).
+    fn written_journal(store: &LocalStore) -> Vec<Record> {
+        let records = vec![
+            started("d-1"),
+            Record::Intent {
+                seq: 0,
+                action: Action::Step(Step::ShiftTraffic(10)),
+            },
+            Record::Done {
+                seq: 0,
+                outcome: StepOutcome::Done,
+            },
+            Record::RollbackStarted {
+                reason: "gate p99 → 5xx ≥ 1% «bad»".into(),
+                at_ms: 7,
+            },
+        ];
+        store.begin_now("web", "d-1", &records[0]).unwrap();
+        for record in &records[1..] {
+            store.append_now("web", "d-1", record).unwrap();
+        }
+        records
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_off_before_the_next_append_at_every_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, warnings) = store_with_warnings(dir.path());
+        let records = written_journal(&store);
+        let path = dir.path().join("services/web/deployments/d-1.jsonl");
+        let full = std::fs::read(&path).unwrap();
+        let body = &full[..full.len() - 1];
+        let start = body.iter().rposition(|&b| b == b'\n').unwrap() + 1;
+        let (whole, last) = full.split_at(start);
+        let last = &last[..last.len() - 1];
+        let next = Record::Finished {
+            result: DeployResult::RolledBack,
+            detail: "after the torn line".into(),
+            at_ms: 9,
+        };
+        let kept = &records[..records.len() - 1];
+        for cut in 1..last.len() {
+            warnings.lock().unwrap().clear();
+            let mut torn = whole.to_vec();
+            torn.extend_from_slice(&last[..cut]);
+            std::fs::write(&path, &torn).unwrap();
+            assert_eq!(
+                store.read_now("web", "d-1").unwrap().records,
+                kept,
+                "read with {cut} byte(s) of the last record"
+            );
+            store.append_now("web", "d-1", &next).unwrap();
+            let mut expected = kept.to_vec();
+            expected.push(next.clone());
+            assert_eq!(
+                store.read_now("web", "d-1").unwrap().records,
+                expected,
+                "after an append behind {cut} byte(s) of the last record"
+            );
+            let mut bytes = whole.to_vec();
+            bytes.extend_from_slice(&serde_json::to_vec(&next).unwrap());
+            bytes.push(b'\n');
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "cut at {cut}");
+            let warned = warnings.lock().unwrap();
+            assert_eq!(warned.len(), 1, "cut at {cut}: {warned:?}");
+            assert!(
+                warned[0].contains("d-1.jsonl") && warned[0].contains(&format!("({cut} byte(s)")),
+                "{}",
+                warned[0]
+            );
+        }
+    }
+
+    #[test]
+    fn a_whole_last_record_missing_only_its_newline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, warnings) = store_with_warnings(dir.path());
+        let mut records = written_journal(&store);
+        let path = dir.path().join("services/web/deployments/d-1.jsonl");
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() - 1]).unwrap();
+        assert_eq!(store.read_now("web", "d-1").unwrap().records, records);
+        let next = Record::Intent {
+            seq: 1,
+            action: Action::Step(Step::ShiftTraffic(50)),
+        };
+        store.append_now("web", "d-1", &next).unwrap();
+        records.push(next);
+        assert_eq!(store.read_now("web", "d-1").unwrap().records, records);
+        assert!(warnings.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn damage_before_the_last_line_is_reported_and_never_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, warnings) = store_with_warnings(dir.path());
+        written_journal(&store);
+        let path = dir.path().join("services/web/deployments/d-1.jsonl");
+        let full = std::fs::read(&path).unwrap();
+        let text = String::from_utf8(full).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[1] = "{\"record\":\"intent\",\"seq\":0,\"act";
+        // Damaged in the middle, and a newline-terminated bad last line: neither is a
+        // write cut short.
+        for damaged in [
+            format!("{}\n", lines.join("\n")),
+            format!("{}\n{{not json}}\n", text.trim_end()),
+        ] {
+            std::fs::write(&path, &damaged).unwrap();
+            let err = store.read_now("web", "d-1").unwrap_err();
+            assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+            let next = Record::Done {
+                seq: 1,
+                outcome: StepOutcome::Done,
+            };
+            store.append_now("web", "d-1", &next).unwrap();
+            let after = std::fs::read_to_string(&path).unwrap();
+            assert!(after.starts_with(&damaged), "the damage was cut: {after}");
+            assert!(store.read_now("web", "d-1").is_err());
+        }
+        // Damage in the middle and a torn tail: only the tail goes.
+        let damaged = format!("{}\n{{\"record\":\"do", lines.join("\n"));
+        std::fs::write(&path, &damaged).unwrap();
+        store
+            .append_now(
+                "web",
+                "d-1",
+                &Record::Done {
+                    seq: 1,
+                    outcome: StepOutcome::Done,
+                },
+            )
+            .unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            after.starts_with(&format!("{}\n", lines.join("\n"))),
+            "{after}"
+        );
+        assert!(!after.contains("{\"record\":\"do{"), "{after}");
+        assert!(matches!(
+            store.read_now("web", "d-1"),
+            Err(StateError::Corrupt { line: 2, .. })
+        ));
+        assert_eq!(warnings.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_torn_history_line_does_not_swallow_the_next_deployment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, warnings) = store_with_warnings(dir.path());
+        let finished = Record::Finished {
+            result: DeployResult::Promoted,
+            detail: String::new(),
+            at_ms: 2,
+        };
+        store.begin_now("web", "d-1", &started("d-1")).unwrap();
+        store.finish_now("web", "d-1", &finished).unwrap();
+        let history = dir.path().join("services/web/history.jsonl");
+        let mut file = OpenOptions::new().append(true).open(&history).unwrap();
+        file.write_all(b"{\"id\":\"d-").unwrap();
+        store.begin_now("web", "d-2", &started("d-2")).unwrap();
+        store.finish_now("web", "d-2", &finished).unwrap();
+        let ids: Vec<_> = store
+            .history_now("web")
+            .unwrap()
+            .iter()
+            .map(|j| j.id().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["d-1", "d-2"]);
+        assert_eq!(warnings.lock().unwrap().len(), 1);
     }
 
     #[test]

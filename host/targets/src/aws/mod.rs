@@ -12,6 +12,7 @@ pub mod metrics;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response;
 pub use calls::CallCounter;
 
 use deployer_engine::driver::DriverError;
@@ -120,10 +121,12 @@ const TRANSIENT_CODES: [&str; 8] = [
 ];
 
 /// Sort an SDK error: throttling, 5xx, timeouts and connection failures are transient.
-pub fn classify<E, R>(what: &str, err: SdkError<E, R>) -> DriverError
+///
+/// Every operation of the AWS SDKs fails with an `SdkError` over the raw HTTP response
+/// (`aws_smithy_runtime_api::http::Response`), whose status code decides 5xx.
+pub fn classify<E>(what: &str, err: SdkError<E, Response>) -> DriverError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     let transient = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -131,7 +134,7 @@ where
         }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
-            TRANSIENT_CODES.contains(&code) || format!("{:?}", service.raw()).contains("status: 5")
+            TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error()
         }
         _ => false,
     };
@@ -153,5 +156,45 @@ where
         DriverError::Transient(message)
     } else {
         DriverError::Failed(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    /// A service error with `code` (none when empty) answered with HTTP `status`.
+    fn service_error(code: &str, status: u16) -> SdkError<ErrorMetadata, Response> {
+        let mut meta = ErrorMetadata::builder().message("it went wrong");
+        if !code.is_empty() {
+            meta = meta.code(code);
+        }
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        SdkError::service_error(meta.build(), raw)
+    }
+
+    #[test]
+    fn server_errors_are_transient_by_their_status_whatever_their_code() {
+        for (code, status) in [("InternalError", 500), ("", 503), ("SlowDown", 503)] {
+            let err = classify("updating", service_error(code, status));
+            assert!(
+                matches!(err, DriverError::Transient(_)),
+                "{code} {status}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_errors_fail_unless_their_code_is_throttling() {
+        let err = classify("updating", service_error("ValidationException", 400));
+        assert!(
+            matches!(&err, DriverError::Failed(m) if m.contains("ValidationException")),
+            "{err:?}"
+        );
+        let err = classify("updating", service_error("ThrottlingException", 400));
+        assert!(matches!(err, DriverError::Transient(_)), "{err:?}");
     }
 }

@@ -142,6 +142,15 @@ impl Reporter {
         }
     }
 
+    /// A warning from the CLI or a part it drives (a repaired journal).
+    pub fn warn(&self, text: &str) {
+        let text = self.secrets.scrub(text);
+        match self.log_format {
+            LogFormat::Json => trace::warning(&text),
+            LogFormat::Plain => self.print_line(&format!("warning: {text}")),
+        }
+    }
+
     /// A plugin's log line: scrubbed of known secrets and escaped onto one line, so a
     /// plugin can neither leak what the host knows nor forge a line of deployer's own
     /// (or a CI workflow command).

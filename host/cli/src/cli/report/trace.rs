@@ -36,3 +36,8 @@ pub fn event(event: &Event<'_>, scrub: &dyn Fn(&str) -> String) {
 pub fn line(text: &str) {
     tracing::info!(target: "deployer", "{text}");
 }
+
+/// A warning from the CLI itself, already redacted.
+pub fn warning(text: &str) {
+    tracing::warn!(target: "deployer", "{text}");
+}
