@@ -341,11 +341,11 @@ async fn hook_plugins_gate_the_rollout_with_only_their_granted_capabilities() {
 /// and DynamoDB.
 async fn with_aws_state(app: &App, canary_steps: &str) -> EcsEnv {
     let env = EcsEnv::start(&[]).await;
-    env.write(&env.task_sets(&app.url, canary_steps).aws_state(
-        "deployer-state",
-        "deployer-locks",
-        "shop/",
-    ));
+    env.write(
+        &env.task_sets(&app.url, canary_steps)
+            .aws_state("deployer-state", "deployer-locks", "shop/")
+            .lease("5s"),
+    );
     env
 }
 
@@ -862,4 +862,104 @@ async fn an_s3_journal_write_sent_twice_is_ours_a_different_one_is_anothers() {
             .count(),
         1
     );
+}
+
+/// Send `signal` to `child`.
+fn signal(child: &tokio::process::Child, signal: i32) {
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// A run paused (SIGSTOP) with traffic on the canary, past its lease: `deployer
+/// rollback` waits the lease out, takes the service over and rolls back. The paused
+/// run, continued (SIGCONT), finds its lease gone and stops (exit 4, saying so) without
+/// changing anything: traffic stays 100% on stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_aws_backend_a_run_paused_past_its_lease_changes_nothing_after_a_takeover() {
+    let good = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    env.write(
+        &env.task_sets(&good.url, r#"[{ weight = 10, bake = "1h" }]"#)
+            .aws_state("deployer-state", "deployer-locks", "shop/")
+            .lease("5s"),
+    );
+    let paused = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_traffic(&env).await;
+    signal(&paused, libc::SIGSTOP);
+
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("waiting up to"),
+        "it waited the lease out: {err}"
+    );
+    assert_eq!(env.weights().await, (100, 0));
+    let keys_after_rollback = env.s3_keys().await;
+
+    signal(&paused, libc::SIGCONT);
+    let out = paused.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("another run holds the service now"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(
+        env.weights().await,
+        (100, 0),
+        "the paused run changed traffic"
+    );
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+    assert_eq!(
+        env.s3_keys().await,
+        keys_after_rollback,
+        "the paused run wrote to the journal"
+    );
+}
+
+/// The same pause with the local backend: the paused run still holds the OS lock, so a
+/// second command is refused (exit 4, naming it) instead of acting beside it; continued
+/// and then cancelled, the first run rolls back as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_local_backend_a_paused_run_keeps_its_lock_and_nobody_acts_beside_it() {
+    let good = App::start(200, "ok");
+    let env = EcsEnv::with_task_sets(&good.url, r#"[{ weight = 10, bake = "1h" }]"#).await;
+    let paused = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_traffic(&env).await;
+    signal(&paused, libc::SIGSTOP);
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        err.contains("already being deployed by deployment"),
+        "{err}"
+    );
+    assert_eq!(
+        env.weights().await,
+        (90, 10),
+        "nobody acted beside the paused run"
+    );
+
+    signal(&paused, libc::SIGCONT);
+    signal(&paused, libc::SIGTERM);
+    let out = paused.wait_with_output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
 }

@@ -358,6 +358,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// The `aws` backend's lease (`state.lease`), e.g. "5s".
+    pub fn lease(mut self, lease: &str) -> Self {
+        self.state = Some(self.state.take().unwrap_or_default().str("lease", lease));
+        self
+    }
+
     /// Add service `name`, or change it if it is there.
     pub fn service(mut self, name: &str, edit: impl FnOnce(Service) -> Service) -> Self {
         match self.services.iter().position(|s| s.name == name) {

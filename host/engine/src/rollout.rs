@@ -24,7 +24,7 @@ use crate::plan::PlanError;
 use crate::safety::SafetyGuard;
 use crate::state::journal::RollbackAction;
 use crate::state::local::now_ms;
-use crate::state::{Action, DeployResult, Journal, Lease, Record, StateError, Store};
+use crate::state::{Action, DeployResult, Fence, Journal, Lease, Record, StateError, Store};
 use crate::strategy::Strategy;
 
 /// What to do with an unfinished deployment found at start.
@@ -206,6 +206,8 @@ pub struct Engine<'a, S: Strategy, T: Target, G: Gates, St: Store> {
     settings: Settings,
     cancel: CancellationToken,
     events: Sink<'a>,
+    /// The held lock's check, while a locked operation runs.
+    fence: std::sync::Mutex<Fence>,
 }
 
 /// A deployment in progress: its journal, what it knows, and its identity.
@@ -220,6 +222,11 @@ struct Run {
     /// answers again.
     lenient: bool,
     unwritten: Option<usize>,
+}
+
+/// No lock held (outside a locked operation): nothing to check.
+fn unfenced() -> Fence {
+    std::sync::Arc::new(|| Ok(()))
 }
 
 /// A journal write in the forward run that failed: this run lost the service (stop,
@@ -280,6 +287,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             settings,
             cancel,
             events,
+            fence: std::sync::Mutex::new(unfenced()),
         }
     }
 
@@ -469,7 +477,15 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
     ) -> Result<R, EngineError> {
         let id = new_id();
         let lock = self.store.lock(self.service, &id).await?;
+        *self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = lock.fence();
         let result = work(id).await;
+        *self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = unfenced();
         lock.release().await;
         result
     }
@@ -756,6 +772,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             _ => self.intend(&mut run, complete).await?,
         };
         (self.events)(&Event::Resuming { id: &run.id });
+        self.still_holds()?;
         if let Err(err) = self.retrying(|| self.driver.finalize()).await {
             // Traffic is on the new release either way; what is left is the old side.
             let detail = format!(
@@ -870,6 +887,28 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         }
     }
 
+    /// Whether this run still holds the service's lock (see [`Fence`]): checked before
+    /// every journal write and every change to the target, so a run that lost its lease
+    /// (paused past it, renewals failing) changes nothing more.
+    fn still_holds(&self) -> Result<(), StateError> {
+        let fence = self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        fence()
+    }
+
+    /// Resolves once this run no longer holds the service's lock (checked every second).
+    async fn lease_lost(&self) -> StateError {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(err) = self.still_holds() {
+                return err;
+            }
+        }
+    }
+
     /// Records a rollback could not write yet, written now.
     async fn flush_pending(&self, run: &mut Run) -> Result<(), StateError> {
         if run.unwritten.is_some() {
@@ -888,6 +927,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             let mut wait = self.settings.retry_base;
             let mut attempt = 0;
             loop {
+                self.still_holds()?;
                 match self
                     .store
                     .append(self.service, &run.id, index, &run.journal.records[index])
@@ -944,6 +984,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             }
             let (seq, step) = match pending.take() {
                 Some((seq, Action::Prepare { release })) => {
+                    self.still_holds()?;
                     match self.retrying(|| self.driver.prepare(&release)).await {
                         Ok(()) => {
                             journaled!(
@@ -1022,11 +1063,14 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             };
             (self.events)(&Event::Step { seq, step: &step });
             let left = self.time_left(&run);
+            self.still_holds()?;
             let outcome = tokio::select! {
                 outcome = self.execute(&step, &run.ctx) => outcome,
                 () = self.cancel.cancelled() => {
                     return self.roll_back(run, "cancelled (SIGINT/SIGTERM)".into()).await;
                 }
+                // A long step (a bake) must not outlive the lease: stop when it is lost.
+                lost = self.lease_lost() => return Err(lost.into()),
                 () = tokio::time::sleep(left) => {
                     let reason = format!(
                         "the run went on longer than the service's max-duration ({})",
@@ -1262,6 +1306,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         let mut wait = self.settings.retry_base;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.still_holds()?;
             let error = match tokio::time::timeout(left, self.rollback_action(&action, run)).await {
                 Ok(Ok(())) => break,
                 Ok(Err(DriverError::Failed(message))) => return Ok(Err(message)),
@@ -1302,13 +1347,25 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     ) -> Result<Result<Option<String>, String>, EngineError> {
         use tokio::time::Instant;
         let desired = run.target.desired_count;
-        let mut current = SafetyGuard::replay(&run.journal, &run.target).new_percent;
+        // What the journal shows done, or more: a shift in flight when a run died may
+        // have taken effect without its `done`.
+        let in_flight = match run.journal.in_flight() {
+            Some((_, Action::Step(Step::ShiftTraffic(p))))
+            | Some((_, Action::Rollback(RollbackAction::ShiftTraffic(p)))) => *p,
+            _ => 0,
+        };
+        let mut current = SafetyGuard::replay(&run.journal, &run.target)
+            .new_percent
+            .max(in_flight);
+        let all_back = Action::Rollback(RollbackAction::ShiftTraffic(0));
         let mut best = 0;
         let mut grew_at = Instant::now();
         let mut backoff =
             crate::driver::Backoff::new(self.settings.watch_interval.min(Duration::from_secs(5)));
         let mut note = None;
-        while current > 0 {
+        // Until the journal shows all traffic back: the last shift to 0% is made even
+        // when the journal says nothing moved (a kill may have hidden a shift).
+        while !run.journal.is_done(&all_back) {
             let left = deadline.saturating_duration_since(Instant::now());
             let healthy = match tokio::time::timeout(left, self.driver.healthy_units(Side::Stable))
                 .await
@@ -1338,7 +1395,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             } else {
                 100 - crate::safety::share_supported(desired, healthy)
             };
-            if target < current {
+            if target < current || target == 0 {
                 match self
                     .undo(run, RollbackAction::ShiftTraffic(target), deadline)
                     .await?
@@ -1388,7 +1445,11 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         detail: String,
     ) -> Result<Report, EngineError> {
         let mut detail = detail;
-        let written = match self.flush_pending(&mut run).await {
+        let written = match self
+            .flush_pending(&mut run)
+            .await
+            .and_then(|()| self.still_holds())
+        {
             Ok(()) => {
                 let record = Record::Finished {
                     result,

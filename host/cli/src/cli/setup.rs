@@ -169,13 +169,14 @@ pub fn store(config: &Config, clients: &Clients, reporter: &Arc<Reporter>) -> St
             bucket,
             table,
             prefix,
+            lease,
         } => Store::Aws(AwsStore {
             s3: clients.s3.clone(),
             dynamodb: clients.dynamodb.clone(),
             bucket: bucket.clone(),
             table: table.clone(),
             prefix: prefix.clone(),
-            lease: Duration::from_secs(60),
+            lease: *lease,
         }),
     }
 }

@@ -61,6 +61,8 @@ pub enum StateSpec {
         bucket: String,
         table: String,
         prefix: String,
+        /// The lock's time to live without renewal.
+        lease: std::time::Duration,
     },
 }
 

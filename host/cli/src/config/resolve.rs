@@ -24,6 +24,8 @@ use super::{AwsSettings, HookSpec, PluginSpec, ServiceConfig, StateSpec};
 
 /// How long new units may take to become healthy, unless `health-timeout` says.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the `aws` backend's lock lives without renewal, unless `state.lease` says.
+const LEASE: Duration = Duration::from_secs(60);
 /// How often `bake` gates run during a bake, unless `watch-interval` says.
 const WATCH_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -151,11 +153,23 @@ fn state(raw: &RawConfig, problems: &mut Problems<'_>) -> StateSpec {
         (StateBackend::Local, _, _) => StateSpec::Local {
             dir: relative_to(&problems.source.path, &state.dir),
         },
-        (StateBackend::Aws, Some(bucket), Some(table)) => StateSpec::Aws {
-            bucket: bucket.clone(),
-            table: table.clone(),
-            prefix: state.prefix.clone(),
-        },
+        (StateBackend::Aws, Some(bucket), Some(table)) => {
+            let lease = problems.duration("state.lease", state.lease.as_deref(), LEASE);
+            // Renewed every quarter of it, a lease under 5s leaves no room for a slow
+            // DynamoDB call; over 15 minutes a dead run blocks the service that long.
+            if !(Duration::from_secs(5)..=Duration::from_secs(900)).contains(&lease) {
+                problems.at(
+                    "state.lease",
+                    "the lock's lease must be from 5s to 15m (e.g. \"60s\")",
+                );
+            }
+            StateSpec::Aws {
+                bucket: bucket.clone(),
+                table: table.clone(),
+                prefix: state.prefix.clone(),
+                lease,
+            }
+        }
         (StateBackend::Aws, _, _) => {
             problems.at(
                 "state",

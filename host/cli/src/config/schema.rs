@@ -63,6 +63,11 @@ pub struct StateConfig {
     /// Key prefix inside the bucket and table, to share them between projects.
     #[serde(default)]
     pub prefix: String,
+    /// How long the `aws` backend's lock lives without renewal, e.g. "60s" (the
+    /// default): a run that died holding it frees it after at most this long, and a run
+    /// that cannot renew it stops before its next change.
+    #[serde(default)]
+    pub lease: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, JsonSchema)]
@@ -81,6 +86,7 @@ impl Default for StateConfig {
             bucket: None,
             table: None,
             prefix: String::new(),
+            lease: None,
         }
     }
 }

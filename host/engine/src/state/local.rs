@@ -56,21 +56,21 @@ impl std::fmt::Display for LockHolder {
     }
 }
 
-/// The lock of one service; released when dropped.
+/// The lock of one service: an OS lock (`flock`) on its `lock` file, held while the
+/// file is open — so it is released when the process ends, however it ends, and can
+/// never be taken from a live holder. The file names the holder, for messages only.
 #[derive(Debug)]
 pub struct LockGuard {
-    path: PathBuf,
+    file: File,
     pub holder: LockHolder,
-    /// The lock was taken over from a holder that is no longer running.
+    /// The holder a run that died holding the lock left in the file.
     pub took_over: Option<LockHolder>,
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        // Only remove the lock if it is still ours.
-        if read_holder(&self.path).is_some_and(|h| h == self.holder) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        // Released cleanly: the file names nobody. The OS lock goes with the file.
+        let _ = self.file.set_len(0);
     }
 }
 
@@ -89,15 +89,6 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
-}
-
-/// Whether `holder` is a live process. Only a holder on this host can be checked; one
-/// elsewhere is presumed alive (a shared file system is not a lock service: use the
-/// S3 + DynamoDB backend for CI fleets).
-pub fn alive(holder: &LockHolder) -> bool {
-    holder.host != hostname()
-        || holder.pid == std::process::id()
-        || Path::new(&format!("/proc/{}", holder.pid)).exists()
 }
 
 impl LocalStore {
@@ -127,8 +118,8 @@ impl LocalStore {
             .join(format!("{id}.jsonl"))
     }
 
-    /// Take the service's lock, or fail at once naming who holds it. A lock left by a
-    /// process that no longer runs (killed mid-deploy) is taken over.
+    /// Take the service's lock, or fail at once naming who holds it. A run that died
+    /// holding it released it with its process; the name it left is reported.
     ///
     /// # Errors
     /// [`StateError::Locked`] when a live run holds it; I/O errors.
@@ -136,47 +127,41 @@ impl LocalStore {
         let dir = self.service_dir(service);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked {
+                    service: service.to_string(),
+                    holder: read_holder(&path)
+                        .map_or_else(|| "another run".to_string(), |h| h.to_string()),
+                });
+            }
+            Err(std::fs::TryLockError::Error(err)) => return Err(io(&path)(err)),
+        }
+        let took_over = read_holder(&path);
         let holder = LockHolder {
             deployment: deployment.to_string(),
             pid: std::process::id(),
             host: hostname(),
             since_ms: now_ms(),
         };
-        let mut took_over = None;
-        for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    let bytes = serde_json::to_vec(&holder).expect("lock holders serialize");
-                    file.write_all(&bytes)
-                        .and_then(|()| file.sync_all())
-                        .map_err(io(&path))?;
-                    return Ok(LockGuard {
-                        path,
-                        holder,
-                        took_over,
-                    });
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    match read_holder(&path) {
-                        Some(current) if alive(&current) => {
-                            return Err(StateError::Locked {
-                                service: service.to_string(),
-                                holder: current.to_string(),
-                            });
-                        }
-                        // Dead holder, or a lock file half-written by a killed run.
-                        stale => {
-                            took_over = stale;
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(err) => return Err(io(&path)(err)),
-            }
-        }
-        Err(StateError::Locked {
-            service: service.to_string(),
-            holder: "another run that took the lock at the same moment".into(),
+        let bytes = serde_json::to_vec(&holder).expect("lock holders serialize");
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+            .and_then(|()| file.write_all(&bytes))
+            .and_then(|()| file.sync_all())
+            .map_err(io(&path))?;
+        Ok(LockGuard {
+            file,
+            holder,
+            took_over,
         })
     }
 
@@ -467,6 +452,74 @@ mod tests {
         assert!(err.to_string().contains("deployment d-1"), "{err}");
         drop(first);
         store.lock_now("web", "d-2").unwrap();
+    }
+
+    #[test]
+    fn of_many_runs_racing_for_a_stale_lock_exactly_one_wins() {
+        // A run died holding the lock (its name is still in the file); 16 runs start
+        // at once. Taking the lock is one OS call: exactly one of them gets it.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("services/web/lock");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let dead = LockHolder {
+                deployment: "d-0".into(),
+                pid: u32::MAX - 1,
+                host: hostname(),
+                since_ms: 0,
+            };
+            std::fs::write(&path, serde_json::to_vec(&dead).unwrap()).unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+            let winners: Vec<LockGuard> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..16)
+                    .map(|n| {
+                        let (store, barrier) = (LocalStore::new(dir.path()), barrier.clone());
+                        scope.spawn(move || {
+                            barrier.wait();
+                            store.lock_now("web", &format!("d-{n}")).ok()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .filter_map(|h| h.join().unwrap())
+                    .collect()
+            });
+            assert_eq!(winners.len(), 1, "round {round}");
+            assert_eq!(winners[0].took_over, Some(dead), "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_lock_held_by_another_process_is_refused_until_that_process_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let path = dir.path().join("services/web/lock");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // Another process (as another container sharing the host name would be) holds
+        // the OS lock on the file: util-linux's flock(1).
+        // `--no-fork`: flock(1) becomes the sleep, so killing it ends the holder.
+        let mut holder = std::process::Command::new("flock")
+            .arg("--no-fork")
+            .arg(&path)
+            .args(["sleep", "30"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match store.lock_now("web", "d-1") {
+                Err(StateError::Locked { .. }) => break,
+                Ok(guard) => {
+                    drop(guard);
+                    assert!(std::time::Instant::now() < deadline, "flock never held it");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(err) => panic!("{err}"),
+            }
+        }
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        store.lock_now("web", "d-1").unwrap();
     }
 
     #[test]

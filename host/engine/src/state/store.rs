@@ -3,13 +3,25 @@
 //! locks through this trait only.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use super::{Journal, Record, StateError};
+
+/// Whether this run still holds the service's lock: cheap (no I/O), called before
+/// every journal write and every change to the target. An error (a lease that expired
+/// or was taken over) means the run must change nothing more.
+pub type Fence = Arc<dyn Fn() -> Result<(), StateError> + Send + Sync>;
 
 /// A held service lock. Release it explicitly; dropping it also frees a local lock,
 /// while a remote lease then expires on its own.
 pub trait Lease: Send {
     fn release(self) -> impl Future<Output = ()> + Send;
+
+    /// The check that this lock is still held. A lock that cannot be lost while the
+    /// process lives (an OS file lock) always passes.
+    fn fence(&self) -> Fence {
+        Arc::new(|| Ok(()))
+    }
 }
 
 /// Where journals, history and locks live.

@@ -8,15 +8,22 @@
 //! ```
 //!
 //! Records are written with `If-None-Match: *`, so two writers can never both write
-//! record n of one journal. The lock is a lease: the holder renews it every quarter of
-//! its time to live; a holder that was killed loses it when the lease expires.
+//! record n of one journal. The lock is a lease, judged by its expiry alone (never by
+//! host name and PID, which containers share): the holder renews it every quarter of
+//! its time to live; a holder that was killed loses it when the lease expires, and the
+//! next run waits that long at most. The holder checks before every journal write and
+//! every change that its lease is surely still live (its fence): a run paused past its
+//! lease, or whose renewals fail, stops before changing anything more.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
 
-use deployer_engine::state::local::{LockHolder, alive, hostname, now_ms};
+use deployer_engine::state::Fence;
+use deployer_engine::state::local::{LockHolder, hostname, now_ms};
 use deployer_engine::state::{Journal, Record, StateError};
 
 #[derive(Clone, Debug)]
@@ -44,6 +51,17 @@ pub struct AwsLock {
     key: String,
     owner: String,
     heartbeat: tokio::task::JoinHandle<()>,
+    held: Arc<Mutex<Held>>,
+}
+
+/// What this run knows about its lease: until when it is surely still ours (by this
+/// machine's monotonic clock, a quarter of the lease short of the expiry DynamoDB
+/// holds, for clock drift), and whether another run has been seen holding it.
+#[derive(Debug)]
+struct Held {
+    until: Instant,
+    lost: Option<String>,
+    last_error: Option<String>,
 }
 
 impl AwsLock {
@@ -174,8 +192,10 @@ impl AwsStore {
         };
         let owner = format!("{deployment}/{}/{}", holder.host, holder.pid);
         let holder_json = serde_json::to_string(&holder).expect("holders serialize");
-        let mut takeover: Option<String> = None;
-        loop {
+        // The lease we are waiting out, exactly as first seen: its owner and expiry.
+        let mut waiting: Option<(String, u64)> = None;
+        let taken_at = loop {
+            let sent = Instant::now();
             let now = now_ms() / 1000;
             let expires = now + self.lease.as_secs();
             let mut put = self
@@ -185,68 +205,74 @@ impl AwsStore {
                 .item("pk", AttributeValue::S(key.clone()))
                 .item("owner", AttributeValue::S(owner.clone()))
                 .item("holder", AttributeValue::S(holder_json.clone()))
-                .item("expires", AttributeValue::N(expires.to_string()));
-            put = match &takeover {
-                // Replace exactly the dead holder's lease, nobody else's.
-                Some(dead) => put
-                    .condition_expression("#owner = :dead")
+                .item("expires", AttributeValue::N(expires.to_string()))
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+            put = match &waiting {
+                None => put.condition_expression("attribute_not_exists(pk) OR expires < :now"),
+                // Only the very lease we waited out, once expired: one its holder renewed
+                // or gave back means that run was alive.
+                Some((seen_owner, seen_expires)) => put
+                    .condition_expression(
+                        "#owner = :seen AND expires = :seen_expires AND expires < :now",
+                    )
                     .expression_attribute_names("#owner", "owner")
-                    .expression_attribute_values(":dead", AttributeValue::S(dead.clone())),
-                None => put
-                    .condition_expression("attribute_not_exists(pk) OR expires < :now")
-                    .expression_attribute_values(":now", AttributeValue::N(now.to_string())),
+                    .expression_attribute_values(":seen", AttributeValue::S(seen_owner.clone()))
+                    .expression_attribute_values(
+                        ":seen_expires",
+                        AttributeValue::N(seen_expires.to_string()),
+                    ),
             };
-            let Err(err) = put.send().await else { break };
+            let Err(err) = put.send().await else {
+                break sent;
+            };
             if !err
                 .as_service_error()
                 .is_some_and(|e| e.is_conditional_check_failed_exception())
-                || takeover.is_some()
             {
-                if takeover.is_some() {
-                    return Err(StateError::Locked {
-                        service: service.to_string(),
-                        holder: "another run that took the lock at the same moment".into(),
-                    });
-                }
                 return Err(remote(
                     &format!("taking the lock in DynamoDB table {}", self.table),
                     aws_smithy_types::error::display::DisplayErrorContext(&err),
                 ));
             }
-            let item = self
-                .dynamodb
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(key.clone()))
-                .send()
-                .await
-                .ok()
-                .and_then(|out| out.item);
-            let current = item
-                .as_ref()
-                .and_then(|i| i.get("holder").and_then(|h| h.as_s().ok()))
-                .and_then(|h| serde_json::from_str::<LockHolder>(h).ok());
-            let current_owner = item
-                .as_ref()
-                .and_then(|i| i.get("owner").and_then(|o| o.as_s().ok()).cloned());
-            match (current, current_owner) {
-                // A holder on this machine that no longer runs (killed mid-deploy) need not
-                // be waited out: its lease is taken over at once.
-                (Some(h), Some(dead)) if !alive(&h) => takeover = Some(dead),
-                (current, _) => {
-                    return Err(StateError::Locked {
-                        service: service.to_string(),
-                        holder: current
-                            .map_or_else(|| "another run".to_string(), |h| h.to_string()),
-                    });
+            let (current, current_owner, current_expires) = self.read_lease(&key).await;
+            let name = current.map_or_else(|| "another run".to_string(), |h| h.to_string());
+            let locked = || StateError::Locked {
+                service: service.to_string(),
+                holder: name.clone(),
+            };
+            match (&waiting, current_owner, current_expires) {
+                (None, Some(owner_now), Some(expires_now)) => {
+                    eprintln!(
+                        "deployer: the lock of {service} is held by {name}; waiting up to {}s \
+                         for its lease to expire, in case that run died",
+                        expires_now.saturating_sub(now) + 1
+                    );
+                    waiting = Some((owner_now, expires_now));
                 }
+                (None, ..) => {} // gone meanwhile: try again at once
+                (Some(seen), Some(owner_now), Some(expires_now))
+                    if *seen == (owner_now.clone(), expires_now) => {}
+                // Renewed, given back or taken by another: its holder is alive.
+                (Some(_), ..) => return Err(locked()),
             }
-        }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let held = Arc::new(Mutex::new(Held {
+            until: taken_at + self.lease * 3 / 4,
+            lost: None,
+            last_error: None,
+        }));
         let heartbeat = {
-            let (store, key, owner) = (self.clone(), key.clone(), owner.clone());
+            let (store, key, owner, held) =
+                (self.clone(), key.clone(), owner.clone(), held.clone());
             tokio::spawn(async move {
+                // Often, so that a run waiting for the lock sees within seconds that
+                // this one is alive; the lease itself is much longer.
+                let every = (store.lease / 4).min(Duration::from_secs(2));
+                let mut pause = every;
                 loop {
-                    tokio::time::sleep(store.lease / 4).await;
+                    tokio::time::sleep(pause).await;
+                    let sent = Instant::now();
                     let expires = now_ms() / 1000 + store.lease.as_secs();
                     let renewed = store
                         .dynamodb
@@ -260,11 +286,39 @@ impl AwsStore {
                         .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
                         .send()
                         .await;
-                    if let Err(err) = renewed {
-                        eprintln!(
-                            "deployer: warning: could not renew the lock: {}",
-                            aws_smithy_types::error::display::DisplayErrorContext(&err)
-                        );
+                    match renewed {
+                        Ok(_) => {
+                            let mut held = held
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            held.until = sent + store.lease * 3 / 4;
+                            held.last_error = None;
+                            pause = every;
+                        }
+                        Err(err)
+                            if err
+                                .as_service_error()
+                                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                        {
+                            // Someone else owns the lease now: it is gone for good.
+                            let (current, _, _) = store.read_lease(&key).await;
+                            let name = current
+                                .map_or_else(|| "another run".to_string(), |h| h.to_string());
+                            held.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .lost = Some(name);
+                            return;
+                        }
+                        Err(err) => {
+                            // Keep trying, sooner: the lease is ours until `until`.
+                            held.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .last_error = Some(
+                                aws_smithy_types::error::display::DisplayErrorContext(&err)
+                                    .to_string(),
+                            );
+                            pause = Duration::from_secs(1).min(every);
+                        }
                     }
                 }
             })
@@ -274,7 +328,35 @@ impl AwsStore {
             key,
             owner,
             heartbeat,
+            held,
         })
+    }
+
+    /// The lease item of `key`: its holder, owner and expiry (seconds), where readable.
+    async fn read_lease(&self, key: &str) -> (Option<LockHolder>, Option<String>, Option<u64>) {
+        let item: Option<HashMap<String, AttributeValue>> = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .ok()
+            .and_then(|out| out.item);
+        let field = |name: &str| {
+            item.as_ref()
+                .and_then(|i| i.get(name).and_then(|v| v.as_s().ok()).cloned())
+        };
+        let expires = item
+            .as_ref()
+            .and_then(|i| i.get("expires").and_then(|v| v.as_n().ok()))
+            .and_then(|n| n.parse().ok());
+        (
+            field("holder").and_then(|h| serde_json::from_str(&h).ok()),
+            field("owner"),
+            expires,
+        )
     }
 
     /// # Errors
@@ -371,6 +453,39 @@ impl AwsStore {
 impl deployer_engine::state::Lease for AwsLock {
     async fn release(self) {
         AwsLock::release(self).await;
+    }
+
+    fn fence(&self) -> Fence {
+        let (held, table, key) = (
+            self.held.clone(),
+            self.store.table.clone(),
+            self.key.clone(),
+        );
+        Arc::new(move || {
+            let held = held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let what = format!("the lock {key} in DynamoDB table {table}");
+            if let Some(holder) = &held.lost {
+                return Err(StateError::Superseded {
+                    what,
+                    detail: format!("{holder} holds it"),
+                });
+            }
+            if Instant::now() >= held.until {
+                return Err(StateError::Superseded {
+                    what,
+                    detail: match &held.last_error {
+                        Some(err) => {
+                            format!("this run's lease ran out while renewing it failed: {err}")
+                        }
+                        None => "this run's lease ran out (the process was paused or starved)"
+                            .to_string(),
+                    },
+                });
+            }
+            Ok(())
+        })
     }
 }
 
