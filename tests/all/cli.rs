@@ -263,3 +263,47 @@ fn a_reader_that_goes_away_is_not_a_crash() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The run's caps are checked where they are written: out of range, or below what the
+/// service's own strategy plans, `validate` refuses them at the field.
+#[test]
+fn max_steps_and_max_duration_are_checked_against_their_ranges_and_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let traffic = |s: deployer_tests::support::config::Service| {
+        s.ecs("c", "web", 2).listener(
+            "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+            None,
+            [
+                "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+            ],
+        )
+    };
+    for (key, value, ok, says) in [
+        ("max-steps", "0", false, "max-steps"),
+        ("max-steps", "100001", false, "max-steps"),
+        (
+            "max-steps",
+            "5",
+            false,
+            "more than the service's max-steps (5)",
+        ),
+        ("max-steps", "50", true, ""),
+        ("max-duration", "\"30s\"", false, "max-duration"),
+        ("max-duration", "\"169h\"", false, "max-duration"),
+        ("max-duration", "\"6h\"", true, ""),
+    ] {
+        let config = ConfigBuilder::new().service("web", |s| {
+            traffic(s)
+                .canary_steps(r#"[ { weight = 25 }, { weight = 50 } ]"#)
+                .settings(|t| t.raw(key, value))
+        });
+        let (code, _, err) = validate(dir.path(), &config);
+        if ok {
+            assert_eq!(code, 0, "{key} = {value}: {err}");
+        } else {
+            assert_eq!(code, 3, "{key} = {value}: {err}");
+            assert!(err.contains(says), "{key} = {value}: {err}");
+        }
+    }
+}

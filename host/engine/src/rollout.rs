@@ -524,6 +524,14 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 }
                 Err(err) => return Err(err.into()),
             };
+        if steps.len() > self.settings.max_steps as usize {
+            return Err(EngineError::Unfit(format!(
+                "`{}` plans {} steps, more than the service's max-steps ({}): raise max-steps or take fewer steps",
+                request.strategy,
+                steps.len(),
+                self.settings.max_steps
+            )));
+        }
         match fit_problem(
             &request.strategy,
             request.target.kind,

@@ -185,6 +185,8 @@ pub fn settings(service: &ServiceConfig) -> Settings {
     Settings {
         watch_interval: service.watch_interval,
         on_resume: service.on_interrupted,
+        max_steps: service.max_steps,
+        max_duration: service.max_duration,
         ..Settings::default()
     }
 }

@@ -44,10 +44,21 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
                 // (a bake over 24 hours): `run` would refuse it, so `validate` does.
                 Ok(Ok(())) => {
                     let target = Config::target_info(service);
-                    if let Err(err @ (PlanError::Unsafe { .. } | PlanError::Endless)) =
-                        simulate(&plugin, &params, target).await
-                    {
-                        errors.push(config.error_at_field(&prefix, err.to_string()));
+                    match simulate(&plugin, &params, target).await {
+                        Err(err @ (PlanError::Unsafe { .. } | PlanError::Endless)) => {
+                            errors.push(config.error_at_field(&prefix, err.to_string()));
+                        }
+                        Ok(plan) if plan.steps.len() > service.max_steps as usize => {
+                            errors.push(config.error_at_field(
+                                &prefix,
+                                format!(
+                                    "the plan takes {} steps, more than the service's max-steps ({}): raise max-steps or take fewer steps",
+                                    plan.steps.len(),
+                                    service.max_steps
+                                ),
+                            ));
+                        }
+                        _ => {}
                     }
                 }
                 Ok(Err(problems)) => errors.extend(problems.into_iter().map(|e| {

@@ -78,6 +78,9 @@ pub struct ServiceConfig {
     /// How often `bake` gates are checked during a bake.
     pub watch_interval: Duration,
     pub on_interrupted: ResumePolicy,
+    /// The run's caps: steps asked of the strategy, and time.
+    pub max_steps: u32,
+    pub max_duration: Duration,
 }
 
 /// A hook attached to a service.

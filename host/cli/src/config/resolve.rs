@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deployer_engine::gates::GatePoint as EngineGatePoint;
-use deployer_engine::rollout::{MIN_WATCH_INTERVAL, ResumePolicy};
+use deployer_engine::rollout::{
+    DEFAULT_MAX_DURATION, DEFAULT_MAX_STEPS, MIN_WATCH_INTERVAL, ResumePolicy,
+};
 use deployer_plugin_host::{Grants, Limits, PluginKind, PluginSource, builtin};
 use deployer_targets::gates::{
     AlarmCheck, Bound, CheckSpec, GateSpec, HttpCheck, MetricCheck, MetricStatistic,
@@ -290,6 +292,29 @@ fn service_config(
             default: Some(WATCH_INTERVAL),
         },
     );
+    let max_steps = service.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+    if !(1..=100_000).contains(&max_steps) {
+        problems.at(
+            &format!("{prefix}.max-steps"),
+            "give 1 to 100000 (the default, 1000, is far above what the built-in strategies take)",
+        );
+    }
+    let max_duration = problems.duration_from(
+        &format!("{prefix}.max-duration"),
+        service.max_duration.as_deref(),
+        DEFAULT_MAX_DURATION,
+        Floor {
+            min: Duration::from_secs(60),
+            why: "a run needs time to deploy, check and roll back",
+            default: Some(DEFAULT_MAX_DURATION),
+        },
+    );
+    if max_duration > Duration::from_secs(7 * 24 * 3600) {
+        problems.at(
+            &format!("{prefix}.max-duration"),
+            "at most 7 days (\"168h\"): the run holds the service's lock all that time",
+        );
+    }
     let gates: Vec<GateSpec> = service
         .gates
         .iter()
@@ -317,6 +342,8 @@ fn service_config(
         hooks,
         strategies,
         watch_interval,
+        max_steps,
+        max_duration,
         on_interrupted: match service.on_interrupted {
             OnInterrupted::Rollback => ResumePolicy::Rollback,
             OnInterrupted::Resume => ResumePolicy::Resume,

@@ -131,6 +131,13 @@ pub struct Service {
     pub watch_interval: Option<String>,
     #[serde(default)]
     pub on_interrupted: OnInterrupted,
+    /// A strategy that asks for more steps than this is rolled back (default 1000).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_steps: Option<u32>,
+    /// A run that goes on longer than this is rolled back, e.g. "6h" (default "24h").
+    #[serde(default)]
+    pub max_duration: Option<String>,
 }
 
 /// A gate between steps.
