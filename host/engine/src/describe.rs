@@ -72,3 +72,25 @@ mod tests {
         assert_eq!(duration_ms(1500), "1500ms");
     }
 }
+
+/// A journaled action in words ("shift traffic: 50% new / 50% stable", "rollback:
+/// remove the new side").
+pub fn action(action: &crate::state::Action) -> String {
+    use crate::state::Action;
+    use crate::state::journal::RollbackAction;
+    match action {
+        Action::Prepare { release } => format!("create the new side for {release}"),
+        Action::Step(s) => step(s),
+        Action::HostGates(p) => format!("run {} gates (the strategy owed them)", point(*p)),
+        Action::Rollback(RollbackAction::Scale(scale)) => {
+            format!("rollback: {}", step(&Step::Scale(*scale)))
+        }
+        Action::Rollback(RollbackAction::ShiftTraffic(p)) => {
+            format!("rollback: {}", step(&Step::ShiftTraffic(*p)))
+        }
+        Action::Rollback(RollbackAction::RollingUndo) => {
+            "rollback: roll the stable release back out in place".to_string()
+        }
+        Action::Rollback(RollbackAction::Discard) => "rollback: remove the new side".to_string(),
+    }
+}

@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
+use deployer_contract::Step;
 use deployer_engine::describe;
 use deployer_engine::events::short_release;
 use deployer_engine::safety::SafetyGuard;
-use deployer_engine::state::{DeployResult, Journal, Record, Store};
+use deployer_engine::state::journal::RollbackAction;
+use deployer_engine::state::{Action, DeployResult, Journal, Record, Store};
 
 use super::report::Reporter;
 use super::setup;
@@ -32,6 +34,9 @@ pub struct InProgress {
     new_release: String,
     stable_release: String,
     traffic_new_percent: u8,
+    /// A traffic shift journaled but not recorded done: the weights may already be
+    /// this, or still the verified share, or (mid-call) in between.
+    traffic_shifting_to: Option<u8>,
     rolling_back: Option<String>,
     last_step: Option<String>,
     /// An action journaled but not recorded done: where a killed run died.
@@ -66,9 +71,12 @@ async fn status_view(
             new_release: short_release(&new).to_string(),
             stable_release: short_release(&stable).to_string(),
             traffic_new_percent: guard.new_percent,
+            traffic_shifting_to: shifting_to(&journal, guard.new_percent),
             rolling_back: journal.rollback_reason().map(str::to_string),
             last_step: journal.history().last().map(|r| describe::step(&r.step)),
-            in_flight: journal.in_flight().map(|(_, action)| format!("{action:?}")),
+            in_flight: journal
+                .in_flight()
+                .map(|(_, action)| describe::action(action)),
         }
     });
     let history = store.history(service_name).await?;
@@ -89,6 +97,20 @@ async fn status_view(
     })
 }
 
+/// The share a shift in flight is moving traffic to, when it differs from the verified
+/// one: a run that died mid-shift may have left the weights at either, or between.
+fn shifting_to(journal: &Journal, verified: u8) -> Option<u8> {
+    match journal.in_flight() {
+        Some((_, Action::Step(Step::ShiftTraffic(p))))
+        | Some((_, Action::Rollback(RollbackAction::ShiftTraffic(p))))
+            if *p != verified =>
+        {
+            Some(*p)
+        }
+        _ => None,
+    }
+}
+
 fn render_status(view: &StatusView) -> String {
     let mut out = format!("service: {}\n", view.service);
     match &view.in_progress {
@@ -98,10 +120,18 @@ fn render_status(view: &StatusView) -> String {
                 p.new_release, p.stable_release, p.deployment
             );
             out += &format!(
-                "traffic: {}% new / {}% stable\n",
+                "traffic: {}% new / {}% stable",
                 p.traffic_new_percent,
                 100u8.saturating_sub(p.traffic_new_percent)
             );
+            match p.traffic_shifting_to {
+                Some(to) => {
+                    out += &format!(
+                        " (verified), moving to {to}% new: the load balancer may already show it\n"
+                    );
+                }
+                None => out += "\n",
+            }
             if let Some(reason) = &p.rolling_back {
                 out += &format!("rolling back: {reason}\n");
             }
@@ -161,5 +191,63 @@ pub async fn status(
             () = tokio::time::sleep(interval) => {}
             _ = tokio::signal::ctrl_c() => return Ok(Outcome::Success),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deployer_contract::StepOutcome;
+
+    #[test]
+    fn a_shift_in_flight_is_shown_with_where_it_is_going_in_words() {
+        let journal = Journal {
+            records: vec![
+                Record::Intent {
+                    seq: 0,
+                    action: Action::Step(Step::ShiftTraffic(10)),
+                },
+                Record::Done {
+                    seq: 0,
+                    outcome: StepOutcome::Done,
+                },
+                Record::Intent {
+                    seq: 1,
+                    action: Action::Step(Step::ShiftTraffic(50)),
+                },
+            ],
+        };
+        assert_eq!(shifting_to(&journal, 10), Some(50));
+        let view = StatusView {
+            service: "web".into(),
+            state: "deploying",
+            live: Some("web:1".into()),
+            live_deployment: Some("d0".into()),
+            in_progress: Some(InProgress {
+                deployment: "d1".into(),
+                new_release: "web:2".into(),
+                stable_release: "web:1".into(),
+                traffic_new_percent: 10,
+                traffic_shifting_to: shifting_to(&journal, 10),
+                rolling_back: None,
+                last_step: None,
+                in_flight: journal.in_flight().map(|(_, a)| describe::action(a)),
+            }),
+        };
+        let text = render_status(&view);
+        assert!(
+            text.contains("traffic: 10% new / 90% stable (verified), moving to 50% new"),
+            "{text}"
+        );
+        assert!(
+            text.contains("in flight: shift traffic: 50% new / 50% stable"),
+            "{text}"
+        );
+        assert!(!text.contains("ShiftTraffic"), "no Debug dump: {text}");
+        // Done, nothing in flight: nothing to add.
+        let settled = Journal {
+            records: journal.records[..2].to_vec(),
+        };
+        assert_eq!(shifting_to(&settled, 10), None);
     }
 }
