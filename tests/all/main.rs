@@ -21,6 +21,7 @@ macro_rules! snapshot {
     };
 }
 
+mod alb_routing;
 mod asg;
 mod bad_input;
 mod ci_output;

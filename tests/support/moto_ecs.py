@@ -1,4 +1,4 @@
-"""moto, plus the parts of ECS and EC2 Auto Scaling it leaves out.
+"""moto, plus the parts of ECS, EC2 Auto Scaling and the ALB it leaves out or gets wrong.
 
 Auto Scaling: moto reports every instance as launched from the template's *default*
 version and never deregisters terminated instances from target groups. Real AWS
@@ -19,6 +19,15 @@ PRIMARY deployment (the old one turns ACTIVE), which then completes — or, for 
 definitions listed in MOTO_ECS_BROKEN (comma-separated, e.g. "web:3"), fails the way
 the deployment circuit breaker reports it.
 
+ALB: listener and rule actions as a live load balancer reports and refuses them.
+
+moto keeps every action field it is given (authentication configs, Order, forward
+stickiness) and echoes it back, but it reports an OIDC action's ClientSecret (AWS never
+does: a write that keeps the action says UseExistingClientSecret instead), accepts a
+forward naming one group in TargetGroupArn and others in ForwardConfig (AWS refuses), and
+reports a forward to one group with only the field it was written with (AWS reports
+both). This refuses and reports as AWS does.
+
 Usage: python moto_ecs.py PORT
 """
 import os
@@ -28,6 +37,8 @@ import time
 from moto.autoscaling import models as autoscaling
 from moto.autoscaling.models import autoscaling_backends
 from moto.ecs.models import ecs_backends
+from moto.elbv2 import models as elbv2
+from moto.elbv2.exceptions import ELBClientError
 from moto.elbv2.models import elbv2_backends
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
@@ -47,6 +58,42 @@ def _launched_from(self, *args, **kwargs):
 
 
 autoscaling.InstanceState.__init__ = _launched_from
+
+_action_init = elbv2.FakeAction.__init__
+
+
+def _invalid(message):
+    return ELBClientError("InvalidLoadBalancerAction", message)
+
+
+def _action_as_alb_takes_it(self, data):
+    """Refuse an action AWS refuses; keep what AWS keeps, report what AWS reports."""
+    data = dict(data)
+    if data.get("Type") == "authenticate-oidc":
+        oidc = dict(data.get("AuthenticateOidcConfig") or {})
+        secret, reuse = "ClientSecret" in oidc, bool(oidc.get("UseExistingClientSecret"))
+        if secret and reuse:
+            raise _invalid("You cannot both specify a client secret and set UseExistingClientSecret to true")
+        if not secret and not reuse:
+            raise _invalid("A client secret is required unless UseExistingClientSecret is true")
+        oidc.pop("ClientSecret", None)
+        oidc.pop("UseExistingClientSecret", None)
+        data["AuthenticateOidcConfig"] = oidc
+    if data.get("Type") == "forward":
+        arn = data.get("TargetGroupArn")
+        groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+        if arn and groups and [g.get("TargetGroupArn") for g in groups] != [arn]:
+            raise _invalid(
+                "You cannot specify a target group ARN and a forward config that names other target groups"
+            )
+        if arn and not groups:
+            data["ForwardConfig"] = dict(data.get("ForwardConfig") or {}, TargetGroups=[{"TargetGroupArn": arn, "Weight": 1}])
+        elif len(groups) == 1 and not arn:
+            data["TargetGroupArn"] = groups[0].get("TargetGroupArn")
+    _action_init(self, data)
+
+
+elbv2.FakeAction.__init__ = _action_as_alb_takes_it
 autoscaling.InstanceState.launch_template = property(lambda self: self._launched_version)
 
 

@@ -3,6 +3,12 @@
 //! Weights are written as percentages (0-100, inside the ALB's 0-999) to exactly two
 //! target groups and always read back: the share the load balancer reports is the one
 //! the engine records, and a mismatch fails the step.
+//!
+//! A traffic change rewrites only the target groups of the route's forward action: the
+//! route's actions are read and written back in their order with every other action
+//! (user authentication before the forward, say) and every other forward setting
+//! (target-group stickiness) as they were. Writing a bare forward instead would log
+//! nobody in and end stickiness at the first shift.
 
 use std::time::Duration;
 
@@ -39,7 +45,12 @@ impl AlbRouter {
     /// # Errors
     /// AWS errors; a route that does not forward.
     pub async fn weights(&self) -> Result<Vec<(String, i32)>, DriverError> {
-        let actions = match &self.production {
+        forward_weights(&self.actions(&self.production).await?)
+    }
+
+    /// The actions of `route`: a listener's default actions or a rule's actions.
+    async fn actions(&self, route: &Route) -> Result<Vec<Action>, DriverError> {
+        match route {
             Route::Listener(arn) => {
                 let out = self
                     .elb
@@ -52,7 +63,7 @@ impl AlbRouter {
                     .listeners()
                     .first()
                     .ok_or_else(|| DriverError::Failed(format!("listener {arn} does not exist")))?;
-                listener.default_actions().to_vec()
+                Ok(listener.default_actions().to_vec())
             }
             Route::Rule(arn) => {
                 let out = self
@@ -65,18 +76,49 @@ impl AlbRouter {
                 let rule = out.rules().first().ok_or_else(|| {
                     DriverError::Failed(format!("listener rule {arn} does not exist"))
                 })?;
-                rule.actions().to_vec()
+                Ok(rule.actions().to_vec())
             }
-        };
-        forward_weights(&actions)
+        }
+    }
+
+    /// Forward `route` to `groups` (ARN, weight), every other action and forward setting
+    /// of it unchanged. `what` names the change in errors.
+    async fn retarget(
+        &self,
+        route: &Route,
+        groups: &[(&str, i32)],
+        what: &str,
+    ) -> Result<(), DriverError> {
+        let actions = retargeted(&self.actions(route).await?, groups)?;
+        match route {
+            Route::Listener(arn) => {
+                self.elb
+                    .modify_listener()
+                    .listener_arn(arn)
+                    .set_default_actions(Some(actions))
+                    .send()
+                    .await
+                    .map_err(|e| classify(what, e))?;
+            }
+            Route::Rule(arn) => {
+                self.elb
+                    .modify_rule()
+                    .rule_arn(arn)
+                    .set_actions(Some(actions))
+                    .send()
+                    .await
+                    .map_err(|e| classify(what, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Route `new_percent` to `new_tg` and the rest to `stable_tg`, then read back and
-    /// return the share of `new_tg`. Reads are retried briefly because the ALB API is
-    /// eventually consistent.
+    /// return the share of `new_tg`. Only the forward's target groups change. Reads are
+    /// retried briefly because the ALB API is eventually consistent.
     ///
     /// # Errors
-    /// AWS errors; a percentage over 100.
+    /// AWS errors; a percentage over 100; a route that does not forward.
     pub async fn shift(
         &self,
         stable_tg: &str,
@@ -88,30 +130,15 @@ impl AlbRouter {
                 "{new_percent}% is not a traffic share"
             )));
         }
-        let action = forward(&[
+        let groups = [
             (stable_tg, i32::from(100 - new_percent)),
             (new_tg, i32::from(new_percent)),
-        ]);
-        match &self.production {
-            Route::Listener(arn) => {
-                self.elb
-                    .modify_listener()
-                    .listener_arn(arn)
-                    .default_actions(action)
-                    .send()
-                    .await
-                    .map_err(|e| classify("setting listener weights", e))?;
-            }
-            Route::Rule(arn) => {
-                self.elb
-                    .modify_rule()
-                    .rule_arn(arn)
-                    .actions(action)
-                    .send()
-                    .await
-                    .map_err(|e| classify("setting rule weights", e))?;
-            }
-        }
+        ];
+        let what = match &self.production {
+            Route::Listener(_) => "setting listener weights",
+            Route::Rule(_) => "setting rule weights",
+        };
+        self.retarget(&self.production, &groups, what).await?;
         let mut read = 0;
         for attempt in 0..5 {
             read = share_of(&self.weights().await?, new_tg);
@@ -123,23 +150,22 @@ impl AlbRouter {
         Ok(read)
     }
 
-    /// Point the test listener entirely at `new_tg`.
+    /// Point the test listener's forward entirely at `new_tg`; its other actions and
+    /// forward settings stay.
     ///
     /// # Errors
-    /// AWS errors; no test listener configured.
+    /// AWS errors; no test listener configured; a test listener that does not forward.
     pub async fn route_test(&self, new_tg: &str) -> Result<(), DriverError> {
         let arn = self
             .test_listener
             .as_ref()
             .ok_or_else(|| DriverError::Failed("no test listener is configured".into()))?;
-        self.elb
-            .modify_listener()
-            .listener_arn(arn)
-            .default_actions(forward(&[(new_tg, 1)]))
-            .send()
-            .await
-            .map_err(|e| classify("routing the test listener", e))?;
-        Ok(())
+        self.retarget(
+            &Route::Listener(arn.clone()),
+            &[(new_tg, 1)],
+            "routing the test listener",
+        )
+        .await
     }
 }
 
@@ -164,20 +190,67 @@ pub async fn healthy_targets(elb: &Client, tg: &str) -> Result<Vec<String>, Driv
         .collect())
 }
 
-fn forward(groups: &[(&str, i32)]) -> Action {
-    let mut config = ForwardActionConfig::builder();
-    for (arn, weight) in groups {
-        config = config.target_groups(
+/// `actions` as read from a route, ready to be written back with the forward action sent
+/// to `groups` (ARN, weight) and nothing else changed: the same actions in the same
+/// order with the same `Order`s, the forward's other settings (stickiness) kept. Groups
+/// the forward already names keep their place in its list; it drops groups not in
+/// `groups`.
+///
+/// Two things of a read-back action cannot be written as read. A forward to one group
+/// is reported with both `TargetGroupArn` and `ForwardConfig`, and AWS refuses a write
+/// where they name different groups: only `ForwardConfig` is written. AWS never reports
+/// an OIDC action's client secret: an action read without one keeps the secret it has
+/// with `UseExistingClientSecret` (AWS refuses that flag beside a secret).
+///
+/// # Errors
+/// A route with no forward action.
+fn retargeted(actions: &[Action], groups: &[(&str, i32)]) -> Result<Vec<Action>, DriverError> {
+    let forward = actions
+        .iter()
+        .position(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+        .ok_or_else(|| DriverError::Failed("the route does not forward to target groups".into()))?;
+    let mut actions = actions.to_vec();
+    for action in &mut actions {
+        if let Some(oidc) = action.authenticate_oidc_config.as_mut() {
+            oidc.use_existing_client_secret = oidc.client_secret.is_none().then_some(true);
+        }
+    }
+    let action = &mut actions[forward];
+    let mut config = action
+        .forward_config
+        .take()
+        .unwrap_or_else(|| ForwardActionConfig::builder().build());
+    let mut listed: Vec<&str> = config
+        .target_groups()
+        .iter()
+        .filter_map(|g| g.target_group_arn())
+        .collect();
+    if listed.is_empty() {
+        listed.extend(action.target_group_arn());
+    }
+    let weight = |arn: &str| groups.iter().find(|(g, _)| *g == arn).map(|(_, w)| *w);
+    let mut order: Vec<&str> = listed
+        .into_iter()
+        .filter(|arn| weight(arn).is_some())
+        .collect();
+    for (arn, _) in groups {
+        if !order.contains(arn) {
+            order.push(*arn);
+        }
+    }
+    let tuples = order
+        .iter()
+        .map(|arn| {
             TargetGroupTuple::builder()
                 .target_group_arn(*arn)
-                .weight(*weight)
-                .build(),
-        );
-    }
-    Action::builder()
-        .r#type(ActionTypeEnum::Forward)
-        .forward_config(config.build())
-        .build()
+                .set_weight(weight(arn))
+                .build()
+        })
+        .collect();
+    config.target_groups = Some(tuples);
+    action.forward_config = Some(config);
+    action.target_group_arn = None;
+    Ok(actions)
 }
 
 /// Weights of the forward action among `actions` (a plain forward to one group counts
@@ -234,6 +307,270 @@ pub fn share_of(weights: &[(String, i32)], tg: &str) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_elasticloadbalancingv2::types::{
+        AuthenticateCognitoActionConfig, AuthenticateOidcActionConfig, FixedResponseActionConfig,
+        RedirectActionConfig, RedirectActionStatusCodeEnum, TargetGroupStickinessConfig,
+    };
+
+    const BLUE: &str = "arn:tg/blue";
+    const GREEN: &str = "arn:tg/green";
+
+    /// An OIDC login as AWS reports it: no client secret.
+    fn oidc(order: i32) -> Action {
+        Action::builder()
+            .r#type(ActionTypeEnum::AuthenticateOidc)
+            .order(order)
+            .authenticate_oidc_config(
+                AuthenticateOidcActionConfig::builder()
+                    .issuer("https://idp.example.com")
+                    .authorization_endpoint("https://idp.example.com/authorize")
+                    .token_endpoint("https://idp.example.com/token")
+                    .user_info_endpoint("https://idp.example.com/userinfo")
+                    .client_id("web")
+                    .session_timeout(3600)
+                    .authentication_request_extra_params("prompt", "login")
+                    .build(),
+            )
+            .build()
+    }
+
+    fn cognito(order: i32) -> Action {
+        Action::builder()
+            .r#type(ActionTypeEnum::AuthenticateCognito)
+            .order(order)
+            .authenticate_cognito_config(
+                AuthenticateCognitoActionConfig::builder()
+                    .user_pool_arn("arn:aws:cognito-idp:us-east-1:1:userpool/p")
+                    .user_pool_client_id("c")
+                    .user_pool_domain("d")
+                    .build(),
+            )
+            .build()
+    }
+
+    fn fixed_response(order: i32) -> Action {
+        Action::builder()
+            .r#type(ActionTypeEnum::FixedResponse)
+            .order(order)
+            .fixed_response_config(
+                FixedResponseActionConfig::builder()
+                    .status_code("503")
+                    .content_type("text/plain")
+                    .message_body("down for maintenance")
+                    .build(),
+            )
+            .build()
+    }
+
+    fn redirect() -> Action {
+        Action::builder()
+            .r#type(ActionTypeEnum::Redirect)
+            .redirect_config(
+                RedirectActionConfig::builder()
+                    .protocol("HTTPS")
+                    .port("443")
+                    .status_code(RedirectActionStatusCodeEnum::Http301)
+                    .build(),
+            )
+            .build()
+    }
+
+    /// A forward to `groups`, with stickiness for `sticky` seconds if given.
+    fn forward_to(groups: &[(&str, i32)], sticky: Option<i32>, order: Option<i32>) -> Action {
+        let mut config = ForwardActionConfig::builder();
+        for (arn, weight) in groups {
+            config = config.target_groups(
+                TargetGroupTuple::builder()
+                    .target_group_arn(*arn)
+                    .weight(*weight)
+                    .build(),
+            );
+        }
+        if let Some(seconds) = sticky {
+            config = config.target_group_stickiness_config(
+                TargetGroupStickinessConfig::builder()
+                    .enabled(true)
+                    .duration_seconds(seconds)
+                    .build(),
+            );
+        }
+        Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .set_order(order)
+            .forward_config(config.build())
+            .build()
+    }
+
+    /// (ARN, weight) of the forward among `actions`, in its order.
+    fn groups_of(actions: &[Action]) -> Vec<(String, i32)> {
+        let forward = actions
+            .iter()
+            .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+            .unwrap();
+        forward
+            .forward_config()
+            .unwrap()
+            .target_groups()
+            .iter()
+            .map(|g| {
+                (
+                    g.target_group_arn().unwrap().to_string(),
+                    g.weight().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// `retargeted` left every action but the forward's target groups as it was (an OIDC
+    /// action read without its secret says to keep the secret it has), and wrote only
+    /// `ForwardConfig` for the forward.
+    fn assert_only_groups_changed(case: &str, before: &[Action], after: &[Action]) {
+        assert_eq!(before.len(), after.len(), "{case}: actions added or lost");
+        for (b, a) in before.iter().zip(after) {
+            let mut expected = b.clone();
+            if let Some(oidc) = expected.authenticate_oidc_config.as_mut() {
+                oidc.use_existing_client_secret = oidc.client_secret.is_none().then_some(true);
+            }
+            if expected.r#type() == Some(&ActionTypeEnum::Forward) {
+                assert_eq!(a.target_group_arn(), None, "{case}: TargetGroupArn written");
+                expected.target_group_arn = None;
+                let config = expected
+                    .forward_config
+                    .get_or_insert_with(|| ForwardActionConfig::builder().build());
+                config.target_groups = a.forward_config().unwrap().target_groups.clone();
+            }
+            assert_eq!(a, &expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_traffic_change_rewrites_only_the_forwards_target_groups() {
+        let shift = [(BLUE, 90), (GREEN, 10)];
+        /// A case, the actions as read, and the forward's groups once shifted.
+        type Case = (&'static str, Vec<Action>, Vec<(&'static str, i32)>);
+        let corpus: Vec<Case> = vec![
+            (
+                "login, then a sticky forward to two groups",
+                vec![
+                    oidc(1),
+                    forward_to(&[(BLUE, 100), (GREEN, 0)], Some(600), Some(2)),
+                ],
+                vec![(BLUE, 90), (GREEN, 10)],
+            ),
+            (
+                "Cognito login, then a forward reported with TargetGroupArn and ForwardConfig",
+                vec![cognito(1), {
+                    let mut f = forward_to(&[(BLUE, 1)], Some(60), Some(2));
+                    f.target_group_arn = Some(BLUE.into());
+                    f
+                }],
+                vec![(BLUE, 90), (GREEN, 10)],
+            ),
+            (
+                "a forward with TargetGroupArn only",
+                vec![
+                    Action::builder()
+                        .r#type(ActionTypeEnum::Forward)
+                        .target_group_arn(BLUE)
+                        .build(),
+                ],
+                vec![(BLUE, 90), (GREEN, 10)],
+            ),
+            (
+                "a forward that lists green first",
+                vec![forward_to(&[(GREEN, 0), (BLUE, 100)], Some(30), None)],
+                vec![(GREEN, 10), (BLUE, 90)],
+            ),
+            (
+                "a forward with a third group, which is dropped",
+                vec![forward_to(
+                    &[(BLUE, 50), ("arn:tg/other", 50), (GREEN, 0)],
+                    None,
+                    None,
+                )],
+                vec![(BLUE, 90), (GREEN, 10)],
+            ),
+            (
+                "a fixed response and a forward, each with an order",
+                vec![
+                    fixed_response(5),
+                    forward_to(&[(BLUE, 100), (GREEN, 0)], None, Some(7)),
+                ],
+                vec![(BLUE, 90), (GREEN, 10)],
+            ),
+            (
+                "two logins before the forward",
+                vec![
+                    cognito(1),
+                    oidc(2),
+                    forward_to(&[(BLUE, 100), (GREEN, 0)], Some(600), Some(3)),
+                ],
+                vec![(BLUE, 90), (GREEN, 10)],
+            ),
+        ];
+        for (case, before, groups) in corpus {
+            let after = retargeted(&before, &shift).unwrap();
+            assert_only_groups_changed(case, &before, &after);
+            let expected: Vec<(String, i32)> =
+                groups.iter().map(|(a, w)| (a.to_string(), *w)).collect();
+            assert_eq!(groups_of(&after), expected, "{case}");
+            assert_eq!(share_of(&groups_of(&after), GREEN), 10, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_test_listener_is_pointed_at_one_group_and_keeps_its_login() {
+        let before = vec![cognito(1), forward_to(&[(BLUE, 1)], Some(300), Some(2))];
+        let after = retargeted(&before, &[(GREEN, 1)]).unwrap();
+        assert_only_groups_changed("test listener", &before, &after);
+        assert_eq!(groups_of(&after), [(GREEN.to_string(), 1)]);
+    }
+
+    #[test]
+    fn an_oidc_secret_read_back_is_written_back_without_the_keep_flag() {
+        // AWS never reports the secret; a read that has one (an older API, a stand-in)
+        // must not be written with UseExistingClientSecret too, which AWS refuses.
+        let mut login = oidc(1);
+        let config = login.authenticate_oidc_config.as_mut().unwrap();
+        config.client_secret = Some("s3cret".into());
+        config.use_existing_client_secret = Some(true);
+        let before = vec![login, forward_to(&[(BLUE, 100), (GREEN, 0)], None, Some(2))];
+        let after = retargeted(&before, &[(BLUE, 0), (GREEN, 100)]).unwrap();
+        let config = after[0].authenticate_oidc_config().unwrap();
+        assert_eq!(config.client_secret(), Some("s3cret"));
+        assert_eq!(config.use_existing_client_secret(), None);
+
+        let after = retargeted(
+            &[oidc(1), forward_to(&[(BLUE, 1)], None, Some(2))],
+            &[(GREEN, 1)],
+        )
+        .unwrap();
+        let config = after[0].authenticate_oidc_config().unwrap();
+        assert_eq!(
+            (config.client_secret(), config.use_existing_client_secret()),
+            (None, Some(true))
+        );
+    }
+
+    #[test]
+    fn a_route_that_does_not_forward_is_refused() {
+        for (case, actions) in [
+            ("redirect", vec![redirect()]),
+            ("fixed response", vec![fixed_response(1)]),
+            (
+                "login then fixed response",
+                vec![oidc(1), fixed_response(2)],
+            ),
+            ("nothing", vec![]),
+        ] {
+            let err = retargeted(&actions, &[(BLUE, 90), (GREEN, 10)]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("does not forward to target groups"),
+                "{case}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn shares_round_to_whole_percent() {
