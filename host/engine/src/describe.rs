@@ -61,18 +61,6 @@ pub fn step(step: &Step) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(duration_ms(90_000), "1m30s");
-        assert_eq!(duration_ms(5_400_000), "1h30m");
-        assert_eq!(duration_ms(1500), "1500ms");
-    }
-}
-
 /// A journaled action in words ("shift traffic: 50% new / 50% stable", "rollback:
 /// remove the new side").
 pub fn action(action: &crate::state::Action) -> String {
@@ -92,5 +80,17 @@ pub fn action(action: &crate::state::Action) -> String {
             "rollback: roll the stable release back out in place".to_string()
         }
         Action::Rollback(RollbackAction::Discard) => "rollback: remove the new side".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_ms(90_000), "1m30s");
+        assert_eq!(duration_ms(5_400_000), "1h30m");
+        assert_eq!(duration_ms(1500), "1500ms");
     }
 }
