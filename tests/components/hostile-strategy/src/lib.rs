@@ -25,10 +25,12 @@ impl Strategy for Hostile {
     }
 
     fn next(params: &Params, state: &RolloutState) -> Result<Step, String> {
-        let new = |count| Step::Scale(ScaleRequest {
-            side: Side::New,
-            count,
-        });
+        let new = |count| {
+            Step::Scale(ScaleRequest {
+                side: Side::New,
+                count,
+            })
+        };
         let desired = state.target.desired_count;
         // Scripted modes: the step is the script's entry for the steps taken so far.
         let script: Option<Vec<Step>> = match params.mode.as_str() {
