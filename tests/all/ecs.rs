@@ -390,12 +390,7 @@ async fn with_the_aws_backend_a_killed_runs_lease_is_taken_over_by_rollback() {
 async fn sigterm_from_ci_rolls_back() {
     let good = App::start(200, "ok");
     let env = EcsEnv::with_task_sets(&good.url, r#"[{ weight = 10, bake = "1h" }]"#).await;
-    let child = env
-        .command(&["run", "canary", "--release", "web:2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = env.spawn_captured(&["run", "canary", "--release", "web:2"]);
     wait_for_traffic(&env).await;
     let pid = child.id().unwrap().to_string();
     assert!(
@@ -884,12 +879,7 @@ async fn with_the_aws_backend_a_run_paused_past_its_lease_changes_nothing_after_
             .aws_state("deployer-state", "deployer-locks", "shop/")
             .lease("5s"),
     );
-    let paused = env
-        .command(&["run", "canary", "--release", "web:2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let paused = env.spawn_captured(&["run", "canary", "--release", "web:2"]);
     wait_for_traffic(&env).await;
     signal(&paused, libc::SIGSTOP);
 
@@ -931,12 +921,7 @@ async fn with_the_aws_backend_a_run_paused_past_its_lease_changes_nothing_after_
 async fn with_the_local_backend_a_paused_run_keeps_its_lock_and_nobody_acts_beside_it() {
     let good = App::start(200, "ok");
     let env = EcsEnv::with_task_sets(&good.url, r#"[{ weight = 10, bake = "1h" }]"#).await;
-    let paused = env
-        .command(&["run", "canary", "--release", "web:2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let paused = env.spawn_captured(&["run", "canary", "--release", "web:2"]);
     wait_for_traffic(&env).await;
     signal(&paused, libc::SIGSTOP);
     let (code, out, err) = env.deployer(&["rollback"]).await;

@@ -111,12 +111,7 @@ async fn signals_during_a_manual_rollback_let_it_finish() {
     let slow = Fault::Slow(std::time::Duration::from_millis(700));
     proxy.arm("UpdateTaskSet", slow, 0, 20);
     proxy.arm("ModifyListener", slow, 0, 20);
-    let child = env
-        .command(&["rollback"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = env.spawn_captured(&["rollback"]);
     let pid = child.id().unwrap() as i32;
     // Once the rollback is changing things (its first slow call has been answered).
     let started = std::time::Instant::now();

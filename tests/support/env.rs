@@ -103,6 +103,16 @@ impl<W, X> Env<W, X> {
             .await
     }
 
+    /// Start `deployer ARGS` with its output captured: a run the test will signal and
+    /// then read (`wait_with_output`).
+    pub fn spawn_captured(&self, args: &[&str]) -> tokio::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Start `deployer ARGS` with its output discarded: a run the test will kill.
     pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
         self.command(args)
