@@ -306,4 +306,16 @@ fn max_steps_and_max_duration_are_checked_against_their_ranges_and_the_plan() {
             assert!(err.contains(says), "{key} = {value}: {err}");
         }
     }
+    // Bakes that add up past max-duration: the run would be cut off partway.
+    let long = ConfigBuilder::new().service("web", |s| {
+        traffic(s)
+            .canary_steps(r#"[ { weight = 25, bake = "40m" }, { weight = 50, bake = "40m" } ]"#)
+            .settings(|t| t.raw("max-duration", "\"1h\""))
+    });
+    let (code, _, err) = validate(dir.path(), &long);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("longer than the service's max-duration"),
+        "{err}"
+    );
 }

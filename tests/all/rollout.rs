@@ -676,3 +676,55 @@ async fn a_store_that_goes_down_mid_run_does_not_stop_the_rollback() {
     );
     assert_eq!(h.state().live_release(), Some("web:2"));
 }
+
+/// A rollback that failed (a permanent error while traffic was split) is finished by the
+/// next `deployer rollback`: traffic back on the failed deployment's stable release and
+/// its new side removed — not an older release redeployed beside what it left.
+#[tokio::test]
+async fn rollback_after_a_failed_rollback_finishes_that_one() {
+    use deployer_engine::rollout::RolledBack;
+    let h = Harness::new();
+    let plugin = h.builtin("canary");
+    let gates = Scripted::failing(LifecyclePoint::PostTraffic, 0);
+    h.driver.arm(
+        "shift_traffic",
+        Fault::Fail {
+            skip: 1,
+            times: u32::MAX,
+            error: DriverError::Failed("AccessDenied".into()),
+        },
+    );
+    let report = h.deploy(&plugin, &gates, request("canary", CANARY)).await;
+    assert_eq!(report.result, DeployResult::RollbackFailed, "{report:?}");
+    assert!(h.state().new_percent > 0, "{:?}", h.state());
+
+    h.driver.disarm();
+    let blue_green = h.builtin("blue-green");
+    let engine = h.engine(&blue_green, &NoGates, settings());
+    let again = engine
+        .roll_back("blue-green", r#"{"test-traffic":false}"#)
+        .await
+        .unwrap();
+    let RolledBack::Recovered(retry) = again else {
+        panic!("expected the failed rollback to be finished: {again:?}");
+    };
+    assert_eq!(retry.result, DeployResult::RolledBack, "{retry:?}");
+    assert!(
+        retry.detail.contains("retrying the failed rollback"),
+        "{}",
+        retry.detail
+    );
+    h.assert_safe_on_stable();
+    let history: Vec<DeployResult> = h
+        .store
+        .history("web")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|j| j.finished().map(|f| f.0))
+        .collect();
+    assert_eq!(
+        history,
+        [DeployResult::RollbackFailed, DeployResult::RolledBack]
+    );
+}

@@ -374,6 +374,16 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 }
             }
             let history = self.store.history(self.service).await?;
+            // The newest deployment's own rollback failed: finish putting traffic back on
+            // its stable release (as a new, journaled rollback of it) rather than
+            // redeploying an older release beside what it left behind.
+            if let Some(failed) = history.last()
+                && failed
+                    .finished()
+                    .is_some_and(|(r, _)| r == DeployResult::RollbackFailed)
+            {
+                return self.retry_rollback(id, failed).await.map(RolledBack::Recovered);
+            }
             let last = history
                 .iter()
                 .rev()
@@ -490,6 +500,63 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         result
     }
 
+    /// Roll back again, as deployment `id`, the deployment `failed` whose rollback failed:
+    /// the same releases, every rollback action taken afresh (they are idempotent), the
+    /// last shift to stable always made.
+    async fn retry_rollback(&self, id: String, failed: &Journal) -> Result<Report, EngineError> {
+        let Some(Record::Started {
+            id: failed_id,
+            strategy,
+            strategy_digest,
+            params,
+            target,
+            new_release,
+            stable_release: Some(stable),
+            ..
+        }) = failed.started().cloned()
+        else {
+            return Err(EngineError::CannotRollBack(
+                "the last deployment's rollback failed and it recorded no stable release to go back to; restore it by hand".into(),
+            ));
+        };
+        let shape = self.target.inspect().await.map_err(EngineError::Target)?;
+        let driver = self
+            .target
+            .driver(shape.side_by_side, &stable, &new_release)
+            .map_err(EngineError::Target)?;
+        let started = Record::Started {
+            id: id.clone(),
+            service: self.service.to_string(),
+            strategy,
+            strategy_digest,
+            params,
+            target,
+            new_release: new_release.clone(),
+            stable_release: Some(stable.clone()),
+            at_ms: now_ms(),
+            undoes: Some(failed_id.clone()),
+        };
+        self.store.begin(self.service, &id, &started).await?;
+        (self.events)(&Event::Reverting {
+            service: self.service,
+            from: &new_release,
+            to: &stable,
+        });
+        let runner = Runner {
+            engine: self,
+            driver,
+        };
+        let run = runner.run_from(Journal {
+            records: vec![started],
+        })?;
+        runner
+            .roll_back(
+                run,
+                format!("retrying the failed rollback of deployment {failed_id}"),
+            )
+            .await
+    }
+
     /// Refuse, before changing anything, a strategy whose plan the host would refuse or
     /// whose steps the target cannot take: side-by-side steps on an in-place target, or
     /// an in-place update on one deployed side by side.
@@ -524,6 +591,20 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 }
                 Err(err) => return Err(err.into()),
             };
+        let bake_ms: u64 = steps
+            .iter()
+            .map(|s| if let Step::Bake(ms) = s { *ms } else { 0 })
+            .sum();
+        if u128::from(bake_ms) > self.settings.max_duration.as_millis() {
+            return Err(EngineError::Unfit(format!(
+                "`{}` bakes for {} in all, longer than the service's max-duration ({}): raise max-duration or bake less",
+                request.strategy,
+                describe::duration_ms(bake_ms),
+                describe::duration_ms(
+                    u64::try_from(self.settings.max_duration.as_millis()).unwrap_or(u64::MAX)
+                )
+            )));
+        }
         if steps.len() > self.settings.max_steps as usize {
             return Err(EngineError::Unfit(format!(
                 "`{}` plans {} steps, more than the service's max-steps ({}): raise max-steps or take fewer steps",
@@ -942,7 +1023,10 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     .await
                 {
                     Ok(()) => break,
-                    Err(err) if attempt < 3 && !err.lost_the_service() => {
+                    // Rolling back, one retry: the rollback goes on without the record.
+                    Err(err)
+                        if attempt < if run.lenient { 1 } else { 3 } && !err.lost_the_service() =>
+                    {
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(5));
                         attempt += 1;

@@ -280,7 +280,7 @@ impl AwsStore {
                         .table_name(&store.table)
                         .key("pk", AttributeValue::S(key.clone()))
                         .update_expression("SET expires = :e")
-                        .condition_expression("#owner = :me")
+                        .condition_expression("attribute_exists(pk) AND #owner = :me")
                         .expression_attribute_names("#owner", "owner")
                         .expression_attribute_values(":e", AttributeValue::N(expires.to_string()))
                         .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
@@ -291,6 +291,15 @@ impl AwsStore {
                             let mut held = held
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            // Sent after the lease had already lapsed (the process was
+                            // paused): another run may have held it meanwhile. Lapsed
+                            // is lost for good, whatever this renewal found.
+                            if sent >= held.until {
+                                held.lost.get_or_insert_with(|| {
+                                    "this run's lease lapsed before it was renewed (the process was paused or starved)".to_string()
+                                });
+                                return;
+                            }
                             held.until = sent + store.lease * 3 / 4;
                             held.last_error = None;
                             pause = every;
@@ -306,7 +315,7 @@ impl AwsStore {
                                 .map_or_else(|| "another run".to_string(), |h| h.to_string());
                             held.lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .lost = Some(name);
+                                .lost = Some(format!("{name} holds it"));
                             return;
                         }
                         Err(err) => {
@@ -469,7 +478,7 @@ impl deployer_engine::state::Lease for AwsLock {
             if let Some(holder) = &held.lost {
                 return Err(StateError::Superseded {
                     what,
-                    detail: format!("{holder} holds it"),
+                    detail: holder.clone(),
                 });
             }
             if Instant::now() >= held.until {
