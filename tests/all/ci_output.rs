@@ -152,11 +152,11 @@ async fn github_actions_get_annotations_and_a_step_summary_without_secrets() {
         .unwrap_or_else(|| panic!("no rollback annotation in {stdout}"));
     assert!(annotation.contains("0/5 requests"), "{annotation}");
     assert!(
-        summary.contains("### deployer run `web`: ↩️ rolled back"),
+        summary.contains("### deployer run web: ↩️ rolled back"),
         "{summary}"
     );
     assert!(
-        summary.contains("| release | web:1 → **web:2** (canary) |"),
+        summary.contains(r"| release | web\:1 → **web\:2** (canary) |"),
         "{summary}"
     );
     assert!(
