@@ -14,7 +14,7 @@ use aws_sdk_ecs::types::{LoadBalancer, Scale, ScaleUnit, TaskSet};
 use super::alb::{AlbRouter, healthy_targets};
 use super::{Clients, classify};
 use deployer_contract::{RollingUpdate, Side};
-use deployer_engine::driver::{Driver, DriverError, wait_for_units};
+use deployer_engine::driver::{Backoff, Driver, DriverError, wait_for_units};
 
 #[derive(Clone, Debug)]
 pub struct EcsTaskSets {
@@ -261,6 +261,31 @@ impl EcsTaskSets {
         Ok(healthy_targets(&self.clients.elb, tg).await?.len() as u32)
     }
 
+    /// Wait (up to the health timeout) until the idle target group `tg` holds no healthy
+    /// target. A task set removed moments ago (the last run's old side, or a rolled-back
+    /// new side) leaves its targets there, healthy, until they are deregistered; the new
+    /// side's health is counted in that group, so they would pass for the new release's
+    /// units — a release that never gets healthy would be promoted on them.
+    async fn wait_until_idle(&self, tg: &str) -> Result<(), DriverError> {
+        let deadline = tokio::time::Instant::now() + self.health_timeout;
+        let mut backoff = Backoff::new(self.poll);
+        loop {
+            let left = self.healthy(tg).await?;
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Failed(format!(
+                    "the idle target group {tg} still has {left} healthy target(s) after {:?}, \
+                     which the new side's health would count; deregister them (a task set \
+                     removed by hand?) and deploy again",
+                    self.health_timeout
+                )));
+            }
+            backoff.sleep().await;
+        }
+    }
+
     async fn delete(&self, set: &TaskSet) -> Result<(), DriverError> {
         self.clients
             .ecs
@@ -293,6 +318,7 @@ impl Driver for EcsTaskSets {
             .find(|tg| **tg != stable_tg)
             .cloned()
             .ok_or_else(|| DriverError::Failed("the two target-groups must differ".into()))?;
+        self.wait_until_idle(&new_tg).await?;
         let template = stable.load_balancers().first();
         let lb = LoadBalancer::builder()
             .target_group_arn(new_tg)
