@@ -24,6 +24,7 @@ macro_rules! snapshot {
 mod alb_routing;
 mod asg;
 mod bad_input;
+mod chaos;
 mod ci_output;
 mod cli;
 mod cli_snapshots;

@@ -34,10 +34,16 @@ pub fn repo(path: &str) -> PathBuf {
 
 /// `deployer ARGS --config dir/deployer.toml` with moto's test credentials.
 pub fn command(dir: &Path, args: &[&str]) -> tokio::process::Command {
+    command_at(&dir.join("deployer.toml"), args)
+}
+
+/// `deployer ARGS --config CONFIG` with moto's test credentials (for a test that keeps
+/// more than one config next to the same `.deployer` state).
+pub fn command_at(config: &Path, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(deployer_bin());
     cmd.args(args)
         .arg("--config")
-        .arg(dir.join("deployer.toml"))
+        .arg(config)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env(
