@@ -160,7 +160,7 @@ async fn github_actions_get_annotations_and_a_step_summary_without_secrets() {
         "{summary}"
     );
     assert!(
-        summary.contains("smoke") || summary.contains("http:"),
+        summary.contains("smoke") || summary.contains(r"http\:"),
         "{summary}"
     );
 

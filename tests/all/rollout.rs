@@ -378,6 +378,38 @@ async fn recovery_alone_leaves_traffic_on_stable() {
     );
 }
 
+#[tokio::test]
+async fn a_shift_carried_out_but_never_journaled_done_is_rolled_back_too() {
+    // Killed after the load balancer took the new weights, before the run journaled that
+    // it had: the journal's last verified share is 0%, the listener's 100% (blue-green)
+    // or 10% (canary). The rollback must move that traffic back before it removes the
+    // new side. Found by `chaos`.
+    for (strategy, params) in [("blue-green", "{}"), ("canary", CANARY)] {
+        let h = Harness::new();
+        let plugin = h.builtin(strategy);
+        h.driver.arm("shift_traffic", Fault::HangAfter);
+        let engine = h.engine(&plugin, &NoGates, settings());
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            engine.deploy(request(strategy, params)),
+        )
+        .await;
+        assert!(
+            h.state().new_percent > 0,
+            "{strategy}: killed with the shift carried out"
+        );
+        h.driver.disarm();
+        let report = engine.recover_active().await.unwrap().unwrap();
+        assert_eq!(
+            report.result,
+            DeployResult::RolledBack,
+            "{strategy}: {}",
+            report.detail
+        );
+        h.assert_safe_on_stable();
+    }
+}
+
 /// A run that finished promoted but died before its history entry was written (the
 /// journal ends `finished`, the service still marks it active): with `on-interrupted =
 /// "resume"` the next run of the same release finds it live and changes nothing; the

@@ -57,6 +57,9 @@ pub enum Fault {
     MisreportWeight(u8),
     /// Never return (the test then drops the run, as a kill would).
     Hang,
+    /// Take effect, then never return: a run killed after the cloud carried out its
+    /// call, before the run could journal that it had.
+    HangAfter,
 }
 
 /// The simulated target and its driver in one: clones share the same target, so the
@@ -67,6 +70,8 @@ pub struct SimDriver {
     faults: Arc<Mutex<Vec<(String, Fault)>>>,
     /// The operation number (0-based, across all operations) at which to hang.
     hang_at: Arc<Mutex<Option<usize>>>,
+    /// The operation under way hangs once it has taken effect ([`Fault::HangAfter`]).
+    hang_after: Arc<Mutex<bool>>,
     delay: Duration,
     /// Updated in place (one side, rolling updates) instead of side by side.
     in_place: bool,
@@ -91,6 +96,7 @@ impl SimDriver {
             })),
             faults: Arc::new(Mutex::new(Vec::new())),
             hang_at: Arc::new(Mutex::new(None)),
+            hang_after: Arc::new(Mutex::new(false)),
             delay: Duration::ZERO,
             in_place: false,
         }
@@ -141,6 +147,15 @@ impl SimDriver {
         *self.hang_at.lock().unwrap() = None;
     }
 
+    /// The end of an operation that has taken effect: hang here if it was armed with
+    /// [`Fault::HangAfter`].
+    async fn leave(&self) {
+        let hang = std::mem::take(&mut *self.hang_after.lock().unwrap());
+        if hang {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Record the operation and apply any armed fault.
     async fn enter(&self, operation: &str) -> Result<Option<u8>, DriverError> {
         let n = {
@@ -180,6 +195,9 @@ impl SimDriver {
         };
         if hang || matches!(fault, Some(Fault::Hang)) {
             std::future::pending::<()>().await;
+        }
+        if matches!(fault, Some(Fault::HangAfter)) {
+            *self.hang_after.lock().unwrap() = true;
         }
         match fault {
             Some(Fault::Fail { error, .. }) => Err(error),
@@ -252,9 +270,12 @@ impl Driver for SimDriver {
 
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
         let misreport = self.enter("shift_traffic").await?;
-        let mut state = self.state.lock().unwrap();
-        state.new_percent = new_percent;
-        state.shifts.push(new_percent);
+        {
+            let mut state = self.state.lock().unwrap();
+            state.new_percent = new_percent;
+            state.shifts.push(new_percent);
+        }
+        self.leave().await;
         Ok(misreport.unwrap_or(new_percent))
     }
 
@@ -279,6 +300,7 @@ impl Driver for SimDriver {
     async fn promote(&self) -> Result<(), DriverError> {
         self.enter("promote").await?;
         self.state.lock().unwrap().promoted = true;
+        self.leave().await;
         Ok(())
     }
 
