@@ -37,7 +37,7 @@ async fn side_by_side(strategy: &str) {
         group(&[], 0),
         "old side drained"
     );
-    assert_eq!(env.targets(&env.world.blue).await, 0);
+    env.wait_for_targets(&env.world.blue, 0).await;
 
     config(&env, &bad.url);
     env.fail_web(strategy, "web:3").await;

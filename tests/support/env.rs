@@ -417,6 +417,25 @@ impl AsgEnv {
     }
 
     /// Targets registered in `tg`.
+    /// Wait until `tg` holds `count` targets: instances of a group scaled down leave
+    /// their target groups as the test ground's lifecycle stand-in gets to them (as
+    /// AWS's own deregistration does, after the run has set the group's size). Fails
+    /// after 20 s with the count it saw.
+    pub async fn wait_for_targets(&self, tg: &str, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let now = self.targets(tg).await;
+            if now == count {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{tg} still holds {now} targets, not {count}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn targets(&self, tg: &str) -> usize {
         self.clients
             .elb
