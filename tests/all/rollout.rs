@@ -508,7 +508,7 @@ async fn rollback_puts_everything_on_a_stable_side_that_cannot_reach_full_size()
     let report = h
         .deploy(
             &plugin,
-            &gates_failing_post_deploy(),
+            &Scripted::failing(LifecyclePoint::PostDeploy, 0),
             request("canary", CANARY),
         )
         .await;
@@ -522,8 +522,17 @@ async fn rollback_puts_everything_on_a_stable_side_that_cannot_reach_full_size()
     );
 }
 
-fn gates_failing_post_deploy() -> Scripted {
-    Scripted::failing(LifecyclePoint::PostDeploy, 0)
+/// The forward shift goes through; every shift after it (the rollback's) is refused
+/// with a permanent error, as an IAM policy without `ModifyListener` would.
+fn refuse_shifts_after_the_first(h: &Harness) {
+    h.driver.arm(
+        "shift_traffic",
+        Fault::Fail {
+            skip: 1,
+            times: u32::MAX,
+            error: DriverError::Failed("AccessDenied: not allowed to modify the listener".into()),
+        },
+    );
 }
 
 /// A permanent error in a rollback action ends the rollback at once with the reason
@@ -533,15 +542,7 @@ async fn a_permanent_rollback_error_ends_the_rollback_at_once() {
     let h = Harness::new();
     let plugin = h.builtin("canary");
     let gates = Scripted::failing(LifecyclePoint::PostTraffic, 0);
-    // The forward shift goes through; every shift after it (the rollback's) is refused.
-    h.driver.arm(
-        "shift_traffic",
-        Fault::Fail {
-            skip: 1,
-            times: u32::MAX,
-            error: DriverError::Failed("AccessDenied: not allowed to modify the listener".into()),
-        },
-    );
+    refuse_shifts_after_the_first(&h);
     let report = h.deploy(&plugin, &gates, request("canary", CANARY)).await;
     assert_eq!(report.result, DeployResult::RollbackFailed, "{report:?}");
     assert!(report.detail.contains("AccessDenied"), "{}", report.detail);
@@ -718,14 +719,7 @@ async fn rollback_after_a_failed_rollback_finishes_that_one() {
     let h = Harness::new();
     let plugin = h.builtin("canary");
     let gates = Scripted::failing(LifecyclePoint::PostTraffic, 0);
-    h.driver.arm(
-        "shift_traffic",
-        Fault::Fail {
-            skip: 1,
-            times: u32::MAX,
-            error: DriverError::Failed("AccessDenied".into()),
-        },
-    );
+    refuse_shifts_after_the_first(&h);
     let report = h.deploy(&plugin, &gates, request("canary", CANARY)).await;
     assert_eq!(report.result, DeployResult::RollbackFailed, "{report:?}");
     assert!(h.state().new_percent > 0, "{:?}", h.state());

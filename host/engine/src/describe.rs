@@ -17,6 +17,11 @@ pub fn duration_ms(ms: u64) -> String {
     deployer_contract::Duration { millis: ms }.to_string()
 }
 
+/// [`duration_ms`] of a `std` duration.
+pub fn duration(d: std::time::Duration) -> String {
+    duration_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// An error with its causes on one line ("error sending request: connection refused"),
 /// each cause once.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

@@ -58,6 +58,34 @@ impl Plan {
     }
 }
 
+/// Why `steps` would not fit a run capped at `max_steps` steps and `max_duration`
+/// (its bakes alone longer), with the fix; `None` when they fit. `run` refuses such a
+/// plan before any change and `validate` at the strategy's field.
+pub fn over_caps(
+    steps: &[Step],
+    max_steps: u32,
+    max_duration: std::time::Duration,
+) -> Option<String> {
+    let bake_ms: u64 = steps
+        .iter()
+        .map(|s| if let Step::Bake(ms) = s { *ms } else { 0 })
+        .sum();
+    if u128::from(bake_ms) > max_duration.as_millis() {
+        Some(format!(
+            "the plan bakes for {} in all, longer than the service's max-duration ({}): raise max-duration or bake less",
+            crate::describe::duration_ms(bake_ms),
+            crate::describe::duration(max_duration)
+        ))
+    } else if steps.len() > max_steps as usize {
+        Some(format!(
+            "the plan takes {} steps, more than the service's max-steps ({max_steps}): raise max-steps or take fewer steps",
+            steps.len()
+        ))
+    } else {
+        None
+    }
+}
+
 /// Simulate `strategy` with `params` (JSON) on `target`, every gate passing.
 ///
 /// # Errors

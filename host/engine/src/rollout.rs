@@ -24,7 +24,9 @@ use crate::plan::PlanError;
 use crate::safety::SafetyGuard;
 use crate::state::journal::RollbackAction;
 use crate::state::local::now_ms;
-use crate::state::{Action, DeployResult, Fence, Journal, Lease, Record, StateError, Store};
+use crate::state::{
+    Action, DeployResult, Fence, Journal, Lease, Record, StateError, Store, unfenced,
+};
 use crate::strategy::Strategy;
 
 /// What to do with an unfinished deployment found at start.
@@ -222,11 +224,6 @@ struct Run {
     /// answers again.
     lenient: bool,
     unwritten: Option<usize>,
-}
-
-/// No lock held (outside a locked operation): nothing to check.
-fn unfenced() -> Fence {
-    std::sync::Arc::new(|| Ok(()))
 }
 
 /// A journal write in the forward run that failed: this run lost the service (stop,
@@ -591,26 +588,12 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 }
                 Err(err) => return Err(err.into()),
             };
-        let bake_ms: u64 = steps
-            .iter()
-            .map(|s| if let Step::Bake(ms) = s { *ms } else { 0 })
-            .sum();
-        if u128::from(bake_ms) > self.settings.max_duration.as_millis() {
+        if let Some(problem) =
+            crate::plan::over_caps(&steps, self.settings.max_steps, self.settings.max_duration)
+        {
             return Err(EngineError::Unfit(format!(
-                "`{}` bakes for {} in all, longer than the service's max-duration ({}): raise max-duration or bake less",
-                request.strategy,
-                describe::duration_ms(bake_ms),
-                describe::duration_ms(
-                    u64::try_from(self.settings.max_duration.as_millis()).unwrap_or(u64::MAX)
-                )
-            )));
-        }
-        if steps.len() > self.settings.max_steps as usize {
-            return Err(EngineError::Unfit(format!(
-                "`{}` plans {} steps, more than the service's max-steps ({}): raise max-steps or take fewer steps",
-                request.strategy,
-                steps.len(),
-                self.settings.max_steps
+                "`{}`: {problem}",
+                request.strategy
             )));
         }
         match fit_problem(
@@ -1166,7 +1149,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 () = tokio::time::sleep(left) => {
                     let reason = format!(
                         "the run went on longer than the service's max-duration ({})",
-                        describe::duration_ms(u64::try_from(self.settings.max_duration.as_millis()).unwrap_or(u64::MAX))
+                        describe::duration(self.settings.max_duration)
                     );
                     return self.roll_back(run, reason).await;
                 }
@@ -1406,10 +1389,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 Err(_) => {
                     return Ok(Err(format!(
                         "it did not finish within the rollback's deadline ({})",
-                        describe::duration_ms(
-                            u64::try_from(self.settings.rollback_deadline.as_millis())
-                                .unwrap_or(u64::MAX)
-                        )
+                        describe::duration(self.settings.rollback_deadline)
                     )));
                 }
             };

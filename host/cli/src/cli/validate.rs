@@ -48,31 +48,14 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
                         Err(err @ (PlanError::Unsafe { .. } | PlanError::Endless)) => {
                             errors.push(config.error_at_field(&prefix, err.to_string()));
                         }
-                        Ok(plan)
-                            if u128::from(plan.total_bake_ms())
-                                > service.max_duration.as_millis() =>
-                        {
-                            errors.push(config.error_at_field(
-                                &prefix,
-                                format!(
-                                    "the plan bakes for {} in all, longer than the service's max-duration ({}): raise max-duration or bake less",
-                                    deployer_engine::describe::duration_ms(plan.total_bake_ms()),
-                                    deployer_engine::describe::duration_ms(
-                                        u64::try_from(service.max_duration.as_millis())
-                                            .unwrap_or(u64::MAX)
-                                    )
-                                ),
-                            ));
-                        }
-                        Ok(plan) if plan.steps.len() > service.max_steps as usize => {
-                            errors.push(config.error_at_field(
-                                &prefix,
-                                format!(
-                                    "the plan takes {} steps, more than the service's max-steps ({}): raise max-steps or take fewer steps",
-                                    plan.steps.len(),
-                                    service.max_steps
-                                ),
-                            ));
+                        Ok(plan) => {
+                            if let Some(problem) = deployer_engine::plan::over_caps(
+                                &plan.steps,
+                                service.max_steps,
+                                service.max_duration,
+                            ) {
+                                errors.push(config.error_at_field(&prefix, problem));
+                            }
                         }
                         _ => {}
                     }

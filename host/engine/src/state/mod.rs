@@ -11,7 +11,7 @@ mod store;
 
 pub use journal::{Action, DeployResult, Journal, Record};
 pub use local::{LocalStore, LockGuard};
-pub use store::{Fence, Lease, Store};
+pub use store::{Fence, Lease, Store, unfenced};
 
 use thiserror::Error;
 
