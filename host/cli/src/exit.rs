@@ -22,3 +22,22 @@ impl From<Outcome> for ExitCode {
         ExitCode::from(outcome as u8)
     }
 }
+
+impl Outcome {
+    /// The outcome in words, with its exit code.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Outcome::Success => "success, exit 0",
+            Outcome::RolledBack => "rolled back, exit 1",
+            Outcome::RollbackFailed => "rollback failed, exit 2",
+            Outcome::BadInput => "bad input, exit 3",
+            Outcome::Error => "error, exit 4",
+        }
+    }
+}
+
+/// Bad input found outside the config file (the environment, a state file the user
+/// points at): exit 3, with the message as it stands.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);

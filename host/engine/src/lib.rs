@@ -8,6 +8,7 @@
 //!   and for the check that a strategy fits its target before anything changes.
 //! - [`events`] and [`describe`]: what happened, in words; [`redact`]: URLs fit to print.
 //! - [`sim`]: an in-memory target for simulations and tests.
+//! - [`files`]: local files read as what they claim to be: regular, and bounded.
 //!
 //! What this crate must not do: link a cloud SDK, Kubernetes, a WebAssembly runtime or
 //! the CLI (`cargo tree -p deployer-engine` shows none of them). Targets, the plugin host
@@ -17,6 +18,7 @@
 pub mod describe;
 pub mod driver;
 pub mod events;
+pub mod files;
 pub mod gates;
 pub mod plan;
 pub mod redact;

@@ -9,6 +9,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use super::{CONTRACT_VERSION, Grants, Limits, PluginError, PluginHost, builtin};
+use deployer_engine::files::Kind;
 
 /// Where a plugin's component comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,10 +96,12 @@ impl PluginHost {
                         path: path.clone(),
                         reason,
                     })?;
-                let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-                    name: name.clone(),
-                    path: path.clone(),
-                    source,
+                let bytes = deployer_engine::files::read(path, Kind::Plugin).map_err(|err| {
+                    PluginError::Read {
+                        name: name.clone(),
+                        path: path.clone(),
+                        source: err.into_io(),
+                    }
                 })?;
                 let actual = sha256_hex(&bytes);
                 if actual != expected {

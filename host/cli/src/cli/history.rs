@@ -35,7 +35,7 @@ pub async fn history(
 ) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
     let (service_name, _) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
-    let clients = setup::clients(&config).await;
+    let clients = setup::clients(&config).await?;
     let store = setup::store(&config, &clients, reporter);
     let history = store.history(service_name).await?;
     let mut rows = Vec::new();
@@ -67,15 +67,15 @@ pub async fn history(
         });
     }
     if reporter.json() {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(Outcome::Success);
     }
     if rows.is_empty() {
-        println!("no deployments of `{service_name}` yet");
+        outln!("no deployments of `{service_name}` yet");
     }
     for row in rows {
         let result = serde_json::to_value(row.result)?;
-        println!(
+        outln!(
             "{}  {:<15} {:<10} {} -> {}  {}",
             row.deployment,
             result.as_str().unwrap_or("-"),

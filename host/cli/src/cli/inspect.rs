@@ -17,30 +17,30 @@ pub fn run(component: &str) -> anyhow::Result<Outcome> {
     };
     let report = inspect::inspect(&bytes)
         .with_context(|| format!("{component} is not a WebAssembly component"))?;
-    println!("component: {component}");
-    println!("sha256:    {}", report.sha256);
-    println!("size:      {} bytes", report.size);
+    outln!("component: {component}");
+    outln!("sha256:    {}", report.sha256);
+    outln!("size:      {} bytes", report.size);
     match (&report.kind, &report.contract) {
         (Some(kind), Some(version)) => {
-            println!(
+            outln!(
                 "kind:      {kind} (deployer:plugin@{version}; this deployer implements {CONTRACT_VERSION})"
             )
         }
-        _ => println!(
+        _ => outln!(
             "kind:      not a deployer plugin (exports no deployer:plugin/strategy or /hook)"
         ),
     }
-    println!("imports:");
+    outln!("imports:");
     for import in &report.imports {
-        println!("  {import}");
+        outln!("  {import}");
     }
-    println!("exports:");
+    outln!("exports:");
     for export in &report.exports {
-        println!("  {export}");
+        outln!("  {export}");
     }
-    println!("world:");
+    outln!("world:");
     for line in report.wit.lines() {
-        println!("  {line}");
+        outln!("  {line}");
     }
     Ok(Outcome::Success)
 }

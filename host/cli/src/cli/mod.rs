@@ -111,6 +111,58 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Every subcommand's name, as typed.
+    const NAMES: [&'static str; 11] = [
+        "run",
+        "rollback",
+        "status",
+        "history",
+        "plan",
+        "validate",
+        "plugin",
+        "completions",
+        "man",
+        "schema",
+        "help",
+    ];
+
+    /// The service named on the command line, if any.
+    fn service(&self) -> Option<&str> {
+        match self {
+            Command::Run { service, .. }
+            | Command::Rollback { service }
+            | Command::Status { service, .. }
+            | Command::History { service }
+            | Command::Plan { service, .. } => service.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The subcommand's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run { .. } => "run",
+            Command::Rollback { .. } => "rollback",
+            Command::Status { .. } => "status",
+            Command::History { .. } => "history",
+            Command::Plan { .. } => "plan",
+            Command::Validate => "validate",
+            Command::Plugin { .. } => "plugin",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
+            Command::Schema { .. } => "schema",
+        }
+    }
+}
+
+/// clap's message for `err`, on one line and without its `error: ` prefix.
+fn clap_message(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
 /// A refresh interval: a duration above zero (zero would reread the state in a busy loop).
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     match crate::config::parse_duration(text)? {
@@ -157,15 +209,7 @@ pub enum PluginCommand {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                Outcome::BadInput
-            } else {
-                Outcome::Success
-            }
-            .into();
-        }
+        Err(err) => return argument_error(&err).into(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,7 +217,7 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            errln!("error: cannot start the async runtime: {err}");
             return Outcome::Error.into();
         }
     };
@@ -187,6 +231,7 @@ pub fn main() -> ExitCode {
             .with_env_filter(filter)
             .init();
     }
+    reporter.begin_command(cli.command.name(), cli.command.service());
     let outcome = match runtime.block_on(run(&reporter, cli)) {
         Ok(outcome) => {
             reporter.finish(outcome, None);
@@ -200,13 +245,53 @@ pub fn main() -> ExitCode {
     };
     // Background tasks (signal watchers, the status ticker) must not hold up the exit.
     runtime.shutdown_background();
-    outcome.into()
+    match crate::output::stdout_failure() {
+        // CI reads stdout (the JSON summary, the annotations): losing it is a failure of
+        // the command, whatever the deployment did, and the line on stderr says both.
+        Some(err) => {
+            errln!(
+                "error: cannot write to standard output: {err} (the command itself ended: {})",
+                outcome.describe()
+            );
+            Outcome::Error.into()
+        }
+        None => outcome.into(),
+    }
+}
+
+/// Arguments clap refused (or `--help` / `--version`, which are not errors). With
+/// `--output json` anywhere on the line, the refusal is a JSON document on stdout like
+/// every other failure, so CI parsing stdout always gets one.
+fn argument_error(err: &clap::Error) -> Outcome {
+    if !err.use_stderr() {
+        let _ = err.print();
+        return Outcome::Success;
+    }
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let json = args
+        .windows(2)
+        .any(|pair| pair[0] == "--output" && pair[1] == "json")
+        || args.iter().any(|a| a == "--output=json");
+    if json {
+        let command = args
+            .iter()
+            .find(|a| Command::NAMES.contains(&a.as_str()))
+            .map_or("", String::as_str);
+        report::Reporter::new(report::OutputFormat::Json, report::LogFormat::Plain)
+            .refused_arguments(command, &clap_message(err), &err.render().to_string());
+    } else {
+        let _ = err.print();
+    }
+    Outcome::BadInput
 }
 
 /// Bad input is anything the user can fix in their files or arguments.
 fn classify(err: &anyhow::Error) -> Outcome {
     for cause in err.chain() {
-        if cause.is::<ConfigErrors>() {
+        if cause.is::<ConfigErrors>() || cause.is::<crate::exit::BadInput>() {
             return Outcome::BadInput;
         }
         if let Some(plugin) = cause.downcast_ref::<PluginError>() {
@@ -299,14 +384,19 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
         Command::History { service } => {
             history::history(reporter, &cli.config, service.as_deref()).await
         }
+        // Both render into memory first: `clap_complete` panics on a failed write.
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "deployer", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "deployer", &mut script);
+            crate::output::stdout_bytes(&script);
             Ok(Outcome::Success)
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            crate::output::stdout_bytes(&page);
             Ok(Outcome::Success)
         }
         Command::Schema { which } => {
@@ -315,7 +405,7 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             } else {
                 report::summary_schema()
             };
-            println!("{}", serde_json::to_string_pretty(&schema)?);
+            outln!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(Outcome::Success)
         }
     }

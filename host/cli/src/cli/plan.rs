@@ -36,7 +36,7 @@ pub async fn run(
         PluginSource::File { path, .. } => path.display().to_string(),
     };
     let kind = kind_words(target.kind);
-    println!(
+    outln!(
         "Plan: `{strategy}` for service `{service_name}` ({kind}, {} units{})",
         target.desired_count,
         if target.test_traffic {
@@ -45,16 +45,16 @@ pub async fn run(
             ""
         }
     );
-    println!("Strategy component: {origin}, sha256 {}", plugin.digest());
-    println!();
+    outln!("Strategy component: {origin}, sha256 {}", plugin.digest());
+    outln!();
     let width = plan.steps.len().to_string().len();
     for (i, step) in plan.steps.iter().enumerate() {
-        println!("  {:>width$}. {}", i + 1, describe::step(step));
+        outln!("  {:>width$}. {}", i + 1, describe::step(step));
     }
-    println!();
+    outln!();
     match &plan.ending {
         Ending::Completed => {
-            println!(
+            outln!(
                 "{} steps, {} traffic shift(s), {} of bake time. Simulated with every gate passing; nothing was changed.",
                 plan.steps.len(),
                 plan.traffic_shifts(),
@@ -63,12 +63,12 @@ pub async fn run(
             Ok(Outcome::Success)
         }
         Ending::Aborted(reason) => {
-            println!("The strategy would abort: {reason}");
+            outln!("The strategy would abort: {reason}");
             Ok(Outcome::BadInput)
         }
         // Every gate passes in a plan, so only a strategy that fails its own gates ends here.
         Ending::RolledBack(reason) => {
-            println!("The run would roll back: {reason}");
+            outln!("The run would roll back: {reason}");
             Ok(Outcome::Error)
         }
     }

@@ -72,17 +72,17 @@ pub fn new(name: &str, kind: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Re
     std::fs::write(root.join("src/lib.rs"), fill(code))?;
     std::fs::write(root.join("scenario.toml"), fill(scenario))?;
     std::fs::write(root.join(".gitignore"), "target/\n")?;
-    println!("created {kind} plugin `{name}` in {}", root.display());
-    println!("next:");
-    println!(
+    outln!("created {kind} plugin `{name}` in {}", root.display());
+    outln!("next:");
+    outln!(
         "  cd {} && cargo test            # unit tests, natively",
         root.display()
     );
-    println!(
+    outln!(
         "  deployer plugin build {}       # build the component, print its sha256",
         root.display()
     );
-    println!(
+    outln!(
         "  deployer plugin test {}/target/{name}.wasm --scenario {}/scenario.toml",
         root.display(),
         root.display()
@@ -124,17 +124,17 @@ pub fn build(dir: &Path) -> anyhow::Result<Outcome> {
     let report = inspect::inspect(&component)?;
     let kind = report.kind.clone().unwrap_or_else(|| "unknown".into());
     let path = out.canonicalize().unwrap_or(out);
-    println!(
+    outln!(
         "built {} ({} KiB), a {kind} plugin",
         path.display(),
         component.len() / 1024
     );
-    println!("sha256 {}", report.sha256);
-    println!();
-    println!("[plugins.{name}]");
-    println!("kind = \"{kind}\"");
-    println!("path = \"{}\"", path.display());
-    println!("sha256 = \"{}\"", report.sha256);
+    outln!("sha256 {}", report.sha256);
+    outln!();
+    outln!("[plugins.{name}]");
+    outln!("kind = \"{kind}\"");
+    outln!("path = \"{}\"", path.display());
+    outln!("sha256 = \"{}\"", report.sha256);
     Ok(Outcome::Success)
 }
 
@@ -243,7 +243,7 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
         path: wasm.to_path_buf(),
         sha256: sha256_hex(&bytes),
     };
-    println!("plugin {name}, sha256 {}", sha256_hex(&bytes));
+    outln!("plugin {name}, sha256 {}", sha256_hex(&bytes));
     let mut failures = 0;
     match scenario.kind.as_str() {
         "hook" => {
@@ -275,7 +275,7 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                 };
                 let got = status_name(result.status);
                 let verdict = check(run.expect.as_deref(), got, &mut failures);
-                println!(
+                outln!(
                     "run {} at {}: {got}: {}{verdict}",
                     i + 1,
                     describe::point(ctx.point),
@@ -288,7 +288,7 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
             let params = serde_json::to_string(&scenario.params)?;
             if let Err(errors) = plugin.validate(&params).await? {
                 for e in errors {
-                    println!("parameter {}: {}", e.field, e.message);
+                    outln!("parameter {}: {}", e.field, e.message);
                 }
                 return Ok(Outcome::BadInput);
             }
@@ -324,9 +324,9 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                     }]
                 })
                 .await?;
-                println!("case: {}", case.name);
+                outln!("case: {}", case.name);
                 for (i, step) in plan.steps.iter().enumerate() {
-                    println!("  {:>2}. {}", i + 1, describe::step(step));
+                    outln!("  {:>2}. {}", i + 1, describe::step(step));
                 }
                 let (got, detail) = match &plan.ending {
                     Ending::Completed => ("complete", String::new()),
@@ -334,7 +334,7 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                     Ending::RolledBack(reason) => ("rolled-back", reason.clone()),
                 };
                 let verdict = check(case.expect.as_deref(), got, &mut failures);
-                println!("  ends: {got} {detail}{verdict}");
+                outln!("  ends: {got} {detail}{verdict}");
             }
         }
         other => bail!(

@@ -32,7 +32,7 @@ pub async fn rollback(
     reporter.secrets.add_config(&config);
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     reporter.begin("rollback", Some(service_name));
-    let clients = setup::clients(&config).await;
+    let clients = setup::clients(&config).await?;
     reporter.count_calls(clients.calls.clone());
     let store = setup::store(&config, &clients, reporter);
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;

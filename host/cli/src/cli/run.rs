@@ -87,7 +87,7 @@ pub async fn run(
     reporter.begin("run", Some(service_name));
     let (strategy, _, params) =
         setup::strategy(host, &config, service_name, service, strategy_name).await?;
-    let clients = setup::clients(&config).await;
+    let clients = setup::clients(&config).await?;
     reporter.count_calls(clients.calls.clone());
     let gates = setup::gates(host, &config, service, &clients)?;
     let store = setup::store(&config, &clients, reporter);

@@ -23,6 +23,7 @@ use deployer_targets::state::aws::{AwsLock, AwsStore};
 
 use super::report::Reporter;
 use crate::config::{Config, ConfigErrors, ServiceConfig, StateSpec};
+use crate::exit::BadInput;
 
 /// Load strategy `name` for `service` and check its parameters; errors point at the
 /// offending line of `deployer.toml`.
@@ -191,12 +192,39 @@ pub fn settings(service: &ServiceConfig) -> Settings {
     }
 }
 
-pub async fn clients(config: &Config) -> Clients {
-    Clients::new(
+/// AWS clients for the config's `[aws]`, once the endpoint settings the SDK will read
+/// from the environment are known to be usable (it panics on an empty one).
+///
+/// # Errors
+/// [`BadInput`] naming the variable and the fix.
+pub async fn clients(config: &Config) -> anyhow::Result<Clients> {
+    for (name, value) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "AWS_ENDPOINT_URL" || name.starts_with("AWS_ENDPOINT_URL_") {
+            let value = value.to_string_lossy();
+            if let Some(why) = crate::config::check::endpoint_problem(&value) {
+                return Err(BadInput(format!("environment variable {name}: {why}")).into());
+            }
+        }
+    }
+    if let Some(region) =
+        std::env::var_os("AWS_REGION").or_else(|| std::env::var_os("AWS_DEFAULT_REGION"))
+        && config.aws.region.is_none()
+        && !crate::config::check::valid_region(&region.to_string_lossy())
+    {
+        return Err(BadInput(format!(
+            "environment variable AWS_REGION (or AWS_DEFAULT_REGION) `{}` is not an AWS \
+             region name\n  fix: set it to a region such as \"eu-west-1\", or set `region` \
+             in [aws]",
+            deployer_engine::redact::printable(&region.to_string_lossy())
+        ))
+        .into());
+    }
+    Ok(Clients::new(
         config.aws.region.as_deref(),
         config.aws.endpoint_url.as_deref(),
     )
-    .await
+    .await)
 }
 
 /// The service's gates and hooks. Hook plugins are loaded (digest, world, grants)

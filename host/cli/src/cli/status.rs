@@ -165,7 +165,7 @@ pub async fn status(
 ) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
-    let clients = setup::clients(&config).await;
+    let clients = setup::clients(&config).await?;
     let store = setup::store(&config, &clients, reporter);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut last = None;
@@ -173,14 +173,14 @@ pub async fn status(
         let view = status_view(&store, service_name, service).await?;
         if last.as_ref() != Some(&view) {
             if reporter.json() {
-                println!("{}", serde_json::to_string(&view)?);
+                outln!("{}", serde_json::to_string(&view)?);
             } else {
                 if watch.is_some() && terminal {
-                    print!("\x1b[H\x1b[2J");
+                    out!("\x1b[H\x1b[2J");
                 } else if last.is_some() {
-                    println!();
+                    outln!();
                 }
-                print!("{}", render_status(&view));
+                out!("{}", render_status(&view));
             }
             last = Some(view);
         }

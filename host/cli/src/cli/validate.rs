@@ -75,7 +75,7 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
     if !errors.is_empty() {
         return Err(ConfigErrors(errors).into());
     }
-    println!(
+    outln!(
         "{}: ok ({} service(s), {} plugin(s))",
         config.path.display(),
         config.services.len(),

@@ -74,6 +74,48 @@ fn contract_duration(duration: Duration) -> deployer_contract::Duration {
     }
 }
 
+/// What is wrong with an AWS endpoint URL (`[aws] endpoint-url`, `AWS_ENDPOINT_URL`),
+/// if anything. The SDK panics on an empty one and fails obscurely on one without a
+/// host, so both are caught before a client is built.
+pub fn endpoint_problem(endpoint: &str) -> Option<String> {
+    let fix = "\n  fix: use a URL such as \"https://vpce-0123.s3.eu-west-1.vpce.amazonaws.com\" \
+               or \"http://127.0.0.1:5000\", or leave it out for AWS's own endpoints";
+    let shown = deployer_engine::redact::printable(endpoint);
+    let url = match url::Url::parse(endpoint) {
+        Ok(url) => url,
+        Err(err) => return Some(format!("`{shown}` is not a URL ({err}){fix}")),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Some(format!(
+            "`{shown}` must start with http:// or https://{fix}"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Some(format!("`{shown}` names no host{fix}"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some(format!(
+            "has credentials in it, which would be printed in logs; AWS credentials come \
+             from the standard chain{fix}"
+        ));
+    }
+    None
+}
+
+/// Whether `region` reads as an AWS region name (`us-east-1`, `us-gov-west-1`,
+/// `cn-north-1`, `eu-central-2`): lowercase words joined by `-`, ending in a number.
+pub fn valid_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && region.len() <= 32
+        && parts
+            .last()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
 /// The largest `desired-count` of an ECS service: Amazon ECS's "Tasks per service"
 /// quota, 5,000 and not adjustable (Amazon ECS endpoints and quotas, AWS General
 /// Reference). ECS would refuse more when deployer scales the service.

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deployer_contract::{TargetInfo, TargetKind};
+use deployer_engine::files::{self, Kind};
 use deployer_engine::gates::GatePoint;
 use deployer_engine::rollout::ResumePolicy;
 use deployer_plugin_host::{Grants, Limits, PluginKind, PluginSource};
@@ -109,7 +110,7 @@ impl Config {
     /// # Errors
     /// Every problem found, each with file, position, field and fix.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let source = std::fs::read_to_string(path).map_err(|err| {
+        let source = files::read_text(path, Kind::Config).map_err(|err| {
             ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
                 position: None,

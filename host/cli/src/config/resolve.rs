@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deployer_engine::gates::GatePoint as EngineGatePoint;
+use deployer_engine::redact::printable;
 use deployer_engine::rollout::{
     DEFAULT_MAX_DURATION, DEFAULT_MAX_STEPS, MIN_WATCH_INTERVAL, ResumePolicy,
 };
+use deployer_engine::state::names;
 use deployer_plugin_host::{Grants, Limits, PluginKind, PluginSource, builtin};
 use deployer_targets::gates::{
     AlarmCheck, Bound, CheckSpec, GateSpec, HttpCheck, MetricCheck, MetricStatistic,
@@ -128,10 +130,25 @@ pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigEr
         .collect();
     let mut services = BTreeMap::new();
     for (name, service) in &raw.services {
+        if !names::valid_service(name) {
+            // Located by the table's span: the name itself cannot be looked up as a path.
+            problems.found.push(problems.source.error_at(
+                Some(service.span()),
+                format!("services.{}", printable(&truncate(name, 80))),
+                format!(
+                    "is not a valid service name: {}; it names the service's state \
+                     directory and appears in logs\n  fix: rename the table, e.g. \
+                     [services.web]",
+                    names::NAME_RULE
+                ),
+            ));
+            continue;
+        }
         if let Some(service) = service_config(name, service.get_ref(), &raw, &mut problems) {
             services.insert(name.to_string(), service);
         }
     }
+    aws_settings(&raw.aws, &mut problems);
     let mut found = problems.found;
     if !found.is_empty() {
         // In file order, as an editor lists them.
@@ -147,6 +164,37 @@ pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigEr
         services,
         plugins,
     })
+}
+
+/// `text` cut to at most `max` characters, marked when cut: a name in an error message
+/// must not be the megabyte someone put in the config.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// `[aws]`: an endpoint the SDK can use (it panics on an empty one), and a region that
+/// is not empty. Both may also come from the environment (`AWS_ENDPOINT_URL`,
+/// `AWS_REGION`), which `run` checks the same way before building a client.
+fn aws_settings(aws: &super::schema::Aws, problems: &mut Problems<'_>) {
+    if let Some(endpoint) = &aws.endpoint_url
+        && let Some(why) = check::endpoint_problem(endpoint)
+    {
+        problems.at("aws.endpoint-url", why);
+    }
+    if aws
+        .region
+        .as_deref()
+        .is_some_and(|r| !check::valid_region(r))
+    {
+        problems.at(
+            "aws.region",
+            "is not an AWS region name\n  fix: use a region such as \"eu-west-1\", or leave it \
+             out to use AWS_REGION or the AWS config",
+        );
+    }
 }
 
 fn state(raw: &RawConfig, problems: &mut Problems<'_>) -> StateSpec {
@@ -525,10 +573,29 @@ fn target(
             );
             let access = match (cluster, kubeconfig) {
                 (Some(name), None) => Some(KubeAccess::Eks(name.clone())),
-                (None, Some(path)) => Some(KubeAccess::Kubeconfig {
-                    path: relative_to(&problems.source.path, path),
-                    context: context.clone(),
-                }),
+                (None, Some(path)) => {
+                    let path = relative_to(&problems.source.path, path);
+                    // Read now, as `run` would, so `validate` refuses a kubeconfig that is
+                    // missing, not a file, or too large, at its field.
+                    if let Err(err) = deployer_engine::files::read(
+                        &path,
+                        deployer_engine::files::Kind::Kubeconfig,
+                    ) {
+                        problems.at(
+                            &format!("{field}.kubeconfig"),
+                            format!(
+                                "cannot read {}: {err}\n  fix: point it at your kubeconfig \
+                                 file (relative paths are from the config's directory), or \
+                                 use `cluster` for EKS",
+                                path.display()
+                            ),
+                        );
+                    }
+                    Some(KubeAccess::Kubeconfig {
+                        path,
+                        context: context.clone(),
+                    })
+                }
                 (None, None) => Some(KubeAccess::Infer {
                     context: context.clone(),
                 }),

@@ -85,7 +85,67 @@ pub struct Journal {
     pub records: Vec<Record>,
 }
 
+/// The most units a journal may name for one side: far above any target deployer
+/// drives (the config allows 10,000), so only a damaged or forged journal exceeds it.
+const MAX_JOURNAL_UNITS: u32 = 1_000_000;
+
 impl Journal {
+    /// Where and how the records fail to form a deployment deployer could have
+    /// written, if they do: `(line, reason)`, lines counted from 1. A journal read from
+    /// a store is checked with this before anything is concluded from it, so a cut or
+    /// edited file is reported as damaged instead of read as a confident wrong answer.
+    pub fn damage(&self, id: &str) -> Option<(usize, String)> {
+        let mut intents = std::collections::BTreeSet::new();
+        let mut finished = false;
+        if self.records.is_empty() {
+            return Some((1, "the journal has no records".into()));
+        }
+        for (i, record) in self.records.iter().enumerate() {
+            let line = i + 1;
+            // A run that finished but died before its history entry writes the end
+            // record again when the next run finishes its paperwork: only that may
+            // follow the end.
+            if finished && !matches!(record, Record::Finished { .. }) {
+                return Some((line, "a record after the deployment's end".into()));
+            }
+            let percent =
+                |p: u8| (p > 100).then(|| format!("a traffic share of {p}%, outside 0–100%"));
+            let units = |count: u32| {
+                (count > MAX_JOURNAL_UNITS).then(|| {
+                    format!("{count} units, more than the {MAX_JOURNAL_UNITS} any target takes")
+                })
+            };
+            let problem = match record {
+                Record::Started { id: started, .. } if i == 0 => (started != id).then(|| {
+                    format!("it starts deployment `{started}` but is the journal of `{id}`")
+                }),
+                Record::Started { .. } => Some("a second start record".into()),
+                _ if i == 0 => Some("the first record is not the deployment's start".into()),
+                Record::Intent { seq, action } => {
+                    intents.insert(*seq);
+                    match action {
+                        Action::Step(Step::ShiftTraffic(p))
+                        | Action::Rollback(RollbackAction::ShiftTraffic(p)) => percent(*p),
+                        Action::Step(Step::Scale(scale))
+                        | Action::Rollback(RollbackAction::Scale(scale)) => units(scale.count),
+                        _ => None,
+                    }
+                }
+                Record::Done { seq, .. } => (!intents.contains(seq))
+                    .then(|| format!("step {seq} is done but was never begun")),
+                Record::Finished { .. } => {
+                    finished = true;
+                    None
+                }
+                Record::GateState { .. } | Record::RollbackStarted { .. } => None,
+            };
+            if let Some(reason) = problem {
+                return Some((line, reason));
+            }
+        }
+        None
+    }
+
     pub fn started(&self) -> Option<&Record> {
         self.records
             .iter()

@@ -18,7 +18,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::names;
 use super::{Journal, Record, StateError};
+use crate::files::{self, Kind};
+use crate::redact::printable;
 
 /// Where a store's warnings go (a repaired journal): one message, without a prefix.
 pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
@@ -82,7 +85,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 }
 
 fn read_holder(path: &Path) -> Option<LockHolder> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    serde_json::from_slice(&files::read(path, Kind::Marker).ok()?).ok()
+}
+
+/// A state file opened as a regular file (never a FIFO or a device left in its place).
+fn open_state(options: &mut OpenOptions, path: &Path) -> Result<File, StateError> {
+    files::open(options, path).map_err(|err| io(path)(err.into_io()))
 }
 
 pub fn hostname() -> String {
@@ -108,14 +116,29 @@ impl LocalStore {
         self
     }
 
-    fn service_dir(&self, service: &str) -> PathBuf {
-        self.root.join("services").join(service)
+    /// The service's directory. The name is checked again here, whatever the caller
+    /// checked: it becomes a path.
+    fn service_dir(&self, service: &str) -> Result<PathBuf, StateError> {
+        if !names::valid_service(service) {
+            return Err(StateError::BadName {
+                what: "service name",
+                value: printable(service).into_owned(),
+            });
+        }
+        Ok(self.root.join("services").join(service))
     }
 
-    fn journal_path(&self, service: &str, id: &str) -> PathBuf {
-        self.service_dir(service)
+    fn journal_path(&self, service: &str, id: &str) -> Result<PathBuf, StateError> {
+        if !names::valid_id(id) {
+            return Err(StateError::BadName {
+                what: "deployment id",
+                value: printable(id).into_owned(),
+            });
+        }
+        Ok(self
+            .service_dir(service)?
             .join("deployments")
-            .join(format!("{id}.jsonl"))
+            .join(format!("{id}.jsonl")))
     }
 
     /// Take the service's lock, or fail at once naming who holds it. A run that died
@@ -124,16 +147,17 @@ impl LocalStore {
     /// # Errors
     /// [`StateError::Locked`] when a live run holds it; I/O errors.
     fn lock_now(&self, service: &str, deployment: &str) -> Result<LockGuard, StateError> {
-        let dir = self.service_dir(service);
+        let dir = self.service_dir(service)?;
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join("lock");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io(&path))?;
+        let mut file = open_state(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            &path,
+        )?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -170,11 +194,11 @@ impl LocalStore {
     /// # Errors
     /// I/O errors.
     fn begin_now(&self, service: &str, id: &str, started: &Record) -> Result<(), StateError> {
-        let path = self.journal_path(service, id);
+        let path = self.journal_path(service, id)?;
         let dir = path.parent().unwrap();
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         self.append_now(service, id, started)?;
-        let active = self.service_dir(service).join("active");
+        let active = self.service_dir(service)?.join("active");
         write_synced(&active, id.as_bytes())
     }
 
@@ -183,7 +207,7 @@ impl LocalStore {
     /// # Errors
     /// I/O errors: the caller must not take the action the record announces.
     fn append_now(&self, service: &str, id: &str, record: &Record) -> Result<(), StateError> {
-        let path = self.journal_path(service, id);
+        let path = self.journal_path(service, id)?;
         let line = serde_json::to_vec(record).expect("records serialize");
         self.append_line(&path, &line, |tail| {
             serde_json::from_slice::<Record>(tail).is_ok()
@@ -200,12 +224,10 @@ impl LocalStore {
         line: &[u8],
         whole: impl Fn(&[u8]) -> bool,
     ) -> Result<(), StateError> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(io(path))?;
+        let mut file = open_state(
+            OpenOptions::new().create(true).read(true).append(true),
+            path,
+        )?;
         if let Some(torn) = mend_tail(&mut file, &whole).map_err(io(path))? {
             (self.warn)(&format!(
                 "{}: cut off a torn last line ({torn} byte(s) from a run killed while \
@@ -228,13 +250,13 @@ impl LocalStore {
     /// I/O errors.
     fn finish_now(&self, service: &str, id: &str, finished: &Record) -> Result<(), StateError> {
         self.append_now(service, id, finished)?;
-        let history = self.service_dir(service).join("history.jsonl");
+        let history = self.service_dir(service)?.join("history.jsonl");
         let entry = HistoryEntry { id: id.to_string() };
         let line = serde_json::to_vec(&entry).expect("entries serialize");
         self.append_line(&history, &line, |tail| {
             serde_json::from_slice::<HistoryEntry>(tail).is_ok()
         })?;
-        let active = self.service_dir(service).join("active");
+        let active = self.service_dir(service)?.join("active");
         match std::fs::remove_file(&active) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io(&active)(err)),
             _ => Ok(()),
@@ -246,12 +268,19 @@ impl LocalStore {
     /// # Errors
     /// I/O errors or a damaged journal.
     fn active_now(&self, service: &str) -> Result<Option<Journal>, StateError> {
-        let active = self.service_dir(service).join("active");
-        let id = match std::fs::read_to_string(&active) {
+        let active = self.service_dir(service)?.join("active");
+        let id = match files::read_text(&active, Kind::Marker) {
             Ok(id) => id.trim().to_string(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(io(&active)(err)),
+            Err(err) if err.not_found() => return Ok(None),
+            Err(err) => return Err(io(&active)(err.into_io())),
         };
+        if !names::valid_id(&id) {
+            return Err(StateError::Corrupt {
+                path: active,
+                line: 1,
+                reason: format!("`{}` is not a deployment id", printable(&id)),
+            });
+        }
         self.read_now(service, &id).map(Some)
     }
 
@@ -260,8 +289,8 @@ impl LocalStore {
     /// # Errors
     /// I/O errors or a damaged journal.
     fn read_now(&self, service: &str, id: &str) -> Result<Journal, StateError> {
-        let path = self.journal_path(service, id);
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let path = self.journal_path(service, id)?;
+        let bytes = files::read(&path, Kind::Journal).map_err(|err| io(&path)(err.into_io()))?;
         let (lines, tail) = split_lines(&bytes);
         let mut records = Vec::new();
         for (n, line) in lines.enumerate() {
@@ -282,7 +311,11 @@ impl LocalStore {
         if let Some(Ok(record)) = tail.map(serde_json::from_slice) {
             records.push(record);
         }
-        Ok(Journal { records })
+        let journal = Journal { records };
+        if let Some((line, reason)) = journal.damage(id) {
+            return Err(StateError::Corrupt { path, line, reason });
+        }
+        Ok(journal)
     }
 
     /// Finished deployments of `service`, oldest first.
@@ -290,16 +323,48 @@ impl LocalStore {
     /// # Errors
     /// I/O errors or a damaged journal.
     fn history_now(&self, service: &str) -> Result<Vec<Journal>, StateError> {
-        let path = self.service_dir(service).join("history.jsonl");
-        let text = match std::fs::read_to_string(&path) {
+        let path = self.service_dir(service)?.join("history.jsonl");
+        let text = match files::read_text(&path, Kind::History) {
             Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(io(&path)(err)),
+            Err(err) if err.not_found() => return Ok(Vec::new()),
+            Err(err) => return Err(io(&path)(err.into_io())),
         };
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<HistoryEntry>(l).ok())
-            .map(|entry| self.read_now(service, &entry.id))
-            .collect()
+        // As with a journal, a last line without its newline was cut short by a kill
+        // and never counted (the deployment is still `active`); any other line must be
+        // an entry naming a deployment, or the history is reported damaged rather than
+        // read as shorter than it is.
+        let (lines, _torn) = split_lines(text.as_bytes());
+        let mut journals = Vec::new();
+        for (n, line) in lines.enumerate() {
+            let damaged = |reason: String| StateError::Corrupt {
+                path: path.clone(),
+                line: n + 1,
+                reason,
+            };
+            let entry: HistoryEntry =
+                serde_json::from_slice(line).map_err(|err| damaged(err.to_string()))?;
+            if !names::valid_id(&entry.id) {
+                return Err(damaged(format!(
+                    "`{}` is not a deployment id",
+                    printable(&entry.id)
+                )));
+            }
+            let journal = self.read_now(service, &entry.id)?;
+            if journal.finished().is_none() {
+                return Err(StateError::Corrupt {
+                    path: self.journal_path(service, &entry.id)?,
+                    line: journal.records.len() + 1,
+                    reason: format!(
+                        "the deployment has no end record, yet {} lists it as finished \
+                         (line {})",
+                        path.display(),
+                        n + 1
+                    ),
+                });
+            }
+            journals.push(journal);
+        }
+        Ok(journals)
     }
 }
 
@@ -334,6 +399,17 @@ fn mend_tail(file: &mut File, whole: &dyn Fn(&[u8]) -> bool) -> std::io::Result<
     file.read_exact(&mut last)?;
     if last[0] == b'\n' {
         return Ok(None);
+    }
+    // Only the torn line matters, but finding where it starts means reading back to the
+    // last newline; a file past the journal limit is refused rather than read whole.
+    if len > Kind::Journal.limit() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            files::ReadError::TooLarge {
+                kind: Kind::Journal,
+            }
+            .to_string(),
+        ));
     }
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))?;

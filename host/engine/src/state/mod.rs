@@ -7,6 +7,7 @@
 
 pub mod journal;
 pub mod local;
+pub mod names;
 mod store;
 
 pub use journal::{Action, DeployResult, Journal, Record};
@@ -36,7 +37,16 @@ pub enum StateError {
         "{what}: another run holds the service now ({detail}); this run stops without changing anything more"
     )]
     Superseded { what: String, detail: String },
-    #[error("journal {path} is damaged at line {line}: {reason}")]
+    #[error(
+        "`{value}` is not a valid {what}: {rule}",
+        rule = names::NAME_RULE
+    )]
+    BadName { what: &'static str, value: String },
+    #[error(
+        "state file {path} is damaged at line {line}: {reason}\n  \
+         fix: it was cut short or edited by hand; restore it from a backup, or move the \
+         service's state directory aside to start its history afresh"
+    )]
     Corrupt {
         path: std::path::PathBuf,
         line: usize,

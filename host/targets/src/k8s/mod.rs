@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::aws::Clients;
 use deployer_engine::driver::DriverError;
+use deployer_engine::files::Kind;
 
 /// How to reach the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,9 +87,16 @@ pub async fn connect(clients: &Clients, access: &Access) -> Result<kube::Client,
             config
         }
         Access::Kubeconfig { path, context } => {
-            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
-                DriverError::Failed(format!("reading kubeconfig {}: {e}", path.display()))
-            })?;
+            // Read bounded and as a regular file (`read_from` would read a FIFO or
+            // /dev/zero without end), then parsed by kube.
+            let file = deployer_engine::files::read_text(path, Kind::Kubeconfig)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    kube::config::Kubeconfig::from_yaml(&text).map_err(|e| e.to_string())
+                })
+                .map_err(|e| {
+                    DriverError::Failed(format!("reading kubeconfig {}: {e}", path.display()))
+                })?;
             kube::Config::from_custom_kubeconfig(file, &options(context))
                 .await
                 .map_err(|e| DriverError::Failed(format!("kubeconfig {}: {e}", path.display())))?

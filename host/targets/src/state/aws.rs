@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
 
+use deployer_engine::redact::printable;
 use deployer_engine::state::Fence;
 use deployer_engine::state::local::{LockHolder, hostname, now_ms};
+use deployer_engine::state::names;
 use deployer_engine::state::{Journal, Record, StateError};
 
 #[derive(Clone, Debug)]
@@ -89,6 +91,10 @@ impl Drop for AwsLock {
     }
 }
 
+/// The largest object the store reads: a journal record is at most ~128 KiB (a hook's
+/// whole key-value store, hex-encoded), the other objects a few bytes.
+const MAX_OBJECT_BYTES: i64 = 4 * 1024 * 1024;
+
 impl AwsStore {
     fn service_key(&self, service: &str) -> String {
         format!("{}services/{service}", self.prefix)
@@ -141,6 +147,20 @@ impl AwsStore {
             .await
         {
             Ok(out) => {
+                // Anyone who can write the bucket can put a huge object where a record
+                // belongs; it is refused by its announced length, not read into memory.
+                if out
+                    .content_length()
+                    .is_some_and(|len| len > MAX_OBJECT_BYTES)
+                {
+                    return Err(remote(
+                        &format!("reading s3://{}/{key}", self.bucket),
+                        format!(
+                            "the object is larger than the {MAX_OBJECT_BYTES} bytes of any \
+                             record deployer writes: it was not written by deployer"
+                        ),
+                    ));
+                }
                 let bytes = out.body.collect().await.map_err(|e| remote(key, e))?;
                 Ok(Some(bytes.into_bytes().to_vec()))
             }
@@ -430,7 +450,15 @@ impl AwsStore {
             let record = serde_json::from_slice(&bytes).map_err(|e| remote(&key, e))?;
             records.push(record);
         }
-        Ok(Journal { records })
+        let journal = Journal { records };
+        if let Some((line, reason)) = journal.damage(id) {
+            return Err(StateError::Corrupt {
+                path: format!("s3://{}/{prefix}", self.bucket).into(),
+                line,
+                reason: format!("record {line}: {reason}"),
+            });
+        }
+        Ok(journal)
     }
 
     /// # Errors
@@ -440,6 +468,15 @@ impl AwsStore {
         match self.get(&key).await? {
             Some(id) => {
                 let id = String::from_utf8_lossy(&id).trim().to_string();
+                if !names::valid_id(&id) {
+                    return Err(remote(
+                        &format!("s3://{}/{key}", self.bucket),
+                        format!(
+                            "`{}` is not a deployment id: the object is damaged",
+                            printable(&id)
+                        ),
+                    ));
+                }
                 self.read(service, &id).await.map(Some)
             }
             None => Ok(None),
@@ -453,7 +490,24 @@ impl AwsStore {
         let mut journals = Vec::new();
         for key in self.list(&prefix).await? {
             let id = key.rsplit('/').next().unwrap_or_default().to_string();
-            journals.push(self.read(service, &id).await?);
+            if !names::valid_id(&id) {
+                return Err(remote(
+                    &format!("s3://{}/{key}", self.bucket),
+                    format!(
+                        "`{}` is not a deployment id: the key is not deployer's",
+                        printable(&id)
+                    ),
+                ));
+            }
+            let journal = self.read(service, &id).await?;
+            if journal.finished().is_none() {
+                return Err(StateError::Corrupt {
+                    path: format!("s3://{}/{key}", self.bucket).into(),
+                    line: 1,
+                    reason: "it marks a deployment finished whose journal has no end record".into(),
+                });
+            }
+            journals.push(journal);
         }
         Ok(journals)
     }

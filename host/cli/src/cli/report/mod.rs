@@ -37,6 +37,12 @@ pub use summary::{
 use summary::SummaryFold;
 use terminal::Live;
 
+/// Commands that end with the JSON summary under `--output json`.
+const DEPLOYMENT_COMMANDS: [&str; 2] = ["run", "rollback"];
+
+/// Commands whose stdout carries JSON under `--output json`: their failures are JSON too.
+const JSON_COMMANDS: [&str; 4] = ["run", "rollback", "status", "history"];
+
 /// What stdout carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -108,6 +114,23 @@ impl Reporter {
     /// Which command and service the summary describes.
     pub fn begin(&self, command: &str, service: Option<&str>) {
         self.lock().fold.begin(command, service);
+    }
+
+    /// The command being run, before anything else is known: a failure of a command
+    /// whose stdout can carry JSON is reported as a JSON document even when it fails
+    /// before the command gets going (a missing config, a bad service name).
+    pub fn begin_command(&self, command: &str, service: Option<&str>) {
+        if JSON_COMMANDS.contains(&command) {
+            self.lock().fold.begin(command, service);
+        }
+    }
+
+    /// Arguments the parser refused, under `--output json`: the failure as the JSON
+    /// document every other failure gives, and the parser's words on stderr.
+    pub fn refused_arguments(&self, command: &str, error: &str, rendered: &str) {
+        errln!("{}", rendered.trim_end());
+        self.lock().fold.begin(command, None);
+        self.finish_quietly(Outcome::BadInput, error);
     }
 
     /// Report the calls these clients make in the summary.
@@ -194,14 +217,14 @@ impl Reporter {
             self.started.elapsed(),
             &scrub,
         );
-        print!("{text}");
+        out!("{text}");
     }
 
     /// A plain message on stdout (text output only).
     pub fn say(&self, text: &str) {
         if !self.json() {
             self.clear_status();
-            println!("{}", self.secrets.scrub(text));
+            outln!("{}", self.secrets.scrub(text));
         }
     }
 
@@ -210,7 +233,7 @@ impl Reporter {
         self.clear_status();
         let error_text = error.map(|e| self.secrets.scrub(&format!("{e:#}")));
         if let Some(text) = &error_text {
-            eprintln!("error: {text}");
+            errln!("error: {text}");
         }
         let summary = {
             let mut state = self.lock();
@@ -222,14 +245,15 @@ impl Reporter {
                 self.started.elapsed(),
             )
         };
-        if summary.command.is_empty() {
-            // Not a deployment command: nothing more to report.
+        let deployment = DEPLOYMENT_COMMANDS.contains(&summary.command.as_str());
+        if !deployment && error.is_none() {
+            // Not a deployment command, and it printed its own output: nothing to add.
             return;
         }
         if self.json() {
             match serde_json::to_string_pretty(&summary) {
-                Ok(json) => println!("{json}"),
-                Err(err) => eprintln!("error: cannot write the summary: {err}"),
+                Ok(json) => outln!("{json}"),
+                Err(err) => errln!("error: cannot write the summary: {err}"),
             }
         }
         if self.github {
@@ -239,9 +263,9 @@ impl Reporter {
             for line in github::annotations(&summary, config_errors, &scrub) {
                 // On stdout as the runner expects, unless stdout carries the JSON summary.
                 if self.json() {
-                    eprintln!("{line}");
+                    errln!("{line}");
                 } else {
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
             if let Some(path) = &self.step_summary {
@@ -251,12 +275,24 @@ impl Reporter {
                     .open(path)
                     .and_then(|mut f| f.write_all(github::step_summary(&summary).as_bytes()));
                 if let Err(err) = written {
-                    eprintln!(
+                    errln!(
                         "deployer: cannot write the step summary {}: {err}",
                         path.display()
                     );
                 }
             }
+        }
+    }
+
+    /// The JSON document for a failure, with no stderr line or CI annotations (the
+    /// caller printed the error itself).
+    fn finish_quietly(&self, outcome: Outcome, error: &str) {
+        let summary = self
+            .lock()
+            .fold
+            .close(outcome, Some(error), None, self.started.elapsed());
+        if let Ok(json) = serde_json::to_string_pretty(&summary) {
+            outln!("{json}");
         }
     }
 
