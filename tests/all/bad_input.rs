@@ -205,7 +205,7 @@ fn a_zero_status_interval_and_a_huge_plan_size_are_refused() {
         ),
         (
             vec!["plan", "canary", "--desired", "4294967295"],
-            "4294967295 is not in 0..=10000",
+            "4294967295 is not in 1..=10000",
         ),
     ] {
         let out = plain().args(&args).output().unwrap();

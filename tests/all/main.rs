@@ -29,6 +29,7 @@ mod ci_output;
 mod cli;
 mod cli_snapshots;
 mod crashes;
+mod damaged_state;
 mod ecs;
 mod eks;
 mod examples;

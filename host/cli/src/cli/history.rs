@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use deployer_engine::events::short_release;
+use deployer_engine::redact::printable;
 use deployer_engine::state::{DeployResult, Record, Store};
 
 use super::report::Reporter;
@@ -37,6 +38,7 @@ pub async fn history(
     let (service_name, _) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await?;
     let store = setup::store(&config, &clients, reporter);
+    setup::read_state_first(&store, service_name).await?;
     let history = store.history(service_name).await?;
     let mut rows = Vec::new();
     for journal in history.iter().rev() {
@@ -71,18 +73,20 @@ pub async fn history(
         return Ok(Outcome::Success);
     }
     if rows.is_empty() {
-        outln!("no deployments of `{service_name}` yet");
+        outln!("no deployments of `{}` yet", printable(service_name));
     }
     for row in rows {
         let result = serde_json::to_value(row.result)?;
+        // Every field came from a journal: escaped onto the row's line.
+        let p = |text: &str| printable(text).into_owned();
         outln!(
             "{}  {:<15} {:<10} {} -> {}  {}",
-            row.deployment,
+            p(&row.deployment),
             result.as_str().unwrap_or("-"),
-            row.strategy,
-            or_dash(row.stable_release.as_deref()),
-            row.new_release,
-            row.detail
+            p(&row.strategy),
+            p(or_dash(row.stable_release.as_deref())),
+            p(&row.new_release),
+            p(&row.detail)
         );
     }
     Ok(Outcome::Success)

@@ -90,7 +90,7 @@ pub enum Command {
         #[arg(long)]
         service: Option<String>,
         /// Simulate this many units instead of the service's desired count.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(..=i64::from(crate::config::check::MAX_DESIRED)))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::check::MAX_DESIRED)))]
         desired: Option<u32>,
     },
     /// Check the config, every plugin and every strategy's parameters.
@@ -292,6 +292,16 @@ fn argument_error(err: &clap::Error) -> Outcome {
 fn classify(err: &anyhow::Error) -> Outcome {
     for cause in err.chain() {
         if cause.is::<ConfigErrors>() || cause.is::<crate::exit::BadInput>() {
+            return Outcome::BadInput;
+        }
+        // A damaged state file or a name that cannot be a path is local input the user
+        // can mend (the message says how), and nothing was changed.
+        if let Some(
+            deployer_engine::state::StateError::Corrupt { .. }
+            | deployer_engine::state::StateError::Unreadable { .. }
+            | deployer_engine::state::StateError::BadName { .. },
+        ) = cause.downcast_ref::<deployer_engine::state::StateError>()
+        {
             return Outcome::BadInput;
         }
         if let Some(plugin) = cause.downcast_ref::<PluginError>() {

@@ -35,6 +35,7 @@ pub async fn rollback(
     let clients = setup::clients(&config).await?;
     reporter.count_calls(clients.calls.clone());
     let store = setup::store(&config, &clients, reporter);
+    setup::read_state_first(&store, service_name).await?;
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
     let shape = target.inspect().await?;
     reporter.start_ticker();

@@ -91,6 +91,7 @@ pub async fn run(
     reporter.count_calls(clients.calls.clone());
     let gates = setup::gates(host, &config, service, &clients)?;
     let store = setup::store(&config, &clients, reporter);
+    setup::read_state_first(&store, service_name).await?;
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
     let events = |event: &Event<'_>| reporter.event(event);
     let engine = Engine::new(Parts {

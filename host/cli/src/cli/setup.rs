@@ -182,6 +182,19 @@ pub fn store(config: &Config, clients: &Clients, reporter: &Arc<Reporter>) -> St
     }
 }
 
+/// Read `service`'s state before anything touches its target: a damaged journal or
+/// history is reported (exit 3, with its file and line) with nothing changed and no
+/// cloud call made, instead of surfacing halfway through a command.
+///
+/// # Errors
+/// What the store found wrong, or could not read.
+pub async fn read_state_first(store: &Store, service: &str) -> anyhow::Result<()> {
+    use deployer_engine::state::Store as _;
+    store.active(service).await?;
+    store.history(service).await?;
+    Ok(())
+}
+
 pub fn settings(service: &ServiceConfig) -> Settings {
     Settings {
         watch_interval: service.watch_interval,

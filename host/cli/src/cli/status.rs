@@ -5,6 +5,7 @@ use std::path::Path;
 use deployer_contract::Step;
 use deployer_engine::describe;
 use deployer_engine::events::short_release;
+use deployer_engine::redact::printable;
 use deployer_engine::safety::SafetyGuard;
 use deployer_engine::state::journal::RollbackAction;
 use deployer_engine::state::{Action, DeployResult, Journal, Record, Store};
@@ -112,19 +113,24 @@ fn shifting_to(journal: &Journal, verified: u8) -> Option<u8> {
 }
 
 fn render_status(view: &StatusView) -> String {
-    let mut out = format!("service: {}\n", view.service);
+    // Releases, reasons and ids come from the journal, which anyone with write access
+    // to the state could have edited: each is escaped onto its line.
+    let p = |text: &str| printable(text).into_owned();
+    let mut out = format!("service: {}\n", p(&view.service));
     match &view.in_progress {
-        Some(p) => {
+        Some(progress) => {
             out += &format!(
                 "state:   deploying {} over {} (deployment {})\n",
-                p.new_release, p.stable_release, p.deployment
+                p(&progress.new_release),
+                p(&progress.stable_release),
+                p(&progress.deployment)
             );
             out += &format!(
                 "traffic: {}% new / {}% stable",
-                p.traffic_new_percent,
-                100u8.saturating_sub(p.traffic_new_percent)
+                progress.traffic_new_percent,
+                100u8.saturating_sub(progress.traffic_new_percent)
             );
-            match p.traffic_shifting_to {
+            match progress.traffic_shifting_to {
                 Some(to) => {
                     out += &format!(
                         " (verified), moving to {to}% new: the load balancer may already show it\n"
@@ -132,23 +138,26 @@ fn render_status(view: &StatusView) -> String {
                 }
                 None => out += "\n",
             }
-            if let Some(reason) = &p.rolling_back {
-                out += &format!("rolling back: {reason}\n");
+            if let Some(reason) = &progress.rolling_back {
+                out += &format!("rolling back: {}\n", p(reason));
             }
             out += &format!(
                 "last step: {}\n",
-                p.last_step.as_deref().unwrap_or("none yet")
+                p(progress.last_step.as_deref().unwrap_or("none yet"))
             );
-            if let Some(action) = &p.in_flight {
+            if let Some(action) = &progress.in_flight {
                 out += &format!(
-                    "in flight: {action} (a run that died here is recovered by the next run or rollback)\n"
+                    "in flight: {} (a run that died here is recovered by the next run or rollback)\n",
+                    p(action)
                 );
             }
         }
         None => out += "state:   idle\n",
     }
     match (&view.live, &view.live_deployment) {
-        (Some(release), Some(id)) => out += &format!("live:    {release} (deployment {id})\n"),
+        (Some(release), Some(id)) => {
+            out += &format!("live:    {} (deployment {})\n", p(release), p(id));
+        }
         _ => out += "live:    not deployed by deployer yet\n",
     }
     out

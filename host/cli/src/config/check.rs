@@ -132,9 +132,17 @@ pub const MAX_DESIRED: u32 = 10_000;
 /// What is wrong with a target's `desired-count`, if anything; `max` is the largest its
 /// kind of target takes, and `most` says what it is the most of.
 pub fn desired_count_problem(count: u32, max: u32, most: &str) -> Option<String> {
+    if count == 0 {
+        // Nothing could carry a share of traffic or pass a health check: every strategy
+        // would fail its first step, after changing things.
+        return Some(format!(
+            "0 units cannot run a release or carry traffic\n  fix: set the number of units \
+             the service runs, from 1 to {max}"
+        ));
+    }
     (count > max).then(|| {
         format!(
-            "{count} is more than {max}, the most {most}\n  fix: set the number of units the service runs, from 0 to {max}"
+            "{count} is more than {max}, the most {most}\n  fix: set the number of units the service runs, from 1 to {max}"
         )
     })
 }
@@ -186,6 +194,23 @@ pub const LISTENER_OR_RULE: &str =
 pub const STATISTICS: [&str; 5] = ["Average", "Sum", "Maximum", "Minimum", "SampleCount"];
 
 /// Problems a gate's fields have beyond their types, in the order they are reported.
+/// The most HTTP requests one gate run may make: more is a load test, not a gate.
+pub const MAX_GATE_REQUESTS: u32 = 10_000;
+
+/// The most consecutive failures a gate may tolerate.
+pub const MAX_GATE_FAILURES: u32 = 1_000;
+
+/// The longest any gate duration (latency, interval, period, window) may be.
+pub const MAX_GATE_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What is wrong with a count setting that must be 1 to `max`, if anything.
+fn count_problem(key: &str, value: Option<u32>, max: u32) -> Option<String> {
+    let value = value?;
+    (value == 0 || value > max).then(|| {
+        format!("{key} = {value} is out of range: it must be 1 to {max}; or leave it out for the default")
+    })
+}
+
 pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
     let mut problems = Vec::new();
     let mut durations: Vec<(&str, &Option<String>, Option<Floor>)> = Vec::new();
@@ -196,6 +221,8 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             interval,
             min_success,
             url,
+            expect_status,
+            requests,
             ..
         } => {
             durations.extend([
@@ -209,8 +236,22 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
                 ),
                 ("interval", interval, None),
             ]);
-            if min_success.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-                problems.push("min-success is a ratio from 0.0 to 1.0".to_string());
+            if min_success.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
+                problems.push(
+                    "min-success is a ratio above 0.0 and at most 1.0 (0.0 would pass with \
+                     every request failing); e.g. min-success = 0.95"
+                        .to_string(),
+                );
+            }
+            if expect_status.is_some_and(|s| !(100..=599).contains(&s)) {
+                problems.push(format!(
+                    "expect-status {} is not an HTTP status code (100 to 599); e.g. \
+                     expect-status = 200",
+                    expect_status.unwrap_or_default()
+                ));
+            }
+            if let Some(problem) = count_problem("requests", *requests, MAX_GATE_REQUESTS) {
+                problems.push(problem);
             }
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 problems.push(format!("url `{url}` must start with http:// or https://"));
@@ -221,6 +262,9 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             if alarms.is_empty() {
                 problems.push("alarms lists no alarm names".to_string());
             }
+            if alarms.iter().any(|a| a.trim().is_empty()) {
+                problems.push("alarms lists an empty alarm name".to_string());
+            }
             at
         }
         GateConfig::Metric {
@@ -230,6 +274,8 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             max,
             min,
             statistic,
+            namespace,
+            metric,
             ..
         } => {
             durations.extend([
@@ -254,6 +300,21 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             if max.is_some() == min.is_some() {
                 problems.push("set exactly one of max or min".to_string());
             }
+            for (key, bound) in [("max", max), ("min", min)] {
+                if bound.is_some_and(|b| !b.is_finite()) {
+                    problems.push(format!(
+                        "{key} is not a finite number (NaN and infinities compare with \
+                         nothing); e.g. {key} = 5.0"
+                    ));
+                }
+            }
+            for (key, value) in [("namespace", namespace), ("metric", metric)] {
+                if value.trim().is_empty() {
+                    problems.push(format!(
+                        "{key} is empty; e.g. namespace = \"AWS/ApplicationELB\""
+                    ));
+                }
+            }
             if let Some(stat) = statistic
                 && !STATISTICS.contains(&stat.as_str())
             {
@@ -267,6 +328,14 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
     if at.is_empty() {
         problems.push("at lists no lifecycle point; e.g. at = [\"post-traffic\"]".to_string());
     }
+    let failures = match gate {
+        GateConfig::Http { failures, .. }
+        | GateConfig::Alarm { failures, .. }
+        | GateConfig::Metric { failures, .. } => *failures,
+    };
+    if let Some(problem) = count_problem("failures", failures, MAX_GATE_FAILURES) {
+        problems.push(problem);
+    }
     for (key, text, floor) in durations {
         let Some(text) = text else { continue };
         match parse_duration(text) {
@@ -276,6 +345,11 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
                     && let Some(message) = floor.problem(text, duration)
                 {
                     problems.push(format!("{key}: {message}"));
+                } else if duration > MAX_GATE_DURATION {
+                    problems.push(format!(
+                        "{key}: `{text}` is longer than a day, longer than a run may last by \
+                         default (max-duration); use a shorter one"
+                    ));
                 }
             }
         }
@@ -315,7 +389,8 @@ mod tests {
 
     #[test]
     fn desired_counts_above_the_limit_are_refused() {
-        assert_eq!(desired_count_problem(0, MAX_ECS_DESIRED, "ECS"), None);
+        assert!(desired_count_problem(0, MAX_ECS_DESIRED, "ECS").is_some());
+        assert_eq!(desired_count_problem(1, MAX_ECS_DESIRED, "ECS"), None);
         assert_eq!(desired_count_problem(5_000, MAX_ECS_DESIRED, "ECS"), None);
         let message = desired_count_problem(5_001, MAX_ECS_DESIRED, "ECS runs").unwrap();
         assert!(

@@ -20,14 +20,21 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // The path and field may hold anything (`--config $'a\nb'`): one line each.
+        let file = self.file.display().to_string();
+        write!(f, "{}", deployer_engine::redact::printable(&file))?;
         if let Some((line, col)) = self.position {
             write!(f, ":{line}:{col}")?;
         }
         if self.field.is_empty() {
             write!(f, ": {}", self.message)
         } else {
-            write!(f, ": {}: {}", self.field, self.message)
+            write!(
+                f,
+                ": {}: {}",
+                deployer_engine::redact::printable(&self.field),
+                self.message
+            )
         }
     }
 }

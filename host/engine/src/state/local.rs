@@ -78,9 +78,9 @@ impl Drop for LockGuard {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io {
+    move |error| StateError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -88,9 +88,24 @@ fn read_holder(path: &Path) -> Option<LockHolder> {
     serde_json::from_slice(&files::read(path, Kind::Marker).ok()?).ok()
 }
 
+/// A state file that could not be read as one: I/O errors as such, anything else
+/// (not a regular file, too large) as [`StateError::Unreadable`].
+fn unreadable(path: &Path) -> impl FnOnce(files::ReadError) -> StateError + '_ {
+    move |err| match err {
+        files::ReadError::Io(error) => StateError::Io {
+            path: path.to_path_buf(),
+            error,
+        },
+        other => StateError::Unreadable {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
+}
+
 /// A state file opened as a regular file (never a FIFO or a device left in its place).
 fn open_state(options: &mut OpenOptions, path: &Path) -> Result<File, StateError> {
-    files::open(options, path).map_err(|err| io(path)(err.into_io()))
+    files::open(options, path).map_err(unreadable(path))
 }
 
 pub fn hostname() -> String {
@@ -272,7 +287,7 @@ impl LocalStore {
         let id = match files::read_text(&active, Kind::Marker) {
             Ok(id) => id.trim().to_string(),
             Err(err) if err.not_found() => return Ok(None),
-            Err(err) => return Err(io(&active)(err.into_io())),
+            Err(err) => return Err(unreadable(&active)(err)),
         };
         if !names::valid_id(&id) {
             return Err(StateError::Corrupt {
@@ -290,7 +305,7 @@ impl LocalStore {
     /// I/O errors or a damaged journal.
     fn read_now(&self, service: &str, id: &str) -> Result<Journal, StateError> {
         let path = self.journal_path(service, id)?;
-        let bytes = files::read(&path, Kind::Journal).map_err(|err| io(&path)(err.into_io()))?;
+        let bytes = files::read(&path, Kind::Journal).map_err(unreadable(&path))?;
         let (lines, tail) = split_lines(&bytes);
         let mut records = Vec::new();
         for (n, line) in lines.enumerate() {
@@ -327,7 +342,7 @@ impl LocalStore {
         let text = match files::read_text(&path, Kind::History) {
             Ok(text) => text,
             Err(err) if err.not_found() => return Ok(Vec::new()),
-            Err(err) => return Err(io(&path)(err.into_io())),
+            Err(err) => return Err(unreadable(&path)(err)),
         };
         // As with a journal, a last line without its newline was cut short by a kill
         // and never counted (the deployment is still `active`); any other line must be

@@ -24,10 +24,21 @@ pub enum StateError {
          `deployer rollback --service {service}` recovers it"
     )]
     Locked { service: String, holder: String },
-    #[error("state at {path}: {source}")]
+    // Not `#[source]`: the message already says it, and a chain would say it twice.
+    #[error("state at {path}: {error}")]
     Io {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// A state file that is not a regular file, or larger than any deployer writes.
+    #[error(
+        "state file {path} cannot be read: {reason}\n  \
+         fix: deployer writes only regular files there; move it aside (and restore the \
+         file from a backup if you have one)"
+    )]
+    Unreadable {
+        path: std::path::PathBuf,
+        reason: String,
     },
     #[error("state backend: {what}: {message}")]
     Remote { what: String, message: String },

@@ -82,7 +82,7 @@ pub async fn query(clients: &Clients, request: &MetricRequest) -> Result<Vec<(u6
         .map_err(|err| {
             format!(
                 "CloudWatch: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&err)
+                deployer_engine::describe::error_chain(&err)
             )
         })?;
     let mut points: Vec<(u64, f64)> = out

@@ -147,10 +147,8 @@ where
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
         ),
-        None => format!(
-            "{what}: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(&err)
-        ),
+        // Not `DisplayErrorContext`: it ends with the error's whole `Debug` dump.
+        None => format!("{what}: {}", deployer_engine::describe::error_chain(&err)),
     };
     if transient {
         DriverError::Transient(message)

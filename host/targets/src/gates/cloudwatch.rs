@@ -43,7 +43,7 @@ impl AlarmGate {
                     GateStatus::Inconclusive,
                     format!(
                         "cannot read alarms: {}",
-                        aws_smithy_types::error::display::DisplayErrorContext(&err)
+                        deployer_engine::describe::error_chain(&err)
                     ),
                 );
             }
@@ -179,7 +179,7 @@ impl MetricGate {
                     format!(
                         "cannot read {}: {}",
                         self.check.metric,
-                        aws_smithy_types::error::display::DisplayErrorContext(&err)
+                        deployer_engine::describe::error_chain(&err)
                     ),
                     None,
                 );

@@ -121,9 +121,14 @@ impl AwsStore {
         let Err(err) = put.send().await else {
             return Ok(());
         };
-        let text = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
-        if !text.contains("PreconditionFailed") {
-            return Err(remote(&format!("writing s3://{}/{key}", self.bucket), text));
+        // The code is found in the full context (its `Debug` part included); only the
+        // words are printed.
+        let context = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+        if !context.contains("PreconditionFailed") {
+            return Err(remote(
+                &format!("writing s3://{}/{key}", self.bucket),
+                deployer_engine::describe::error_chain(&err),
+            ));
         }
         // The key exists. If it holds exactly what we write, it is our own earlier
         // attempt whose answer was lost (a timeout, a dropped connection, the SDK's
@@ -167,7 +172,7 @@ impl AwsStore {
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
             Err(err) => Err(remote(
                 &format!("reading s3://{}/{key}", self.bucket),
-                aws_smithy_types::error::display::DisplayErrorContext(&err),
+                deployer_engine::describe::error_chain(&err),
             )),
         }
     }
@@ -185,7 +190,7 @@ impl AwsStore {
             let page = page.map_err(|e| {
                 remote(
                     &format!("listing s3://{}/{prefix}", self.bucket),
-                    aws_smithy_types::error::display::DisplayErrorContext(&e),
+                    deployer_engine::describe::error_chain(&e),
                 )
             })?;
             keys.extend(
@@ -251,7 +256,7 @@ impl AwsStore {
             {
                 return Err(remote(
                     &format!("taking the lock in DynamoDB table {}", self.table),
-                    aws_smithy_types::error::display::DisplayErrorContext(&err),
+                    deployer_engine::describe::error_chain(&err),
                 ));
             }
             let (current, current_owner, current_expires) = self.read_lease(&key).await;
@@ -342,10 +347,8 @@ impl AwsStore {
                             // Keep trying, sooner: the lease is ours until `until`.
                             held.lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .last_error = Some(
-                                aws_smithy_types::error::display::DisplayErrorContext(&err)
-                                    .to_string(),
-                            );
+                                .last_error =
+                                Some(deployer_engine::describe::error_chain(&err).to_string());
                             pause = Duration::from_secs(1).min(every);
                         }
                     }
@@ -429,12 +432,7 @@ impl AwsStore {
             .key(&active)
             .send()
             .await
-            .map_err(|e| {
-                remote(
-                    &active,
-                    aws_smithy_types::error::display::DisplayErrorContext(&e),
-                )
-            })?;
+            .map_err(|e| remote(&active, deployer_engine::describe::error_chain(&e)))?;
         Ok(())
     }
 

@@ -37,6 +37,24 @@ pub use summary::{
 use summary::SummaryFold;
 use terminal::Live;
 
+/// A multi-line error as printed: our own line breaks kept (`\n  fix: …`), but no line
+/// can carry control characters or read as a GitHub workflow command (the runner
+/// takes any line that starts with `::` after leading spaces as one), whatever values
+/// from outside the message quotes.
+fn own_lines(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let line = printable(line);
+            if line.trim_start().starts_with("::") {
+                format!("  > {}", line.trim_start())
+            } else {
+                line.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Commands that end with the JSON summary under `--output json`.
 const DEPLOYMENT_COMMANDS: [&str; 2] = ["run", "rollback"];
 
@@ -233,7 +251,7 @@ impl Reporter {
         self.clear_status();
         let error_text = error.map(|e| self.secrets.scrub(&format!("{e:#}")));
         if let Some(text) = &error_text {
-            errln!("error: {text}");
+            errln!("error: {}", own_lines(text));
         }
         let summary = {
             let mut state = self.lock();

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use deployer_engine::events::{Event, result_word};
+use deployer_engine::redact::printable;
 use deployer_engine::rollout::Report;
 use deployer_engine::state::DeployResult;
 
@@ -12,7 +13,9 @@ use super::summary::Summary;
 
 /// A line of the stderr log, prefixed so it stands apart from the tools CI runs around it.
 pub fn log_line(text: &str) -> String {
-    format!("deployer: {text}\n")
+    // One line whatever the text holds: a release, a reason or an AWS message with a
+    // newline or an escape sequence cannot start a line of its own or move the cursor.
+    format!("deployer: {}\n", printable(text))
 }
 
 /// An event's text in the log, redacted; `None` for events the log leaves out.
@@ -28,29 +31,34 @@ pub fn final_report(
     took: Duration,
     scrub: &dyn Fn(&str) -> String,
 ) -> String {
+    // Every value here came from outside (releases, strategy names, reasons): each is
+    // escaped onto its line.
+    let p = |text: &str| printable(text).into_owned();
+    let scrub = |text: &str| p(&scrub(text));
     let mut out = String::new();
     if let Some(old) = &report.recovered {
-        let _ = writeln!(out, "recovered unfinished deployment {old}");
+        let _ = writeln!(out, "recovered unfinished deployment {}", p(old));
     }
     let _ = writeln!(
         out,
         "deployment {}: {}: {}",
-        report.id,
+        p(&report.id),
         result_word(report.result),
         scrub(&report.detail)
     );
     if let Some(new) = &summary.new_release {
         let _ = writeln!(
             out,
-            "  release:  {} → {new} with {}",
-            summary.stable_release.as_deref().unwrap_or("(nothing)"),
-            summary.strategy.as_deref().unwrap_or("?")
+            "  release:  {} → {} with {}",
+            p(summary.stable_release.as_deref().unwrap_or("(nothing)")),
+            p(new),
+            p(summary.strategy.as_deref().unwrap_or("?"))
         );
     }
     let on = |release: &Option<String>| {
         release
-            .clone()
-            .unwrap_or_else(|| "the release it was deploying".into())
+            .as_deref()
+            .map_or_else(|| "the release it was deploying".into(), p)
     };
     let _ = match report.result {
         DeployResult::Promoted => writeln!(out, "  traffic:  100% on {}", on(&summary.new_release)),
