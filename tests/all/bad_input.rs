@@ -270,3 +270,484 @@ fn mutated_configs_never_panic_the_parser() {
         }
     }
 }
+
+/// `text` as a TOML basic string, every control character escaped.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An ECS service `[services.NAME]` (NAME as written: quoted or bare), with `extra`
+/// lines in its table and `gate` lines in one HTTP gate.
+fn ecs_config(endpoint: &str, name: &str, desired: &str, gate: &str) -> String {
+    format!(
+        r#"[aws]
+region = "us-east-1"
+endpoint-url = "{endpoint}"
+
+[services.{name}.target]
+kind = "ecs"
+cluster = "c"
+service = "web"
+desired-count = {desired}
+
+[services.{name}.traffic]
+listener-arn = "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1"
+target-groups = [
+    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+]
+
+[[services.{name}.gates]]
+kind = "http"
+at = ["post-traffic"]
+url = "http://127.0.0.1:9/health"
+{gate}
+
+[services.{name}.strategies.canary]
+steps = [ {{ weight = 50 }} ]
+"#
+    )
+}
+
+/// Service names that would walk out of the state directory, hide, or break a line:
+/// refused by `validate` and `run` with the rule, before a state directory is made or
+/// the cloud is called. Generated: each hostile piece alone and inside a name.
+#[test]
+fn service_names_that_are_not_identifiers_are_refused_before_they_become_paths() {
+    let (endpoint, connections) = counting_endpoint();
+    let pieces = [
+        "",
+        ".",
+        "..",
+        "../x",
+        "a/b",
+        "/etc/passwd",
+        "a\0b",
+        "a\nb",
+        "a\r\n::error::x",
+        "\u{1b}[2J",
+        "-x",
+        ".hidden",
+        "a b",
+        "a\\b",
+        "é",
+        "\u{2028}",
+        "~",
+        "$HOME",
+        "*",
+        "a:b",
+    ];
+    let long = "a".repeat(1 << 19);
+    let mut names: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+    names.extend(
+        pieces
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("web{p}x")),
+    );
+    names.push(long);
+    names.push("a".repeat(65));
+    // The documented rule: 1 to 64 of ASCII letters, digits, `-`, `_`, `.`, starting
+    // with a letter or digit. Names inside it (`web.x`, `web..x`) are valid path
+    // components and are left to the control below.
+    let valid = |name: &str| {
+        name.len() <= 64
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    let (good, names): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| valid(n));
+    assert!(names.len() > 30, "{}", names.len());
+    let mut problems = Vec::new();
+    for name in &names {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("deployer.toml");
+        std::fs::write(&config, ecs_config(&endpoint, &toml_string(name), "2", "")).unwrap();
+        let mut run = vec!["run", "canary", "--release", "web:2"];
+        // An argument cannot hold NUL: the config's only service is the default.
+        if !name.contains('\0') && name.len() < 4096 {
+            run.extend(["--service", name.as_str()]);
+        }
+        for args in [vec!["validate"], run] {
+            let out = plain()
+                .args(&args)
+                .arg("--config")
+                .arg(&config)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let shown: String = name.chars().take(20).collect();
+            let what = format!("{shown:?} ({})", args[0]);
+            if out.status.code() != Some(3) {
+                problems.push(format!("{what}: exit {:?}: {stderr}", out.status.code()));
+            } else if args[0] == "validate" && !stderr.contains("is not a valid service name") {
+                problems.push(format!("{what}: {stderr}"));
+            }
+            if stderr.contains("panicked") || stderr.len() > 4096 {
+                problems.push(format!("{what}: {} bytes of stderr", stderr.len()));
+            }
+            if stderr
+                .lines()
+                .any(|l| l.trim_start().starts_with("::error::x"))
+                || stderr.contains('\u{1b}')
+            {
+                problems.push(format!("{what}: the name printed raw: {stderr}"));
+            }
+        }
+        if dir.path().join(".deployer").exists() {
+            problems.push(format!(
+                "{:?}: a state directory was made",
+                name.chars().take(20).collect::<String>()
+            ));
+        }
+    }
+    // Control: the rule's own examples, and the generated names inside it, pass.
+    let examples = ["web", "api-v2", "Web_1.blue", &"a".repeat(64)];
+    for name in examples.iter().map(|n| n.to_string()).chain(good) {
+        let name = name.as_str();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("deployer.toml");
+        std::fs::write(&config, ecs_config(&endpoint, &toml_string(name), "2", "")).unwrap();
+        let out = plain()
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        problems.is_empty(),
+        "{} names:\n{}",
+        names.len(),
+        problems.join("\n")
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+/// Numbers at and around every edge, for every count and ratio a config holds:
+/// in range passes `validate`, out of range is refused naming the field, and nothing
+/// panics or wraps. Generated: each field × each value.
+#[test]
+fn numbers_at_and_past_their_edges_are_checked_at_their_fields() {
+    let (endpoint, _) = counting_endpoint();
+    let ints: [i64; 12] = [i64::MIN, -1, 0, 1, 2, 99, 100, 101, 599, 600, 5_000, 5_001];
+    let big: [i64; 6] = [
+        10_000,
+        10_001,
+        4_294_967_295,
+        4_294_967_296,
+        i64::MAX,
+        1_000,
+    ];
+    let floats = [
+        "nan",
+        "inf",
+        "-inf",
+        "0.0",
+        "-0.0",
+        "1e-9",
+        "0.5",
+        "1.0",
+        "1.0000001",
+        "-1.0",
+    ];
+    // (field, value text, accepted?)
+    let mut cases: Vec<(&str, String, bool)> = Vec::new();
+    for v in ints.iter().chain(&big) {
+        cases.push(("desired-count", v.to_string(), (1..=5_000).contains(v)));
+        cases.push(("requests", v.to_string(), (1..=10_000).contains(v)));
+        cases.push(("failures", v.to_string(), (1..=1_000).contains(v)));
+        cases.push(("expect-status", v.to_string(), (100..=599).contains(v)));
+    }
+    for f in floats {
+        let value: f64 = f.parse().unwrap();
+        cases.push(("min-success", f.to_string(), value > 0.0 && value <= 1.0));
+    }
+    for text in ["1.5", "\"4\"", "true"] {
+        cases.push(("desired-count", text.to_string(), false));
+        cases.push(("requests", text.to_string(), false));
+    }
+    // (A gate also holds an array, `at`, so an array for `requests` is named by its
+    // gate only; the target holds none.)
+    cases.push(("desired-count", "[]".to_string(), false));
+    let mut problems = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deployer.toml");
+    for (field, value, accepted) in &cases {
+        let (desired, gate) = if *field == "desired-count" {
+            (value.clone(), String::new())
+        } else {
+            ("2".to_string(), format!("{field} = {value}"))
+        };
+        std::fs::write(&config, ecs_config(&endpoint, "web", &desired, &gate)).unwrap();
+        let out = plain()
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = format!("{field} = {value}");
+        match (accepted, out.status.code()) {
+            (true, Some(0)) => {}
+            (false, Some(3)) if stderr.contains(field) && stderr.contains("deployer.toml:") => {}
+            (_, code) => problems.push(format!("{what}: exit {code:?}: {stderr}")),
+        }
+        if stderr.contains("panicked") {
+            problems.push(format!("{what}: panicked"));
+        }
+    }
+    // Metric bounds: NaN and infinities compare with nothing.
+    for bound in ["max", "min"] {
+        for f in floats {
+            let value: f64 = f.parse().unwrap();
+            let text = ecs_config(&endpoint, "web", "2", "").replace(
+                "[services.web.strategies.canary]",
+                &format!(
+                    "[[services.web.gates]]\nkind = \"metric\"\nat = [\"bake\"]\nnamespace = \"AWS/ECS\"\nmetric = \"CPUUtilization\"\n{bound} = {f}\n\n[services.web.strategies.canary]"
+                ),
+            );
+            std::fs::write(&config, text).unwrap();
+            let out = plain()
+                .args(["validate", "--config"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let want = if value.is_finite() { 0 } else { 3 };
+            if out.status.code() != Some(want)
+                || (want == 3 && !stderr.contains("not a finite number"))
+            {
+                problems.push(format!(
+                    "{bound} = {f}: exit {:?}: {stderr}",
+                    out.status.code()
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} cases:\n{}",
+        cases.len(),
+        problems.join("\n")
+    );
+}
+
+/// The environment and `[aws]` settings the SDK would choke on: an empty or hostless
+/// endpoint (the SDK panics on an empty one), credentials in it, a region that is not
+/// one; a kubeconfig that is missing or not a file. Refused with the variable or field
+/// named, exit 3, before any cloud call.
+#[test]
+fn endpoints_regions_and_kubeconfigs_are_checked_before_any_call() {
+    let (endpoint, connections) = counting_endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deployer.toml");
+    std::fs::write(&config, ecs_config(&endpoint, "web", "2", "")).unwrap();
+    let mut problems = Vec::new();
+    for (variable, value) in [
+        ("AWS_ENDPOINT_URL", ""),
+        ("AWS_ENDPOINT_URL", "http://"),
+        ("AWS_ENDPOINT_URL", "ftp://example.com"),
+        ("AWS_ENDPOINT_URL", "not a url"),
+        ("AWS_ENDPOINT_URL", "http://user:secret@127.0.0.1:9"),
+        ("AWS_ENDPOINT_URL_ECS", ""),
+        ("AWS_ENDPOINT_URL_S3", "://"),
+    ] {
+        for args in [
+            vec!["status", "--service", "web"],
+            vec!["history", "--service", "web"],
+            vec!["rollback", "--service", "web"],
+            vec!["run", "canary", "--release", "web:2"],
+        ] {
+            let out = plain()
+                .args(&args)
+                .arg("--config")
+                .arg(&config)
+                .env(variable, value)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{variable}={value:?} {}", args[0]);
+            if out.status.code() != Some(3)
+                || !stderr.contains(variable)
+                || stderr.contains("panicked")
+            {
+                problems.push(format!("{what}: exit {:?}: {stderr}", out.status.code()));
+            }
+            if stderr.contains("secret") {
+                problems.push(format!("{what}: printed the credentials: {stderr}"));
+            }
+        }
+    }
+    let base = ecs_config(&endpoint, "web", "2", "");
+    for (what, text, field) in [
+        (
+            "empty endpoint",
+            base.replace(
+                &format!("endpoint-url = \"{endpoint}\""),
+                "endpoint-url = \"\"",
+            ),
+            "aws.endpoint-url",
+        ),
+        (
+            "hostless endpoint",
+            base.replace(
+                &format!("endpoint-url = \"{endpoint}\""),
+                "endpoint-url = \"https://\"",
+            ),
+            "aws.endpoint-url",
+        ),
+        (
+            "empty region",
+            base.replace("region = \"us-east-1\"", "region = \"\""),
+            "aws.region",
+        ),
+        (
+            "a region of words",
+            base.replace("region = \"us-east-1\"", "region = \"the moon\""),
+            "aws.region",
+        ),
+        (
+            "a missing kubeconfig",
+            format!(
+                "[services.api.target]\nkind = \"eks\"\nnamespace = \"n\"\ndeployment = \"api\"\nkubeconfig = \"nowhere/kubeconfig\"\ndesired-count = 2\n\n[services.api.strategies.rolling]\n"
+            ),
+            "services.api.target.kubeconfig",
+        ),
+        (
+            "a kubeconfig that is /dev/zero",
+            format!(
+                "[services.api.target]\nkind = \"eks\"\nnamespace = \"n\"\ndeployment = \"api\"\nkubeconfig = \"/dev/zero\"\ndesired-count = 2\n"
+            ),
+            "services.api.target.kubeconfig",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = plain()
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(3) || !stderr.contains(field) || stderr.contains("panicked") {
+            problems.push(format!("{what}: exit {:?}: {stderr}", out.status.code()));
+        }
+    }
+    // An empty AWS_REGION, with no region in the config.
+    std::fs::write(&config, base.replace("region = \"us-east-1\"\n", "")).unwrap();
+    let out = plain()
+        .args(["status", "--service", "web", "--config"])
+        .arg(&config)
+        .env("AWS_REGION", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(3) || !stderr.contains("AWS_REGION") {
+        problems.push(format!(
+            "AWS_REGION=\"\": exit {:?}: {stderr}",
+            out.status.code()
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "bad input must not reach the cloud"
+    );
+}
+
+/// Files that are not files where deployer reads one: the config and a plugin as
+/// /dev/zero (directly and through a link), a FIFO, a directory; each refused at once
+/// (the FIFO would block a plain read forever) with exit 3 and the path named.
+#[test]
+fn configs_and_plugins_that_are_not_regular_files_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let link = dir.path().join("zero");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let subdir = dir.path().join("sub");
+    std::fs::create_dir(&subdir).unwrap();
+    let mut problems = Vec::new();
+    for (path, what) in [
+        (Path::new("/dev/zero"), "a device"),
+        (link.as_path(), "a device"),
+        (fifo.as_path(), "a FIFO"),
+        (subdir.as_path(), "a directory"),
+    ] {
+        // As the config.
+        let started = std::time::Instant::now();
+        let mut child = plain()
+            .args(["validate", "--config"])
+            .arg(path)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        if status.and_then(|s| s.code()) != Some(3)
+            || !stderr.contains(&format!("it is {what}, not a regular file"))
+        {
+            problems.push(format!("config {}: {status:?}: {stderr}", path.display()));
+        }
+        // As a hook plugin's file.
+        let config = dir.path().join("deployer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[plugins.probe]\nkind = \"hook\"\npath = {}\nsha256 = \"{}\"\n",
+                ecs_config("http://127.0.0.1:9", "web", "2", "")
+                    .replace("[services.web.strategies.canary]", "[[services.web.hooks]]\nplugin = \"probe\"\nat = [\"pre-traffic\"]\n\n[services.web.strategies.canary]"),
+                toml_string(path.to_str().unwrap()),
+                "0".repeat(64)
+            ),
+        )
+        .unwrap();
+        let out = plain()
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(3)
+            || !stderr.contains(&format!("it is {what}, not a regular file"))
+        {
+            problems.push(format!(
+                "plugin {}: {:?}: {stderr}",
+                path.display(),
+                out.status.code()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

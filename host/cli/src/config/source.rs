@@ -197,15 +197,106 @@ impl Source {
     }
 
     /// The error for text serde could not read, positioned where the parser stopped.
+    ///
+    /// Inside a tagged table (`[services.NAME.target]`, a gate) serde reports a bad
+    /// value at the table, not the key, and names the Rust type it wanted: the key is
+    /// found by the value the message quotes, and the type said in words.
     pub fn parse_error(&self, err: &toml::de::Error) -> ConfigError {
+        let mut field = err
+            .span()
+            .and_then(|span| field_at(&self.text, span.start))
+            .unwrap_or_default();
+        let mut position = err.span().map(|span| line_col(&self.text, span.start));
+        let message = err.message().trim().to_string();
+        let written = |text: &str| match quoted_value(&message) {
+            Some(literal) => text == literal,
+            // No literal quoted: an array or an inline table where a value belongs.
+            None if message.starts_with("invalid type: sequence") => text.starts_with('['),
+            None if message.starts_with("invalid type: map") => text.starts_with('{'),
+            None => false,
+        };
+        if let Some((key, span)) = self.key_holding(&field, &written) {
+            field = if field.is_empty() {
+                key
+            } else {
+                format!("{field}.{key}")
+            };
+            position = Some(line_col(&self.text, span.start));
+        }
         ConfigError {
             file: self.path.clone(),
-            position: err.span().map(|span| line_col(&self.text, span.start)),
-            field: err
-                .span()
-                .and_then(|span| field_at(&self.text, span.start))
-                .unwrap_or_default(),
-            message: err.message().trim().to_string(),
+            position,
+            field,
+            message: in_words(&message),
         }
     }
+
+    /// The one key of the table at `path` whose value, as written, `written` accepts,
+    /// and the value's span.
+    fn key_holding(
+        &self,
+        path: &str,
+        written: &dyn Fn(&str) -> bool,
+    ) -> Option<(String, Range<usize>)> {
+        let doc = DeTable::parse(&self.text).ok()?;
+        let mut table = doc.get_ref();
+        let mut current: Option<&DeValue<'_>> = None;
+        for segment in parse_field_path(path) {
+            current = match (segment, current) {
+                (Segment::Key(key), None) => table.get(key.as_str()).map(|v| v.get_ref()),
+                (Segment::Key(key), Some(DeValue::Table(t))) => {
+                    t.get(key.as_str()).map(|v| v.get_ref())
+                }
+                (Segment::Index(i), Some(DeValue::Array(a))) => a.get(i).map(|v| v.get_ref()),
+                _ => None,
+            };
+            current?;
+        }
+        if let Some(DeValue::Table(t)) = current {
+            table = t;
+        } else if current.is_some() {
+            return None;
+        }
+        let mut found = table.iter().filter(|(_, value)| {
+            self.text
+                .get(value.span())
+                .is_some_and(|text| written(text.trim()))
+        });
+        let (key, value) = found.next()?;
+        // Two keys with the same value: say the table, not a guess.
+        found
+            .next()
+            .is_none()
+            .then(|| (key.get_ref().to_string(), value.span()))
+    }
+}
+
+/// The value a serde message quotes: `` integer `-1` `` or `string "4"`.
+fn quoted_value(message: &str) -> Option<&str> {
+    if let Some(rest) = message.split_once('`').map(|(_, r)| r) {
+        return rest.split_once('`').map(|(v, _)| v);
+    }
+    let (_, rest) = message.split_once("string \"")?;
+    let end = rest.find("\", expected")?;
+    // The literal as written in the file, quotes included.
+    message.get(message.len() - rest.len() - 1..message.len() - rest.len() + end + 1)
+}
+
+/// A serde message with the Rust types it names said in words.
+fn in_words(message: &str) -> String {
+    [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number from 0 up"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ]
+    .iter()
+    .fold(message.to_string(), |text, (rust, words)| {
+        text.replace(rust, words)
+    })
 }

@@ -59,11 +59,15 @@ pub fn annotations(
     lines
 }
 
-/// Workflow command data: `%`, CR and LF escaped.
+/// Workflow command data: `%`, CR and LF escaped as the runner unescapes them; any
+/// other control character (a terminal escape, a bell) or line separator shown
+/// escaped, as it would be anywhere else in the log.
 fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
+    let escaped = text
+        .replace('%', "%25")
         .replace('\r', "%0D")
-        .replace('\n', "%0A")
+        .replace('\n', "%0A");
+    deployer_engine::redact::printable(&escaped).into_owned()
 }
 
 /// Workflow command properties: also `:` and `,`.
