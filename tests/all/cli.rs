@@ -236,6 +236,40 @@ fn inspect_prints_world_digest_and_imports() {
 }
 
 #[test]
+fn inspect_names_a_core_module_and_how_to_make_it_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest core module: magic bytes and version 1. wit-component decodes it
+    // as an empty world, which `inspect` used to show as a component (exit 0).
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let (code, out, err) = run(&["plugin", "inspect", core.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("core.wasm` is not a WebAssembly component: it is a core WebAssembly module")
+            && err.contains("wasm-tools component new"),
+        "{err}"
+    );
+    assert!(!out.contains("kind:"), "{out}");
+
+    // Other files that are not components, or not there, are bad input too.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"hello").unwrap();
+    let missing = dir.path().join("missing.wasm");
+    for (file, says) in [
+        (
+            junk.to_str().unwrap(),
+            "does not start with the WebAssembly magic bytes",
+        ),
+        (missing.to_str().unwrap(), "cannot read"),
+        ("builtin:nope", "no built-in strategy `nope`"),
+    ] {
+        let (code, _, err) = run(&["plugin", "inspect", file]);
+        assert_eq!(code, 3, "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+    }
+}
+
+#[test]
 fn usage_errors_are_bad_input_and_help_succeeds() {
     assert_eq!(run(&["plan"]).0, 3);
     let (code, out, _) = run(&["--help"]);

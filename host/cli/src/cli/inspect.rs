@@ -1,22 +1,29 @@
-use anyhow::Context;
-
 use crate::exit::Outcome;
-use deployer_plugin_host::{CONTRACT_VERSION, builtin, inspect};
+use deployer_plugin_host::{CONTRACT_VERSION, PluginError, builtin, inspect};
 
 pub fn run(component: &str) -> anyhow::Result<Outcome> {
     let bytes = match component.strip_prefix("builtin:") {
         Some(name) => builtin::get(name)
-            .with_context(|| {
-                format!(
-                    "no built-in strategy `{name}` (built-ins: {})",
-                    builtin::names().collect::<Vec<_>>().join(", ")
-                )
+            .ok_or_else(|| PluginError::Read {
+                name: component.to_string(),
+                path: component.into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "no built-in strategy `{name}` (built-ins: {})",
+                        builtin::names().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
             })?
             .to_vec(),
-        None => std::fs::read(component).with_context(|| format!("reading {component}"))?,
+        // A file that cannot be read is bad input (exit 3), as when a run loads it.
+        None => std::fs::read(component).map_err(|source| PluginError::Read {
+            name: component.to_string(),
+            path: component.into(),
+            source,
+        })?,
     };
-    let report = inspect::inspect(&bytes)
-        .with_context(|| format!("{component} is not a WebAssembly component"))?;
+    let report = inspect::inspect(component, &bytes)?;
     println!("component: {component}");
     println!("sha256:    {}", report.sha256);
     println!("size:      {} bytes", report.size);

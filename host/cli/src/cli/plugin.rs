@@ -121,7 +121,7 @@ pub fn build(dir: &Path) -> anyhow::Result<Outcome> {
             .expect("one guest in, one component out");
     let out = target_dir.join(format!("{name}.wasm"));
     std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
-    let report = inspect::inspect(&component)?;
+    let report = inspect::inspect(&name, &component)?;
     let kind = report.kind.clone().unwrap_or_else(|| "unknown".into());
     let path = out.canonicalize().unwrap_or(out);
     println!(
