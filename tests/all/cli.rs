@@ -47,6 +47,66 @@ fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
 }
 
 #[test]
+fn plan_refuses_side_by_side_strategies_on_a_target_updated_in_place() {
+    // One Auto Scaling group is updated in place: a canary's traffic shifts could never
+    // happen there. `plan` refuses as `run` would, naming why, before listing a step.
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new()
+        .service("worker", |s| {
+            s.asg("workers", 4)
+                .canary_steps(r#"[ { weight = 10, bake = "5m" } ]"#)
+        })
+        .write(dir.path());
+    let config = config.to_str().unwrap();
+    for strategy in ["canary", "blue-green"] {
+        let (code, out, err) = run(&["plan", strategy, "--config", config]);
+        assert_eq!(code, 3, "{strategy}: {out}{err}");
+        assert!(!out.contains("shift traffic"), "{strategy}: {out}");
+        assert!(
+            err.contains(&format!(
+                "services.worker.target: `{strategy}` runs two releases side by side, but the \
+                 target is a single Auto Scaling group (group = \"NAME\"), updated in place; use \
+                 `rolling`"
+            )),
+            "{strategy}: {err}"
+        );
+    }
+    let (code, out, err) = run(&["plan", "rolling", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rolling update in place"), "{out}");
+}
+
+#[test]
+fn plan_refuses_a_plan_longer_than_the_services_max_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new()
+        .service("web", |s| {
+            s.asg_pair(["blue", "green"], 4)
+                .listener(
+                    "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                    None,
+                    [
+                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                    ],
+                )
+                .settings(|t| t.int("max-steps", 5))
+                .canary_steps(r#"[ { weight = 10 } ]"#)
+        })
+        .write(dir.path());
+    let (code, out, err) = run(&["plan", "canary", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("shift traffic: 10% new"),
+        "the plan is still shown: {out}"
+    );
+    assert!(
+        err.contains("the plan takes 12 steps, more than the service's max-steps (5)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_strategy_parameters_are_bad_input_with_line_and_fix() {
     let dir = tempfile::tempdir().unwrap();
     // The error's line and column are those of the second weight as written here.
@@ -70,8 +130,8 @@ fn bad_strategy_parameters_are_bad_input_with_line_and_fix() {
 
 #[test]
 fn a_plan_the_host_would_refuse_fails_validation_as_bad_input() {
-    // Parameters the canary accepts (a 48 h bake), but a plan the safety rules refuse:
-    // `run` would refuse it before any change, so `validate` says so too, at the field.
+    // A 48 h bake, which the safety rules would refuse mid-run: the canary refuses it in
+    // its parameters, at the field, so `validate` and `run` stop before any change.
     let dir = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new().service("web", |s| {
         s.ecs("c", "web", 2)
@@ -88,7 +148,7 @@ fn a_plan_the_host_would_refuse_fails_validation_as_bad_input() {
     let (code, _, err) = validate(dir.path(), &config);
     assert_eq!(code, 3, "{err}");
     assert!(
-        err.contains("services.web.strategies.canary") && err.contains("longer than 24 hours"),
+        err.contains("services.web.strategies.canary.steps[1].bake: is 48h; a bake is at most 24h"),
         "{err}"
     );
     // Without a traffic table the service rolls in place: the canary has no second side.
