@@ -330,6 +330,69 @@ fn inspect_names_a_core_module_and_how_to_make_it_a_component() {
 }
 
 #[test]
+fn plugin_test_with_a_bad_scenario_is_bad_input_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let plugin_test = |wasm: &str| {
+        run(&[
+            "plugin",
+            "test",
+            wasm,
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ])
+    };
+    let hook = deployer_tests::components::HOSTILE_HOOK;
+    let (code, _, err) = plugin_test(hook);
+    assert_eq!(code, 3, "missing: {err}");
+    assert!(
+        err.contains("scenario.toml: cannot read the scenario"),
+        "{err}"
+    );
+    for (text, says) in [
+        (
+            r#"{"kind": "hook"}"#,
+            "scenario.toml:1:1: invalid key-value pair, expected key\n  fix: a scenario is TOML",
+        ),
+        (
+            "kind = \"hook\"\n[[runs]]\npoint = \"pre-traffic\"\nexpec = \"pass\"\n",
+            "scenario.toml:4:1: runs[0].expec: unknown field `expec`",
+        ),
+        (
+            "kind = \"gate\"\n",
+            "scenario.toml:1:8: kind: must be \"hook\" or \"strategy\", not \"gate\"",
+        ),
+        (
+            "kind = \"hook\"\n[[runs]]\npoint = \"pre-traffic\"\nnew-traffic-percent = 150\n",
+            "scenario.toml:4:23: runs[0].new-traffic-percent: is 150; a share of traffic is a percentage from 0 to 100",
+        ),
+        (
+            "kind = \"strategy\"\n[[cases]]\nname = \"x\"\ngates = { first = \"fail\" }\n",
+            "scenario.toml:4:19: cases[0].gates.first: `first` is not a gate run number",
+        ),
+        (
+            "kind = \"strategy\"\n[[cases]]\nname = \"x\"\ngates = { 2 = \"maybe\" }\n",
+            "scenario.toml:4:15: cases[0].gates.2: `maybe` is not a gate status",
+        ),
+    ] {
+        std::fs::write(&scenario, text).unwrap();
+        let (code, out, err) = plugin_test(hook);
+        assert_eq!(code, 3, "{text}: {out}{err}");
+        assert!(err.contains(says), "{text}: {err}");
+        assert!(
+            !out.contains("plugin "),
+            "refused before loading the plugin: {out}"
+        );
+    }
+    // A good scenario with a plugin file that is not there.
+    std::fs::write(&scenario, "kind = \"hook\"\n").unwrap();
+    let missing = dir.path().join("missing.wasm");
+    let (code, _, err) = plugin_test(missing.to_str().unwrap());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("plugin `missing`: cannot read"), "{err}");
+}
+
+#[test]
 fn usage_errors_are_bad_input_and_help_succeeds() {
     assert_eq!(run(&["plan"]).0, 3);
     let (code, out, _) = run(&["--help"]);
