@@ -77,6 +77,40 @@ fn plan_refuses_side_by_side_strategies_on_a_target_updated_in_place() {
 }
 
 #[test]
+fn a_rolling_update_of_too_many_batches_is_bad_input_before_any_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new().service("web", |s| {
+        s.asg_pair(["blue", "green"], 4_000)
+            .listener(
+                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                None,
+                [
+                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                ],
+            )
+            .strategy("rolling", |t| t.int("batch-size", 1))
+    });
+    let why = "batch-size gives 4000 batches of 1 unit(s) for 4000 units, more than the 1000 a \
+               rolling update may take: set batch-size to at least 4 units";
+    let (code, _, err) = validate(dir.path(), &config);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "services.web.strategies.rolling: with every gate passing, the strategy would abort: {why}"
+        )),
+        "{err}"
+    );
+    let path = config.write(dir.path());
+    let (code, out, _) = run(&["plan", "rolling", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(&format!("The strategy would abort: {why}")),
+        "{out}"
+    );
+}
+
+#[test]
 fn plan_refuses_a_plan_longer_than_the_services_max_steps() {
     let dir = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new()
