@@ -47,6 +47,100 @@ fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
 }
 
 #[test]
+fn plan_refuses_side_by_side_strategies_on_a_target_updated_in_place() {
+    // One Auto Scaling group is updated in place: a canary's traffic shifts could never
+    // happen there. `plan` refuses as `run` would, naming why, before listing a step.
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new()
+        .service("worker", |s| {
+            s.asg("workers", 4)
+                .canary_steps(r#"[ { weight = 10, bake = "5m" } ]"#)
+        })
+        .write(dir.path());
+    let config = config.to_str().unwrap();
+    for strategy in ["canary", "blue-green"] {
+        let (code, out, err) = run(&["plan", strategy, "--config", config]);
+        assert_eq!(code, 3, "{strategy}: {out}{err}");
+        assert!(!out.contains("shift traffic"), "{strategy}: {out}");
+        assert!(
+            err.contains(&format!(
+                "services.worker.target: `{strategy}` runs two releases side by side, but the \
+                 target is a single Auto Scaling group (group = \"NAME\"), updated in place; use \
+                 `rolling`"
+            )),
+            "{strategy}: {err}"
+        );
+    }
+    let (code, out, err) = run(&["plan", "rolling", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rolling update in place"), "{out}");
+}
+
+#[test]
+fn a_rolling_update_of_too_many_batches_is_bad_input_before_any_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new().service("web", |s| {
+        s.asg_pair(["blue", "green"], 4_000)
+            .listener(
+                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                None,
+                [
+                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                ],
+            )
+            .strategy("rolling", |t| t.int("batch-size", 1))
+    });
+    let why = "batch-size gives 4000 batches of 1 unit(s) for 4000 units, more than the 1000 a \
+               rolling update may take: set batch-size to at least 4 units";
+    let (code, _, err) = validate(dir.path(), &config);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "services.web.strategies.rolling: with every gate passing, the strategy would abort: {why}"
+        )),
+        "{err}"
+    );
+    let path = config.write(dir.path());
+    let (code, out, _) = run(&["plan", "rolling", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(&format!("The strategy would abort: {why}")),
+        "{out}"
+    );
+}
+
+#[test]
+fn plan_refuses_a_plan_longer_than_the_services_max_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new()
+        .service("web", |s| {
+            s.asg_pair(["blue", "green"], 4)
+                .listener(
+                    "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                    None,
+                    [
+                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                    ],
+                )
+                .settings(|t| t.int("max-steps", 5))
+                .canary_steps(r#"[ { weight = 10 } ]"#)
+        })
+        .write(dir.path());
+    let (code, out, err) = run(&["plan", "canary", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("shift traffic: 10% new"),
+        "the plan is still shown: {out}"
+    );
+    assert!(
+        err.contains("the plan takes 12 steps, more than the service's max-steps (5)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_strategy_parameters_are_bad_input_with_line_and_fix() {
     let dir = tempfile::tempdir().unwrap();
     // The error's line and column are those of the second weight as written here.
@@ -70,8 +164,8 @@ fn bad_strategy_parameters_are_bad_input_with_line_and_fix() {
 
 #[test]
 fn a_plan_the_host_would_refuse_fails_validation_as_bad_input() {
-    // Parameters the canary accepts (a 48 h bake), but a plan the safety rules refuse:
-    // `run` would refuse it before any change, so `validate` says so too, at the field.
+    // A 48 h bake, which the safety rules would refuse mid-run: the canary refuses it in
+    // its parameters, at the field, so `validate` and `run` stop before any change.
     let dir = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new().service("web", |s| {
         s.ecs("c", "web", 2)
@@ -88,7 +182,7 @@ fn a_plan_the_host_would_refuse_fails_validation_as_bad_input() {
     let (code, _, err) = validate(dir.path(), &config);
     assert_eq!(code, 3, "{err}");
     assert!(
-        err.contains("services.web.strategies.canary") && err.contains("longer than 24 hours"),
+        err.contains("services.web.strategies.canary.steps[1].bake: is 48h; a bake is at most 24h"),
         "{err}"
     );
     // Without a traffic table the service rolls in place: the canary has no second side.
@@ -233,6 +327,103 @@ fn inspect_prints_world_digest_and_imports() {
         &std::fs::read(deployer_tests::components::HOSTILE_HOOK).unwrap(),
     );
     assert!(out.contains(&digest), "{out}");
+}
+
+#[test]
+fn inspect_names_a_core_module_and_how_to_make_it_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest core module: magic bytes and version 1. wit-component decodes it
+    // as an empty world, which `inspect` used to show as a component (exit 0).
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let (code, out, err) = run(&["plugin", "inspect", core.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("core.wasm` is not a WebAssembly component: it is a core WebAssembly module")
+            && err.contains("wasm-tools component new"),
+        "{err}"
+    );
+    assert!(!out.contains("kind:"), "{out}");
+
+    // Other files that are not components, or not there, are bad input too.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"hello").unwrap();
+    let missing = dir.path().join("missing.wasm");
+    for (file, says) in [
+        (
+            junk.to_str().unwrap(),
+            "does not start with the WebAssembly magic bytes",
+        ),
+        (missing.to_str().unwrap(), "cannot read"),
+        ("builtin:nope", "no built-in strategy `nope`"),
+    ] {
+        let (code, _, err) = run(&["plugin", "inspect", file]);
+        assert_eq!(code, 3, "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+    }
+}
+
+#[test]
+fn plugin_test_with_a_bad_scenario_is_bad_input_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let plugin_test = |wasm: &str| {
+        run(&[
+            "plugin",
+            "test",
+            wasm,
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ])
+    };
+    let hook = deployer_tests::components::HOSTILE_HOOK;
+    let (code, _, err) = plugin_test(hook);
+    assert_eq!(code, 3, "missing: {err}");
+    assert!(
+        err.contains("scenario.toml: cannot read the scenario"),
+        "{err}"
+    );
+    for (text, says) in [
+        (
+            r#"{"kind": "hook"}"#,
+            "scenario.toml:1:1: invalid key-value pair, expected key\n  fix: a scenario is TOML",
+        ),
+        (
+            "kind = \"hook\"\n[[runs]]\npoint = \"pre-traffic\"\nexpec = \"pass\"\n",
+            "scenario.toml:4:1: runs[0].expec: unknown field `expec`",
+        ),
+        (
+            "kind = \"gate\"\n",
+            "scenario.toml:1:8: kind: must be \"hook\" or \"strategy\", not \"gate\"",
+        ),
+        (
+            "kind = \"hook\"\n[[runs]]\npoint = \"pre-traffic\"\nnew-traffic-percent = 150\n",
+            "scenario.toml:4:23: runs[0].new-traffic-percent: is 150; a share of traffic is a percentage from 0 to 100",
+        ),
+        (
+            "kind = \"strategy\"\n[[cases]]\nname = \"x\"\ngates = { first = \"fail\" }\n",
+            "scenario.toml:4:19: cases[0].gates.first: `first` is not a gate run number",
+        ),
+        (
+            "kind = \"strategy\"\n[[cases]]\nname = \"x\"\ngates = { 2 = \"maybe\" }\n",
+            "scenario.toml:4:15: cases[0].gates.2: `maybe` is not a gate status",
+        ),
+    ] {
+        std::fs::write(&scenario, text).unwrap();
+        let (code, out, err) = plugin_test(hook);
+        assert_eq!(code, 3, "{text}: {out}{err}");
+        assert!(err.contains(says), "{text}: {err}");
+        assert!(
+            !out.contains("plugin "),
+            "refused before loading the plugin: {out}"
+        );
+    }
+    // A good scenario with a plugin file that is not there.
+    std::fs::write(&scenario, "kind = \"hook\"\n").unwrap();
+    let missing = dir.path().join("missing.wasm");
+    let (code, _, err) = plugin_test(missing.to_str().unwrap());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("plugin `missing`: cannot read"), "{err}");
 }
 
 #[test]

@@ -18,7 +18,9 @@ impl Duration {
 
     pub const fn from_secs(secs: u64) -> Self {
         Duration {
-            millis: secs * 1000,
+            // Saturating: u64::MAX ms is 584 million years, and a wrapped product
+            // would be a short duration nobody asked for.
+            millis: secs.saturating_mul(1000),
         }
     }
 

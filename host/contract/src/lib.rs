@@ -19,3 +19,8 @@ pub use types::*;
 
 /// The contract version the host implements (`deployer:plugin@CONTRACT_VERSION`).
 pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// The longest bake one step may ask for. The host refuses a longer `bake` step; the
+/// built-in strategies refuse longer bakes in their parameters, so a run never starts
+/// on a plan the host would stop half-way.
+pub const MAX_BAKE: Duration = Duration::from_secs(24 * 3600);

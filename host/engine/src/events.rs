@@ -168,7 +168,7 @@ impl fmt::Display for Event<'_> {
                 (Step::ShiftTraffic(_), _) => write!(
                     f,
                     "step {seq}: weights verified: {new_percent}% new / {}% stable",
-                    100 - new_percent
+                    100u8.saturating_sub(*new_percent)
                 ),
                 _ => write!(f, "step {seq}: done"),
             },

@@ -689,8 +689,9 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
 }
 
 /// Why `strategy`'s `steps` cannot run on a target of `kind` that is (or is not)
-/// deployed side by side, and what to do; `None` when they fit.
-fn fit_problem(
+/// deployed side by side, and what to do; `None` when they fit. `plan` asks too, so it
+/// refuses what `run` would refuse, in the same words.
+pub fn fit_problem(
     strategy: &str,
     kind: TargetKind,
     steps: &[Step],

@@ -12,7 +12,7 @@ use deployer_contract::{LifecyclePoint, ScaleRequest, Side, Step, TargetInfo};
 use crate::state::journal::{Action, Journal, RollbackAction};
 
 /// The longest bake a strategy may ask for in one step.
-pub const MAX_BAKE_MS: u64 = 24 * 3_600_000;
+pub const MAX_BAKE_MS: u64 = deployer_contract::MAX_BAKE.millis;
 
 /// A step the host refuses to carry out.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -52,9 +52,12 @@ pub struct GateLedger {
 }
 
 /// Units a side needs to carry `percent` of the traffic of `desired` units. One
-/// percentage point of slack absorbs rounding between units and whole percents.
+/// percentage point of slack absorbs rounding between units and whole percents. A
+/// service sized to zero units needs none for any share: its stable side carries all
+/// of its (no) traffic on zero units before a rollout starts, and the same must hold
+/// for the new side after it.
 pub fn units_needed(desired: u32, percent: u8) -> u32 {
-    if percent == 0 {
+    if percent == 0 || desired == 0 {
         return 0;
     }
     // In u64: `desired` times a percentage overflows u32 from 43 million units up, and
@@ -175,7 +178,9 @@ impl SafetyGuard {
                     ));
                 }
                 let (share, name) = match side {
-                    Side::Stable => (100 - self.new_percent, "stable"),
+                    // Saturating: a guard replayed from a damaged journal may hold any
+                    // share; the check must still answer, not wrap or panic.
+                    Side::Stable => (100u8.saturating_sub(self.new_percent), "stable"),
                     Side::New => (self.new_percent, "new"),
                 };
                 let needs = units_needed(self.desired, share);
@@ -357,6 +362,30 @@ mod tests {
         let mut g = guard(u32::MAX);
         g.apply(&scale(Side::New, u32::MAX));
         assert!(g.check(&Step::ShiftTraffic(100)).is_ok());
+    }
+
+    #[test]
+    fn a_service_sized_to_zero_needs_no_units_for_any_share() {
+        // Before a rollout its stable side carries 100% on zero units; so may the new.
+        for percent in [0, 1, 50, 100] {
+            assert_eq!(units_needed(0, percent), 0);
+        }
+        let mut g = guard(0);
+        assert!(g.check(&scale(Side::New, 0)).is_ok());
+        assert!(g.check(&Step::ShiftTraffic(100)).is_ok());
+        g.apply(&Step::ShiftTraffic(100));
+        assert!(g.check(&Step::Promote).is_ok());
+        // A non-empty service still needs a unit for the smallest share.
+        assert_eq!(units_needed(1, 1), 1);
+    }
+
+    #[test]
+    fn a_damaged_share_above_100_does_not_wrap_the_stable_check() {
+        let g = SafetyGuard {
+            new_percent: 150,
+            ..pair(4)
+        };
+        assert!(g.check(&scale(Side::Stable, 0)).is_ok());
     }
 
     #[test]

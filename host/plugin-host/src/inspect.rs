@@ -2,7 +2,7 @@
 
 use wit_component::{DecodedWasm, WitPrinter};
 
-use super::load::{sha256_hex, split_contract_name};
+use super::load::{check_is_component, sha256_hex, split_contract_name};
 
 /// What a component declares.
 #[derive(Debug)]
@@ -19,12 +19,20 @@ pub struct Report {
     pub wit: String,
 }
 
-/// Decode a component's world.
+/// Decode the world of component `name` (a file name, for errors).
 ///
 /// # Errors
-/// When `bytes` is not a component (a core module, or not WebAssembly).
-pub fn inspect(bytes: &[u8]) -> anyhow::Result<Report> {
-    let decoded = wit_component::decode(bytes)?;
+/// When `bytes` is not a component: a core module, or not WebAssembly, refused as
+/// loading would refuse it ([`crate::PluginError::NotAComponent`], bad input), with how
+/// to make a component.
+pub fn inspect(name: &str, bytes: &[u8]) -> anyhow::Result<Report> {
+    // First: wit-component decodes a core module too, as an empty world, which made a
+    // core module look like a component that exports nothing.
+    check_is_component(name, bytes)?;
+    let decoded = wit_component::decode(bytes).map_err(|err| crate::PluginError::Invalid {
+        name: name.to_string(),
+        reason: format!("{err:#}"),
+    })?;
     let DecodedWasm::Component(resolve, world_id) = decoded else {
         anyhow::bail!("this is a WIT package, not a component");
     };

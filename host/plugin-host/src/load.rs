@@ -146,7 +146,7 @@ fn normalize_digest(text: &str) -> Result<String, String> {
     Ok(digest)
 }
 
-fn check_is_component(name: &str, bytes: &[u8]) -> Result<(), PluginError> {
+pub(crate) fn check_is_component(name: &str, bytes: &[u8]) -> Result<(), PluginError> {
     let refuse = |reason: &str| PluginError::NotAComponent {
         name: name.to_string(),
         reason: reason.to_string(),

@@ -2,9 +2,20 @@
 
 use serde::de::DeserializeOwned;
 
-pub use deployer_contract::Duration;
+pub use deployer_contract::{Duration, MAX_BAKE};
 
 use crate::ParamError;
+
+/// The error for a bake (or any wait a strategy turns into a `bake` step) longer than
+/// the host accepts, naming `field`; `None` when it fits.
+pub fn check_bake(field: impl Into<String>, bake: Duration) -> Option<ParamError> {
+    (bake > MAX_BAKE).then(|| {
+        crate::param_error(
+            field,
+            format!("is {bake}; a bake is at most {MAX_BAKE} (the host refuses longer ones)"),
+        )
+    })
+}
 
 /// Parse a plugin's parameters (a JSON object) into `T`.
 ///
@@ -36,6 +47,17 @@ fn strip_position(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bakes_longer_than_the_host_accepts_are_refused_by_name() {
+        assert_eq!(check_bake("bake", MAX_BAKE), None);
+        let error = check_bake("steps[0].bake", Duration::from_secs(24 * 3600 + 1)).unwrap();
+        assert_eq!(error.field, "steps[0].bake");
+        assert_eq!(
+            error.message,
+            "is 24h1s; a bake is at most 24h (the host refuses longer ones)"
+        );
+    }
 
     #[test]
     fn parse_errors_name_the_field() {

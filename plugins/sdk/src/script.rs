@@ -56,6 +56,14 @@ pub enum Verdict {
 }
 
 impl GatePolicy {
+    /// Problems with the policy as parameter table `field` (`gates`): a retry interval
+    /// is waited as a `bake` step, so it is held to the host's longest bake.
+    pub fn check(&self, field: &str) -> Vec<crate::ParamError> {
+        crate::params::check_bake(format!("{field}.retry-interval"), self.retry_interval)
+            .into_iter()
+            .collect()
+    }
+
     /// Judge one run of gates: any failure fails; unclear results follow the policy.
     pub fn judge(&self, results: &[GateResult]) -> Verdict {
         if let Some(failed) = results.iter().find(|r| r.status == GateStatus::Fail) {
@@ -101,7 +109,7 @@ pub fn next_step(
 ) -> Result<Step, String> {
     let retry_wait = Step::Bake(policy.retry_interval.millis);
     let mut cursor = 0;
-    let mut retries = 0;
+    let mut retries: u32 = 0;
     let mut waiting = false;
     for (n, record) in history.iter().enumerate() {
         if waiting {
@@ -124,7 +132,8 @@ pub fn next_step(
                     retries = 0;
                 }
                 Verdict::Retry(why) => {
-                    retries += 1;
+                    // Saturating: `max-retries` may be u32::MAX ("retry forever").
+                    retries = retries.saturating_add(1);
                     if retries > policy.max_retries {
                         return Ok(Step::Abort(format!("{why} (after {retries} attempts)")));
                     }

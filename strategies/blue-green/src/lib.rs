@@ -7,10 +7,11 @@
 //! - `bake` (default `"0s"`): how long to watch after the switch before retiring blue.
 //! - `gates`: how inconclusive / no-data gate results are handled.
 
+use deployer_plugin_sdk::params::check_bake;
 use deployer_plugin_sdk::script::{self, GatePolicy};
 use deployer_plugin_sdk::{
-    Duration, LifecyclePoint, PluginInfo, RolloutState, ScaleRequest, Side, Step, Strategy,
-    TargetInfo,
+    Duration, LifecyclePoint, ParamError, PluginInfo, RolloutState, ScaleRequest, Side, Step,
+    Strategy, TargetInfo,
 };
 use serde::Deserialize;
 
@@ -56,6 +57,12 @@ impl Strategy for BlueGreen {
         }
     }
 
+    fn check(params: &Params) -> Vec<ParamError> {
+        let mut errors: Vec<ParamError> = check_bake("bake", params.bake).into_iter().collect();
+        errors.extend(params.gates.check("gates"));
+        errors
+    }
+
     fn next(params: &Params, state: &RolloutState) -> Result<Step, String> {
         if params.test_traffic == TestTraffic::Required(true) && !state.target.test_traffic {
             if state.history.is_empty() {
@@ -84,7 +91,9 @@ pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
             count: target.desired_count,
         }),
     ];
-    if use_test_traffic {
+    // A service sized to zero units has no new unit to send test traffic to (the host
+    // refuses to route it to none), and nothing to test.
+    if use_test_traffic && target.desired_count > 0 {
         steps.push(Step::RouteTestTraffic);
     }
     steps.extend([

@@ -9,6 +9,7 @@
 //! - `gates`: how inconclusive / no-data gate results are handled (see the SDK's
 //!   `GatePolicy`).
 
+use deployer_plugin_sdk::params::check_bake;
 use deployer_plugin_sdk::script::{self, GatePolicy};
 use deployer_plugin_sdk::{
     Duration, LifecyclePoint, ParamError, PluginInfo, RolloutState, ScaleRequest, Side, Step,
@@ -76,7 +77,9 @@ impl Strategy for Canary {
                 ));
             }
             previous = previous.max(step.weight);
+            errors.extend(check_bake(format!("steps[{i}].bake"), step.bake));
         }
+        errors.extend(params.gates.check("gates"));
         errors
     }
 
@@ -106,12 +109,18 @@ pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
             new_count = wanted;
         }
         if i == 0 {
-            if target.test_traffic {
+            // Not to an empty new side (a service sized to zero units): the host
+            // refuses to route test traffic to no units, and there is nothing to test.
+            if target.test_traffic && new_count > 0 {
                 steps.push(Step::RouteTestTraffic);
             }
             steps.push(Step::RunGates(LifecyclePoint::PreTraffic));
         }
-        steps.push(Step::ShiftTraffic(weight as u8));
+        // `check` keeps weights within 1..=100; `plan` is public, so clamp anyway rather
+        // than let 300 wrap to 44.
+        steps.push(Step::ShiftTraffic(
+            u8::try_from(weight.min(100)).unwrap_or(100),
+        ));
         steps.push(Step::RunGates(LifecyclePoint::PostTraffic));
         if !bake.is_zero() {
             steps.push(Step::Bake(bake.millis));
@@ -126,9 +135,16 @@ pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
     steps
 }
 
-/// Units needed to carry `weight`% of the traffic of `desired` units (at least one).
-fn units_for(desired: u32, weight: u32) -> u32 {
-    (desired * weight).div_ceil(100).max(1)
+/// Units needed to carry `weight`% of the traffic of `desired` units: at least one,
+/// except for a service sized to zero units, which needs none.
+pub fn units_for(desired: u32, weight: u32) -> u32 {
+    if desired == 0 {
+        return 0;
+    }
+    // In u64: `desired * weight` passes u32::MAX from 42,949,673 units up. With the
+    // weight at most 100 the result is at most `desired`, so it always fits back.
+    let units = (u64::from(desired) * u64::from(weight.min(100))).div_ceil(100);
+    u32::try_from(units).unwrap_or(desired).max(1)
 }
 
 fn scale(side: Side, count: u32) -> Step {
@@ -231,5 +247,24 @@ mod tests {
             "{:?}",
             unknown
         );
+    }
+
+    #[test]
+    fn unit_counts_do_not_wrap_at_any_size() {
+        // 100,000,000 units at 100% came out as 14,100,655 in u32 arithmetic.
+        assert_eq!(units_for(100_000_000, 100), 100_000_000);
+        assert_eq!(units_for(u32::MAX, 100), u32::MAX);
+        assert_eq!(units_for(u32::MAX, 1), 42_949_673);
+        assert_eq!(units_for(1, 1), 1);
+        assert_eq!(units_for(0, 50), 0);
+    }
+
+    #[test]
+    fn bakes_the_host_would_refuse_are_refused_by_field() {
+        let long = r#"{"steps":[{"weight":10,"bake":"25h"}],"gates":{"retry-interval":"48h"}}"#;
+        let errors = deployer_plugin_sdk::strategy::validate::<Canary>(long).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["steps[0].bake", "gates.retry-interval"]);
+        assert!(errors[0].message.contains("is 25h"), "{errors:?}");
     }
 }

@@ -15,6 +15,7 @@
 //! - `bake` (default `"0s"`): wait after each batch (after the whole update natively).
 //! - `gates`: how inconclusive / no-data gate results are handled.
 
+use deployer_plugin_sdk::params::check_bake;
 use deployer_plugin_sdk::script::{self, GatePolicy};
 use deployer_plugin_sdk::{
     Duration, LifecyclePoint, ParamError, PluginInfo, RollingUpdate, RolloutState, ScaleRequest,
@@ -88,6 +89,8 @@ impl Strategy for Rolling {
             )),
             _ => {}
         }
+        errors.extend(check_bake("bake", params.bake));
+        errors.extend(params.gates.check("gates"));
         errors
     }
 
@@ -96,19 +99,54 @@ impl Strategy for Rolling {
     }
 }
 
+/// The most batches one rolling update run by deployer may take. Each batch is up to
+/// five steps, so this keeps a plan within the host's 10,000-step simulation; a
+/// service's `max-steps` (1,000 by default) may cap it lower, and the host says so.
+pub const MAX_BATCHES: u32 = 1_000;
+
+/// `percent`% of `desired` units, rounded up; at most `desired`.
+fn share(desired: u32, percent: u32) -> u32 {
+    // In u64: `desired * percent` passes u32::MAX from 42,949,673 units up. With the
+    // percentage at most 100 the result is at most `desired`, so it always fits back.
+    let units = (u64::from(desired) * u64::from(percent.min(100))).div_ceil(100);
+    u32::try_from(units).unwrap_or(desired)
+}
+
 /// Units replaced per batch for `desired` units.
 pub fn batch_units(params: &Params, desired: u32) -> u32 {
     let units = match params.batch_size {
         Some(BatchSize::Count(n)) => n,
-        Some(BatchSize::Percent(p)) => (desired * p).div_ceil(100),
+        Some(BatchSize::Percent(p)) => share(desired, p),
         // As many as may be down at once while keeping min-healthy.
-        None => desired - (desired * params.min_healthy_percent).div_ceil(100),
+        None => desired - share(desired, params.min_healthy_percent),
     };
     units.clamp(1, desired.max(1))
 }
 
-/// The full script of a rolling update for `target`.
+/// Why the batches deployer would run itself are too many, with the fix; `None` when
+/// they fit (always, on a target that rolls natively).
+fn too_many_batches(params: &Params, target: &TargetInfo) -> Option<String> {
+    if target.native_rolling {
+        return None;
+    }
+    let desired = target.desired_count;
+    let batch = batch_units(params, desired);
+    let batches = desired.div_ceil(batch);
+    (batches > MAX_BATCHES).then(|| {
+        format!(
+            "batch-size gives {batches} batches of {batch} unit(s) for {desired} units, more than \
+             the {MAX_BATCHES} a rolling update may take: set batch-size to at least {} units",
+            desired.div_ceil(MAX_BATCHES)
+        )
+    })
+}
+
+/// The full script of a rolling update for `target`: a single `abort` when it would
+/// take more than [`MAX_BATCHES`] batches.
 pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
+    if let Some(why) = too_many_batches(params, target) {
+        return vec![Step::Abort(why)];
+    }
     let desired = target.desired_count;
     let batch = batch_units(params, desired);
     let mut steps = vec![Step::RunGates(LifecyclePoint::PreDeploy)];
@@ -116,10 +154,12 @@ pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
         let batch_percent = if desired == 0 {
             100
         } else {
-            (batch * 100).div_ceil(desired)
+            // In u64 (see `share`); at most 100 as the batch is at most `desired`.
+            let percent = (u64::from(batch) * 100).div_ceil(u64::from(desired));
+            u32::try_from(percent).unwrap_or(100)
         };
         // Surge by one batch when min-healthy forbids taking a batch down first.
-        let max_percent = if params.min_healthy_percent + batch_percent > 100 {
+        let max_percent = if params.min_healthy_percent.saturating_add(batch_percent) > 100 {
             100 + batch_percent
         } else {
             100
@@ -136,13 +176,20 @@ pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
     } else {
         // Batches run against weighted target groups: a side may never hold less
         // capacity than its traffic share, so each batch surges first (start new
-        // units, move their share of traffic, then stop as many old ones).
-        let mut moved = 0;
-        while moved < desired {
-            let next = (moved + batch).min(desired);
+        // units, move their share of traffic, then stop as many old ones). At least
+        // one batch: a service sized to zero units still moves its traffic.
+        let mut moved: u32 = 0;
+        loop {
+            let next = moved.saturating_add(batch).min(desired);
+            // Rounded down, so the stable side keeps capacity for what it still carries.
+            let percent = if desired == 0 {
+                100
+            } else {
+                u64::from(next) * 100 / u64::from(desired)
+            };
             steps.extend([
                 scale(Side::New, next),
-                Step::ShiftTraffic((next * 100 / desired) as u8),
+                Step::ShiftTraffic(u8::try_from(percent).unwrap_or(100)),
                 scale(Side::Stable, desired - next),
             ]);
             steps.push(Step::RunGates(LifecyclePoint::PostTraffic));
@@ -150,6 +197,9 @@ pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
                 steps.push(Step::Bake(params.bake.millis));
             }
             moved = next;
+            if moved >= desired {
+                break;
+            }
         }
         steps.push(Step::Promote);
     }
@@ -228,5 +278,52 @@ mod tests {
             let errors = deployer_plugin_sdk::strategy::validate::<Rolling>(bad).unwrap_err();
             assert_eq!(errors[0].field, "batch-size", "{bad}");
         }
+    }
+
+    #[test]
+    fn batch_sizes_do_not_wrap_at_any_size() {
+        let percent = |p| Params {
+            batch_size: Some(BatchSize::Percent(p)),
+            ..deployer_plugin_sdk::params::parse("{}").unwrap()
+        };
+        assert_eq!(batch_units(&percent(100), u32::MAX), u32::MAX);
+        assert_eq!(batch_units(&percent(50), 100_000_000), 50_000_000);
+        let default: Params =
+            deployer_plugin_sdk::params::parse(r#"{"min-healthy-percent":75}"#).unwrap();
+        assert_eq!(batch_units(&default, 100_000_000), 25_000_000);
+        let steps =
+            simulate::<Rolling>(r#"{"batch-size":"50%"}"#, target(u32::MAX, false, false)).unwrap();
+        let shifts: Vec<&Step> = steps
+            .iter()
+            .filter(|s| matches!(s, Step::ShiftTraffic(_)))
+            .collect();
+        assert_eq!(shifts, [&Step::ShiftTraffic(50), &Step::ShiftTraffic(100)]);
+    }
+
+    #[test]
+    fn too_many_batches_abort_before_any_change_naming_the_numbers() {
+        let steps =
+            simulate::<Rolling>(r#"{"batch-size":1}"#, target(4_000, false, false)).unwrap();
+        let [Step::Abort(why)] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(
+            why,
+            "batch-size gives 4000 batches of 1 unit(s) for 4000 units, more than the 1000 a \
+             rolling update may take: set batch-size to at least 4 units"
+        );
+        let steps =
+            simulate::<Rolling>(r#"{"batch-size":4}"#, target(4_000, false, false)).unwrap();
+        assert_eq!(steps.last(), Some(&Step::Complete));
+        // Natively the target runs the batches: no limit.
+        let steps = simulate::<Rolling>(r#"{"batch-size":1}"#, target(4_000, true, false)).unwrap();
+        assert_eq!(steps.last(), Some(&Step::Complete));
+    }
+
+    #[test]
+    fn a_service_sized_to_zero_still_moves_its_traffic() {
+        let steps = simulate::<Rolling>("{}", target(0, false, false)).unwrap();
+        assert!(steps.contains(&Step::ShiftTraffic(100)), "{steps:?}");
+        assert_eq!(steps.last(), Some(&Step::Complete));
     }
 }

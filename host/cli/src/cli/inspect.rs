@@ -1,29 +1,41 @@
-use anyhow::Context;
-
 use crate::exit::Outcome;
-use deployer_plugin_host::{CONTRACT_VERSION, builtin, inspect};
+use deployer_engine::files::Kind;
+use deployer_engine::redact::printable;
+use deployer_plugin_host::{CONTRACT_VERSION, PluginError, builtin, inspect};
 
 pub fn run(component: &str) -> anyhow::Result<Outcome> {
     let bytes = match component.strip_prefix("builtin:") {
         Some(name) => builtin::get(name)
-            .with_context(|| {
-                format!(
-                    "no built-in strategy `{name}` (built-ins: {})",
-                    builtin::names().collect::<Vec<_>>().join(", ")
-                )
+            .ok_or_else(|| PluginError::Read {
+                name: component.to_string(),
+                path: component.into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "no built-in strategy `{name}` (built-ins: {})",
+                        builtin::names().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
             })?
             .to_vec(),
-        None => std::fs::read(component).with_context(|| format!("reading {component}"))?,
+        // A file that cannot be read is bad input (exit 3), as when a run loads it.
+        None => deployer_engine::files::read(std::path::Path::new(component), Kind::Plugin)
+            .map_err(|err| PluginError::Read {
+                name: component.to_string(),
+                path: component.into(),
+                source: err.into_io(),
+            })?,
     };
-    let report = inspect::inspect(&bytes)
-        .with_context(|| format!("{component} is not a WebAssembly component"))?;
-    outln!("component: {component}");
+    let report = inspect::inspect(component, &bytes)?;
+    // Names inside a component (imports, exports, its WIT) are anyone's text.
+    outln!("component: {}", printable(component));
     outln!("sha256:    {}", report.sha256);
     outln!("size:      {} bytes", report.size);
     match (&report.kind, &report.contract) {
         (Some(kind), Some(version)) => {
             outln!(
-                "kind:      {kind} (deployer:plugin@{version}; this deployer implements {CONTRACT_VERSION})"
+                "kind:      {kind} (deployer:plugin@{}; this deployer implements {CONTRACT_VERSION})",
+                printable(version)
             )
         }
         _ => outln!(
@@ -32,15 +44,15 @@ pub fn run(component: &str) -> anyhow::Result<Outcome> {
     }
     outln!("imports:");
     for import in &report.imports {
-        outln!("  {import}");
+        outln!("  {}", printable(import));
     }
     outln!("exports:");
     for export in &report.exports {
-        outln!("  {export}");
+        outln!("  {}", printable(export));
     }
     outln!("world:");
     for line in report.wit.lines() {
-        outln!("  {line}");
+        outln!("  {}", printable(line));
     }
     Ok(Outcome::Success)
 }

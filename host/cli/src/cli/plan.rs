@@ -1,10 +1,9 @@
 use std::path::Path;
 
-use anyhow::Context;
-
 use deployer_contract::TargetKind;
 use deployer_engine::describe;
-use deployer_engine::plan::{Ending, simulate};
+use deployer_engine::plan::{Ending, PlanError, over_caps, simulate};
+use deployer_engine::rollout::{EngineError, fit_problem};
 use deployer_plugin_host::{PluginHost, PluginSource};
 
 use crate::config::Config;
@@ -27,9 +26,34 @@ pub async fn run(
     if let Some(desired) = desired {
         target.desired_count = desired;
     }
-    let plan = simulate(&plugin, &params, target)
-        .await
-        .with_context(|| format!("simulating `{strategy}` for service `{service_name}`"))?;
+    // What `run` would refuse before any change, refused here in its words (bad input,
+    // exit 3): steps of the wrong shape for the target (a canary on one Auto Scaling
+    // group updated in place), a plan the host refuses or that never ends.
+    let refuse = |err: EngineError| super::run::engine_error(&config, service_name, strategy, err);
+    let side_by_side = !target.native_rolling;
+    let plan = match simulate(&plugin, &params, target).await {
+        Ok(plan) => plan,
+        Err(err @ (PlanError::Unsafe { .. } | PlanError::Endless)) => {
+            let unfit = match &err {
+                PlanError::Unsafe { step, .. } => fit_problem(
+                    strategy,
+                    target.kind,
+                    std::slice::from_ref(step),
+                    side_by_side,
+                ),
+                _ => None,
+            };
+            return Err(refuse(
+                unfit.map_or(EngineError::Plan(err), EngineError::Unfit),
+            ));
+        }
+        Err(err) => {
+            return Err(anyhow::Error::from(err).context(format!(
+                "simulating `{strategy}` for service `{service_name}`"
+            )));
+        }
+    };
+    let over_caps = over_caps(&plan.steps, service.max_steps, service.max_duration);
 
     let origin = match source {
         PluginSource::Builtin(_) => "built-in".to_string(),
@@ -53,6 +77,10 @@ pub async fn run(
     }
     outln!();
     match &plan.ending {
+        // Listed above so the length shows; `run` would not start it.
+        Ending::Completed if let Some(problem) = over_caps => Err(refuse(EngineError::Unfit(
+            format!("`{strategy}`: {problem}"),
+        ))),
         Ending::Completed => {
             outln!(
                 "{} steps, {} traffic shift(s), {} of bake time. Simulated with every gate passing; nothing was changed.",

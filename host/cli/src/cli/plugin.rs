@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use deployer_engine::files::{self, Kind};
 use serde::Deserialize;
 
+use crate::config::source::Source;
+use crate::config::{ConfigError, ConfigErrors};
 use crate::exit::Outcome;
 use deployer_contract::{GateResult, GateStatus, LifecyclePoint, TargetInfo, TargetKind};
 use deployer_engine::describe;
@@ -13,7 +16,9 @@ use deployer_engine::plan::{Ending, simulate_with};
 use deployer_plugin_host::hook::HookContext;
 use deployer_plugin_host::hook::HookPlugin;
 use deployer_plugin_host::strategy::StrategyPlugin;
-use deployer_plugin_host::{Grants, Limits, PluginHost, PluginSource, inspect, sha256_hex};
+use deployer_plugin_host::{
+    Grants, Limits, PluginError, PluginHost, PluginSource, inspect, sha256_hex,
+};
 
 /// The SDK next to this deployer's sources, when it was built from a checkout.
 fn default_sdk() -> Option<PathBuf> {
@@ -103,7 +108,7 @@ struct Package {
 /// Build the plugin crate in `dir` into `dir/target/NAME.wasm` and print its digest.
 pub fn build(dir: &Path) -> anyhow::Result<Outcome> {
     let manifest_path = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+    let text = files::read_text(&manifest_path, Kind::Scenario).with_context(|| {
         format!(
             "reading {}: is this a plugin crate?",
             manifest_path.display()
@@ -121,7 +126,7 @@ pub fn build(dir: &Path) -> anyhow::Result<Outcome> {
             .expect("one guest in, one component out");
     let out = target_dir.join(format!("{name}.wasm"));
     std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
-    let report = inspect::inspect(&component)?;
+    let report = inspect::inspect(&name, &component)?;
     let kind = report.kind.clone().unwrap_or_else(|| "unknown".into());
     let path = out.canonicalize().unwrap_or(out);
     outln!(
@@ -226,18 +231,90 @@ fn point(at: crate::config::schema::GatePoint) -> LifecyclePoint {
     }
 }
 
+/// Read and check the scenario at `path`: every problem is bad input (exit 3) naming the
+/// file, the line and the field, found before the plugin is loaded. Returns the
+/// scenario and, per strategy case, the scripted gate statuses by run number.
+fn read_scenario(
+    path: &Path,
+) -> Result<(Scenario, Vec<BTreeMap<usize, GateStatus>>), ConfigErrors> {
+    let text = files::read_text(path, Kind::Scenario).map_err(|err| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            field: String::new(),
+            message: format!(
+                "cannot read the scenario: {err}\n  fix: pass --scenario PATH to a TOML file, e.g. the scenario.toml `deployer plugin new` writes"
+            ),
+        }])
+    })?;
+    let source = Source::new(path, text);
+    let scenario: Scenario = toml::from_str(&source.text).map_err(|err| {
+        let mut error = source.parse_error(&err);
+        if source.text.trim_start().starts_with('{') {
+            error.message += "\n  fix: a scenario is TOML (kind = \"strategy\"), not JSON";
+        }
+        ConfigErrors(vec![error])
+    })?;
+    let mut errors = Vec::new();
+    if !matches!(scenario.kind.as_str(), "hook" | "strategy") {
+        errors.push(source.error_at_field(
+            "kind",
+            format!(
+                "must be \"hook\" or \"strategy\", not \"{}\"",
+                scenario.kind
+            ),
+        ));
+    }
+    for (i, run) in scenario.runs.iter().enumerate() {
+        if run.new_traffic_percent > 100 {
+            errors.push(source.error_at_field(
+                &format!("runs[{i}].new-traffic-percent"),
+                format!(
+                    "is {}; a share of traffic is a percentage from 0 to 100",
+                    run.new_traffic_percent
+                ),
+            ));
+        }
+    }
+    let mut scripted = Vec::new();
+    for (i, case) in scenario.cases.iter().enumerate() {
+        let mut statuses = BTreeMap::new();
+        for (n, text) in &case.gates {
+            let field = format!("cases[{i}].gates.{n}");
+            match (n.parse::<usize>(), status(text)) {
+                (Ok(n), Ok(status)) if n > 0 => {
+                    statuses.insert(n, status);
+                }
+                (Ok(_), Ok(_)) | (Err(_), _) => errors.push(source.error_at_field(
+                    &field,
+                    format!("`{n}` is not a gate run number: count the `run-gates` steps from 1, e.g. gates = {{ 2 = \"fail\" }}"),
+                )),
+                (Ok(_), Err(err)) => errors.push(source.error_at_field(&field, err.to_string())),
+            }
+        }
+        scripted.push(statuses);
+    }
+    if errors.is_empty() {
+        Ok((scenario, scripted))
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
 /// Run a built plugin in the real host against a scripted scenario and print what it
 /// decided; exit 1 when an `expect` is not met.
 pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyhow::Result<Outcome> {
-    let text = std::fs::read_to_string(scenario_path)
-        .with_context(|| format!("reading {}", scenario_path.display()))?;
-    let scenario: Scenario =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", scenario_path.display(), e))?;
-    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let (scenario, scripted) = read_scenario(scenario_path)?;
     let name = wasm
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
+    // Unreadable, it is bad input (exit 3), as when a run loads it.
+    let bytes = files::read(wasm, Kind::Plugin).map_err(|err| PluginError::Read {
+        name: name.clone(),
+        path: wasm.to_path_buf(),
+        source: err.into_io(),
+    })?;
     let source = PluginSource::File {
         name: name.clone(),
         path: wasm.to_path_buf(),
@@ -299,22 +376,18 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                 test_traffic: scenario.test_traffic,
             };
             let cases = if scenario.cases.is_empty() {
-                vec![StrategyCase {
-                    name: "every gate passes".into(),
-                    gates: BTreeMap::new(),
-                    expect: None,
-                }]
+                vec![(
+                    StrategyCase {
+                        name: "every gate passes".into(),
+                        gates: BTreeMap::new(),
+                        expect: None,
+                    },
+                    BTreeMap::new(),
+                )]
             } else {
-                scenario.cases
+                scenario.cases.into_iter().zip(scripted).collect()
             };
-            for case in cases {
-                let mut scripted = BTreeMap::new();
-                for (n, text) in &case.gates {
-                    let n: usize = n
-                        .parse()
-                        .with_context(|| format!("gates key `{n}` is not a number"))?;
-                    scripted.insert(n, status(text)?);
-                }
+            for (case, scripted) in cases {
                 let plan = simulate_with(&plugin, &params, target, |n| {
                     vec![GateResult {
                         name: "scenario".into(),
@@ -337,10 +410,8 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                 outln!("  ends: {got} {detail}{verdict}");
             }
         }
-        other => bail!(
-            "{}: kind must be `hook` or `strategy`, not `{other}`",
-            scenario_path.display()
-        ),
+        // `read_scenario` refused any other kind.
+        other => bail!("scenario kind `{other}`"),
     }
     Ok(if failures == 0 {
         Outcome::Success

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use deployer_engine::plan::{PlanError, simulate};
+use deployer_engine::plan::{Ending, Plan, PlanError, simulate};
 use deployer_plugin_host::hook::HookPlugin;
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{PluginHost, PluginKind};
@@ -47,6 +47,20 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
                     match simulate(&plugin, &params, target).await {
                         Err(err @ (PlanError::Unsafe { .. } | PlanError::Endless)) => {
                             errors.push(config.error_at_field(&prefix, err.to_string()));
+                        }
+                        // A strategy that gives up at once on this target (too many
+                        // batches, a test listener it must have) is a config error too:
+                        // `plan` says so with exit 3.
+                        Ok(Plan {
+                            ending: Ending::Aborted(reason),
+                            ..
+                        }) => {
+                            errors.push(config.error_at_field(
+                                &prefix,
+                                format!(
+                                    "with every gate passing, the strategy would abort: {reason}"
+                                ),
+                            ));
                         }
                         Ok(plan) => {
                             if let Some(problem) = deployer_engine::plan::over_caps(

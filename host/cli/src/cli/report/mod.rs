@@ -249,7 +249,11 @@ impl Reporter {
     /// The end of the invocation: the JSON summary, CI annotations and step summary.
     pub fn finish(&self, outcome: Outcome, error: Option<&anyhow::Error>) {
         self.clear_status();
-        let error_text = error.map(|e| self.secrets.scrub(&format!("{e:#}")));
+        // Each cause once: many errors quote their cause, which `{:#}` repeats.
+        let error_text = error.map(|e| {
+            self.secrets
+                .scrub(&deployer_engine::describe::error_chain(e.as_ref()))
+        });
         if let Some(text) = &error_text {
             errln!("error: {}", own_lines(text));
         }
