@@ -627,16 +627,12 @@ fn endpoints_regions_and_kubeconfigs_are_checked_before_any_call() {
         ),
         (
             "a missing kubeconfig",
-            format!(
-                "[services.api.target]\nkind = \"eks\"\nnamespace = \"n\"\ndeployment = \"api\"\nkubeconfig = \"nowhere/kubeconfig\"\ndesired-count = 2\n\n[services.api.strategies.rolling]\n"
-            ),
+            "[services.api.target]\nkind = \"eks\"\nnamespace = \"n\"\ndeployment = \"api\"\nkubeconfig = \"nowhere/kubeconfig\"\ndesired-count = 2\n\n[services.api.strategies.rolling]\n".to_string(),
             "services.api.target.kubeconfig",
         ),
         (
             "a kubeconfig that is /dev/zero",
-            format!(
-                "[services.api.target]\nkind = \"eks\"\nnamespace = \"n\"\ndeployment = \"api\"\nkubeconfig = \"/dev/zero\"\ndesired-count = 2\n"
-            ),
+            "[services.api.target]\nkind = \"eks\"\nnamespace = \"n\"\ndeployment = \"api\"\nkubeconfig = \"/dev/zero\"\ndesired-count = 2\n".to_string(),
             "services.api.target.kubeconfig",
         ),
     ] {
