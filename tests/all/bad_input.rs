@@ -747,3 +747,37 @@ fn configs_and_plugins_that_are_not_regular_files_are_refused_without_blocking()
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A strategy the service has no table for (the shipped EKS example configures only
+/// rolling): `plan` and `run` say which table is missing and where, not "missing field
+/// `steps`" at an unrelated line.
+#[test]
+fn a_strategy_without_its_table_is_named_at_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deployer.toml");
+    let text = ecs_config("http://127.0.0.1:9", "web", "2", "");
+    let text = text
+        .split("[services.web.strategies.canary]")
+        .next()
+        .unwrap();
+    std::fs::write(&config, text).unwrap();
+    for args in [
+        vec!["plan", "canary"],
+        vec!["run", "canary", "--release", "web:2"],
+    ] {
+        let out = plain()
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("deployer.toml:5:11: services.web: strategy `canary` needs parameters (missing field `steps`)")
+                && stderr.contains("the service has no [services.web.strategies.canary] table")
+                && stderr.contains("fix: add [services.web.strategies.canary]"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

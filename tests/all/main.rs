@@ -44,4 +44,5 @@ mod plugin_egress;
 mod plugin_loading;
 mod plugin_sandbox;
 mod quickstart;
+mod releases;
 mod rollout;

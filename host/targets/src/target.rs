@@ -65,6 +65,48 @@ impl ServiceTarget {
             service,
         })
     }
+
+    /// `release` as the exact revision it names now. An ECS task definition family
+    /// without a revision (`web`) means its newest ACTIVE revision to ECS, but the task
+    /// set it creates reports `web:7`: journaled as `web`, the run could not recognise
+    /// its own task set (a retry would create a second one, a rollback miss it). So a
+    /// release is pinned once, before anything is journaled. Other targets' releases
+    /// (images, launch template versions) are taken as given.
+    ///
+    /// # Errors
+    /// No such task definition; AWS errors.
+    pub async fn pin_release(&self, release: &str) -> Result<String, DriverError> {
+        let TargetSpec::Ecs { .. } = &self.service.target else {
+            return Ok(release.to_string());
+        };
+        let last = release.rsplit('/').next().unwrap_or(release);
+        let pinned = last.rsplit_once(':').is_some_and(|(_, revision)| {
+            !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
+        });
+        if pinned {
+            return Ok(release.to_string());
+        }
+        let out = self
+            .access
+            .clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(release)
+            .send()
+            .await
+            .map_err(|e| {
+                crate::aws::classify(&format!("finding task definition `{release}`"), e)
+            })?;
+        let definition = out.task_definition().ok_or_else(|| {
+            DriverError::Failed(format!("ECS knows no task definition `{release}`"))
+        })?;
+        match (definition.family(), definition.revision()) {
+            (Some(family), revision) if revision > 0 => Ok(format!("{family}:{revision}")),
+            _ => Err(DriverError::Failed(format!(
+                "ECS did not say which revision `{release}` is"
+            ))),
+        }
+    }
 }
 
 impl Target for ServiceTarget {

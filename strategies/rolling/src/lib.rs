@@ -40,19 +40,42 @@ fn full() -> u32 {
     100
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Debug, PartialEq)]
 pub enum BatchSize {
     Count(u32),
-    #[serde(deserialize_with = "percent")]
     Percent(u32),
 }
 
-fn percent<'de, D: serde::Deserializer<'de>>(de: D) -> Result<u32, D::Error> {
-    let text = String::deserialize(de)?;
-    text.strip_suffix('%')
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| serde::de::Error::custom("expected a count (2) or a percentage (\"25%\")"))
+/// By hand rather than `#[serde(untagged)]`, whose only error is "data did not match
+/// any variant of untagged enum BatchSize": this one says what was given and what a
+/// batch size looks like.
+impl<'de> Deserialize<'de> for BatchSize {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Expected;
+        impl serde::de::Visitor<'_> for Expected {
+            type Value = BatchSize;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a count (2) or a percentage (\"25%\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<BatchSize, E> {
+                u32::try_from(n)
+                    .map(BatchSize::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<BatchSize, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<BatchSize, E> {
+                text.strip_suffix('%')
+                    .and_then(|n| n.trim().parse().ok())
+                    .map(BatchSize::Percent)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+            }
+        }
+        de.deserialize_any(Expected)
+    }
 }
 
 pub struct Rolling;
@@ -277,6 +300,32 @@ mod tests {
         ] {
             let errors = deployer_plugin_sdk::strategy::validate::<Rolling>(bad).unwrap_err();
             assert_eq!(errors[0].field, "batch-size", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_batch_size_of_the_wrong_kind_is_named_without_rust_words() {
+        for (bad, given) in [
+            (r#"{"batch-size":true}"#, "boolean `true`"),
+            (r#"{"batch-size":-2}"#, "integer `-2`"),
+            (r#"{"batch-size":4294967296}"#, "integer `4294967296`"),
+            (r#"{"batch-size":"25"}"#, "string \"25\""),
+            (r#"{"batch-size":[2]}"#, "sequence"),
+        ] {
+            let errors = deployer_plugin_sdk::strategy::validate::<Rolling>(bad).unwrap_err();
+            let message = &errors[0].message;
+            assert!(
+                message.contains(given)
+                    && message.contains("a count (2) or a percentage (\"25%\")")
+                    && !message.contains("untagged"),
+                "{bad}: {message}"
+            );
+        }
+        for good in [r#"{"batch-size":2}"#, r#"{"batch-size":"25%"}"#] {
+            assert!(
+                deployer_plugin_sdk::strategy::validate::<Rolling>(good).is_ok(),
+                "{good}"
+            );
         }
     }
 

@@ -5,8 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
 use deployer_engine::events::{Event, result_word};
 use deployer_engine::plan::PlanError;
+use deployer_engine::redact::printable;
 use deployer_engine::rollout::{DeployRequest, Deployed, Engine, EngineError, Parts, Report};
 use deployer_engine::state::DeployResult;
 use deployer_plugin_host::PluginHost;
@@ -93,6 +95,16 @@ pub async fn run(
     let store = setup::store(&config, &clients, reporter);
     setup::read_state_first(&store, service_name).await?;
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
+    let pinned = target
+        .pin_release(release)
+        .await
+        .with_context(|| format!("checking release `{}`", printable(release)))?;
+    if pinned != release {
+        reporter.line(&format!(
+            "release {release} is {pinned} now: deploying {pinned}"
+        ));
+    }
+    let release = pinned.as_str();
     let events = |event: &Event<'_>| reporter.event(event);
     let engine = Engine::new(Parts {
         service: service_name,

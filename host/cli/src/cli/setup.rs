@@ -50,6 +50,26 @@ pub async fn strategy(
     let params = Config::strategy_params(service, name);
     if let Err(errors) = plugin.validate(&params).await? {
         let prefix = format!("services.{service_name}.strategies.{name}");
+        if !service.strategies.contains_key(name) {
+            // No table to point into: say what is missing, at the service.
+            let needs = errors
+                .iter()
+                .map(|e| match e.field.as_str() {
+                    "" => e.message.clone(),
+                    field => format!("{field}: {}", e.message),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ConfigErrors(vec![config.error_at_field(
+                &format!("services.{service_name}"),
+                format!(
+                    "strategy `{name}` needs parameters ({needs}), and the service has no \
+                     [{prefix}] table\n  fix: add [{prefix}] with its parameters (the \
+                     files in examples/ show them), or run a strategy the service configures"
+                ),
+            )])
+            .into());
+        }
         let errors = errors
             .into_iter()
             .map(|e| {
