@@ -886,7 +886,12 @@ desired-count = 4
         };
         for (kind, max) in [("ecs", 5_000), ("asg", 10_000), ("eks", 10_000)] {
             assert!(count(kind, max).is_empty(), "{kind}: {max}");
-            assert!(count(kind, 0).is_empty(), "{kind}: 0");
+            assert!(count(kind, 1).is_empty(), "{kind}: 1");
+            only(
+                &count(kind, 0),
+                "services.web.target.desired-count",
+                &["0 units cannot run a release or carry traffic", "from 1 to"],
+            );
             for n in [max + 1, u64::from(u32::MAX)] {
                 only(
                     &count(kind, n),
