@@ -35,6 +35,7 @@ mod examples;
 mod faults;
 mod gates;
 mod hostile;
+mod journal_faults;
 mod plan;
 mod plugin_cache;
 mod plugin_capabilities;
