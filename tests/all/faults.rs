@@ -326,3 +326,51 @@ async fn access_denied_ends_a_rollback_at_once_and_a_later_rollback_finishes_it(
     assert_eq!(env.weights().await, (100, 0), "traffic is back on web:1");
     assert_eq!(env.primary().await, ("web:1".to_string(), 1));
 }
+
+/// After blue-green promoted web:2, `deployer rollback` (web:1 redeployed beside it)
+/// meets access denied on the listener: it ends after one attempt of each listener
+/// change, exit 2, naming `AccessDenied`; traffic never left web:2. With the permission
+/// back, `deployer rollback` finishes that failed rollback (web:1's new side removed,
+/// web:2 still live on 100%), and the next one puts web:1 back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_ends_a_manual_rollback_at_once() {
+    let env = EcsEnv::start(&[]).await;
+    let good = App::start(200, "ok");
+    let proxy = through_proxy(&env, env.task_sets(&good.url, STEPS)).await;
+    let (code, out, err) = env
+        .deployer(&["run", "blue-green", "--release", "web:2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let denied = Fault::AccessDenied;
+    proxy.arm("ModifyListener", denied, 0, ALWAYS);
+    let rollback = env.spawn_captured(&["rollback", "--output", "json"]);
+    let out = output_within_attempts(rollback, &proxy, "ModifyListener", denied, 3).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["result"], "rollback-failed", "{stdout}");
+    assert!(
+        summary["detail"].as_str().unwrap().contains("AccessDenied"),
+        "{stdout}"
+    );
+    // The redeploy's shift to web:1, then its own rollback's shift back: once each.
+    assert_eq!(proxy.count("ModifyListener", denied), 2, "{stderr}");
+    assert_eq!(env.weights().await, (0, 100), "traffic never left web:2");
+    assert_eq!(
+        env.primary().await,
+        ("web:2".to_string(), 2),
+        "web:1's new side is left"
+    );
+
+    proxy.disarm("ModifyListener");
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("retrying the failed rollback"), "{out}");
+    assert_eq!(env.weights().await, (0, 100));
+    assert_eq!(env.primary().await, ("web:2".to_string(), 1));
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (100, 0), "web:1 is back");
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+}
