@@ -2,10 +2,11 @@
 //! dropped connections and stale reads, injected by a proxy in front of moto. The run
 //! retries through them (SDK backoff under one account-wide budget, then the engine's
 //! own retries) and ends consistent: promoted with verified weights, or rolled back with
-//! traffic on stable.
+//! traffic on stable. A permanent error (access denied) is not retried: a rollback that
+//! meets one ends at once, saying so.
 
 use deployer_tests::support::App;
-use deployer_tests::support::fault_proxy::{Fault, FaultProxy};
+use deployer_tests::support::fault_proxy::{ALWAYS, Fault, FaultProxy};
 
 use deployer_tests::support::config::ConfigBuilder;
 use deployer_tests::support::env::EcsEnv;
@@ -13,7 +14,7 @@ use deployer_tests::support::env::EcsEnv;
 use super::ecs::STEPS;
 
 /// Write `config` with the AWS endpoint at a fault proxy in front of moto.
-async fn through_proxy(env: &EcsEnv, config: ConfigBuilder) -> FaultProxy {
+pub(crate) async fn through_proxy(env: &EcsEnv, config: ConfigBuilder) -> FaultProxy {
     let proxy = FaultProxy::start(&env.moto.endpoint).await;
     env.write(&config.aws(&proxy.endpoint));
     proxy
@@ -136,5 +137,240 @@ async fn signals_during_a_manual_rollback_let_it_finish() {
         "{stdout}\n{stderr}"
     );
     assert_eq!(env.weights().await, (100, 0), "web:1 is back behind blue");
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+}
+
+/// Wait for `child` and return its output; fail (killing it) as soon as the proxy has
+/// injected `fault` into `operation` more than `limit` times: the error is being retried.
+/// Counted, not timed: a permanent error retried to the rollback's 15-minute deadline
+/// fails here after a few attempts.
+pub(crate) async fn output_within_attempts(
+    child: tokio::process::Child,
+    proxy: &FaultProxy,
+    operation: &str,
+    fault: Fault,
+    limit: usize,
+) -> std::process::Output {
+    let output = child.wait_with_output();
+    tokio::pin!(output);
+    loop {
+        tokio::select! {
+            out = &mut output => return out.unwrap(),
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                let attempts = proxy.count(operation, fault);
+                assert!(
+                    attempts <= limit,
+                    "{operation} answered {fault:?} {attempts} times, more than {limit}: \
+                     the error is being retried"
+                );
+            }
+        }
+    }
+}
+
+/// Access denied, in each protocol's own error shape as the proxy answers it, reaches the
+/// host through the SDK's real parsers as a permanent error with its code: ECS (JSON,
+/// `AccessDeniedException`), ELBv2 (query XML, `AccessDenied`), S3 (REST XML,
+/// `AccessDenied`, 403), DynamoDB (JSON). The SDK makes one attempt of each. Disarmed,
+/// the same calls go through: the proxy named the operations right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_in_every_protocol_is_parsed_as_a_permanent_error() {
+    use deployer_engine::driver::DriverError;
+    use deployer_targets::aws::classify;
+    let env = EcsEnv::start(&[]).await;
+    let proxy = FaultProxy::start(&env.moto.endpoint).await;
+    let clients =
+        deployer_targets::aws::Clients::new(Some("us-east-1"), Some(&proxy.endpoint)).await;
+    let denied = Fault::AccessDenied;
+    for op in [
+        "DescribeServices",
+        "DescribeListeners",
+        "PutObject",
+        "GetItem",
+    ] {
+        proxy.arm(op, denied, 0, ALWAYS);
+    }
+    let permanent = |err: DriverError, code: &str| match err {
+        DriverError::Failed(message) => assert!(message.contains(code), "{message}"),
+        transient => panic!("{code} was judged worth retrying: {transient}"),
+    };
+    let ecs = clients
+        .ecs
+        .describe_services()
+        .cluster("prod")
+        .services("web");
+    permanent(
+        classify("describing", ecs.clone().send().await.unwrap_err()),
+        "AccessDeniedException",
+    );
+    let elb = clients
+        .elb
+        .describe_listeners()
+        .listener_arns(&env.world.listener);
+    permanent(
+        classify("reading", elb.clone().send().await.unwrap_err()),
+        ": AccessDenied:",
+    );
+    let put = || {
+        clients
+            .s3
+            .put_object()
+            .bucket("deployer-state")
+            .key("probe/object")
+            .body(b"x".to_vec().into())
+    };
+    let err = put().send().await.unwrap_err();
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(403),
+        "{err:?}"
+    );
+    permanent(classify("writing", err), ": AccessDenied:");
+    let get_item = clients
+        .dynamodb
+        .get_item()
+        .table_name("deployer-locks")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("probe".into()),
+        );
+    let err = get_item.clone().send().await.unwrap_err();
+    assert_eq!(
+        aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&err),
+        Some("AccessDeniedException"),
+        "{err:?}"
+    );
+    for op in [
+        "DescribeServices",
+        "DescribeListeners",
+        "PutObject",
+        "GetItem",
+    ] {
+        assert_eq!(proxy.count(op, denied), 1, "{op} was attempted once");
+        proxy.disarm(op);
+    }
+    ecs.send().await.unwrap();
+    elb.send().await.unwrap();
+    put().send().await.unwrap();
+    get_item.send().await.unwrap();
+    let answered = proxy.answered();
+    for op in [
+        "DescribeServices",
+        "DescribeListeners",
+        "PutObject",
+        "GetItem",
+    ] {
+        assert_eq!(
+            answered.iter().filter(|a| *a == op).count(),
+            2,
+            "{op}: {answered:?}"
+        );
+    }
+}
+
+/// A canary whose smoke test fails after its first shift, whose rollback then meets
+/// access denied on the listener (a permanent error): the rollback ends at once with
+/// exit 2, naming the error and the traffic left on the new release, after one attempt
+/// (not retried to its 15-minute deadline). `deployer rollback` meeting the same error
+/// ends the same way; once the permission is back, `deployer rollback` finishes that
+/// rollback: traffic 100% on web:1, web:2's task set gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_ends_a_rollback_at_once_and_a_later_rollback_finishes_it() {
+    let env = EcsEnv::start(&[]).await;
+    let bad = App::start(500, "boom");
+    let config = env.task_sets(&bad.url, STEPS).service("web", |s| {
+        s.edit_gates("http", |g| g.strs("at", &["post-traffic"]))
+    });
+    let proxy = through_proxy(&env, config).await;
+    // The rollout's own listener changes (test route, first shift) go through; every
+    // later one is refused.
+    let denied = Fault::AccessDenied;
+    proxy.arm("ModifyListener", denied, 2, ALWAYS);
+    let run = env.spawn_captured(&["run", "canary", "--release", "web:2", "--output", "json"]);
+    let out = output_within_attempts(run, &proxy, "ModifyListener", denied, 3).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["result"], "rollback-failed", "{stdout}");
+    let detail = summary["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("AccessDenied") && detail.contains("10% of traffic may still reach web:2"),
+        "{detail}"
+    );
+    assert_eq!(proxy.count("ModifyListener", denied), 1, "one attempt");
+    assert_eq!(
+        env.weights().await,
+        (90, 10),
+        "the rollback could not move it"
+    );
+
+    // A person runs `deployer rollback` before the permission is back.
+    let rollback = env.spawn_captured(&["rollback", "--output", "json"]);
+    let out = output_within_attempts(rollback, &proxy, "ModifyListener", denied, 4).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["result"], "rollback-failed", "{stdout}");
+    assert!(
+        summary["detail"].as_str().unwrap().contains("AccessDenied"),
+        "{stdout}"
+    );
+    assert_eq!(proxy.count("ModifyListener", denied), 2, "one attempt more");
+    assert_eq!(env.weights().await, (90, 10));
+
+    proxy.disarm("ModifyListener");
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (100, 0), "traffic is back on web:1");
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+}
+
+/// After blue-green promoted web:2, `deployer rollback` (web:1 redeployed beside it)
+/// meets access denied on the listener: it ends after one attempt of each listener
+/// change, exit 2, naming `AccessDenied`; traffic never left web:2. With the permission
+/// back, `deployer rollback` finishes that failed rollback (web:1's new side removed,
+/// web:2 still live on 100%), and the next one puts web:1 back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_ends_a_manual_rollback_at_once() {
+    let env = EcsEnv::start(&[]).await;
+    let good = App::start(200, "ok");
+    let proxy = through_proxy(&env, env.task_sets(&good.url, STEPS)).await;
+    let (code, out, err) = env
+        .deployer(&["run", "blue-green", "--release", "web:2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let denied = Fault::AccessDenied;
+    proxy.arm("ModifyListener", denied, 0, ALWAYS);
+    let rollback = env.spawn_captured(&["rollback", "--output", "json"]);
+    let out = output_within_attempts(rollback, &proxy, "ModifyListener", denied, 3).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["result"], "rollback-failed", "{stdout}");
+    assert!(
+        summary["detail"].as_str().unwrap().contains("AccessDenied"),
+        "{stdout}"
+    );
+    // The redeploy's shift to web:1, then its own rollback's shift back: once each.
+    assert_eq!(proxy.count("ModifyListener", denied), 2, "{stderr}");
+    assert_eq!(env.weights().await, (0, 100), "traffic never left web:2");
+    assert_eq!(
+        env.primary().await,
+        ("web:2".to_string(), 2),
+        "web:1's new side is left"
+    );
+
+    proxy.disarm("ModifyListener");
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("retrying the failed rollback"), "{out}");
+    assert_eq!(env.weights().await, (0, 100));
+    assert_eq!(env.primary().await, ("web:2".to_string(), 1));
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (100, 0), "web:1 is back");
     assert_eq!(env.primary().await, ("web:1".to_string(), 1));
 }

@@ -559,11 +559,15 @@ async fn a_permanent_rollback_error_ends_the_rollback_at_once() {
 struct FlakyStore {
     inner: deployer_engine::state::LocalStore,
     down: std::sync::atomic::AtomicBool,
+    /// Writes refused while down.
+    refused: std::sync::atomic::AtomicUsize,
 }
 
 impl FlakyStore {
     fn check(&self) -> Result<(), deployer_engine::state::StateError> {
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Err(deployer_engine::state::StateError::Remote {
                 what: "s3://state".into(),
                 message: "ExpiredToken: the security token included in the request is expired"
@@ -651,7 +655,8 @@ impl Gates for StoreGoesDown<'_> {
 
 /// The journal's store goes down (expired credentials, an S3 outage) with traffic on the
 /// new side: the run cannot journal its next step, so it rolls back — and the rollback
-/// completes without its journal, traffic on stable, saying what it could not write.
+/// completes without its journal, traffic on stable, saying what it could not write. It
+/// tries the store again only when it ends, not before each action.
 /// With the store back, the next run finds the deployment unfinished, rolls it back
 /// again (nothing left to change) and deploys.
 #[tokio::test]
@@ -662,6 +667,7 @@ async fn a_store_that_goes_down_mid_run_does_not_stop_the_rollback() {
     let store = FlakyStore {
         inner: deployer_engine::state::LocalStore::new(h.dir.path()),
         down: false.into(),
+        refused: 0.into(),
     };
     let quiet = |_: &deployer_engine::events::Event<'_>| {};
     let gates = StoreGoesDown(&store);
@@ -698,6 +704,12 @@ async fn a_store_that_goes_down_mid_run_does_not_stop_the_rollback() {
         h.state()
     );
     h.assert_safe_on_stable();
+    // The forward run's write (1 + 3 retries), then none until the rollback ends (1 + 1
+    // retry): no rollback action waited on a store known to be down.
+    assert_eq!(
+        store.refused.load(std::sync::atomic::Ordering::SeqCst),
+        4 + 2
+    );
 
     store.down.store(false, std::sync::atomic::Ordering::SeqCst);
     let next = h.deploy(&plugin, &NoGates, request("canary", CANARY)).await;

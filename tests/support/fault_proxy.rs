@@ -1,10 +1,14 @@
 //! A fault-injecting HTTP proxy in front of moto: AWS calls pass through unchanged
 //! unless a rule is armed for their operation, in which case the proxy answers with
-//! throttling or a 5xx, answers slowly, drops the connection, or serves the previous
-//! (stale) answer to the same operation, as an eventually consistent read does.
+//! throttling, a 5xx or access denied, answers slowly, drops the connection, serves the
+//! previous (stale) answer to the same operation, as an eventually consistent read
+//! does, or carries the call out and keeps its answer until the test lets it go.
 //!
 //! Operations are named as AWS does: `X-Amz-Target` for JSON protocols (ECS,
-//! DynamoDB), `Action=` for query protocols (ELBv2, CloudWatch).
+//! DynamoDB), `Action=` for query protocols (ELBv2, CloudWatch), and for S3's REST
+//! protocol by method and path (`PutObject`, `GetObject`, `ListObjectsV2`,
+//! `HeadObject`, `DeleteObject`, ...). Error answers use each protocol's own error
+//! shape, so the SDK's real parsers read their codes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,25 +29,54 @@ pub enum Fault {
     Drop,
     /// Forward, but answer with the previous answer to this operation.
     Stale,
+    /// Permission refused, as each protocol says it: JSON `AccessDeniedException` (400),
+    /// query `AccessDenied` (403), S3 `AccessDenied` (403). Retrying cannot help.
+    AccessDenied,
+    /// Forward at once (the call takes effect), then keep the answer until
+    /// [`FaultProxy::release`]: a call whose answer is still in flight.
+    Hold,
 }
+
+/// `times` for a rule that stays armed until [`FaultProxy::disarm`].
+pub const ALWAYS: u32 = u32::MAX;
 
 struct Rule {
     operation: String,
+    /// Only calls whose request line or body contains this (an S3 key, a record).
+    matching: Option<String>,
     fault: Fault,
     skip: u32,
     times: u32,
+}
+
+/// How the service speaks, which decides how its errors look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// `X-Amz-Target` and a JSON body (ECS, DynamoDB).
+    Json,
+    /// `Action=` in a form body, XML answers (ELBv2, CloudWatch, Auto Scaling).
+    Query,
+    /// S3's REST protocol.
+    S3,
 }
 
 #[derive(Default)]
 struct Shared {
     rules: Vec<Rule>,
     served: Vec<(String, Fault)>,
+    /// Every operation answered, in the order the answers went out (a held call's when
+    /// it was carried out).
+    answered: Vec<String>,
+    /// Calls carried out whose answers are being kept ([`Fault::Hold`]).
+    holding: usize,
     last: HashMap<String, Vec<u8>>,
 }
 
 pub struct FaultProxy {
     pub endpoint: String,
     shared: Arc<Mutex<Shared>>,
+    /// Bumped by [`FaultProxy::release`]: held answers wait for a later value.
+    released: tokio::sync::watch::Sender<u64>,
 }
 
 impl FaultProxy {
@@ -53,32 +86,91 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let (released, _) = tokio::sync::watch::channel(0u64);
         let state = shared.clone();
+        let release = released.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = state.clone();
                 let upstream = upstream.clone();
+                let release = release.subscribe();
                 tokio::spawn(async move {
-                    let _ = serve(stream, &upstream, &state).await;
+                    let _ = serve(stream, &upstream, &state, release).await;
                 });
             }
         });
-        FaultProxy { endpoint, shared }
+        FaultProxy {
+            endpoint,
+            shared,
+            released,
+        }
     }
 
-    /// Let `skip` calls of `operation` through, then inject `fault` into the next `times`.
+    /// Let `skip` calls of `operation` through, then inject `fault` into the next `times`
+    /// ([`ALWAYS`]: until disarmed).
     pub fn arm(&self, operation: &str, fault: Fault, skip: u32, times: u32) {
+        self.add(operation, None, fault, skip, times);
+    }
+
+    /// [`FaultProxy::arm`] for only the calls of `operation` whose request line or body
+    /// contains `matching`: an S3 key's part (`/history/`), a journal record's field.
+    pub fn arm_matching(
+        &self,
+        operation: &str,
+        matching: &str,
+        fault: Fault,
+        skip: u32,
+        times: u32,
+    ) {
+        self.add(operation, Some(matching.to_string()), fault, skip, times);
+    }
+
+    fn add(&self, operation: &str, matching: Option<String>, fault: Fault, skip: u32, times: u32) {
         self.shared.lock().unwrap().rules.push(Rule {
             operation: operation.to_string(),
+            matching,
             fault,
             skip,
             times,
         });
     }
 
+    /// Remove every rule for `operation`: its calls pass through again.
+    pub fn disarm(&self, operation: &str) {
+        self.shared
+            .lock()
+            .unwrap()
+            .rules
+            .retain(|r| r.operation != operation);
+    }
+
     /// The faults injected so far, in order.
     pub fn served(&self) -> Vec<(String, Fault)> {
         self.shared.lock().unwrap().served.clone()
+    }
+
+    /// How many times `fault` was injected into `operation`.
+    pub fn count(&self, operation: &str, fault: Fault) -> usize {
+        self.served()
+            .iter()
+            .filter(|(op, f)| op == operation && *f == fault)
+            .count()
+    }
+
+    /// Every operation answered so far, in the order the answers went out; a held call
+    /// ([`Fault::Hold`]) counts when it was carried out, not when its answer goes.
+    pub fn answered(&self) -> Vec<String> {
+        self.shared.lock().unwrap().answered.clone()
+    }
+
+    /// Calls carried out whose answers are held now ([`Fault::Hold`]).
+    pub fn holding(&self) -> usize {
+        self.shared.lock().unwrap().holding
+    }
+
+    /// Send the answers held so far.
+    pub fn release(&self) {
+        self.released.send_modify(|n| *n += 1);
     }
 }
 
@@ -118,10 +210,15 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn operation(head: &str, body: &[u8]) -> (String, bool) {
+/// The request's operation, as AWS names it, and its protocol.
+fn operation(head: &str, body: &[u8]) -> (String, Protocol) {
     if let Some(target) = header(head, "x-amz-target") {
         let op = target.rsplit('.').next().unwrap_or(target).to_string();
-        return (op, true);
+        return (op, Protocol::Json);
+    }
+    // SigV4 names the service in the credential scope: `.../us-east-1/s3/aws4_request`.
+    if header(head, "authorization").is_some_and(|a| a.contains("/s3/aws4_request")) {
+        return (s3_operation(head), Protocol::S3);
     }
     let body = String::from_utf8_lossy(body);
     let op = body
@@ -129,23 +226,64 @@ fn operation(head: &str, body: &[u8]) -> (String, bool) {
         .find_map(|kv| kv.strip_prefix("Action="))
         .unwrap_or("unknown")
         .to_string();
-    (op, false)
+    (op, Protocol::Query)
 }
 
-fn error_response(status: &str, code: &str, json: bool) -> Vec<u8> {
-    let (content_type, body) = if json {
-        (
+/// An S3 REST call's operation from its method and path-style target
+/// (`/BUCKET[/KEY][?QUERY]`).
+fn s3_operation(head: &str) -> String {
+    let mut line = head.lines().next().unwrap_or_default().split(' ');
+    let method = line.next().unwrap_or_default();
+    let target = line.next().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let has_key = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
+    let has = |param: &str| {
+        query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some(param))
+    };
+    let op = match (method, has_key) {
+        ("PUT", true) if header(head, "x-amz-copy-source").is_some() => "CopyObject",
+        ("PUT", true) => "PutObject",
+        ("GET", true) => "GetObject",
+        ("HEAD", true) => "HeadObject",
+        ("DELETE", true) => "DeleteObject",
+        ("GET", false) if has("list-type") => "ListObjectsV2",
+        ("GET", false) => "ListObjects",
+        ("POST", false) if has("delete") => "DeleteObjects",
+        ("PUT", false) => "CreateBucket",
+        ("HEAD", false) => "HeadBucket",
+        ("DELETE", false) => "DeleteBucket",
+        _ => "unknown",
+    };
+    op.to_string()
+}
+
+/// An error answer in `protocol`'s own shape: JSON `__type`, the query protocol's
+/// `<ErrorResponse>`, or S3's bare `<Error>`.
+fn error_response(status: &str, code: &str, protocol: Protocol) -> Vec<u8> {
+    let (content_type, body) = match protocol {
+        Protocol::Json => (
             "application/x-amz-json-1.1",
             format!(r#"{{"__type":"{code}","message":"injected by the fault proxy"}}"#),
-        )
-    } else {
-        (
+        ),
+        Protocol::Query => (
             "text/xml",
             format!(
                 "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>\
                  <Message>injected by the fault proxy</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
             ),
-        )
+        ),
+        Protocol::S3 => (
+            "application/xml",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+                 <Message>injected by the fault proxy</Message><RequestId>fault</RequestId></Error>"
+            ),
+        ),
     };
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -193,17 +331,26 @@ async fn serve(
     mut stream: TcpStream,
     upstream: &str,
     shared: &Mutex<Shared>,
+    mut released: tokio::sync::watch::Receiver<u64>,
 ) -> std::io::Result<()> {
     let Some((head, body)) = read_request(&mut stream).await? else {
         return Ok(());
     };
-    let (op, json) = operation(&head, &body);
+    let (op, protocol) = operation(&head, &body);
+    let request_line = head.lines().next().unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
     // A stale answer is the previous answer to the *same* request.
-    let key = format!("{op} {}", String::from_utf8_lossy(&body));
+    let key = format!("{op} {request_line} {text}");
     let fault = {
         let mut shared = shared.lock().unwrap();
         let fault = shared.rules.iter_mut().find_map(|rule| {
             if rule.operation != op || rule.times == 0 {
+                return None;
+            }
+            if let Some(part) = &rule.matching
+                && !request_line.contains(part.as_str())
+                && !text.contains(part.as_str())
+            {
                 return None;
             }
             if rule.skip > 0 {
@@ -220,20 +367,37 @@ async fn serve(
     };
     let response = match fault {
         Some(Fault::Drop) => return Ok(()),
-        Some(Fault::Throttle) => {
-            let code = if json {
-                "ThrottlingException"
-            } else {
-                "Throttling"
-            };
-            error_response("400 Bad Request", code, json)
-        }
+        Some(Fault::Throttle) => match protocol {
+            Protocol::Json => error_response("400 Bad Request", "ThrottlingException", protocol),
+            Protocol::Query => error_response("400 Bad Request", "Throttling", protocol),
+            Protocol::S3 => error_response("503 Slow Down", "SlowDown", protocol),
+        },
         Some(Fault::Unavailable) => {
-            error_response("503 Service Unavailable", "ServiceUnavailable", json)
+            error_response("503 Service Unavailable", "ServiceUnavailable", protocol)
         }
+        Some(Fault::AccessDenied) => match protocol {
+            Protocol::Json => error_response("400 Bad Request", "AccessDeniedException", protocol),
+            Protocol::Query | Protocol::S3 => {
+                error_response("403 Forbidden", "AccessDenied", protocol)
+            }
+        },
         Some(Fault::Slow(delay)) => {
             tokio::time::sleep(delay).await;
             forward(upstream, &head, &body).await?
+        }
+        Some(Fault::Hold) => {
+            let seen = *released.borrow_and_update();
+            let answer = forward(upstream, &head, &body).await?;
+            {
+                let mut shared = shared.lock().unwrap();
+                shared.holding += 1;
+                // Carried out now; only its answer waits.
+                shared.answered.push(op);
+            }
+            let _ = released.wait_for(|n| *n > seen).await;
+            shared.lock().unwrap().holding -= 1;
+            stream.write_all(&closing(answer)).await?;
+            return stream.shutdown().await;
         }
         Some(Fault::Stale) => {
             let fresh = forward(upstream, &head, &body).await?;
@@ -253,5 +417,6 @@ async fn serve(
         }
     };
     stream.write_all(&closing(response)).await?;
+    shared.lock().unwrap().answered.push(op);
     stream.shutdown().await
 }

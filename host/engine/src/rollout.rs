@@ -221,9 +221,12 @@ struct Run {
     ctx: GateContext,
     /// Rolling back: a journal write that keeps failing does not stop the rollback;
     /// the records wait in memory (from `unwritten` on) and are written when the store
-    /// answers again.
+    /// answers again (once it failed for good, when the rollback ends).
     lenient: bool,
     unwritten: Option<usize>,
+    /// A journal write of this run failed for good (the store, not a lost lease): a
+    /// rollback then stops trying per action and writes what waits when it ends.
+    store_failed: bool,
 }
 
 /// A journal write in the forward run that failed: this run lost the service (stop,
@@ -832,6 +835,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             ctx,
             lenient: false,
             unwritten: None,
+            store_failed: false,
         })
     }
 
@@ -941,6 +945,14 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     /// goes on: taking traffic off a failed release matters more than its paperwork.
     async fn append(&self, run: &mut Run, record: Record) -> Result<(), StateError> {
         run.journal.records.push(record);
+        // Rolling back after the store failed: trying it again before every action would
+        // cost each one the store's retries (seconds, or minutes against a store that
+        // does not answer) while traffic may still be on the new release. The records
+        // wait and are written when the rollback ends (`finish`).
+        if run.lenient && run.store_failed {
+            run.unwritten.get_or_insert(run.journal.records.len() - 1);
+            return Ok(());
+        }
         match self.flush(run).await {
             Ok(()) => Ok(()),
             Err(err) if run.lenient && !err.lost_the_service() => {
@@ -1017,6 +1029,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     }
                     Err(err) => {
                         run.unwritten = Some(index);
+                        run.store_failed |= !err.lost_the_service();
                         return Err(err);
                     }
                 }

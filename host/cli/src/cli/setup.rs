@@ -9,7 +9,7 @@ use anyhow::Context;
 use deployer_engine::gates::{ConfiguredGates, Gate};
 use deployer_engine::rollout::Settings;
 use deployer_engine::state::{
-    Journal, Lease, LocalStore, LockGuard, Record, StateError, Store as StoreBackend,
+    Fence, Journal, Lease, LocalStore, LockGuard, Record, StateError, Store as StoreBackend,
 };
 use deployer_plugin_host::HostServices;
 use deployer_plugin_host::bindings::metrics;
@@ -103,6 +103,14 @@ impl Lease for StoreLock {
         match self {
             StoreLock::Local(guard) => guard.release().await,
             StoreLock::Aws(lock) => Lease::release(lock).await,
+        }
+    }
+
+    /// The backend's own fence: a lease that lapsed or was taken over stops the run.
+    fn fence(&self) -> Fence {
+        match self {
+            StoreLock::Local(guard) => guard.fence(),
+            StoreLock::Aws(lock) => lock.fence(),
         }
     }
 }

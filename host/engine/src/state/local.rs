@@ -462,6 +462,11 @@ impl super::Lease for LockGuard {
     async fn release(self) {
         drop(self);
     }
+
+    /// An OS lock is held until this process ends: it cannot be lost meanwhile.
+    fn fence(&self) -> super::Fence {
+        super::unfenced()
+    }
 }
 
 impl super::Store for LocalStore {

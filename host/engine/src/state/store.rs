@@ -18,10 +18,11 @@ pub trait Lease: Send {
     fn release(self) -> impl Future<Output = ()> + Send;
 
     /// The check that this lock is still held. A lock that cannot be lost while the
-    /// process lives (an OS file lock) always passes.
-    fn fence(&self) -> Fence {
-        unfenced()
-    }
+    /// process lives (an OS file lock) always passes ([`unfenced`]). No default: a
+    /// wrapper that did not pass its inner lock's fence on would silently unfence every
+    /// run (the binary's backend wrapper once did, so a paused `aws` run acted after a
+    /// takeover).
+    fn fence(&self) -> Fence;
 }
 
 /// The fence of a lock that cannot be lost, or of no lock: always passes.
