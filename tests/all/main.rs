@@ -42,4 +42,5 @@ mod plugin_egress;
 mod plugin_loading;
 mod plugin_sandbox;
 mod quickstart;
+mod rollback_output;
 mod rollout;
