@@ -43,7 +43,7 @@ use deployer_tests::support::{App, ecs_service};
 const DEFAULT_SEED: u64 = 0x15_C4A0_5EED;
 const DEFAULT_ITERATIONS: u32 = 70;
 /// With the `aws` backend (each interrupted iteration waits out a lease).
-const DEFAULT_AWS_ITERATIONS: u32 = 12;
+const DEFAULT_AWS_ITERATIONS: u32 = 8;
 /// The desired count of `web` in [`EcsEnv::task_sets`].
 const DESIRED: usize = 4;
 const STEPS: &str = r#"[{ weight = 10, bake = "300ms" }, { weight = 50 }]"#;
