@@ -449,8 +449,9 @@ async fn rolled_back_canary(on: On) {
         Some(&10),
         "{on:?}: the canary held traffic before it was rolled back"
     );
-    let green = g.env.world.green.clone();
-    g.assert_routes(&format!("{on:?}, rolled-back canary"), (100, 0), &green)
+    // The rollback gave the test listener back to the stable side (blue).
+    let blue = g.env.world.blue.clone();
+    g.assert_routes(&format!("{on:?}, rolled-back canary"), (100, 0), &blue)
         .await;
 }
 

@@ -18,8 +18,15 @@
 //! and says `idle` and that release; `history` exits 0 (the journals read). No command
 //! hangs, panics or reports a failed rollback.
 //!
+//! Both state backends: the local one (an OS lock a stopped run keeps) and, in a second
+//! test with fewer iterations, S3 + DynamoDB with a 5 s lease, where a stopped run loses
+//! the service when its lease runs out: the next command waits that out and takes over,
+//! and a run stopped past its lease is continued only after the next command finished,
+//! when it must change nothing (traffic, task sets, state bucket).
+//!
 //! `DEPLOYER_CHAOS_SEED` picks the seed (decimal or 0x-hex), `DEPLOYER_CHAOS_ITERATIONS`
-//! the number of iterations. The seed fixes every choice; the moments of the kills are
+//! (`DEPLOYER_CHAOS_AWS_ITERATIONS` for the `aws` backend) the number of iterations;
+//! `DEPLOYER_CHAOS_TRACE` prints every iteration's sequence. The seed fixes every choice; the moments of the kills are
 //! wall-clock delays and journal lengths, so a failure may need a few runs of its seed to
 //! come back.
 
@@ -35,6 +42,8 @@ use deployer_tests::support::{App, ecs_service};
 
 const DEFAULT_SEED: u64 = 0x15_C4A0_5EED;
 const DEFAULT_ITERATIONS: u32 = 70;
+/// With the `aws` backend (each interrupted iteration waits out a lease).
+const DEFAULT_AWS_ITERATIONS: u32 = 8;
 /// The desired count of `web` in [`EcsEnv::task_sets`].
 const DESIRED: usize = 4;
 const STEPS: &str = r#"[{ weight = 10, bake = "300ms" }, { weight = 50 }]"#;
@@ -132,9 +141,28 @@ enum Next {
 
 const STRATEGIES: [(u64, &str); 3] = [(1, "canary"), (1, "blue-green"), (1, "rolling")];
 
+/// Where the journals and the service's lock live.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    /// Files under `.deployer`, the lock an OS `flock` held while the process lives.
+    Local,
+    /// Journals in S3, the lock a DynamoDB lease of [`LEASE`]: a stopped run keeps it only
+    /// until it expires, so the next command waits it out and takes over.
+    Aws,
+}
+
+/// The `aws` backend's lease (`state.lease`): the shortest the config allows.
+const LEASE: &str = "5s";
+/// A stop this long outlasts the lease: expiry is judged in whole seconds, and the
+/// holder's last renewal may have come just before the stop.
+const PAST_THE_LEASE: u64 = 6_500;
+/// The journal keys in S3 (the `aws` backend).
+const JOURNAL_PREFIX: &str = "shop/services/web/deployments/";
+
 /// The world and what the test knows about it.
 struct Chaos {
     env: EcsEnv,
+    backend: Backend,
     seed: u64,
     kinds: Vec<Kind>,
     logs: PathBuf,
@@ -155,6 +183,22 @@ struct Proc {
     killed: bool,
 }
 
+/// The start of an iteration's journal records.
+struct Since {
+    time: std::time::SystemTime,
+    /// Journal objects in S3 before it (the `aws` backend).
+    keys: usize,
+}
+
+/// The world as a run that lost its lease finds it.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    weights: (u8, u8),
+    sets: Vec<(String, String, String)>,
+    desired: i32,
+    keys: Vec<String>,
+}
+
 /// A process that exited: its label, exit code (`None`: a signal ended it) and output.
 struct Done {
     label: String,
@@ -168,11 +212,17 @@ impl Done {
     fn refused_at_lock(&self) -> bool {
         self.code == Some(4) && self.err.contains("is already being deployed by")
     }
+
+    /// Stopped by its fence: another run took its lease (the `aws` backend).
+    fn superseded(&self) -> bool {
+        self.code == Some(4) && self.err.contains("another run holds the service now")
+    }
 }
 
 /// What happened in one iteration, for the failure message.
 struct Iteration {
     seed: u64,
+    backend: Backend,
     number: u32,
     trace: String,
     done: Vec<Done>,
@@ -198,10 +248,15 @@ impl Iteration {
             );
         }
         panic!(
-            "chaos seed {seed:#x} iteration {n}: {what}\n\
-             rerun: DEPLOYER_CHAOS_SEED={seed:#x} cargo test -p deployer-tests --test all -- chaos::\n\
+            "chaos seed {seed:#x} ({backend:?} backend) iteration {n}: {what}\n\
+             rerun: DEPLOYER_CHAOS_SEED={seed:#x} cargo test -p deployer-tests --test all -- {test}\n\
              sequence:\n{trace}{outputs}",
             seed = self.seed,
+            backend = self.backend,
+            test = match self.backend {
+                Backend::Local => "chaos::seeded_kills",
+                Backend::Aws => "chaos::with_the_aws_backend",
+            },
             n = self.number,
             trace = self.trace,
         )
@@ -266,9 +321,49 @@ impl Chaos {
         )
     }
 
-    /// Records in the service's journals written to since `since` (only the ones the
+    /// Where the iteration's journal records start: now, and how many there are.
+    async fn since(&self) -> Since {
+        Since {
+            time: std::time::SystemTime::now(),
+            keys: match self.backend {
+                Backend::Local => 0,
+                Backend::Aws => self.journal_keys().await.len(),
+            },
+        }
+    }
+
+    /// Every journal record's key in S3 (the `aws` backend).
+    async fn journal_keys(&self) -> Vec<String> {
+        // Only under the journals' prefix: the bucket grows with every iteration.
+        let mut keys = Vec::new();
+        let mut pages = self
+            .env
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket("deployer-state")
+            .prefix(JOURNAL_PREFIX)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            keys.extend(
+                page.unwrap()
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        keys.sort();
+        keys
+    }
+
+    /// Records in the service's journals written since `since` (only the ones the
     /// iteration wrote: it starts with every earlier deployment finished).
-    fn journal_records(&self, since: std::time::SystemTime) -> usize {
+    async fn journal_records(&self, since: &Since) -> usize {
+        if self.backend == Backend::Aws {
+            // One object per record, never rewritten.
+            return self.journal_keys().await.len().saturating_sub(since.keys);
+        }
         let dir = self
             .env
             .dir
@@ -282,12 +377,48 @@ impl Chaos {
             .filter(|e| {
                 e.metadata()
                     .and_then(|m| m.modified())
-                    .is_ok_and(|t| t >= since)
+                    .is_ok_and(|t| t >= since.time)
             })
             .map(|e| {
                 std::fs::read(e.path()).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
             })
             .sum()
+    }
+
+    /// The owner of the service's lease in DynamoDB (`deployment/host/pid`), if any.
+    async fn lease_owner(&self) -> Option<String> {
+        let out = self
+            .env
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name("deployer-locks")
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S("shop/web".into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        out.item()
+            .and_then(|i| i.get("owner"))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    }
+
+    /// What a run that lost its lease must leave alone: the traffic, the task sets and
+    /// every object in the state bucket.
+    async fn snapshot(&self) -> Snapshot {
+        let (sets, desired) = task_sets(&self.env).await;
+        let mut keys = self.env.s3_keys().await;
+        keys.sort();
+        Snapshot {
+            weights: self.env.weights().await,
+            sets,
+            desired,
+            keys,
+        }
     }
 }
 
@@ -406,6 +537,7 @@ impl Chaos {
     async fn iteration(&mut self, rng: &mut Rng, number: u32, next_revision: &mut u32) -> String {
         let mut it = Iteration {
             seed: self.seed,
+            backend: self.backend,
             number,
             trace: String::new(),
             done: Vec::new(),
@@ -452,7 +584,21 @@ impl Chaos {
                 (rng.pick(&STRATEGIES), fresh()),
             ],
         };
-        let stopped_for = Duration::from_millis(rng.range(0, 1500));
+        let stopped_for = Duration::from_millis(match self.backend {
+            Backend::Local => rng.range(0, 1500),
+            // Within the lease, around its end (the holder renews after its last sure
+            // moment, or the waiter takes over first), and well past it.
+            Backend::Aws => match rng.range(0, 3) {
+                0 => rng.range(0, 1500),
+                1 => rng.range(1500, PAST_THE_LEASE),
+                _ => rng.range(PAST_THE_LEASE, 9000),
+            },
+        });
+        // Stopped past the lease: the next command takes over and finishes while the
+        // stopped run stays stopped; continued, that run must change nothing.
+        let past_the_lease = self.backend == Backend::Aws
+            && interrupt == Interrupt::StopCont
+            && stopped_for >= Duration::from_millis(PAST_THE_LEASE);
         // Sometimes the next command is SIGKILLed too (a second cancel, say while it
         // recovers the first run), then followed by `rollback` or by itself again.
         let kill_next = (rng.range(0, 2) == 0).then(|| Duration::from_millis(rng.range(0, 1500)));
@@ -464,7 +610,7 @@ impl Chaos {
         let deadline = Instant::now() + HANG;
 
         // The run to interrupt.
-        let since = std::time::SystemTime::now();
+        let since = self.since().await;
         let started = Instant::now();
         let mut first = self.spawn_run(&mut it, "first", strategy, first_revision);
         let exited = loop {
@@ -473,7 +619,7 @@ impl Chaos {
             }
             let fire = match trigger {
                 Trigger::Delay(ms) => started.elapsed() >= Duration::from_millis(ms),
-                Trigger::Records(n) => self.journal_records(since) >= n,
+                Trigger::Records(n) => self.journal_records(&since).await >= n,
             };
             if fire {
                 break None;
@@ -482,22 +628,31 @@ impl Chaos {
                 sigkill(&mut it, first, deadline + Duration::from_secs(5)).await;
                 it.fail("the first run hung before its interruption");
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // S3 listings are slower than reading a directory.
+            tokio::time::sleep(Duration::from_millis(match self.backend {
+                Backend::Local => 5,
+                Backend::Aws => 20,
+            }))
+            .await;
         };
-        let (first_ms, first_records) =
-            (started.elapsed().as_millis(), self.journal_records(since));
+        let (first_ms, first_records) = (
+            started.elapsed().as_millis(),
+            self.journal_records(&since).await,
+        );
         let mut stopped = None;
+        // Whether the stopped run held the service's lease (the `aws` backend).
+        let mut held_lease = false;
         match exited {
             Some(_) => {
                 it.note(format!(
                     "first exited by itself before {trigger:?} ({} ms, {} journal records)",
                     started.elapsed().as_millis(),
-                    self.journal_records(since)
+                    self.journal_records(&since).await
                 ));
                 finish(&mut it, first, deadline).await;
             }
             None => {
-                let records = self.journal_records(since);
+                let records = self.journal_records(&since).await;
                 let at = format!(
                     "{trigger:?}: after {} ms, {records} new journal record(s), weights {:?}",
                     started.elapsed().as_millis(),
@@ -511,6 +666,18 @@ impl Chaos {
                     Interrupt::StopCont | Interrupt::StopKill => {
                         it.note(format!("SIGSTOP first at {at}"));
                         signal(&first, libc::SIGSTOP);
+                        if self.backend == Backend::Aws {
+                            // A request it sent just before the stop lands first.
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            let pid = first.child.id().unwrap();
+                            let owner = self.lease_owner().await;
+                            held_lease = owner
+                                .as_deref()
+                                .is_some_and(|o| o.ends_with(&format!("/{pid}")));
+                            it.note(format!(
+                                "the lease's owner: {owner:?} (first is pid {pid}: held {held_lease})"
+                            ));
+                        }
                         stopped = Some(first);
                     }
                 }
@@ -550,6 +717,37 @@ impl Chaos {
                 killed_next = Some(after);
             } else {
                 finish(&mut it, victim, deadline).await;
+            }
+        }
+        if let Some(stopped) = stopped.take_if(|_| past_the_lease) {
+            // The next command waits the lease out, takes over and finishes while the
+            // first run stays stopped; continued, the first run must notice at its
+            // fence and change nothing: no traffic, no task set, no journal object.
+            for proc in procs.drain(..) {
+                finish(&mut it, proc, deadline).await;
+            }
+            let before = self.snapshot().await;
+            it.note(format!(
+                "SIGCONT first after the next command finished ({} ms)",
+                started.elapsed().as_millis()
+            ));
+            signal(&stopped, libc::SIGCONT);
+            finish(&mut it, stopped, deadline).await;
+            let first_done = it.done.last().unwrap();
+            if held_lease {
+                let after = self.snapshot().await;
+                it.check(after == before, || {
+                    format!(
+                        "first lost its lease while stopped, yet changed the world when continued:\n  \
+                         before {before:?}\n  after  {after:?}"
+                    )
+                });
+                it.check(
+                    it.done
+                        .iter()
+                        .any(|d| d.label != first_done.label && d.err.contains("waiting up to")),
+                    || "no next command waited the stopped run's lease out".to_string(),
+                );
             }
         }
         if let Some(stopped) = stopped.take() {
@@ -612,9 +810,21 @@ impl Chaos {
                 "not interrupted (done first: {} ms, {} records)",
                 first_ms, first_records
             )
-        } else {
+        } else if interrupt == Interrupt::Kill {
             format!("{interrupt:?} at {trigger:?}")
+        } else if past_the_lease {
+            format!(
+                "{interrupt:?} at {trigger:?} past the lease (held it: {held_lease}), continued after the next command"
+            )
+        } else {
+            format!(
+                "{interrupt:?} at {trigger:?} for {} ms",
+                stopped_for.as_millis()
+            )
         };
+        if std::env::var_os("DEPLOYER_CHAOS_TRACE").is_some() {
+            eprintln!("{}", it.trace);
+        }
         let exits: Vec<String> = it
             .done
             .iter()
@@ -644,10 +854,15 @@ impl Chaos {
 
     fn write_configs(&self, on_interrupted: &str) {
         for (file, url) in [("deployer.toml", &self.good), ("failing.toml", &self.bad)] {
-            let config = self.env.task_sets(url, STEPS).service("web", |s| {
+            let mut config = self.env.task_sets(url, STEPS).service("web", |s| {
                 s.settings(|t| t.str("on-interrupted", on_interrupted))
                     .strategy("rolling", |p| p.int("batch-size", 2))
             });
+            if self.backend == Backend::Aws {
+                config = config
+                    .aws_state("deployer-state", "deployer-locks", "shop/")
+                    .lease(LEASE);
+            }
             std::fs::write(self.env.dir.path().join(file), config.render()).unwrap();
         }
     }
@@ -669,6 +884,9 @@ impl Chaos {
                 Some(0 | 1) => true,
                 Some(4) => {
                     d.refused_at_lock()
+                        || (self.backend == Backend::Aws
+                            && d.label.starts_with("first")
+                            && d.superseded())
                         || (d.label.starts_with("rollback")
                             && d.err.contains("has no promoted deployment to roll back"))
                 }
@@ -772,10 +990,27 @@ impl Chaos {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_kills_and_stops_of_random_runs_leave_one_healthy_release_live() {
-    let seed = env_number("DEPLOYER_CHAOS_SEED").unwrap_or(DEFAULT_SEED);
     let iterations =
         env_number("DEPLOYER_CHAOS_ITERATIONS").map_or(DEFAULT_ITERATIONS, |n| n as u32);
-    eprintln!("chaos: seed {seed:#x}, {iterations} iterations (DEPLOYER_CHAOS_SEED to change)");
+    chaos(Backend::Local, iterations).await;
+}
+
+/// The same with journals in S3 and the lock a 5 s DynamoDB lease (issue #15, item 6:
+/// "with both backends"): a stopped run loses the service when its lease runs out, the
+/// next command waits that out and takes over, and the stopped run, continued, changes
+/// nothing. Fewer iterations: each interrupted one waits out a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_aws_backend_seeded_kills_and_stops_leave_one_healthy_release_live() {
+    let iterations =
+        env_number("DEPLOYER_CHAOS_AWS_ITERATIONS").map_or(DEFAULT_AWS_ITERATIONS, |n| n as u32);
+    chaos(Backend::Aws, iterations).await;
+}
+
+async fn chaos(backend: Backend, iterations: u32) {
+    let seed = env_number("DEPLOYER_CHAOS_SEED").unwrap_or(DEFAULT_SEED);
+    eprintln!(
+        "chaos: seed {seed:#x}, {backend:?} backend, {iterations} iterations (DEPLOYER_CHAOS_SEED to change)"
+    );
     let mut rng = Rng(seed);
 
     // Every release's kind, from the seed: web:1 is live and good.
@@ -822,6 +1057,7 @@ async fn seeded_kills_and_stops_of_random_runs_leave_one_healthy_release_live() 
     std::fs::create_dir_all(&logs).unwrap();
     let mut chaos = Chaos {
         env,
+        backend,
         seed,
         kinds,
         logs,
@@ -835,12 +1071,12 @@ async fn seeded_kills_and_stops_of_random_runs_leave_one_healthy_release_live() 
         let started = Instant::now();
         let summary = chaos.iteration(&mut rng, number, &mut next_revision).await;
         eprintln!(
-            "chaos seed {seed:#x} iteration {number}: {summary} ({:.1}s)",
+            "chaos seed {seed:#x} ({backend:?}) iteration {number}: {summary} ({:.1}s)",
             started.elapsed().as_secs_f64()
         );
     }
     eprintln!(
-        "chaos: {iterations} iterations in {:.0}s",
+        "chaos ({backend:?}): {iterations} iterations in {:.0}s",
         all.elapsed().as_secs_f64()
     );
 }

@@ -46,4 +46,5 @@ mod plugin_loading;
 mod plugin_sandbox;
 mod quickstart;
 mod releases;
+mod rollback_output;
 mod rollout;

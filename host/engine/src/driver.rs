@@ -62,6 +62,12 @@ pub trait Driver: Send + Sync {
         new_percent: u8,
     ) -> impl Future<Output = Result<u8, DriverError>> + Send;
 
+    /// The share of production traffic on the new side as the load balancer reads now;
+    /// `None` where the target has no weights to read (in-place targets).
+    fn traffic_share(&self) -> impl Future<Output = Result<Option<u8>, DriverError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Route the test listener to the new side.
     fn route_test_traffic(&self) -> impl Future<Output = Result<(), DriverError>> + Send;
 

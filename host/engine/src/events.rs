@@ -23,10 +23,13 @@ pub enum Event<'a> {
     Resuming {
         id: &'a str,
     },
-    /// An unfinished deployment is rolled back before anything else happens.
+    /// An unfinished deployment (from `stable` to `new`) is rolled back before
+    /// anything else happens.
     Recovering {
         id: &'a str,
         reason: &'a str,
+        stable: Option<&'a str>,
+        new: &'a str,
     },
     /// A step was journaled and is being carried out.
     Step {
@@ -61,6 +64,15 @@ pub enum Event<'a> {
     /// One rollback action is being carried out.
     Undo {
         action: &'a RollbackAction,
+    },
+    /// A rollback's traffic shift was read back from the load balancer as asked.
+    UndoVerified {
+        new_percent: u8,
+    },
+    /// At the end of a rollback, production traffic as read from the load balancer
+    /// (not as the journal records it).
+    TrafficReadBack {
+        new_percent: u8,
     },
     /// A post-rollback gate or hook ran (it cannot change the outcome).
     AfterRollback {
@@ -148,7 +160,7 @@ impl fmt::Display for Event<'_> {
                 short_release(new)
             ),
             Event::Resuming { id } => write!(f, "resuming unfinished deployment {id}"),
-            Event::Recovering { id, reason } => {
+            Event::Recovering { id, reason, .. } => {
                 write!(f, "rolling back unfinished deployment {id}: {reason}")
             }
             Event::Step { seq, step } => write!(f, "step {seq}: {}", describe::step(step)),
@@ -190,16 +202,25 @@ impl fmt::Display for Event<'_> {
                 RollbackAction::Scale(scale) => {
                     write!(f, "rollback: {}", describe::step(&Step::Scale(*scale)))
                 }
-                RollbackAction::ShiftTraffic(p) => write!(
-                    f,
-                    "rollback: {} (verified)",
-                    describe::step(&Step::ShiftTraffic(*p))
-                ),
+                // Verified only once read back: see `UndoVerified`.
+                RollbackAction::ShiftTraffic(p) => {
+                    write!(f, "rollback: {}", describe::step(&Step::ShiftTraffic(*p)))
+                }
                 RollbackAction::RollingUndo => {
                     write!(f, "rollback: roll the stable release back out in place")
                 }
                 RollbackAction::Discard => write!(f, "rollback: remove the new side"),
             },
+            Event::UndoVerified { new_percent } => write!(
+                f,
+                "rollback: weights verified: {new_percent}% new / {}% stable",
+                100 - new_percent
+            ),
+            Event::TrafficReadBack { new_percent } => write!(
+                f,
+                "traffic read back from the load balancer: {new_percent}% new / {}% stable",
+                100 - new_percent
+            ),
             Event::AfterRollback { result } => {
                 write!(f, "post-rollback ")?;
                 gate_line(f, result)

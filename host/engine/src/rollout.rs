@@ -107,6 +107,10 @@ pub struct Report {
     pub detail: String,
     /// An unfinished earlier deployment this run resumed or rolled back first.
     pub recovered: Option<String>,
+    /// After a rollback: the share of production traffic on the new release as read
+    /// from the load balancer at its end; `None` when it was not read (an in-place
+    /// target has no weights, or the read failed).
+    pub traffic_read_back: Option<u8>,
 }
 
 /// What `deploy` did.
@@ -794,6 +798,8 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         (self.events)(&Event::Recovering {
             id: &id,
             reason: &reason,
+            stable: run.ctx.stable_release.as_deref(),
+            new: &run.ctx.new_release,
         });
         self.roll_back(run, reason).await.map(Some)
     }
@@ -1313,6 +1319,10 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         });
         let deadline = tokio::time::Instant::now() + self.settings.rollback_deadline;
         let mut degraded = None;
+        // The share on the new side the load balancer reported at the end, and a note
+        // when it could not be read or had to be corrected.
+        let mut read_back = None;
+        let mut unread: Option<String> = None;
         let outcome = if rolled_in_place {
             self.undo(&mut run, RollbackAction::RollingUndo, deadline)
                 .await?
@@ -1335,6 +1345,11 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     Err(err) => Err(err),
                 };
             }
+            if outcome.is_ok() {
+                outcome = self
+                    .confirm_traffic_back(&mut run, deadline, &mut read_back, &mut unread)
+                    .await?;
+            }
             for action in [new_down, RollbackAction::Discard] {
                 if outcome.is_ok() {
                     outcome = self.undo(&mut run, action, deadline).await?;
@@ -1343,7 +1358,8 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             outcome
         };
         if let Err(err) = outcome {
-            let left = SafetyGuard::replay(&run.journal, &run.target).new_percent;
+            let left = read_back
+                .unwrap_or_else(|| SafetyGuard::replay(&run.journal, &run.target).new_percent);
             let detail = if left == 0 {
                 format!(
                     "rollback failed after traffic was back on {}: {err}; remove what is left of {} by hand or run `deployer rollback` again",
@@ -1375,12 +1391,62 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         if let Some(note) = degraded {
             detail = format!("{detail} ({note})");
         }
-        self.finish(run, DeployResult::RolledBack, detail).await
+        if let Some(note) = unread {
+            detail = format!("{detail} ({note})");
+        }
+        self.finish(run, DeployResult::RolledBack, detail)
+            .await
+            .map(|report| Report {
+                traffic_read_back: read_back,
+                ..report
+            })
     }
 
-    /// Carry out one rollback action, journaled: transient failures are retried until
-    /// `deadline`, each attempt bounded by the time left; a permanent failure, or the
-    /// deadline, ends it with the reason.
+    /// Once the journal shows all traffic back: read the production route itself. A
+    /// recovery that found every shift journaled done changed nothing and verified
+    /// nothing, and the report must say what is live, not what was recorded; a share
+    /// still on the new side (weights changed by hand, a write the journal never saw) is
+    /// moved back again, journaled, before the new side is removed. `read_back` gets the
+    /// share last read; `note` what the report should add.
+    async fn confirm_traffic_back(
+        &self,
+        run: &mut Run,
+        deadline: tokio::time::Instant,
+        read_back: &mut Option<u8>,
+        note: &mut Option<String>,
+    ) -> Result<Result<(), String>, EngineError> {
+        self.still_holds()?;
+        let left = match self.driver.traffic_share().await {
+            Ok(None) => return Ok(Ok(())), // no weights: an in-place target
+            Err(err) => {
+                *note = Some(format!(
+                    "traffic not read back from the load balancer: {err}"
+                ));
+                return Ok(Ok(()));
+            }
+            Ok(Some(left)) => left,
+        };
+        *read_back = Some(left);
+        (self.events)(&Event::TrafficReadBack { new_percent: left });
+        if left == 0 {
+            return Ok(Ok(()));
+        }
+        let outcome = self
+            .carry_out(run, RollbackAction::ShiftTraffic(0), deadline)
+            .await?;
+        if outcome.is_ok() {
+            *read_back = Some(0);
+            *note = Some(format!(
+                "the load balancer still sent {left}% of traffic to {} although the journal recorded all of it back; it was moved back again",
+                short_release(&run.ctx.new_release)
+            ));
+        }
+        Ok(outcome)
+    }
+
+    /// Carry out one rollback action, journaled, unless the journal shows it done:
+    /// transient failures are retried until `deadline`, each attempt bounded by the time
+    /// left; a permanent failure, or the deadline, ends it with the reason.
     async fn undo(
         &self,
         run: &mut Run,
@@ -1390,6 +1456,16 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         if run.journal.is_done(&Action::Rollback(action.clone())) {
             return Ok(Ok(()));
         }
+        self.carry_out(run, action, deadline).await
+    }
+
+    /// [`Self::undo`] whatever the journal shows.
+    async fn carry_out(
+        &self,
+        run: &mut Run,
+        action: RollbackAction,
+        deadline: tokio::time::Instant,
+    ) -> Result<Result<(), String>, EngineError> {
         let seq = self.intend(run, Action::Rollback(action.clone())).await?;
         (self.events)(&Event::Undo { action: &action });
         let mut wait = self.settings.retry_base;
@@ -1418,6 +1494,10 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             wait = (wait * 2).min(Duration::from_secs(30));
         }
         self.done(run, seq, StepOutcome::Done).await?;
+        if let RollbackAction::ShiftTraffic(p) = action {
+            // `shift_verified` succeeds only when the weights read back as asked.
+            (self.events)(&Event::UndoVerified { new_percent: p });
+        }
         Ok(Ok(()))
     }
 
@@ -1574,6 +1654,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             result,
             detail,
             recovered: None,
+            traffic_read_back: None,
         })
     }
 }

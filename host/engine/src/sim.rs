@@ -268,6 +268,11 @@ impl Driver for SimDriver {
         }))
     }
 
+    async fn traffic_share(&self) -> Result<Option<u8>, DriverError> {
+        // Not an operation of its own (no fault is injected here): a read.
+        Ok(Some(self.state.lock().unwrap().new_percent))
+    }
+
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
         let misreport = self.enter("shift_traffic").await?;
         {

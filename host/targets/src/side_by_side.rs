@@ -281,6 +281,11 @@ impl<S: Slots> Driver for SideBySide<S> {
         self.router.route_test(&new_tg).await
     }
 
+    async fn traffic_share(&self) -> Result<Option<u8>, DriverError> {
+        let (_, new_tg) = self.groups().await?;
+        self.router.share(&new_tg).await.map(Some)
+    }
+
     async fn rolling_update(
         &self,
         _release: &str,
@@ -310,6 +315,9 @@ impl<S: Slots> Driver for SideBySide<S> {
     }
 
     async fn discard_new(&self) -> Result<(), DriverError> {
+        // Testers back to stable, not to a group the next deployment fills.
+        let (stable_tg, new_tg) = self.groups().await?;
+        self.router.restore_test(&stable_tg, &new_tg).await?;
         match self.slot(Side::New).await? {
             Some((_, new)) if new.desired > 0 => self.slots.set_count(&new, 0).await,
             _ => Ok(()),

@@ -440,6 +440,9 @@ impl Driver for TargetDriver {
     async fn route_test_traffic(&self) -> Result<(), DriverError> {
         delegate!(self, d => d.route_test_traffic().await)
     }
+    async fn traffic_share(&self) -> Result<Option<u8>, DriverError> {
+        delegate!(self, d => d.traffic_share().await)
+    }
     async fn rolling_update(
         &self,
         release: &str,

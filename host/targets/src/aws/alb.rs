@@ -167,6 +167,40 @@ impl AlbRouter {
         )
         .await
     }
+
+    /// After a rollback: a test listener still forwarding to the rolled-back side's
+    /// group `new_tg` is pointed at `stable_tg` again, as it was before the deployment.
+    /// Left alone, it would send testers to a group that is about to empty (errors), and
+    /// then straight to whatever the next deployment starts in that group before any of
+    /// that deployment's gates ran. A test listener that does not forward to `new_tg`
+    /// (none configured, or pointed elsewhere by hand) is left as it is.
+    ///
+    /// # Errors
+    /// AWS errors; a test listener that does not forward.
+    pub async fn restore_test(&self, stable_tg: &str, new_tg: &str) -> Result<(), DriverError> {
+        let Some(arn) = &self.test_listener else {
+            return Ok(());
+        };
+        let route = Route::Listener(arn.clone());
+        let forwards = forward_weights(&self.actions(&route).await?)?;
+        if !forwards.iter().any(|(tg, _)| tg == new_tg) {
+            return Ok(());
+        }
+        self.retarget(
+            &route,
+            &[(stable_tg, 1)],
+            "pointing the test listener back at the stable side",
+        )
+        .await
+    }
+
+    /// The share of the production route's weight on `tg`, read from the load balancer.
+    ///
+    /// # Errors
+    /// AWS errors; a route that does not forward.
+    pub async fn share(&self, tg: &str) -> Result<u8, DriverError> {
+        Ok(share_of(&self.weights().await?, tg))
+    }
 }
 
 /// Ids of the targets `tg` reports healthy.

@@ -388,6 +388,11 @@ impl Driver for EcsTaskSets {
         self.router.route_test(&new_tg).await
     }
 
+    async fn traffic_share(&self) -> Result<Option<u8>, DriverError> {
+        let (_, new_tg) = self.groups().await?;
+        self.router.share(&new_tg).await.map(Some)
+    }
+
     async fn rolling_update(
         &self,
         _release: &str,
@@ -421,6 +426,10 @@ impl Driver for EcsTaskSets {
     }
 
     async fn discard_new(&self) -> Result<(), DriverError> {
+        // Before the new side goes: testers are sent back to stable, not to an empty
+        // group that the next deployment fills.
+        let (stable_tg, new_tg) = self.groups().await?;
+        self.router.restore_test(&stable_tg, &new_tg).await?;
         if let Some(new) = self.task_set(Side::New).await? {
             // Never delete the primary: after a promotion, put the old release back first.
             if new.status() == Some("PRIMARY") {

@@ -49,10 +49,14 @@ pub fn final_report(
     if let Some(new) = &summary.new_release {
         let _ = writeln!(
             out,
-            "  release:  {} → {} with {}",
+            "  release:  {} → {}{}",
             p(summary.stable_release.as_deref().unwrap_or("(nothing)")),
             p(new),
-            p(summary.strategy.as_deref().unwrap_or("?"))
+            // A recovered deployment's strategy is not reported again.
+            summary
+                .strategy
+                .as_deref()
+                .map_or(String::new(), |s| format!(" with {}", p(s)))
         );
     }
     let on = |release: &Option<String>| {
@@ -62,11 +66,21 @@ pub fn final_report(
     };
     let _ = match report.result {
         DeployResult::Promoted => writeln!(out, "  traffic:  100% on {}", on(&summary.new_release)),
-        DeployResult::RolledBack => writeln!(
-            out,
-            "  traffic:  100% on {} (stable)",
-            on(&summary.stable_release)
-        ),
+        // Say where the claim comes from: a recovery may have found every action
+        // journaled done and changed nothing, and only a read says what is live.
+        DeployResult::RolledBack => match report.traffic_read_back {
+            Some(new) => writeln!(
+                out,
+                "  traffic:  {}% on {} (stable), read back from the load balancer",
+                100 - new,
+                on(&summary.stable_release)
+            ),
+            None => writeln!(
+                out,
+                "  traffic:  on {} (stable), as the journal records it (not read back from the load balancer)",
+                on(&summary.stable_release)
+            ),
+        },
         DeployResult::RollbackFailed => writeln!(
             out,
             "  traffic:  NOT SAFE: {}% may still reach {}; see `deployer status`",
@@ -116,6 +130,7 @@ mod tests {
             result: DeployResult::RollbackFailed,
             detail: "could not shift traffic back".into(),
             recovered: Some("d0".into()),
+            traffic_read_back: None,
         };
         let summary = Summary {
             new_release: Some("web:3".into()),

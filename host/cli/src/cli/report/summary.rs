@@ -207,9 +207,20 @@ impl SummaryFold {
                 summary.rollback_reason = None;
                 summary.traffic_new_percent = Some(0);
             }
-            Event::Recovering { id, .. } | Event::Resuming { id } => {
+            Event::Recovering {
+                id, stable, new, ..
+            } => {
                 summary.recovered = Some(id.to_string());
                 summary.deployment = Some(id.to_string());
+                summary.stable_release = stable.map(|s| short_release(s).to_string());
+                summary.new_release = Some(short_release(new).to_string());
+            }
+            Event::Resuming { id } => {
+                summary.recovered = Some(id.to_string());
+                summary.deployment = Some(id.to_string());
+            }
+            Event::UndoVerified { new_percent } | Event::TrafficReadBack { new_percent } => {
+                summary.traffic_new_percent = Some(*new_percent);
             }
             Event::StepDone {
                 seq,
@@ -344,6 +355,8 @@ mod tests {
                 Event::Recovering {
                     id: "d0",
                     reason: "left unfinished",
+                    stable: Some("web:1"),
+                    new: "web:2",
                 },
                 Some(0),
                 at(0),
