@@ -189,7 +189,15 @@ impl fmt::Display for Event<'_> {
                 gate_lines(f, results)
             }
             Event::Retrying { wait, message } => {
-                write!(f, "transient failure, retrying in {wait:?}: {message}")
+                if wait.is_zero() {
+                    write!(f, "transient failure, retrying: {message}")
+                } else {
+                    write!(
+                        f,
+                        "transient failure, retrying in {}: {message}",
+                        crate::describe::duration(*wait)
+                    )
+                }
             }
             Event::RollingBack { reason } => write!(f, "rolling back: {reason}"),
             Event::Reverting { service, from, to } => write!(

@@ -79,12 +79,7 @@ pub async fn query(clients: &Clients, request: &MetricRequest) -> Result<Vec<(u6
         .max_datapoints(MAX_DATAPOINTS as i32)
         .send()
         .await
-        .map_err(|err| {
-            format!(
-                "CloudWatch: {}",
-                deployer_engine::describe::error_chain(&err)
-            )
-        })?;
+        .map_err(|err| format!("CloudWatch: {}", crate::aws::sdk_error(&err)))?;
     let mut points: Vec<(u64, f64)> = out
         .metric_data_results()
         .iter()

@@ -120,6 +120,27 @@ const TRANSIENT_CODES: [&str; 8] = [
     "InternalFailure",
 ];
 
+/// An SDK error in words: a service's code and message (`AccessDenied: User … is not
+/// authorized`), otherwise its causes, each once. Never `DisplayErrorContext`, which ends
+/// with the whole error's `Debug` dump, nor the bare chain of a service error, which
+/// ends in the error metadata's `Error { code: …, … }`.
+pub fn sdk_error<E>(err: &SdkError<E, Response>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err.as_service_error() {
+        Some(service) => format!(
+            "{}{}",
+            service.code().unwrap_or("error"),
+            service
+                .message()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+        None => deployer_engine::describe::error_chain(err),
+    }
+}
+
 /// Sort an SDK error: throttling, 5xx, timeouts and connection failures are transient.
 ///
 /// Every operation of the AWS SDKs fails with an `SdkError` over the raw HTTP response
@@ -138,18 +159,7 @@ where
         }
         _ => false,
     };
-    let message = match err.as_service_error() {
-        Some(service) => format!(
-            "{what}: {}{}",
-            service.code().unwrap_or("error"),
-            service
-                .message()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
-        ),
-        // Not `DisplayErrorContext`: it ends with the error's whole `Debug` dump.
-        None => format!("{what}: {}", deployer_engine::describe::error_chain(&err)),
-    };
+    let message = format!("{what}: {}", sdk_error(&err));
     if transient {
         DriverError::Transient(message)
     } else {

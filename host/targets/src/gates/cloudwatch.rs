@@ -41,10 +41,7 @@ impl AlarmGate {
             Err(err) => {
                 return result(
                     GateStatus::Inconclusive,
-                    format!(
-                        "cannot read alarms: {}",
-                        deployer_engine::describe::error_chain(&err)
-                    ),
+                    format!("cannot read alarms: {}", crate::aws::sdk_error(&err)),
                 );
             }
         };
@@ -179,7 +176,7 @@ impl MetricGate {
                     format!(
                         "cannot read {}: {}",
                         self.check.metric,
-                        deployer_engine::describe::error_chain(&err)
+                        crate::aws::sdk_error(&err)
                     ),
                     None,
                 );

@@ -130,10 +130,11 @@ fn ready_updated(d: &Deployment) -> u32 {
     let generation = d.metadata.generation.unwrap_or(0);
     match &d.status {
         Some(s) if s.observed_generation.unwrap_or(0) >= generation => {
-            let updated = s.updated_replicas.unwrap_or(0);
-            let old = s.replicas.unwrap_or(0) - updated;
+            // Never negative from a real API server, but `clamp` panics if it were.
+            let updated = s.updated_replicas.unwrap_or(0).max(0);
+            let old = s.replicas.unwrap_or(0).saturating_sub(updated);
             // Old pods still counted as ready belong to a previous image.
-            (s.ready_replicas.unwrap_or(0) - old.max(0)).clamp(0, updated) as u32
+            (s.ready_replicas.unwrap_or(0).saturating_sub(old.max(0))).clamp(0, updated) as u32
         }
         _ => 0,
     }

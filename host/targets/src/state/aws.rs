@@ -127,7 +127,7 @@ impl AwsStore {
         if !context.contains("PreconditionFailed") {
             return Err(remote(
                 &format!("writing s3://{}/{key}", self.bucket),
-                deployer_engine::describe::error_chain(&err),
+                crate::aws::sdk_error(&err),
             ));
         }
         // The key exists. If it holds exactly what we write, it is our own earlier
@@ -172,7 +172,7 @@ impl AwsStore {
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
             Err(err) => Err(remote(
                 &format!("reading s3://{}/{key}", self.bucket),
-                deployer_engine::describe::error_chain(&err),
+                crate::aws::sdk_error(&err),
             )),
         }
     }
@@ -190,7 +190,7 @@ impl AwsStore {
             let page = page.map_err(|e| {
                 remote(
                     &format!("listing s3://{}/{prefix}", self.bucket),
-                    deployer_engine::describe::error_chain(&e),
+                    crate::aws::sdk_error(&e),
                 )
             })?;
             keys.extend(
@@ -256,7 +256,7 @@ impl AwsStore {
             {
                 return Err(remote(
                     &format!("taking the lock in DynamoDB table {}", self.table),
-                    deployer_engine::describe::error_chain(&err),
+                    crate::aws::sdk_error(&err),
                 ));
             }
             let (current, current_owner, current_expires) = self.read_lease(&key).await;
@@ -347,8 +347,7 @@ impl AwsStore {
                             // Keep trying, sooner: the lease is ours until `until`.
                             held.lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .last_error =
-                                Some(deployer_engine::describe::error_chain(&err).to_string());
+                                .last_error = Some(crate::aws::sdk_error(&err).to_string());
                             pause = Duration::from_secs(1).min(every);
                         }
                     }
@@ -432,7 +431,7 @@ impl AwsStore {
             .key(&active)
             .send()
             .await
-            .map_err(|e| remote(&active, deployer_engine::describe::error_chain(&e)))?;
+            .map_err(|e| remote(&active, crate::aws::sdk_error(&e)))?;
         Ok(())
     }
 
