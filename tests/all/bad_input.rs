@@ -4,12 +4,12 @@
 //! single connection to the cloud endpoint. Plus a bounded, seeded mutation run over the
 //! corpus (the stable companion of the cargo-fuzz target in `fuzz/`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use deployer_tests::support::cli::{plain, repo};
+use deployer_tests::support::config::quote;
+use deployer_tests::support::listener::counting_endpoint;
 
 fn corpus() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo("tests/corpus/config"))
@@ -54,21 +54,6 @@ fn plugin_files(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
         std::fs::write(dir.join("plugins").join(name), bytes).unwrap();
     }
     files
-}
-
-/// A TCP endpoint that only counts the connections it gets.
-fn counting_endpoint() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            seen.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
-    (url, count)
 }
 
 #[test]
@@ -271,21 +256,6 @@ fn mutated_configs_never_panic_the_parser() {
     }
 }
 
-/// `text` as a TOML basic string, every control character escaped.
-fn toml_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// An ECS service `[services.NAME]` (NAME as written: quoted or bare), with `extra`
 /// lines in its table and `gate` lines in one HTTP gate.
 fn ecs_config(endpoint: &str, name: &str, desired: &str, gate: &str) -> String {
@@ -376,7 +346,7 @@ fn service_names_that_are_not_identifiers_are_refused_before_they_become_paths()
     for name in &names {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("deployer.toml");
-        std::fs::write(&config, ecs_config(&endpoint, &toml_string(name), "2", "")).unwrap();
+        std::fs::write(&config, ecs_config(&endpoint, &quote(name), "2", "")).unwrap();
         let mut run = vec!["run", "canary", "--release", "web:2"];
         // An argument cannot hold NUL: the config's only service is the default.
         if !name.contains('\0') && name.len() < 4096 {
@@ -421,7 +391,7 @@ fn service_names_that_are_not_identifiers_are_refused_before_they_become_paths()
         let name = name.as_str();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("deployer.toml");
-        std::fs::write(&config, ecs_config(&endpoint, &toml_string(name), "2", "")).unwrap();
+        std::fs::write(&config, ecs_config(&endpoint, &quote(name), "2", "")).unwrap();
         let out = plain()
             .args(["validate", "--config"])
             .arg(&config)
@@ -647,6 +617,115 @@ fn endpoints_regions_and_kubeconfigs_are_checked_before_any_call() {
             problems.push(format!("{what}: exit {:?}: {stderr}", out.status.code()));
         }
     }
+    // The SDK's shared files, and a release that is not one line.
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::fs::write(&config, &base).unwrap();
+    for (variable, value) in [
+        ("AWS_CONFIG_FILE", "/dev/zero"),
+        ("AWS_CONFIG_FILE", fifo.to_str().unwrap()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/zero"),
+        ("AWS_SHARED_CREDENTIALS_FILE", fifo.to_str().unwrap()),
+    ] {
+        for args in [
+            vec!["status", "--service", "web"],
+            vec!["run", "canary", "--release", "web:2"],
+        ] {
+            let mut child = plain()
+                .args(&args)
+                .arg("--config")
+                .arg(&config)
+                .env(variable, value)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let started = std::time::Instant::now();
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break Some(status);
+                }
+                if started.elapsed() > std::time::Duration::from_secs(30) {
+                    let _ = child.kill();
+                    break None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            if status.and_then(|s| s.code()) != Some(3) || !stderr.contains(variable) {
+                problems.push(format!(
+                    "{variable}={value} {}: {status:?}: {stderr}",
+                    args[0]
+                ));
+            }
+        }
+    }
+    for release in [
+        "web:2\n::error::forged",
+        "web:2\r",
+        "\u{1b}[2Jweb:2",
+        "web\u{2028}",
+        "",
+    ] {
+        let out = plain()
+            .args(["run", "canary", "--release", release, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(3) || !stderr.contains("is not a release") {
+            problems.push(format!(
+                "--release {release:?}: {:?}: {stderr}",
+                out.status.code()
+            ));
+        }
+    }
+    for (what, text, field) in [
+        (
+            "an endpoint with a newline",
+            base.replace(
+                &format!("endpoint-url = \"{endpoint}\""),
+                &format!("endpoint-url = \"{endpoint}\\n\""),
+            ),
+            "aws.endpoint-url",
+        ),
+        (
+            "a bucket with a newline",
+            format!("[state]\nbackend = \"aws\"\nbucket = \"b\\nx\"\ntable = \"t\"\n\n{base}"),
+            "state.bucket",
+        ),
+        (
+            "a bucket in capitals",
+            format!("[state]\nbackend = \"aws\"\nbucket = \"MyBucket\"\ntable = \"t\"\n\n{base}"),
+            "state.bucket",
+        ),
+        (
+            "a canary of 5,000 steps",
+            base.replace(
+                "steps = [ { weight = 50 } ]",
+                &format!("steps = [{}]", vec!["{ weight = 50 }"; 5_000].join(", ")),
+            ),
+            "a canary has at most 100",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = plain()
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(3) || !stderr.contains(field) || stderr.lines().count() > 10 {
+            problems.push(format!(
+                "{what}: exit {:?}: {}",
+                out.status.code(),
+                stderr.chars().take(500).collect::<String>()
+            ));
+        }
+    }
     // An empty AWS_REGION, with no region in the config.
     std::fs::write(&config, base.replace("region = \"us-east-1\"\n", "")).unwrap();
     let out = plain()
@@ -724,7 +803,7 @@ fn configs_and_plugins_that_are_not_regular_files_are_refused_without_blocking()
                 "{}\n[plugins.probe]\nkind = \"hook\"\npath = {}\nsha256 = \"{}\"\n",
                 ecs_config("http://127.0.0.1:9", "web", "2", "")
                     .replace("[services.web.strategies.canary]", "[[services.web.hooks]]\nplugin = \"probe\"\nat = [\"pre-traffic\"]\n\n[services.web.strategies.canary]"),
-                toml_string(path.to_str().unwrap()),
+                quote(path.to_str().unwrap()),
                 "0".repeat(64)
             ),
         )

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,25 +16,10 @@ use deployer_engine::state::DeployResult;
 
 use deployer_tests::support::cli::plain;
 use deployer_tests::support::config::ConfigBuilder;
+use deployer_tests::support::listener::counting_endpoint;
 use deployer_tests::support::rollout::{Harness, request};
 
 const CANARY: &str = r#"{"steps":[{"weight":25},{"weight":50}]}"#;
-
-/// A TCP endpoint that counts the connections it gets: the AWS endpoint of every
-/// config here, so a cloud call would show.
-fn counting_endpoint() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            seen.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
-    (url, count)
-}
 
 /// Every entry under `root`: regular files by content, links by target, the rest by kind.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
@@ -323,7 +307,7 @@ async fn damaged_state_is_reported_with_its_file_never_read_as_a_wrong_answer() 
         &project,
         "a step done, never begun",
         &newest_name,
-        "never begun",
+        "damaged",
         &mut problems,
     );
 
@@ -424,6 +408,128 @@ async fn damaged_state_is_reported_with_its_file_never_read_as_a_wrong_answer() 
                 &mut problems,
             );
         }
+    }
+
+    // Links to ordinary files and directories, where deployer reads and writes its
+    // own state: refused, and the file a link names is never written (a link committed
+    // into `.deployer/` must not let the next run empty an arbitrary file).
+    let outside = tempfile::tempdir().unwrap();
+    for (file, named) in [
+        (newest.clone(), newest_name.as_str()),
+        (history.clone(), "history.jsonl"),
+        (project.service().join("active"), "active"),
+        (project.service().join("lock"), "lock"),
+        (project.service().join("deployments"), "deployments"),
+    ] {
+        project.restore();
+        let victim = outside.path().join(named);
+        let _ = std::fs::remove_dir_all(&victim);
+        if file.is_dir() {
+            copy_dir(&file, &victim);
+            std::fs::remove_dir_all(&file).unwrap();
+        } else {
+            // `active` is absent when nothing is in flight: a link to the newest id.
+            let bytes = std::fs::read(&file)
+                .unwrap_or_else(|_| newest_name.trim_end_matches(".jsonl").as_bytes().to_vec());
+            std::fs::write(&victim, bytes).unwrap();
+            let _ = std::fs::remove_file(&file);
+        }
+        std::os::unix::fs::symlink(&victim, &file).unwrap();
+        let before = snapshot(outside.path());
+        cases += 1;
+        expect_refusal(
+            &project,
+            &format!("{named} is a link"),
+            named,
+            "it is a symbolic link, not a regular file",
+            &mut problems,
+        );
+        if snapshot(outside.path()) != before {
+            problems.push(format!("{named} is a link: the file it names was written"));
+        }
+    }
+
+    // Records spliced, repeated or removed, and ends the records do not lead to.
+    let promote = lines
+        .iter()
+        .position(|l| l.contains(r#""step":"Promote""#))
+        .expect("a promotion in the journal");
+    let finished_line = lines.last().unwrap().to_string();
+    let edits: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "a repeated intent",
+            {
+                let mut l: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                l.insert(shift + 1, lines[shift].to_string());
+                l
+            },
+            "begins where step",
+        ),
+        (
+            "a repeated done",
+            {
+                let mut l: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                l.insert(shift + 2, lines[shift + 1].to_string());
+                l
+            },
+            "is done twice",
+        ),
+        (
+            "an intent numbered 0 spliced in",
+            {
+                let mut l: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                l.insert(
+                    shift,
+                    r#"{"record":"intent","seq":0,"action":{"step":"Promote"}}"#.to_string(),
+                );
+                l
+            },
+            "begins where step",
+        ),
+        (
+            "a done removed",
+            {
+                let mut l: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                l.remove(shift + 1);
+                l
+            },
+            "neither done nor rolled back",
+        ),
+        (
+            "ended promoted at 50%, a step still open",
+            {
+                let mut l: Vec<String> = lines[..=shift].iter().map(|l| l.to_string()).collect();
+                l.push(finished_line.clone());
+                l
+            },
+            "no promotion was carried out",
+        ),
+        (
+            "the promotion removed",
+            {
+                let mut l: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                l.drain(promote..promote + 2);
+                l
+            },
+            "damaged",
+        ),
+        (
+            "a second end, rolled back",
+            {
+                let mut l: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                l.push(
+                    finished_line.replace(r#""result":"promoted""#, r#""result":"rolled-back""#),
+                );
+                l
+            },
+            "no rollback began",
+        ),
+    ];
+    for (what, damaged, says) in edits {
+        project.restore();
+        std::fs::write(&newest, damaged.join("\n") + "\n").unwrap();
+        cases += 1;
+        expect_refusal(&project, what, &newest_name, says, &mut problems);
     }
 
     assert!(

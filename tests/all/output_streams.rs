@@ -11,6 +11,7 @@ use deployer_engine::gates::NoGates;
 use deployer_engine::state::DeployResult;
 use deployer_tests::support::cli::plain;
 use deployer_tests::support::config::ConfigBuilder;
+use deployer_tests::support::config::quote;
 use deployer_tests::support::rollout::{Harness, request};
 
 /// An ECS canary service whose AWS endpoint is a closed port (nothing here calls it).
@@ -148,6 +149,53 @@ fn a_full_stderr_changes_no_exit_code() {
     }
 }
 
+/// A step summary file that is a FIFO (nobody reading) must not hold the process
+/// after the command has ended: it is skipped with a warning.
+#[test]
+fn a_step_summary_that_is_a_fifo_does_not_hold_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("summary");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = plain()
+        .args([
+            "run",
+            "canary",
+            "--release",
+            "web:2",
+            "--output",
+            "json",
+            "--config",
+            "/nonexistent.toml",
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &fifo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(3),
+        "hung or wrong exit: {stderr}"
+    );
+    assert!(stderr.contains("cannot write the step summary"), "{stderr}");
+}
+
 #[test]
 fn argument_errors_under_output_json_are_a_json_document() {
     for (args, command) in [
@@ -271,8 +319,8 @@ async fn text_from_outside_cannot_print_a_line_of_its_own() {
         dir.path().join("names.toml"),
         format!(
             "[aws]\nendpoint-url = {}\n\n[services.{}.target]\nkind = \"ecs\"\ncluster = \"c\"\nservice = \"web\"\ndesired-count = 2\n",
-            toml_string(FORGED),
-            toml_string(FORGED),
+            quote(FORGED),
+            quote(FORGED),
         ),
     )
     .unwrap();
@@ -299,19 +347,4 @@ async fn text_from_outside_cannot_print_a_line_of_its_own() {
         assert_no_forged_line("validate", &stdout);
         assert_no_forged_line("validate", &stderr);
     }
-}
-
-/// `text` as a TOML basic string, every control character escaped.
-fn toml_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

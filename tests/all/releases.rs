@@ -33,11 +33,21 @@ async fn a_release_without_a_revision_is_pinned_to_the_newest_one_before_anythin
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(env.primary().await, ("web:1".to_string(), 1));
     assert_eq!(env.weights().await, (100, 0));
+    // A revision ECS does not have is refused (exit 3) before anything is journaled.
+    let (_, before, _) = env.deployer(&["history"]).await;
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "web:99"])
+        .await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("--release `web:99`"), "{err}");
+    let (_, after, _) = env.deployer(&["history"]).await;
+    assert_eq!(before, after, "no deployment was begun");
+    assert_eq!(env.primary().await, ("web:1".to_string(), 1));
     // A family ECS does not know is refused before any change.
     let (code, out, err) = env
         .deployer(&["run", "canary", "--release", "nosuch"])
         .await;
-    assert_ne!(code, 0, "{out}\n{err}");
+    assert_eq!(code, 3, "{out}\n{err}");
     assert!(err.contains("finding task definition `nosuch`"), "{err}");
     assert_eq!(env.primary().await, ("web:1".to_string(), 1));
 }

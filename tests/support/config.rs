@@ -74,8 +74,8 @@ impl Table {
     }
 }
 
-/// A TOML basic string.
-fn quote(value: &str) -> String {
+/// `value` as a TOML basic string, every control character escaped.
+pub fn quote(value: &str) -> String {
     let mut out = String::from('"');
     for c in value.chars() {
         match c {

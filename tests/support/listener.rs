@@ -200,3 +200,19 @@ fn read_request(stream: &mut TcpStream) -> (String, usize) {
         None => (String::from_utf8_lossy(&data).into_owned(), 0),
     }
 }
+
+/// An AWS endpoint that only counts the connections it gets (and closes them): for
+/// configs whose commands must refuse before any cloud call.
+pub fn counting_endpoint() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (url, count)
+}

@@ -49,6 +49,13 @@ impl Kind {
         }
     }
 
+    /// deployer's own state: never read or written through a symbolic link. Anyone who
+    /// can commit a link into `.deployer/` would otherwise have the next run write its
+    /// lock, journal or history into whatever file the link names (and empty it).
+    fn is_state(self) -> bool {
+        matches!(self, Kind::Journal | Kind::History | Kind::Marker)
+    }
+
     fn noun(self) -> &'static str {
         match self {
             Kind::Config => "a config",
@@ -113,11 +120,16 @@ impl std::error::Error for ReadError {}
 pub fn read(path: &Path, kind: Kind) -> Result<Vec<u8>, ReadError> {
     // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, forever. It
     // changes nothing for a regular file.
+    let flags = if kind.is_state() {
+        libc::O_NONBLOCK | libc::O_NOFOLLOW
+    } else {
+        libc::O_NONBLOCK
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(flags)
         .open(path)
-        .map_err(ReadError::Io)?;
+        .map_err(link_refused)?;
     let meta = regular(&file)?;
     let limit = kind.limit();
     if meta.len() > limit {
@@ -140,12 +152,42 @@ pub fn read(path: &Path, kind: Kind) -> Result<Vec<u8>, ReadError> {
 /// # Errors
 /// See [`ReadError`].
 pub fn open(options: &mut std::fs::OpenOptions, path: &Path) -> Result<File, ReadError> {
+    // Only deployer's state is opened to write: never through a link (see `is_state`).
     let file = options
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
-        .map_err(ReadError::Io)?;
+        .map_err(link_refused)?;
     regular(&file)?;
     Ok(file)
+}
+
+/// `ELOOP` from an `O_NOFOLLOW` open means the last component is a symbolic link;
+/// `EISDIR`, a directory where a file belongs.
+fn link_refused(err: std::io::Error) -> ReadError {
+    if err.raw_os_error() == Some(libc::ELOOP) {
+        ReadError::NotAFile("a symbolic link")
+    } else if err.raw_os_error() == Some(libc::EISDIR) {
+        // Opened to write, a directory fails before it can be looked at.
+        ReadError::NotAFile("a directory")
+    } else {
+        ReadError::Io(err)
+    }
+}
+
+/// `Err` naming the first of `dirs` that exists as a symbolic link: a state directory
+/// deployer writes into must be the directory it names, not one a link points at.
+///
+/// # Errors
+/// The link found.
+pub fn no_linked_dirs<'a>(
+    dirs: impl IntoIterator<Item = &'a Path>,
+) -> Result<(), (&'a Path, ReadError)> {
+    for dir in dirs {
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err((dir, ReadError::NotAFile("a symbolic link")));
+        }
+    }
+    Ok(())
 }
 
 /// The open file's metadata, if it is a regular file.
@@ -155,7 +197,14 @@ fn regular(file: &File) -> Result<std::fs::Metadata, ReadError> {
     if file_type.is_file() {
         return Ok(meta);
     }
-    Err(ReadError::NotAFile(if file_type.is_dir() {
+    Err(ReadError::NotAFile(kind_of(file_type)))
+}
+
+/// What a file that is not a regular file is, in words.
+pub fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_dir() {
         "a directory"
     } else if file_type.is_fifo() {
         "a FIFO"
@@ -164,8 +213,8 @@ fn regular(file: &File) -> Result<std::fs::Metadata, ReadError> {
     } else if file_type.is_char_device() || file_type.is_block_device() {
         "a device"
     } else {
-        "not a file"
-    }))
+        "a regular file"
+    }
 }
 
 /// [`read`], as UTF-8 text.

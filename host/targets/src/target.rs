@@ -66,7 +66,8 @@ impl ServiceTarget {
         })
     }
 
-    /// `release` as the exact revision it names now. An ECS task definition family
+    /// `release` as the exact revision it names now, once ECS has confirmed it exists. An
+    /// ECS task definition family
     /// without a revision (`web`) means its newest ACTIVE revision to ECS, but the task
     /// set it creates reports `web:7`: journaled as `web`, the run could not recognise
     /// its own task set (a retry would create a second one, a rollback miss it). So a
@@ -83,9 +84,8 @@ impl ServiceTarget {
         let pinned = last.rsplit_once(':').is_some_and(|(_, revision)| {
             !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
         });
-        if pinned {
-            return Ok(release.to_string());
-        }
+        // Described even when pinned: a revision that does not exist is refused here,
+        // before anything is journaled, not after a deployment has begun.
         let out = self
             .access
             .clients
@@ -101,6 +101,7 @@ impl ServiceTarget {
             DriverError::Failed(format!("ECS knows no task definition `{release}`"))
         })?;
         match (definition.family(), definition.revision()) {
+            _ if pinned => Ok(release.to_string()),
             (Some(family), revision) if revision > 0 => Ok(format!("{family}:{revision}")),
             _ => Err(DriverError::Failed(format!(
                 "ECS did not say which revision `{release}` is"

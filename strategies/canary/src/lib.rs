@@ -60,6 +60,18 @@ impl Strategy for Canary {
                 "needs at least one step, e.g. steps = [{ weight = 10, bake = \"5m\" }]",
             ));
         }
+        // Weights rise from 1 to 100, so no valid canary has more than 100 steps; say
+        // so once rather than once per step (a config of 100,000 steps took minutes).
+        if params.steps.len() > 100 {
+            errors.push(param_error(
+                "steps",
+                format!(
+                    "has {} steps; weights rise from 1% to 100%, so a canary has at most 100",
+                    params.steps.len()
+                ),
+            ));
+            return errors;
+        }
         let mut previous = 0;
         for (i, step) in params.steps.iter().enumerate() {
             if step.weight == 0 || step.weight > 100 {

@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use deployer_engine::events::{Event, result_word};
 use deployer_engine::plan::PlanError;
 use deployer_engine::redact::printable;
@@ -87,6 +86,20 @@ pub async fn run(
     reporter.secrets.add_config(&config);
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     reporter.begin("run", Some(service_name));
+    // A release names a task definition, an image or a version: one printable line.
+    if release.is_empty()
+        || release.len() > 1024
+        || release
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        return Err(crate::exit::BadInput(format!(
+            "--release `{}` is not a release: it must be 1 to 1024 characters on one line, \
+             e.g. web:42, a task definition ARN or an image reference",
+            printable(&release.chars().take(100).collect::<String>())
+        ))
+        .into());
+    }
     let (strategy, _, params) =
         setup::strategy(host, &config, service_name, service, strategy_name).await?;
     let clients = setup::clients(&config).await?;
@@ -95,10 +108,22 @@ pub async fn run(
     let store = setup::store(&config, &clients, reporter);
     setup::read_state_first(&store, service_name).await?;
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
-    let pinned = target
-        .pin_release(release)
-        .await
-        .with_context(|| format!("checking release `{}`", printable(release)))?;
+    let pinned = match target.pin_release(release).await {
+        Ok(pinned) => pinned,
+        // ECS says it has no such task definition: the argument is wrong.
+        Err(err) if err.to_string().contains("ClientException") => {
+            return Err(crate::exit::BadInput(format!(
+                "--release `{}`: {err}\n  fix: name a registered task definition revision, \
+                 e.g. web:42 (see `aws ecs list-task-definitions`)",
+                printable(release)
+            ))
+            .into());
+        }
+        Err(err) => {
+            return Err(anyhow::Error::from(err)
+                .context(format!("checking release `{}`", printable(release))));
+        }
+    };
     if pinned != release {
         reporter.line(&format!(
             "release {release} is {pinned} now: deploying {pinned}"

@@ -72,6 +72,7 @@ pub async fn strategy(
         }
         let errors = errors
             .into_iter()
+            .take(crate::config::MAX_PARAM_ERRORS)
             .map(|e| {
                 let field = if e.field.is_empty() {
                     prefix.clone()
@@ -218,6 +219,9 @@ pub fn store(config: &Config, clients: &Clients, reporter: &Arc<Reporter>) -> St
 /// What the store found wrong, or could not read.
 pub async fn read_state_first(store: &Store, service: &str) -> anyhow::Result<()> {
     use deployer_engine::state::Store as _;
+    if let Store::Local(local) = store {
+        local.check_files(service)?;
+    }
     store.active(service).await?;
     store.history(service).await?;
     Ok(())
@@ -246,6 +250,33 @@ pub async fn clients(config: &Config) -> anyhow::Result<Clients> {
             if let Some(why) = crate::config::check::endpoint_problem(&value) {
                 return Err(BadInput(format!("environment variable {name}: {why}")).into());
             }
+        }
+    }
+    // The SDK reads its shared config and credentials files whole and blocking: one
+    // that is a FIFO hangs every command, /dev/zero eats all memory. They are read
+    // here first as what they claim to be.
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    for (variable, default) in [
+        ("AWS_CONFIG_FILE", ".aws/config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+    ] {
+        let path = match std::env::var_os(variable) {
+            Some(path) => std::path::PathBuf::from(path),
+            None => match &home {
+                Some(home) => home.join(default),
+                None => continue,
+            },
+        };
+        match deployer_engine::files::read(&path, deployer_engine::files::Kind::Config) {
+            Err(err) if !err.not_found() => {
+                return Err(BadInput(format!(
+                    "the AWS shared file {} ({variable}) cannot be read: {err}\n  fix: point \
+                     {variable} at your AWS config file, or unset it",
+                    deployer_engine::redact::printable(&path.display().to_string())
+                ))
+                .into());
+            }
+            _ => {}
         }
     }
     if let Some(region) =

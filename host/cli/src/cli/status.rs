@@ -176,6 +176,7 @@ pub async fn status(
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await?;
     let store = setup::store(&config, &clients, reporter);
+    setup::read_state_first(&store, service_name).await?;
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut last = None;
     loop {

@@ -5,6 +5,7 @@ use deployer_plugin_host::hook::HookPlugin;
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{PluginHost, PluginKind};
 
+use crate::config::MAX_PARAM_ERRORS;
 use crate::config::{Config, ConfigErrors};
 use crate::exit::Outcome;
 
@@ -74,14 +75,16 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
                         _ => {}
                     }
                 }
-                Ok(Err(problems)) => errors.extend(problems.into_iter().map(|e| {
-                    let field = if e.field.is_empty() {
-                        prefix.clone()
-                    } else {
-                        format!("{prefix}.{}", e.field)
-                    };
-                    config.error_at_field(&field, e.message)
-                })),
+                Ok(Err(problems)) => {
+                    errors.extend(problems.into_iter().take(MAX_PARAM_ERRORS).map(|e| {
+                        let field = if e.field.is_empty() {
+                            prefix.clone()
+                        } else {
+                            format!("{prefix}.{}", e.field)
+                        };
+                        config.error_at_field(&field, e.message)
+                    }))
+                }
                 Err(err) => errors.push(config.error_at_field(&prefix, err.to_string())),
             }
         }

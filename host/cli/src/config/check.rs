@@ -81,6 +81,12 @@ pub fn endpoint_problem(endpoint: &str) -> Option<String> {
     let fix = "\n  fix: use a URL such as \"https://vpce-0123.s3.eu-west-1.vpce.amazonaws.com\" \
                or \"http://127.0.0.1:5000\", or leave it out for AWS's own endpoints";
     let shown = deployer_engine::redact::printable(endpoint);
+    // The URL parser drops tabs and newlines silently; the SDK does not.
+    if endpoint.chars().any(char::is_control) {
+        return Some(format!(
+            "`{shown}` holds a control character (a newline?){fix}"
+        ));
+    }
     let url = match url::Url::parse(endpoint) {
         Ok(url) => url,
         Err(err) => return Some(format!("`{shown}` is not a URL ({err}){fix}")),

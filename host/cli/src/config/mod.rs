@@ -104,6 +104,10 @@ pub struct PluginSpec {
     pub grants: Grants,
 }
 
+/// The most parameter problems reported from one strategy: each is located in the
+/// file, and a plugin (or a config of 100,000 bad steps) may return any number.
+pub const MAX_PARAM_ERRORS: usize = 50;
+
 impl Config {
     /// Read, check and resolve `path`.
     ///

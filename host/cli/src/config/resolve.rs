@@ -204,6 +204,23 @@ fn state(raw: &RawConfig, problems: &mut Problems<'_>) -> StateSpec {
             dir: relative_to(&problems.source.path, &state.dir),
         },
         (StateBackend::Aws, Some(bucket), Some(table)) => {
+            // S3's naming rules (general purpose buckets): what else could never exist.
+            let valid_bucket = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                })
+                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !valid_bucket {
+                problems.at(
+                    "state.bucket",
+                    format!(
+                        "`{}` is not an S3 bucket name: 3 to 63 lowercase letters, digits, `.` \
+                         and `-`, starting and ending with a letter or digit",
+                        printable(bucket)
+                    ),
+                );
+            }
             let lease = problems.duration("state.lease", state.lease.as_deref(), LEASE);
             // Renewed every quarter of it, a lease under 5s leaves no room for a slow
             // DynamoDB call; over 15 minutes a dead run blocks the service that long.

@@ -96,6 +96,10 @@ impl Journal {
     /// edited file is reported as damaged instead of read as a confident wrong answer.
     pub fn damage(&self, id: &str) -> Option<(usize, String)> {
         let mut intents = std::collections::BTreeSet::new();
+        let mut done = std::collections::BTreeSet::new();
+        let mut last_intent: Option<u32> = None;
+        let mut promoted = false;
+        let mut rolling_back = false;
         let mut finished = false;
         if self.records.is_empty() {
             return Some((1, "the journal has no records".into()));
@@ -121,8 +125,29 @@ impl Journal {
                 }),
                 Record::Started { .. } => Some("a second start record".into()),
                 _ if i == 0 => Some("the first record is not the deployment's start".into()),
+                // Intents are numbered 0, 1, 2… as they are written (`next_seq`): a
+                // gap, a repeat or a step back is an edit.
+                Record::Intent { seq, .. } if *seq != last_intent.map_or(0, |s| s + 1) => {
+                    Some(format!(
+                        "step {seq} begins where step {} was next",
+                        last_intent.map_or(0, |s| s + 1)
+                    ))
+                }
+                // Before a rollback, a step is begun only once the one before it is
+                // done (a resumed run carries the open one out again, no new intent).
+                // A rollback's actions are absolute and idempotent: one left open by a
+                // kill or a failure is followed by the next, so they may stay open.
+                Record::Intent { .. }
+                    if last_intent.is_some_and(|s| !done.contains(&s)) && !rolling_back =>
+                {
+                    Some(format!(
+                        "a step begins while step {} is neither done nor rolled back",
+                        last_intent.unwrap_or_default()
+                    ))
+                }
                 Record::Intent { seq, action } => {
                     intents.insert(*seq);
+                    last_intent = Some(*seq);
                     match action {
                         Action::Step(Step::ShiftTraffic(p))
                         | Action::Rollback(RollbackAction::ShiftTraffic(p)) => percent(*p),
@@ -131,13 +156,45 @@ impl Journal {
                         _ => None,
                     }
                 }
-                Record::Done { seq, .. } => (!intents.contains(seq))
-                    .then(|| format!("step {seq} is done but was never begun")),
-                Record::Finished { .. } => {
-                    finished = true;
+                Record::Done { seq, .. } if !intents.contains(seq) => {
+                    Some(format!("step {seq} is done but was never begun"))
+                }
+                // Steps are carried out one at a time: only the newest can be finished.
+                Record::Done { seq, .. } if Some(*seq) != last_intent => Some(format!(
+                    "step {seq} is done after step {} began",
+                    last_intent.unwrap_or_default()
+                )),
+                Record::Done { seq, .. } if !done.insert(*seq) => {
+                    Some(format!("step {seq} is done twice"))
+                }
+                Record::Done { seq, .. } => {
+                    let promote = Action::Step(Step::Promote);
+                    promoted |= self.records[..i].iter().any(|r| {
+                        matches!(r, Record::Intent { seq: s, action } if s == seq && *action == promote)
+                    });
                     None
                 }
-                Record::GateState { .. } | Record::RollbackStarted { .. } => None,
+                // The end must be one the records lead to: promoted only after a promotion
+                // was carried out, rolled back only after a rollback began.
+                Record::Finished { result, .. } => {
+                    finished = true;
+                    match result {
+                        DeployResult::Promoted if !promoted => {
+                            Some("it ends promoted, but no promotion was carried out".to_string())
+                        }
+                        DeployResult::RolledBack | DeployResult::RollbackFailed
+                            if !rolling_back =>
+                        {
+                            Some("it ends rolled back, but no rollback began".to_string())
+                        }
+                        _ => None,
+                    }
+                }
+                Record::RollbackStarted { .. } => {
+                    rolling_back = true;
+                    None
+                }
+                Record::GateState { .. } => None,
             };
             if let Some(reason) = problem {
                 return Some((line, reason));

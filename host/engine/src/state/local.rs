@@ -140,7 +140,11 @@ impl LocalStore {
                 value: printable(service).into_owned(),
             });
         }
-        Ok(self.root.join("services").join(service))
+        let services = self.root.join("services");
+        let dir = services.join(service);
+        files::no_linked_dirs([services.as_path(), dir.as_path()])
+            .map_err(|(path, err)| unreadable(path)(err))?;
+        Ok(dir)
     }
 
     fn journal_path(&self, service: &str, id: &str) -> Result<PathBuf, StateError> {
@@ -150,10 +154,33 @@ impl LocalStore {
                 value: printable(id).into_owned(),
             });
         }
-        Ok(self
-            .service_dir(service)?
-            .join("deployments")
-            .join(format!("{id}.jsonl")))
+        let deployments = self.service_dir(service)?.join("deployments");
+        files::no_linked_dirs([deployments.as_path()])
+            .map_err(|(path, err)| unreadable(path)(err))?;
+        Ok(deployments.join(format!("{id}.jsonl")))
+    }
+
+    /// Check that the service's state files that exist are regular files, not links or
+    /// anything else, before a command touches anything: the lock is otherwise opened
+    /// only once the run is under way.
+    ///
+    /// # Errors
+    /// [`StateError::Unreadable`] naming the file; an invalid service name.
+    pub fn check_files(&self, service: &str) -> Result<(), StateError> {
+        let dir = self.service_dir(service)?;
+        files::no_linked_dirs([dir.join("deployments").as_path()])
+            .map_err(|(path, err)| unreadable(path)(err))?;
+        for name in ["lock", "active", "history.jsonl"] {
+            let path = dir.join(name);
+            if let Ok(meta) = std::fs::symlink_metadata(&path)
+                && !meta.is_file()
+            {
+                return Err(unreadable(&path)(files::ReadError::NotAFile(
+                    files::kind_of(meta.file_type()),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Take the service's lock, or fail at once naming who holds it. A run that died
@@ -444,7 +471,10 @@ fn mend_tail(file: &mut File, whole: &dyn Fn(&[u8]) -> bool) -> std::io::Result<
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io(&tmp))?;
+    let mut file = open_state(
+        OpenOptions::new().write(true).create(true).truncate(true),
+        &tmp,
+    )?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io(&tmp))?;

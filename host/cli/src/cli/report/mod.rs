@@ -18,6 +18,7 @@ mod terminal;
 mod trace;
 
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -291,11 +292,19 @@ impl Reporter {
                 }
             }
             if let Some(path) = &self.step_summary {
+                // Without blocking, and only into a regular file: a FIFO there would
+                // hold the process forever after the deployment has ended.
                 let written = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .custom_flags(libc::O_NONBLOCK)
                     .open(path)
-                    .and_then(|mut f| f.write_all(github::step_summary(&summary).as_bytes()));
+                    .and_then(|mut f| {
+                        if !f.metadata()?.is_file() {
+                            return Err(std::io::Error::other("it is not a regular file"));
+                        }
+                        f.write_all(github::step_summary(&summary).as_bytes())
+                    });
                 if let Err(err) = written {
                     errln!(
                         "deployer: cannot write the step summary {}: {err}",
