@@ -549,6 +549,23 @@ mod tests {
     use crate::state::{Action, DeployResult};
     use deployer_contract::{Step, StepOutcome, TargetInfo, TargetKind};
 
+    /// Begin `id` and carry out its promotion, so that it may end promoted.
+    fn begin_promoted(store: &LocalStore, id: &str) {
+        store.begin_now("web", id, &started(id)).unwrap();
+        for record in [
+            Record::Intent {
+                seq: 0,
+                action: Action::Step(Step::Promote),
+            },
+            Record::Done {
+                seq: 0,
+                outcome: StepOutcome::Done,
+            },
+        ] {
+            store.append_now("web", id, &record).unwrap();
+        }
+    }
+
     fn started(id: &str) -> Record {
         Record::Started {
             id: id.into(),
@@ -762,9 +779,8 @@ mod tests {
         let start = body.iter().rposition(|&b| b == b'\n').unwrap() + 1;
         let (whole, last) = full.split_at(start);
         let last = &last[..last.len() - 1];
-        let next = Record::Finished {
-            result: DeployResult::RolledBack,
-            detail: "after the torn line".into(),
+        let next = Record::RollbackStarted {
+            reason: "after the torn line".into(),
             at_ms: 9,
         };
         let kept = &records[..records.len() - 1];
@@ -882,12 +898,12 @@ mod tests {
             detail: String::new(),
             at_ms: 2,
         };
-        store.begin_now("web", "d-1", &started("d-1")).unwrap();
+        begin_promoted(&store, "d-1");
         store.finish_now("web", "d-1", &finished).unwrap();
         let history = dir.path().join("services/web/history.jsonl");
         let mut file = OpenOptions::new().append(true).open(&history).unwrap();
         file.write_all(b"{\"id\":\"d-").unwrap();
-        store.begin_now("web", "d-2", &started("d-2")).unwrap();
+        begin_promoted(&store, "d-2");
         store.finish_now("web", "d-2", &finished).unwrap();
         let ids: Vec<_> = store
             .history_now("web")
@@ -903,7 +919,7 @@ mod tests {
     fn finishing_moves_a_deployment_into_history() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
-        store.begin_now("web", "d-1", &started("d-1")).unwrap();
+        begin_promoted(&store, "d-1");
         let finished = Record::Finished {
             result: DeployResult::Promoted,
             detail: String::new(),
