@@ -133,12 +133,15 @@ impl Journal {
                         last_intent.map_or(0, |s| s + 1)
                     ))
                 }
-                // Before a rollback, a step is begun only once the one before it is
-                // done (a resumed run carries the open one out again, no new intent).
-                // A rollback's actions are absolute and idempotent: one left open by a
-                // kill or a failure is followed by the next, so they may stay open.
+                // Before a rollback or a promotion, a step is begun only once the one
+                // before it is done (a resumed run carries the open one out again, no
+                // new intent). A rollback's actions, and the cleanup a promoted run
+                // left (`complete_promoted`), are absolute and idempotent: one left
+                // open by a kill or a failure is followed by the next.
                 Record::Intent { .. }
-                    if last_intent.is_some_and(|s| !done.contains(&s)) && !rolling_back =>
+                    if last_intent.is_some_and(|s| !done.contains(&s))
+                        && !rolling_back
+                        && !promoted =>
                 {
                     Some(format!(
                         "a step begins while step {} is neither done nor rolled back",
