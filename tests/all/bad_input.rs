@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use deployer_tests::support::cli::{plain, repo};
+use deployer_tests::support::cli::{bounded, mkfifo, plain, repo};
 use deployer_tests::support::config::quote;
 use deployer_tests::support::listener::counting_endpoint;
 
@@ -619,9 +619,7 @@ fn endpoints_regions_and_kubeconfigs_are_checked_before_any_call() {
     }
     // The SDK's shared files, and a release that is not one line.
     let fifo = dir.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo);
     std::fs::write(&config, &base).unwrap();
     for (variable, value) in [
         ("AWS_CONFIG_FILE", "/dev/zero"),
@@ -633,29 +631,15 @@ fn endpoints_regions_and_kubeconfigs_are_checked_before_any_call() {
             vec!["status", "--service", "web"],
             vec!["run", "canary", "--release", "web:2"],
         ] {
-            let mut child = plain()
-                .args(&args)
-                .arg("--config")
-                .arg(&config)
-                .env(variable, value)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let started = std::time::Instant::now();
-            let status = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break Some(status);
-                }
-                if started.elapsed() > std::time::Duration::from_secs(30) {
-                    let _ = child.kill();
-                    break None;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            };
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-            if status.and_then(|s| s.code()) != Some(3) || !stderr.contains(variable) {
+            let run = bounded(
+                plain()
+                    .args(&args)
+                    .arg("--config")
+                    .arg(&config)
+                    .env(variable, value),
+            );
+            let (status, stderr) = (run.code, run.stderr);
+            if status != Some(3) || !stderr.contains(variable) {
                 problems.push(format!(
                     "{variable}={value} {}: {status:?}: {stderr}",
                     args[0]
@@ -756,9 +740,7 @@ fn endpoints_regions_and_kubeconfigs_are_checked_before_any_call() {
 fn configs_and_plugins_that_are_not_regular_files_are_refused_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo);
     let link = dir.path().join("zero");
     std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
     let subdir = dir.path().join("sub");
@@ -771,28 +753,9 @@ fn configs_and_plugins_that_are_not_regular_files_are_refused_without_blocking()
         (subdir.as_path(), "a directory"),
     ] {
         // As the config.
-        let started = std::time::Instant::now();
-        let mut child = plain()
-            .args(["validate", "--config"])
-            .arg(path)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if started.elapsed() > std::time::Duration::from_secs(30) {
-                let _ = child.kill();
-                break None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        if status.and_then(|s| s.code()) != Some(3)
-            || !stderr.contains(&format!("it is {what}, not a regular file"))
-        {
+        let run = bounded(plain().args(["validate", "--config"]).arg(path));
+        let (status, stderr) = (run.code, run.stderr);
+        if status != Some(3) || !stderr.contains(&format!("it is {what}, not a regular file")) {
             problems.push(format!("config {}: {status:?}: {stderr}", path.display()));
         }
         // As a hook plugin's file.

@@ -5,16 +5,14 @@
 //! the state directory byte for byte as it was, without a single cloud call.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use deployer_engine::gates::NoGates;
 use deployer_engine::state::DeployResult;
 
-use deployer_tests::support::cli::plain;
+use deployer_tests::support::cli::{bounded, mkfifo, plain};
 use deployer_tests::support::config::ConfigBuilder;
 use deployer_tests::support::listener::counting_endpoint;
 use deployer_tests::support::rollout::{Harness, request};
@@ -54,41 +52,16 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 /// `deployer ARGS --config CONFIG`, killed after 30 s: (exit code, stdout, stderr, hung).
-fn bounded(config: &Path, args: &[&str]) -> (Option<i32>, String, String, bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = plain()
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let (code, hung) = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break (status.code(), false);
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break (None, true);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let read = |path: &Path| {
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        text
-    };
-    (code, read(&out_path), read(&err_path), hung)
+fn run_bounded(config: &Path, args: &[&str]) -> (Option<i32>, String, String, bool) {
+    let run = bounded(
+        plain()
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing"),
+    );
+    (run.code, run.stdout, run.stderr, run.hung)
 }
 
 /// A project whose state holds two finished deployments of `web` made by the real
@@ -190,7 +163,7 @@ fn expect_refusal(
         vec!["history", "--service", "web"],
         vec!["rollback", "--service", "web"],
     ] {
-        let (code, out, err, hung) = bounded(&project.config, &args);
+        let (code, out, err, hung) = run_bounded(&project.config, &args);
         let what = format!("{case}: `{}`", args[0]);
         if hung {
             problems.push(format!("{what}: hung (killed after 30 s)"));
@@ -222,10 +195,10 @@ async fn damaged_state_is_reported_with_its_file_never_read_as_a_wrong_answer() 
     project.restore();
 
     // Control: the undamaged state reads as the truth.
-    let (code, out, err, _) = bounded(&project.config, &["status", "--service", "web"]);
+    let (code, out, err, _) = run_bounded(&project.config, &["status", "--service", "web"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("live:    web:3"), "{out}");
-    let (code, out, err, _) = bounded(&project.config, &["history", "--service", "web"]);
+    let (code, out, err, _) = run_bounded(&project.config, &["history", "--service", "web"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.lines().count(), 2, "{out}");
 
@@ -392,9 +365,7 @@ async fn damaged_state_is_reported_with_its_file_never_read_as_a_wrong_answer() 
             let _ = std::fs::remove_file(&file);
             match kind {
                 "fifo" => {
-                    let c = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
-                    // SAFETY: a valid NUL-terminated path.
-                    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+                    mkfifo(&file);
                 }
                 "dir" => std::fs::create_dir(&file).unwrap(),
                 zero => std::os::unix::fs::symlink(zero, &file).unwrap(),

@@ -9,7 +9,7 @@ use std::process::Stdio;
 
 use deployer_engine::gates::NoGates;
 use deployer_engine::state::DeployResult;
-use deployer_tests::support::cli::plain;
+use deployer_tests::support::cli::{bounded, mkfifo, plain};
 use deployer_tests::support::config::ConfigBuilder;
 use deployer_tests::support::config::quote;
 use deployer_tests::support::rollout::{Harness, request};
@@ -155,44 +155,24 @@ fn a_full_stderr_changes_no_exit_code() {
 fn a_step_summary_that_is_a_fifo_does_not_hold_the_process() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("summary");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let mut child = plain()
-        .args([
-            "run",
-            "canary",
-            "--release",
-            "web:2",
-            "--output",
-            "json",
-            "--config",
-            "/nonexistent.toml",
-        ])
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &fifo)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > std::time::Duration::from_secs(30) {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(3),
-        "hung or wrong exit: {stderr}"
+    mkfifo(&fifo);
+    let run = bounded(
+        plain()
+            .args([
+                "run",
+                "canary",
+                "--release",
+                "web:2",
+                "--output",
+                "json",
+                "--config",
+                "/nonexistent.toml",
+            ])
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &fifo),
     );
+    let (status, stderr) = (run.code, run.stderr);
+    assert_eq!(status, Some(3), "hung or wrong exit: {stderr}");
     assert!(stderr.contains("cannot write the step summary"), "{stderr}");
 }
 

@@ -90,3 +90,58 @@ fn outcome(out: Output, text: fn(Vec<u8>) -> String) -> (i32, String, String) {
         text(out.stderr),
     )
 }
+
+/// What a command run by [`bounded`] did: its exit code (`None` when a signal ended it
+/// or it was killed), its output as text, and whether it was killed for hanging.
+pub struct Bounded {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub hung: bool,
+}
+
+/// Run `cmd` (stdin empty, stdout and stderr captured through files, so a child that
+/// never exits cannot block the reads), killed after 30 s: a hang is a result, not a
+/// stuck suite.
+pub fn bounded(cmd: &mut std::process::Command) -> Bounded {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let (code, hung) = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break (status.code(), false);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |path: &Path| String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+    Bounded {
+        code,
+        stdout: read(&out),
+        stderr: read(&err),
+        hung,
+    }
+}
+
+/// Make a FIFO at `path` (nobody writing, nobody reading).
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}

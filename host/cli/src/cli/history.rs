@@ -38,8 +38,7 @@ pub async fn history(
     let (service_name, _) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await?;
     let store = setup::store(&config, &clients, reporter);
-    setup::read_state_first(&store, service_name).await?;
-    let history = store.history(service_name).await?;
+    let history = setup::read_state_first(&store, service_name).await?;
     let mut rows = Vec::new();
     for journal in history.iter().rev() {
         let Some(Record::Started {

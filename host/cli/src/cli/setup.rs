@@ -211,20 +211,33 @@ pub fn store(config: &Config, clients: &Clients, reporter: &Arc<Reporter>) -> St
     }
 }
 
-/// Read `service`'s state before anything touches its target: a damaged journal or
-/// history is reported (exit 3, with its file and line) with nothing changed and no
-/// cloud call made, instead of surfacing halfway through a command.
+/// Check that `service`'s state files are what they claim to be (never a link, a FIFO,
+/// a directory): for commands that then read the state themselves.
 ///
 /// # Errors
-/// What the store found wrong, or could not read.
-pub async fn read_state_first(store: &Store, service: &str) -> anyhow::Result<()> {
-    use deployer_engine::state::Store as _;
+/// The file found, as bad input.
+pub fn check_state_files(store: &Store, service: &str) -> anyhow::Result<()> {
     if let Store::Local(local) = store {
         local.check_files(service)?;
     }
-    store.active(service).await?;
-    store.history(service).await?;
     Ok(())
+}
+
+/// Read `service`'s state before anything touches its target: a damaged journal or
+/// history is reported (exit 3, with its file and line) with nothing changed and no
+/// cloud call made, instead of surfacing halfway through a command. The history read
+/// is returned for a caller that needs it.
+///
+/// # Errors
+/// What the store found wrong, or could not read.
+pub async fn read_state_first(
+    store: &Store,
+    service: &str,
+) -> anyhow::Result<Vec<deployer_engine::state::Journal>> {
+    use deployer_engine::state::Store as _;
+    check_state_files(store, service)?;
+    store.active(service).await?;
+    Ok(store.history(service).await?)
 }
 
 pub fn settings(service: &ServiceConfig) -> Settings {

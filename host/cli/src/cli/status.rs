@@ -176,7 +176,8 @@ pub async fn status(
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await?;
     let store = setup::store(&config, &clients, reporter);
-    setup::read_state_first(&store, service_name).await?;
+    // `status_view` reads the journal and history next, before anything else.
+    setup::check_state_files(&store, service_name)?;
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut last = None;
     loop {
