@@ -4,7 +4,7 @@ use std::path::Path;
 
 use deployer_engine::events::short_release;
 use deployer_engine::redact::printable;
-use deployer_engine::state::{DeployResult, Record, Store};
+use deployer_engine::state::{DeployResult, Record};
 
 use super::report::Reporter;
 use super::setup;
