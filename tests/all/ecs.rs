@@ -948,3 +948,58 @@ async fn with_the_local_backend_a_paused_run_keeps_its_lock_and_nobody_acts_besi
     assert_eq!(env.weights().await, (100, 0));
     assert_eq!(env.primary().await, ("web:1".to_string(), 1));
 }
+
+/// A plugin's time limit counts only time deployer runs. A run paused (SIGSTOP) for
+/// longer than its hook's 3 s limit while the hook computes, then continued, lets the
+/// hook finish and promotes: it does not find the hook over time and roll back a release
+/// nothing was wrong with (a CI runner suspended mid-deploy does this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_longer_than_a_hooks_time_limit_does_not_count_against_it() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let good = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    let digest = probe_plugin(&env);
+    env.write(
+        &env.task_sets(&good.url, STEPS)
+            .service("web", |s| {
+                s.hook(
+                    "probe",
+                    &["pre-traffic"],
+                    r#"{ mode = "busy", busy_ms = 2000 }"#,
+                )
+            })
+            .hook_plugin("probe", "probe.wasm", &digest, |t| {
+                t.bool("clock", true)
+                    .bool("kv", true)
+                    .strs("http-allow", &["hooks.example.com"])
+                    .str("timeout", "3s")
+            }),
+    );
+    let mut run = env.spawn_captured(&["run", "canary", "--release", "web:2"]);
+    let mut lines = BufReader::new(run.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    let started = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.contains("[plugin probe] info: busy") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(started, Ok(true), "the hook never started: {stderr}");
+    signal(&run, libc::SIGSTOP);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    signal(&run, libc::SIGCONT);
+    while let Some(line) = lines.next_line().await.unwrap() {
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let out = run.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("time limit"), "{stderr}");
+    assert_eq!(env.weights().await, (0, 100));
+}

@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
@@ -15,10 +14,7 @@ use super::cache::ComponentCache;
 use super::capabilities::{HostServices, HostState};
 use super::limits::Limiter;
 use super::load::Loaded;
-
-/// How often the engine's epoch advances while a plugin call is running; the deadline
-/// of a call is checked at this granularity.
-const TICK: Duration = Duration::from_millis(2);
+use super::ticker::{TICK, Ticker};
 
 /// The plugin host. Cheap to clone; clones share the engine and caches.
 #[derive(Clone)]
@@ -135,26 +131,37 @@ impl PluginHost {
         );
         let mut store = Store::new(&self.0.engine, state);
         store.limiter(|state| &mut state.limiter);
-        let deadline = Instant::now() + limits.timeout;
+        // The call's clock starts here and, like the limit it enforces, counts only
+        // time the process runs: a deployer paused by SIGSTOP (a CI runner suspended, a
+        // debugger) does not find its plugin call over time when it is continued.
+        let running = self.0.ticker.running();
+        let clock = running.clock();
         store.set_epoch_deadline(1);
         // Yield to the executor every tick (a busy guest never starves other
         // deployments) and trap once the call's deadline has passed.
+        let guest_clock = clock.clone();
+        let limit = limits.timeout;
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
+            Ok(if guest_clock.elapsed() >= limit {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Yield(1)
             })
         });
-        let _running = self.0.ticker.running();
-        // The outer timeout also bounds time spent in host capabilities (HTTP, metrics).
-        let outcome = tokio::time::timeout(limits.timeout + TICK * 10, body(store)).await;
+        // The outer bound also covers time spent in host capabilities (HTTP, metrics),
+        // where no epoch check runs.
+        let outcome = tokio::select! {
+            biased;
+            outcome = body(store) => Some(outcome),
+            () = clock.expired(limits.timeout + TICK * 10) => None,
+        };
+        drop(running);
         let timeout = || PluginError::Timeout {
             name: plugin.name.to_string(),
             function,
             limit: limits.timeout,
         };
-        let (store, result) = outcome.map_err(|_| timeout())?;
+        let (store, result) = outcome.ok_or_else(timeout)?;
         result.map_err(|err| {
             if store.data().limiter.memory_refused {
                 return PluginError::MemoryLimit {
@@ -198,60 +205,5 @@ fn first_line(text: &str) -> String {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.ticker.stop();
-    }
-}
-
-/// Advances the engine's epoch every [`TICK`] while at least one call runs, and sleeps
-/// otherwise, so an idle host (a deployment baking for ten minutes) costs no CPU.
-struct Ticker {
-    state: Mutex<(usize, bool)>,
-    wake: Condvar,
-}
-
-struct Running(Arc<Ticker>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.state.lock().unwrap().0 -= 1;
-    }
-}
-
-impl Ticker {
-    fn start(engine: Engine) -> Arc<Ticker> {
-        let ticker = Arc::new(Ticker {
-            state: Mutex::new((0, false)),
-            wake: Condvar::new(),
-        });
-        let me = ticker.clone();
-        std::thread::Builder::new()
-            .name("deployer-epoch".into())
-            .spawn(move || {
-                loop {
-                    {
-                        let mut state = me.state.lock().unwrap();
-                        while state.0 == 0 && !state.1 {
-                            state = me.wake.wait(state).unwrap();
-                        }
-                        if state.1 {
-                            return;
-                        }
-                    }
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawning the epoch thread");
-        ticker
-    }
-
-    fn running(self: &Arc<Self>) -> Running {
-        self.state.lock().unwrap().0 += 1;
-        self.wake.notify_one();
-        Running(self.clone())
-    }
-
-    fn stop(&self) {
-        self.state.lock().unwrap().1 = true;
-        self.wake.notify_one();
     }
 }

@@ -29,6 +29,7 @@ mod limits;
 mod load;
 mod prepared;
 pub mod strategy;
+mod ticker;
 
 pub use capabilities::{Grants, HostServices};
 pub use engine::PluginHost;
