@@ -31,6 +31,7 @@ mod cli_snapshots;
 mod crashes;
 mod damaged_state;
 mod ecs;
+mod ecs_pair;
 mod eks;
 mod examples;
 mod faults;

@@ -16,7 +16,7 @@ use kube::api::{Api, PostParams};
 
 use super::config::{ConfigBuilder, Service};
 use super::kube::{Kubelet, cluster, deployment};
-use super::{AsgWorld, EcsAgent, Moto, World, cli, ecs_service};
+use super::{AsgWorld, EcsAgent, Moto, PairWorld, World, cli, ecs_service};
 
 /// Moto, the world created in it, clients for it and a working directory; `extra` is
 /// what else the world needs kept alive (or knows) while the test runs.
@@ -35,6 +35,10 @@ pub type AsgEnv = Env<AsgWorld>;
 /// The ECS world's load balancer in front of Deployments in a Kubernetes namespace.
 pub type EksEnv = Env<World, Namespace>;
 
+/// A team's autoscaled ECS service pair (`support/moto_pair_world.py`), its agent playing
+/// the tasks.
+pub type EcsPairEnv = Env<PairWorld, EcsAgent>;
+
 /// An ALB listener whose default action splits traffic between two target groups.
 pub trait Alb {
     /// The listener, then the blue and the green target group.
@@ -42,6 +46,12 @@ pub trait Alb {
 }
 
 impl Alb for World {
+    fn alb(&self) -> [&str; 3] {
+        [&self.listener, &self.blue, &self.green]
+    }
+}
+
+impl Alb for PairWorld {
     fn alb(&self) -> [&str; 3] {
         [&self.listener, &self.blue, &self.green]
     }
@@ -230,6 +240,90 @@ impl<W: Alb, X> Env<W, X> {
             .http_gate(&["post-traffic"], url, 3)
             .canary_steps(steps)
             .strategy("blue-green", |p| p.bool("test-traffic", false))
+    }
+}
+
+impl EcsPairEnv {
+    /// The pair with its agent; deployments of the task definitions in `broken` fail.
+    pub async fn start(broken: &[&str]) -> EcsPairEnv {
+        let env = Env::new(Moto::start(broken), Moto::pair_world).await;
+        let agent = EcsAgent::start(
+            env.clients.clone(),
+            broken.iter().map(|s| s.to_string()).collect(),
+        );
+        env.with(agent)
+    }
+
+    /// Service `store`: the pair behind the listener, no desired-count (sized from the
+    /// live side), canary `steps`, a smoke test against `url` after each shift.
+    pub fn store(&self, url: &str, steps: &str) -> ConfigBuilder {
+        let world = &self.world;
+        self.config().service("store", |s| {
+            s.health_timeout("10s")
+                .watch_interval("1s")
+                .target(|t| {
+                    t.str("kind", "ecs")
+                        .str("cluster", "prod")
+                        .strs("services", &["store-blue", "store-green"])
+                })
+                .listener(&world.listener, None, [&world.blue, &world.green])
+                .http_gate(&["post-traffic"], url, 3)
+                .canary_steps(steps)
+        })
+    }
+
+    /// (desired count, task definition) of each service of the pair, blue first.
+    pub async fn services(&self) -> [(i32, String); 2] {
+        let out = self
+            .clients
+            .ecs
+            .describe_services()
+            .cluster("prod")
+            .services("store-blue")
+            .services("store-green")
+            .send()
+            .await
+            .unwrap();
+        let of = |name: &str| {
+            let s = out
+                .services()
+                .iter()
+                .find(|s| s.service_name() == Some(name))
+                .unwrap();
+            let td = s.task_definition().unwrap_or_default();
+            (
+                s.desired_count(),
+                td.rsplit('/').next().unwrap_or(td).to_string(),
+            )
+        };
+        [of("store-blue"), of("store-green")]
+    }
+
+    /// Each service's scalable target: (min, max, any scaling suspended), blue first.
+    pub async fn scaling(&self) -> [(i32, i32, bool); 2] {
+        let out = self
+            .clients
+            .app_autoscaling
+            .describe_scalable_targets()
+            .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+            .send()
+            .await
+            .unwrap();
+        let of = |name: &str| {
+            let t = out
+                .scalable_targets()
+                .iter()
+                .find(|t| t.resource_id() == format!("service/prod/{name}"))
+                .unwrap();
+            let s = t.suspended_state();
+            let suspended = s.is_some_and(|s| {
+                s.dynamic_scaling_in_suspended() == Some(true)
+                    || s.dynamic_scaling_out_suspended() == Some(true)
+                    || s.scheduled_scaling_suspended() == Some(true)
+            });
+            (t.min_capacity(), t.max_capacity(), suspended)
+        };
+        [of("store-blue"), of("store-green")]
     }
 }
 

@@ -134,6 +134,18 @@ impl Moto {
         }
     }
 
+    /// Create a team's ECS service pair (see `support/moto_pair_world.py`).
+    pub fn pair_world(&self) -> PairWorld {
+        let [listener, blue, green, lb] =
+            self.world("moto_pair_world.py", ["listener", "blue", "green", "lb"]);
+        PairWorld {
+            listener,
+            blue,
+            green,
+            lb,
+        }
+    }
+
     pub async fn clients(&self) -> deployer_targets::aws::Clients {
         set_test_credentials();
         deployer_targets::aws::Clients::new(Some("us-east-1"), Some(&self.endpoint)).await
@@ -174,6 +186,14 @@ pub fn set_test_credentials() {
 
 /// ARNs of the ECS world.
 #[derive(Clone, Debug)]
+/// An ECS service pair on the ECS controller behind an ALB, autoscaled (2–10, at 7).
+pub struct PairWorld {
+    pub listener: String,
+    pub blue: String,
+    pub green: String,
+    pub lb: String,
+}
+
 pub struct World {
     pub rule: String,
     pub listener: String,
@@ -229,34 +249,77 @@ async fn reconcile(
     clients: &deployer_targets::aws::Clients,
     broken: &[String],
 ) -> Result<(), String> {
-    let Some(service) = ecs_service(clients, "web").await? else {
+    let listed = clients
+        .ecs
+        .list_services()
+        .cluster("prod")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if listed.service_arns().is_empty() {
         return Ok(());
+    }
+    let services = clients
+        .ecs
+        .describe_services()
+        .cluster("prod")
+        .set_services(Some(listed.service_arns().to_vec()))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let is_broken = |release: &str| {
+        broken
+            .iter()
+            .any(|b| deployer_targets::aws::ecs::same_task_definition(b, release))
     };
-    let desired = service.desired_count() as f64;
+    let revision = |release: &str| release.rsplit(':').next().unwrap_or("0").to_string();
     let mut wanted: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
     for tg in tg_arns(clients).await? {
         wanted.insert(tg, Vec::new());
     }
-    for set in service.task_sets() {
-        let Some(tg) = set
+    for (index, service) in services.services().iter().enumerate() {
+        let desired = service.desired_count() as f64;
+        // Task sets: the scale of each, as a share of the service's desired count.
+        for set in service.task_sets() {
+            let Some(tg) = set
+                .load_balancers()
+                .first()
+                .and_then(|l| l.target_group_arn())
+            else {
+                continue;
+            };
+            let release = set.task_definition().unwrap_or_default();
+            if is_broken(release) {
+                continue;
+            }
+            let percent = set.scale().map(|s| s.value()).unwrap_or(0.0);
+            let units = (percent * desired / 100.0).round() as u32;
+            let rev = revision(release);
+            let ips = (1..=units).map(|i| format!("10.0.{rev}.{i}"));
+            wanted.entry(tg.to_string()).or_default().extend(ips);
+        }
+        // A service on the ECS controller behind a target group: the tasks of its
+        // completed PRIMARY deployment (moto_ecs.py plays the deployments).
+        let Some(tg) = service
             .load_balancers()
             .first()
             .and_then(|l| l.target_group_arn())
         else {
             continue;
         };
-        let release = set.task_definition().unwrap_or_default();
-        let revision = release.rsplit(':').next().unwrap_or("0").to_string();
-        if broken
-            .iter()
-            .any(|b| deployer_targets::aws::ecs::same_task_definition(b, release))
-        {
+        let primary = service.deployments().iter().find(|d| {
+            d.status() == Some("PRIMARY")
+                && d.rollout_state().map(|s| s.as_str()) == Some("COMPLETED")
+        });
+        let Some(primary) = primary else { continue };
+        let release = primary.task_definition().unwrap_or_default();
+        if is_broken(release) {
             continue;
         }
-        let percent = set.scale().map(|s| s.value()).unwrap_or(0.0);
-        let units = (percent * desired / 100.0).round() as u32;
-        let ips = (1..=units).map(|i| format!("10.0.{revision}.{i}"));
+        let rev = revision(release);
+        let ips =
+            (1..=primary.running_count().max(0)).map(|i| format!("10.{}.{rev}.{i}", index + 1));
         wanted.entry(tg.to_string()).or_default().extend(ips);
     }
     for (tg, ips) in wanted {

@@ -10,7 +10,8 @@ With MOTO_INSTANCE_REFRESH=1 it also has instance refresh (moto has none): a ref
 replaces, one per tick, every instance not launched from the group's current template
 version, then reports Successful.
 
-ECS: the deployment controller's progress.
+ECS: the deployment controller's progress, and its scaling: a completed deployment's
+running count follows the service's desired count.
 
 moto stores `update_service`'s new task definition but never starts a deployment for
 it. This runs moto's own server in-process and, every 50 ms, does what ECS does for
@@ -221,6 +222,9 @@ def progress(service):
                 rolloutStateReason="ECS deployment completed.",
             )
             service.deployments = [primary]
+    elif primary["rolloutState"] == "COMPLETED":
+        # A completed deployment runs what the service asks for, as ECS scales it.
+        primary.update(runningCount=service.desired_count, desiredCount=service.desired_count)
 
 
 while True:

@@ -86,6 +86,28 @@ pub trait Driver: Send + Sync {
 
     /// After a rollback: remove the new side.
     fn discard_new(&self) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Stop the target's own scaling (Application Auto Scaling, an Auto Scaling group's
+    /// scaling processes) for the deployment, so an autoscaler does not resize a side
+    /// under the rollout. `saved` is what [`Shape::scaling`] read before the deployment
+    /// began, journaled in its `started` record. Idempotent. Nothing by default.
+    fn suspend_scaling(
+        &self,
+        saved: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        let _ = saved;
+        async { Ok(()) }
+    }
+
+    /// Put the target's scaling back as `saved` recorded it, when the deployment ends
+    /// (promoted, rolled back, or recovered after a kill). Idempotent. Nothing by default.
+    fn restore_scaling(
+        &self,
+        saved: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        let _ = saved;
+        async { Ok(()) }
+    }
 }
 
 /// A target updated in place — one unit, no second side (ECS deployment controller, one
@@ -221,6 +243,13 @@ pub struct Shape {
     pub primary_release: String,
     /// Two sides behind the load balancer (canary, blue-green), or one updated in place.
     pub side_by_side: bool,
+    /// Units the live side runs now (what an autoscaler set), where the target can
+    /// tell: a service configured without a desired count is sized from it.
+    pub live_units: Option<u32>,
+    /// The target's own scaling as it is now (which scalable targets and processes are
+    /// suspended), for [`Driver::suspend_scaling`] and [`Driver::restore_scaling`];
+    /// `None` where the target has nothing deployer suspends.
+    pub scaling: Option<serde_json::Value>,
 }
 
 /// A deployment target as the engine sees it before and between deployments: read what
@@ -231,7 +260,8 @@ pub trait Target: Send + Sync {
     /// Read what the target runs. Only reads.
     fn inspect(&self) -> impl Future<Output = Result<Shape, DriverError>> + Send;
 
-    /// The driver that moves the target from `stable` to `new`, side by side or in place.
+    /// The driver that moves the target from `stable` to `new`, side by side or in
+    /// place, at `desired` units at full size (as journaled when the deployment began).
     ///
     /// # Errors
     /// The target cannot be driven that way (what is missing, and how to fix it).
@@ -240,6 +270,7 @@ pub trait Target: Send + Sync {
         side_by_side: bool,
         stable: &str,
         new: &str,
+        desired: u32,
     ) -> Result<Self::Driver, DriverError>;
 
     /// Whether `a` and `b` name the same release (`web:2` and its ARN).

@@ -314,6 +314,10 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 source,
             })?;
         request.target.native_rolling = !shape.side_by_side;
+        let sized_from_live = request.target.desired_count == 0;
+        if sized_from_live {
+            request.target.desired_count = self.live_units(&shape)?;
+        }
         self.check_fits(&request, &shape).await?;
         self.locked(async |id| {
             let (mut recovered, mut earlier) = (None, None);
@@ -339,6 +343,9 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             }
             // Recovery may have changed what is live.
             let shape = self.target.inspect().await.map_err(EngineError::Target)?;
+            if sized_from_live {
+                request.target.desired_count = self.live_units(&shape)?;
+            }
             if self
                 .target
                 .same_release(&shape.primary_release, &request.new_release)
@@ -473,6 +480,23 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
 
     /// Whether `journal` is a run of exactly `request`: same release, strategy
     /// component and parameters (only then may it be resumed).
+    /// The size of the new side for a service configured without a desired count: what
+    /// the live side runs now, as its autoscaler left it.
+    fn live_units(&self, shape: &Shape) -> Result<u32, EngineError> {
+        match shape.live_units {
+            Some(units) if units > 0 => Ok(units),
+            found => Err(EngineError::Target(DriverError::Failed(format!(
+                "service `{}` has no desired-count in its config, so the new side is sized from the live \
+                 one, but {}; set `desired-count` under the service's target",
+                self.service,
+                match found {
+                    Some(_) => "the live side runs 0 units",
+                    None => "this target cannot tell how many units the live side runs",
+                }
+            )))),
+        }
+    }
+
     fn matches(&self, journal: &Journal, request: &DeployRequest) -> bool {
         matches!(
             journal.started(),
@@ -526,7 +550,12 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         let shape = self.target.inspect().await.map_err(EngineError::Target)?;
         let driver = self
             .target
-            .driver(shape.side_by_side, &stable, &new_release)
+            .driver(
+                shape.side_by_side,
+                &stable,
+                &new_release,
+                target.desired_count,
+            )
             .map_err(EngineError::Target)?;
         let started = Record::Started {
             id: id.clone(),
@@ -539,6 +568,9 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             stable_release: Some(stable.clone()),
             at_ms: now_ms(),
             undoes: Some(failed_id.clone()),
+            // What the failed deployment found before it began: its ending restored
+            // that already, and restoring it again changes nothing.
+            scaling: failed.scaling().cloned(),
         };
         self.store.begin(self.service, &id, &started).await?;
         (self.events)(&Event::Reverting {
@@ -631,6 +663,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 shape.side_by_side,
                 &shape.primary_release,
                 &request.new_release,
+                request.target.desired_count,
             )
             .map_err(EngineError::Target)?;
         let started = Record::Started {
@@ -644,6 +677,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             stable_release: stable_release.clone(),
             at_ms: now_ms(),
             undoes,
+            scaling: shape.scaling.clone(),
         };
         self.store.begin(self.service, &id, &started).await?;
         (self.events)(&Event::Started {
@@ -670,21 +704,23 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         journal: Journal,
         request: Option<&DeployRequest>,
     ) -> Result<Option<Report>, EngineError> {
-        let (stable, new) = match journal.started() {
+        let (stable, new, desired) = match journal.started() {
             Some(Record::Started {
                 stable_release,
                 new_release,
+                target,
                 ..
             }) => (
                 stable_release.clone().unwrap_or_default(),
                 new_release.clone(),
+                target.desired_count,
             ),
             _ => return Ok(None),
         };
         let shape = self.target.inspect().await.map_err(EngineError::Target)?;
         let driver = self
             .target
-            .driver(shape.side_by_side, &stable, &new)
+            .driver(shape.side_by_side, &stable, &new, desired)
             .map_err(EngineError::Target)?;
         Runner {
             engine: self,
@@ -721,8 +757,8 @@ pub fn fit_problem(
             "a single Deployment (deployment = \"NAME\"), updated in place; use `rolling`, or configure deployments = [blue, green] with a traffic table",
         ),
         TargetKind::EcsService | TargetKind::Simulated => (
-            "task sets (EXTERNAL controller)",
-            "the ECS service, which uses the ECS deployment controller (in place); use `rolling`, or move the service to the EXTERNAL controller with a traffic table",
+            "task sets (EXTERNAL controller) or two services",
+            "the ECS service, which uses the ECS deployment controller (in place); use `rolling`, or configure two services side by side (services = [blue, green] with a traffic table; see docs/targets.md)",
         ),
     };
     if side_by_side && in_place {
@@ -1050,6 +1086,15 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         if let Some(reason) = run.journal.rollback_reason() {
             let reason = reason.to_string();
             return self.roll_back(run, reason).await;
+        }
+        // Before the first change (the journal's `started` record says what is being
+        // suspended); again on resume, which changes nothing if it was done.
+        if let Some(saved) = run.journal.scaling().cloned() {
+            self.still_holds()?;
+            if let Err(err) = self.retrying(|| self.driver.suspend_scaling(&saved)).await {
+                let reason = format!("suspending the service's own scaling failed: {err}");
+                return self.roll_back(run, reason).await;
+            }
         }
         let mut guard = SafetyGuard::replay(&run.journal, &run.target);
         run.ctx.new_percent = guard.new_percent;
@@ -1611,6 +1656,21 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         detail: String,
     ) -> Result<Report, EngineError> {
         let mut detail = detail;
+        // Every ending puts the service's own scaling back as it was before the
+        // deployment. If that fails the deployment is left unfinished, so the next
+        // command on the service (which recovers it) restores it: nothing is left
+        // suspended by accident.
+        if let Some(saved) = run.journal.scaling().cloned() {
+            self.still_holds()?;
+            if let Err(err) = self.retrying(|| self.driver.restore_scaling(&saved)).await {
+                return Err(EngineError::Target(DriverError::Failed(format!(
+                    "deployment {}: {detail}; but restoring the service's own scaling failed: {err}. \
+                     It stays suspended until the next `deployer run` or `deployer rollback` on this \
+                     service, which restores it",
+                    run.id
+                ))));
+            }
+        }
         let written = match self
             .flush_pending(&mut run)
             .await

@@ -342,10 +342,12 @@ impl Target for SimDriver {
         Ok(Shape {
             primary_release: state.stable_release,
             side_by_side: !self.in_place,
+            live_units: None,
+            scaling: None,
         })
     }
 
-    fn driver(&self, _: bool, _: &str, _: &str) -> Result<SimDriver, DriverError> {
+    fn driver(&self, _: bool, _: &str, _: &str, _: u32) -> Result<SimDriver, DriverError> {
         Ok(self.clone())
     }
 

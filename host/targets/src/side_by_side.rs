@@ -109,6 +109,20 @@ pub async fn live_release<S: Slots>(
     router: &AlbRouter,
     target_groups: &[String; 2],
 ) -> Result<String, DriverError> {
+    live(slots, router, target_groups)
+        .await
+        .map(|(release, _)| release)
+}
+
+/// The release production runs now and the unit that runs it, as [`live_release`].
+///
+/// # Errors
+/// As [`live_release`].
+pub async fn live<S: Slots>(
+    slots: &S,
+    router: &AlbRouter,
+    target_groups: &[String; 2],
+) -> Result<(String, Slot), DriverError> {
     slots.verify(target_groups).await?;
     let read = slots.read().await?;
     let weights = router.weights().await?;
@@ -121,8 +135,8 @@ pub async fn live_release<S: Slots>(
             slots.describe()
         )));
     }
-    match slot.release {
-        Some(release) if slot.desired > 0 => Ok(release),
+    match slot.release.clone() {
+        Some(release) if slot.desired > 0 => Ok((release, slot)),
         release => Err(DriverError::Failed(format!(
             "{} gets the traffic but runs {}; give it units and a pinned release first",
             slot.name,

@@ -29,24 +29,32 @@ pub enum TargetSpec {
     Ecs {
         cluster: String,
         service: String,
-        desired: u32,
+        desired: Option<u32>,
         traffic: Option<TrafficSpec>,
+    },
+    /// Two ECS services on the ECS deployment controller side by side, behind
+    /// `traffic.target_groups` in order.
+    EcsPair {
+        cluster: String,
+        services: [String; 2],
+        desired: Option<u32>,
+        traffic: TrafficSpec,
     },
     /// Two Auto Scaling groups side by side, behind `traffic.target_groups` in order.
     AsgPair {
         groups: [String; 2],
-        desired: u32,
+        desired: Option<u32>,
         traffic: TrafficSpec,
     },
     /// One Auto Scaling group, updated in place.
-    AsgOne { group: String, desired: u32 },
+    AsgOne { group: String, desired: Option<u32> },
     /// Two Deployments side by side (TargetGroupBinding to `traffic.target_groups`).
     EksPair {
         access: KubeAccess,
         namespace: String,
         deployments: [String; 2],
         container: Option<String>,
-        desired: u32,
+        desired: Option<u32>,
         traffic: TrafficSpec,
     },
     /// One Deployment, updated in place by its own rollout.
@@ -55,15 +63,17 @@ pub enum TargetSpec {
         namespace: String,
         deployment: String,
         container: Option<String>,
-        desired: u32,
+        desired: Option<u32>,
     },
 }
 
 impl TargetSpec {
-    /// Units of the service at full size.
-    pub fn desired(&self) -> u32 {
+    /// Units of the service at full size, as configured; `None`: sized from what the
+    /// live side runs when a deployment begins.
+    pub fn desired(&self) -> Option<u32> {
         match self {
             TargetSpec::Ecs { desired, .. }
+            | TargetSpec::EcsPair { desired, .. }
             | TargetSpec::AsgPair { desired, .. }
             | TargetSpec::AsgOne { desired, .. }
             | TargetSpec::EksPair { desired, .. }
@@ -75,9 +85,9 @@ impl TargetSpec {
     pub fn traffic(&self) -> Option<&TrafficSpec> {
         match self {
             TargetSpec::Ecs { traffic, .. } => traffic.as_ref(),
-            TargetSpec::AsgPair { traffic, .. } | TargetSpec::EksPair { traffic, .. } => {
-                Some(traffic)
-            }
+            TargetSpec::EcsPair { traffic, .. }
+            | TargetSpec::AsgPair { traffic, .. }
+            | TargetSpec::EksPair { traffic, .. } => Some(traffic),
             TargetSpec::AsgOne { .. } | TargetSpec::EksOne { .. } => None,
         }
     }
@@ -86,7 +96,9 @@ impl TargetSpec {
     /// `3` and `web:3`).
     pub fn same_release(&self, a: &str, b: &str) -> bool {
         match self {
-            TargetSpec::Ecs { .. } => crate::aws::ecs::same_task_definition(a, b),
+            TargetSpec::Ecs { .. } | TargetSpec::EcsPair { .. } => {
+                crate::aws::ecs::same_task_definition(a, b)
+            }
             TargetSpec::AsgPair { .. } | TargetSpec::AsgOne { .. } => {
                 crate::aws::asg::same_release(a, b)
             }

@@ -12,7 +12,9 @@ use crate::aws::Clients;
 use crate::aws::alb::AlbRouter;
 use crate::aws::asg::{AsgGroups, AsgRolling};
 use crate::aws::ecs::EcsTaskSets;
+use crate::aws::ecs_pair::EcsServices;
 use crate::aws::ecs_rolling::EcsRolling;
+use crate::aws::scaling::{self, Saved};
 use crate::k8s::Cluster;
 use crate::k8s::deployments::{Deployments, EksDeployments, EksRolling};
 use crate::side_by_side::{self, SideBySide};
@@ -77,7 +79,7 @@ impl ServiceTarget {
     /// # Errors
     /// No such task definition; AWS errors.
     pub async fn pin_release(&self, release: &str) -> Result<String, DriverError> {
-        let TargetSpec::Ecs { .. } = &self.service.target else {
+        let (TargetSpec::Ecs { .. } | TargetSpec::EcsPair { .. }) = &self.service.target else {
             return Ok(release.to_string());
         };
         let last = release.rsplit('/').next().unwrap_or(release);
@@ -122,8 +124,16 @@ impl Target for ServiceTarget {
         side_by_side: bool,
         stable: &str,
         new: &str,
+        desired: u32,
     ) -> Result<TargetDriver, DriverError> {
-        driver(&self.access, &self.service, side_by_side, stable, new)
+        driver(
+            &self.access,
+            &self.service,
+            side_by_side,
+            stable,
+            new,
+            desired,
+        )
     }
 
     fn same_release(&self, a: &str, b: &str) -> bool {
@@ -159,13 +169,12 @@ fn deployments(
 /// # Errors
 /// What is missing or misconfigured, and how to fix it.
 pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, DriverError> {
-    let in_place = |primary_release| Shape {
+    let clients = &access.clients;
+    let shape = |primary_release, side_by_side, live_units, saved: Saved| Shape {
         primary_release,
-        side_by_side: false,
-    };
-    let two_sides = |primary_release| Shape {
-        primary_release,
-        side_by_side: true,
+        side_by_side,
+        live_units: Some(live_units),
+        scaling: saved.to_journal(),
     };
     match target {
         TargetSpec::Ecs {
@@ -175,36 +184,64 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
             ..
         } => {
             let groups = traffic.as_ref().map(|t| &t.target_groups);
-            let ecs = crate::aws::ecs::inspect(&access.clients, cluster, service, groups).await?;
-            Ok(Shape {
-                primary_release: ecs.primary_release,
-                side_by_side: ecs.side_by_side,
-            })
+            let ecs = crate::aws::ecs::inspect(clients, cluster, service, groups).await?;
+            let saved = ecs_scaling(clients, cluster, std::slice::from_ref(service)).await?;
+            Ok(shape(
+                ecs.primary_release,
+                ecs.side_by_side,
+                ecs.desired,
+                saved,
+            ))
         }
-        TargetSpec::AsgOne { group, .. } => Ok(in_place(
-            crate::aws::asg::current_release(&access.clients, group).await?,
-        )),
+        TargetSpec::EcsPair {
+            cluster,
+            services,
+            traffic,
+            ..
+        } => {
+            let slots = EcsServices {
+                clients: clients.clone(),
+                cluster: cluster.clone(),
+                names: services.clone(),
+            };
+            let router = router(access, traffic);
+            let (release, live) =
+                side_by_side::live(&slots, &router, &traffic.target_groups).await?;
+            let saved = ecs_scaling(clients, cluster, services).await?;
+            Ok(shape(release, true, live.desired, saved))
+        }
+        TargetSpec::AsgOne { group, .. } => {
+            let (release, desired) = crate::aws::asg::current(clients, group).await?;
+            let saved = group_scaling(clients, std::slice::from_ref(group)).await?;
+            Ok(shape(release, false, desired, saved))
+        }
         TargetSpec::AsgPair {
             groups, traffic, ..
         } => {
             let slots = AsgGroups {
-                clients: access.clients.clone(),
+                clients: clients.clone(),
                 names: groups.clone(),
             };
             let router = router(access, traffic);
-            let live = side_by_side::live_release(&slots, &router, &traffic.target_groups);
-            Ok(two_sides(live.await?))
+            let (release, live) =
+                side_by_side::live(&slots, &router, &traffic.target_groups).await?;
+            let saved = group_scaling(clients, groups).await?;
+            Ok(shape(release, true, live.desired, saved))
         }
         TargetSpec::EksOne {
             namespace,
             deployment,
             container,
             ..
-        } => Ok(in_place(
-            deployments(access, namespace, container)?
-                .release(deployment)
-                .await?,
-        )),
+        } => {
+            let (release, replicas) = deployments(access, namespace, container)?
+                .release_and_replicas(deployment)
+                .await?;
+            // A HorizontalPodAutoscaler is not suspended: Kubernetes has no pause for
+            // one, and an in-place rollout is Kubernetes's own, which an HPA may resize
+            // safely (see docs/targets.md).
+            Ok(shape(release, false, replicas, Saved::default()))
+        }
         TargetSpec::EksPair {
             namespace,
             deployments: names,
@@ -217,14 +254,44 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
                 names: names.clone(),
             };
             let router = router(access, traffic);
-            let live = side_by_side::live_release(&slots, &router, &traffic.target_groups);
-            Ok(two_sides(live.await?))
+            let (release, live) =
+                side_by_side::live(&slots, &router, &traffic.target_groups).await?;
+            Ok(shape(release, true, live.desired, Saved::default()))
         }
     }
 }
 
-/// The driver for `service`, between releases `stable` and `new`; `side_by_side` is what
-/// [`inspect`] found.
+/// What is suspended on the scalable targets of these ECS services (those that have one).
+async fn ecs_scaling(
+    clients: &Clients,
+    cluster: &str,
+    services: &[String],
+) -> Result<Saved, DriverError> {
+    let ids: Vec<String> = services
+        .iter()
+        .map(|s| scaling::ecs_resource_id(cluster, s))
+        .collect();
+    Ok(Saved {
+        scalable_targets: scaling::describe_scalable(clients, &ids)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|s| s.suspended)
+            .collect(),
+        groups: Vec::new(),
+    })
+}
+
+/// Which scaling processes are suspended on these groups.
+async fn group_scaling(clients: &Clients, groups: &[String]) -> Result<Saved, DriverError> {
+    Ok(Saved {
+        scalable_targets: Vec::new(),
+        groups: scaling::describe_groups(clients, groups).await?,
+    })
+}
+
+/// The driver for `service`, between releases `stable` and `new` at `desired` units;
+/// `side_by_side` is what [`inspect`] found.
 ///
 /// # Errors
 /// A service found to deploy side by side that has no traffic table.
@@ -234,10 +301,11 @@ pub fn driver(
     side_by_side: bool,
     stable: &str,
     new: &str,
+    desired: u32,
 ) -> Result<TargetDriver, DriverError> {
     let health_timeout = service.health_timeout;
     let pair = |slots, traffic: &TrafficSpec| {
-        TargetDriver::Pair(SideBySide {
+        AnyDriver::Pair(SideBySide {
             slots,
             router: router(access, traffic),
             target_groups: traffic.target_groups.clone(),
@@ -247,10 +315,10 @@ pub fn driver(
             poll: POLL,
         })
     };
-    Ok(match &service.target {
+    let inner = match &service.target {
         TargetSpec::Ecs {
             cluster, service, ..
-        } if !side_by_side => TargetDriver::EcsInPlace(InPlaceDriver(EcsRolling {
+        } if !side_by_side => AnyDriver::EcsInPlace(InPlaceDriver(EcsRolling {
             clients: access.clients.clone(),
             cluster: cluster.clone(),
             service: service.clone(),
@@ -260,8 +328,8 @@ pub fn driver(
         TargetSpec::Ecs {
             cluster,
             service,
-            desired,
             traffic,
+            ..
         } => {
             let traffic = traffic.as_ref().ok_or_else(|| {
                 DriverError::Failed(format!(
@@ -269,12 +337,12 @@ pub fn driver(
                      table (listener and two target groups)"
                 ))
             })?;
-            TargetDriver::EcsTaskSets(EcsTaskSets {
+            AnyDriver::EcsTaskSets(EcsTaskSets {
                 clients: access.clients.clone(),
                 router: router(access, traffic),
                 cluster: cluster.clone(),
                 service: service.clone(),
-                desired: *desired,
+                desired,
                 target_groups: traffic.target_groups.clone(),
                 stable_release: stable.to_string(),
                 new_release: new.to_string(),
@@ -282,15 +350,26 @@ pub fn driver(
                 poll: POLL,
             })
         }
-        TargetSpec::AsgOne { group, desired } => {
-            TargetDriver::AsgInPlace(InPlaceDriver(AsgRolling {
+        TargetSpec::EcsPair {
+            cluster,
+            services,
+            traffic,
+            ..
+        } => pair(
+            AnySlots::Ecs(EcsServices {
                 clients: access.clients.clone(),
-                group: group.clone(),
-                desired: *desired,
-                progress_deadline: health_timeout,
-                poll: POLL,
-            }))
-        }
+                cluster: cluster.clone(),
+                names: services.clone(),
+            }),
+            traffic,
+        ),
+        TargetSpec::AsgOne { group, .. } => AnyDriver::AsgInPlace(InPlaceDriver(AsgRolling {
+            clients: access.clients.clone(),
+            group: group.clone(),
+            desired,
+            progress_deadline: health_timeout,
+            poll: POLL,
+        })),
         TargetSpec::AsgPair {
             groups, traffic, ..
         } => pair(
@@ -305,7 +384,7 @@ pub fn driver(
             deployment,
             container,
             ..
-        } => TargetDriver::EksInPlace(InPlaceDriver(EksRolling {
+        } => AnyDriver::EksInPlace(InPlaceDriver(EksRolling {
             deployments: deployments(access, namespace, container)?,
             name: deployment.clone(),
             progress_deadline: health_timeout,
@@ -324,13 +403,18 @@ pub fn driver(
             }),
             traffic,
         ),
+    };
+    Ok(TargetDriver {
+        inner,
+        clients: access.clients.clone(),
     })
 }
 
-/// The two units of an Auto Scaling or EKS service.
+/// The two units of an ECS, Auto Scaling or EKS service.
 // One per run: boxing the larger variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum AnySlots {
+    Ecs(EcsServices),
     Asg(AsgGroups),
     Eks(EksDeployments),
 }
@@ -338,18 +422,21 @@ pub enum AnySlots {
 impl side_by_side::Slots for AnySlots {
     fn describe(&self) -> String {
         match self {
+            AnySlots::Ecs(s) => s.describe(),
             AnySlots::Asg(s) => s.describe(),
             AnySlots::Eks(s) => s.describe(),
         }
     }
     async fn read(&self) -> Result<[side_by_side::Slot; 2], DriverError> {
         match self {
+            AnySlots::Ecs(s) => s.read().await,
             AnySlots::Asg(s) => s.read().await,
             AnySlots::Eks(s) => s.read().await,
         }
     }
     fn same_release(&self, a: &str, b: &str) -> bool {
         match self {
+            AnySlots::Ecs(s) => s.same_release(a, b),
             AnySlots::Asg(s) => s.same_release(a, b),
             AnySlots::Eks(s) => s.same_release(a, b),
         }
@@ -360,12 +447,14 @@ impl side_by_side::Slots for AnySlots {
         release: &str,
     ) -> Result<(), DriverError> {
         match self {
+            AnySlots::Ecs(s) => s.set_release(slot, release).await,
             AnySlots::Asg(s) => s.set_release(slot, release).await,
             AnySlots::Eks(s) => s.set_release(slot, release).await,
         }
     }
     async fn set_count(&self, slot: &side_by_side::Slot, count: u32) -> Result<(), DriverError> {
         match self {
+            AnySlots::Ecs(s) => s.set_count(slot, count).await,
             AnySlots::Asg(s) => s.set_count(slot, count).await,
             AnySlots::Eks(s) => s.set_count(slot, count).await,
         }
@@ -376,12 +465,14 @@ impl side_by_side::Slots for AnySlots {
         target_group: &str,
     ) -> Result<u32, DriverError> {
         match self {
+            AnySlots::Ecs(s) => s.healthy(slot, target_group).await,
             AnySlots::Asg(s) => s.healthy(slot, target_group).await,
             AnySlots::Eks(s) => s.healthy(slot, target_group).await,
         }
     }
     async fn verify(&self, target_groups: &[String; 2]) -> Result<(), DriverError> {
         match self {
+            AnySlots::Ecs(s) => s.verify(target_groups).await,
             AnySlots::Asg(s) => s.verify(target_groups).await,
             AnySlots::Eks(s) => s.verify(target_groups).await,
         }
@@ -392,6 +483,7 @@ impl side_by_side::Slots for AnySlots {
         stable: &side_by_side::Slot,
     ) -> Result<(), DriverError> {
         match self {
+            AnySlots::Ecs(s) => s.adopt(new, stable).await,
             AnySlots::Asg(s) => s.adopt(new, stable).await,
             AnySlots::Eks(s) => s.adopt(new, stable).await,
         }
@@ -399,7 +491,7 @@ impl side_by_side::Slots for AnySlots {
 }
 
 /// Every target behind the one driver interface.
-pub enum TargetDriver {
+pub enum AnyDriver {
     EcsTaskSets(EcsTaskSets),
     EcsInPlace(InPlaceDriver<EcsRolling>),
     AsgInPlace(InPlaceDriver<AsgRolling>),
@@ -407,18 +499,24 @@ pub enum TargetDriver {
     Pair(SideBySide<AnySlots>),
 }
 
+/// A target's driver, and the clients that hold its own scaling still during a
+/// deployment (the same for every shape: see [`scaling`]).
+pub struct TargetDriver {
+    pub inner: AnyDriver,
+    clients: Clients,
+}
+
 macro_rules! delegate {
     ($self:ident, $d:ident => $call:expr) => {
-        match $self {
-            TargetDriver::EcsTaskSets($d) => $call,
-            TargetDriver::EcsInPlace($d) => $call,
-            TargetDriver::AsgInPlace($d) => $call,
-            TargetDriver::EksInPlace($d) => $call,
-            TargetDriver::Pair($d) => $call,
+        match &$self.inner {
+            AnyDriver::EcsTaskSets($d) => $call,
+            AnyDriver::EcsInPlace($d) => $call,
+            AnyDriver::AsgInPlace($d) => $call,
+            AnyDriver::EksInPlace($d) => $call,
+            AnyDriver::Pair($d) => $call,
         }
     };
 }
-
 impl Driver for TargetDriver {
     fn describe(&self) -> String {
         delegate!(self, d => d.describe())
@@ -459,5 +557,11 @@ impl Driver for TargetDriver {
     }
     async fn discard_new(&self) -> Result<(), DriverError> {
         delegate!(self, d => d.discard_new().await)
+    }
+    async fn suspend_scaling(&self, saved: &serde_json::Value) -> Result<(), DriverError> {
+        scaling::suspend(&self.clients, &Saved::from_journal(saved)?).await
+    }
+    async fn restore_scaling(&self, saved: &serde_json::Value) -> Result<(), DriverError> {
+        scaling::restore(&self.clients, &Saved::from_journal(saved)?).await
     }
 }

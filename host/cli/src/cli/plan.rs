@@ -22,7 +22,8 @@ pub async fn run(
         .map_err(|e| crate::config::ConfigErrors(vec![e]))?;
     let (plugin, source, params) =
         super::setup::strategy(host, &config, service_name, service, strategy).await?;
-    let mut target = Config::target_info(service);
+    let sized_at_run = service.spec.target.desired().is_none() && desired.is_none();
+    let mut target = Config::planned_target_info(service);
     if let Some(desired) = desired {
         target.desired_count = desired;
     }
@@ -61,8 +62,13 @@ pub async fn run(
     };
     let kind = kind_words(target.kind);
     outln!(
-        "Plan: `{strategy}` for service `{service_name}` ({kind}, {} units{})",
+        "Plan: `{strategy}` for service `{service_name}` ({kind}, {} units{}{})",
         target.desired_count,
+        if sized_at_run {
+            " as an example: a run sizes it from the live side; --desired N to plan for N"
+        } else {
+            ""
+        },
         if target.test_traffic {
             ", test listener"
         } else {

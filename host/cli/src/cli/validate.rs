@@ -44,7 +44,7 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
                 // Parameters a strategy accepts can still make a plan the host refuses
                 // (a bake over 24 hours): `run` would refuse it, so `validate` does.
                 Ok(Ok(())) => {
-                    let target = Config::target_info(service);
+                    let target = Config::planned_target_info(service);
                     match simulate(&plugin, &params, target).await {
                         Err(err @ (PlanError::Unsafe { .. } | PlanError::Endless)) => {
                             errors.push(config.error_at_field(&prefix, err.to_string()));

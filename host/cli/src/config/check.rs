@@ -167,6 +167,13 @@ pub fn digest_problem(sha256: &str, path: &Path) -> Option<String> {
 
 /// "Set exactly one of" the in-place unit or the pair of a target (`group` / `groups`).
 pub fn one_or_pair_problem(one: &str, two: &str) -> String {
+    if one == "service" {
+        // ECS: one service may be side by side too (task sets on the EXTERNAL controller).
+        return format!(
+            "set exactly one of {one} (one ECS service: task sets, or in place) or {two} = [blue, green] \
+             (two services on the ECS deployment controller, side by side)"
+        );
+    }
     format!(
         "set exactly one of {one} (rolling in place) or {two} = [blue, green] (blue-green and canary)"
     )

@@ -34,6 +34,10 @@ pub use source::{ConfigError, ConfigErrors};
 
 use source::Source;
 
+/// Units `plan` and `validate` simulate a service at when its config has no
+/// desired-count (a run sizes it from the live side).
+pub const PLAN_UNITS: u32 = 10;
+
 /// A read, checked and resolved `deployer.toml`.
 #[derive(Debug)]
 pub struct Config {
@@ -217,10 +221,21 @@ impl Config {
     /// in place is only known for sure from AWS (its deployment controller); with a
     /// traffic table it runs task sets side by side, without one it rolls in place
     /// (`run` checks against what AWS says before anything changes).
+    /// [`Config::target_info`] for simulating a plan: a service sized from the live side
+    /// at run time is shown at [`PLAN_UNITS`].
+    pub fn planned_target_info(service: &ServiceConfig) -> TargetInfo {
+        let mut target = Self::target_info(service);
+        if target.desired_count == 0 {
+            target.desired_count = PLAN_UNITS;
+        }
+        target
+    }
+
     pub fn target_info(service: &ServiceConfig) -> TargetInfo {
         let target = &service.spec.target;
         let (kind, native_rolling) = match target {
             TargetSpec::Ecs { traffic, .. } => (TargetKind::EcsService, traffic.is_none()),
+            TargetSpec::EcsPair { .. } => (TargetKind::EcsService, false),
             TargetSpec::AsgOne { .. } => (TargetKind::AutoScalingGroup, true),
             TargetSpec::AsgPair { .. } => (TargetKind::AutoScalingGroup, false),
             TargetSpec::EksOne { .. } => (TargetKind::EksDeployment, true),
@@ -228,7 +243,8 @@ impl Config {
         };
         TargetInfo {
             kind,
-            desired_count: target.desired(),
+            // 0: not configured; `run` sizes the deployment from the live side.
+            desired_count: target.desired().unwrap_or(0),
             native_rolling,
             test_traffic: target.traffic().is_some_and(|t| t.test_listener.is_some()),
         }

@@ -531,20 +531,40 @@ fn target(
             "deployer rolls out in one Kubernetes Deployment",
         ),
     };
-    if let Some(message) = check::desired_count_problem(service.target.desired_count(), max, most) {
+    if let Some(count) = service.target.desired_count()
+        && let Some(message) = check::desired_count_problem(count, max, most)
+    {
         problems.at(&format!("{field}.desired-count"), message);
     }
     match &service.target {
         Target::Ecs {
             cluster,
             service: ecs_service,
+            services,
             desired_count,
-        } => Some(TargetSpec::Ecs {
-            cluster: cluster.clone(),
-            service: ecs_service.clone(),
-            desired: *desired_count,
-            traffic,
-        }),
+        } => Some(
+            match units(
+                field,
+                ("service", ecs_service),
+                ("services", services),
+                service,
+                traffic.clone(),
+                problems,
+            )? {
+                Units::One(name) => TargetSpec::Ecs {
+                    cluster: cluster.clone(),
+                    service: name,
+                    desired: *desired_count,
+                    traffic,
+                },
+                Units::Pair(services, traffic) => TargetSpec::EcsPair {
+                    cluster: cluster.clone(),
+                    services,
+                    desired: *desired_count,
+                    traffic,
+                },
+            },
+        ),
         Target::Asg {
             group,
             groups,

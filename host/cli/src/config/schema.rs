@@ -191,9 +191,19 @@ pub enum Target {
     #[serde(rename_all = "kebab-case")]
     Ecs {
         cluster: String,
-        service: String,
-        /// Tasks the service runs: at most 5000, ECS's "Tasks per service" quota.
-        desired_count: u32,
+        /// One service: task sets side by side (EXTERNAL controller, with a traffic
+        /// table), or updated in place (ECS controller).
+        #[serde(default)]
+        service: Option<String>,
+        /// Blue-green and canary on the ECS deployment controller: two services, behind
+        /// `traffic.target-groups` in the same order; the idle one runs 0 tasks.
+        #[serde(default)]
+        services: Option<Vec<String>>,
+        /// Tasks the service runs, at most 5000 (ECS's "Tasks per service" quota).
+        /// Without it, the new side is sized from what the live side runs when the
+        /// deployment begins (what its autoscaler set).
+        #[serde(default)]
+        desired_count: Option<u32>,
     },
     /// Kubernetes Deployments on EKS (or any cluster a kubeconfig reaches).
     #[serde(rename_all = "kebab-case")]
@@ -219,8 +229,10 @@ pub enum Target {
         /// Context of the kubeconfig to use (default: its current context).
         #[serde(default)]
         context: Option<String>,
-        /// Replicas the Deployment runs: at most 10000.
-        desired_count: u32,
+        /// Replicas the Deployment runs, at most 10000. Without it, the live
+        /// Deployment's replicas when the deployment begins.
+        #[serde(default)]
+        desired_count: Option<u32>,
     },
     /// EC2 Auto Scaling groups; a release is a launch template version.
     #[serde(rename_all = "kebab-case")]
@@ -232,14 +244,16 @@ pub enum Target {
         /// same order.
         #[serde(default)]
         groups: Option<Vec<String>>,
-        /// Instances the group runs: at most 10000.
-        desired_count: u32,
+        /// Instances the group runs, at most 10000. Without it, the live group's
+        /// desired capacity when the deployment begins.
+        #[serde(default)]
+        desired_count: Option<u32>,
     },
 }
 
 impl Target {
-    /// The number of units the service runs, as written.
-    pub fn desired_count(&self) -> u32 {
+    /// The number of units the service runs, as written (`None`: follow the live side).
+    pub fn desired_count(&self) -> Option<u32> {
         match self {
             Target::Ecs { desired_count, .. }
             | Target::Eks { desired_count, .. }

@@ -22,6 +22,11 @@ pub enum Record {
         /// Set when this deployment is `deployer rollback` undoing deployment `undoes`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         undoes: Option<String>,
+        /// The target's own scaling as it was before this deployment suspended it
+        /// (`Shape::scaling`): what every ending of the deployment, a recovery after a
+        /// kill included, puts back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scaling: Option<serde_json::Value>,
     },
     /// About to carry out an action (written and synced before acting).
     Intent { seq: u32, action: Action },
@@ -210,6 +215,14 @@ impl Journal {
         self.records
             .iter()
             .find(|r| matches!(r, Record::Started { .. }))
+    }
+
+    /// The target's scaling as the deployment found it (see `Record::Started`).
+    pub fn scaling(&self) -> Option<&serde_json::Value> {
+        match self.started()? {
+            Record::Started { scaling, .. } => scaling.as_ref(),
+            _ => None,
+        }
     }
 
     pub fn id(&self) -> Option<&str> {

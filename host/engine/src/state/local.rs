@@ -583,6 +583,7 @@ mod tests {
             stable_release: Some("web:1".into()),
             at_ms: 1,
             undoes: None,
+            scaling: None,
         }
     }
 

@@ -304,8 +304,17 @@ pub struct AsgRolling {
 /// # Errors
 /// AWS errors; a group without a pinned launch template version.
 pub async fn current_release(clients: &Clients, group: &str) -> Result<String, DriverError> {
+    current(clients, group).await.map(|(release, _)| release)
+}
+
+/// The release an in-place group runs now and its desired capacity.
+///
+/// # Errors
+/// As [`current_release`].
+pub async fn current(clients: &Clients, group: &str) -> Result<(String, u32), DriverError> {
     let g = &describe(clients, &[group]).await?[0];
-    release_of(g.launch_template()).ok_or_else(|| {
+    let desired = units(g.desired_capacity());
+    release_of(g.launch_template()).map(|r| (r, desired)).ok_or_else(|| {
         DriverError::Failed(format!(
             "group {group} has no pinned launch template version ($Latest, $Default or a launch configuration); \
              pin one (update-auto-scaling-group --launch-template LaunchTemplateName=NAME,Version=N) so releases can be told apart"

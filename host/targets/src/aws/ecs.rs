@@ -73,6 +73,8 @@ pub struct EcsService {
     pub primary_release: String,
     /// EXTERNAL (task sets, side by side) or ECS (in place).
     pub side_by_side: bool,
+    /// The service's desired count now (what its autoscaler set).
+    pub desired: u32,
 }
 
 /// Read the service and check it can be deployed: side by side with task sets behind
@@ -95,6 +97,7 @@ pub async fn inspect(
         "ECS" => Ok(EcsService {
             primary_release: svc.task_definition().unwrap_or_default().to_string(),
             side_by_side: false,
+            desired: u32::try_from(svc.desired_count()).unwrap_or(0),
         }),
         "EXTERNAL" => {
             let target_groups = target_groups.ok_or_else(|| {
@@ -107,6 +110,7 @@ pub async fn inspect(
             Ok(EcsService {
                 primary_release: primary,
                 side_by_side: true,
+                desired: u32::try_from(svc.desired_count()).unwrap_or(0),
             })
         }
         other => Err(DriverError::Failed(format!(

@@ -69,7 +69,8 @@ impl InPlace for EcsRolling {
     fn not_side_by_side(&self, _what: &str) -> DriverError {
         DriverError::Failed(
             "this ECS service uses the ECS deployment controller, which updates in place: use the rolling \
-             strategy, or switch the service to the EXTERNAL controller (task sets) for canary and blue-green"
+             strategy, or for canary and blue-green configure two services side by side \
+             (services = [blue, green] with a traffic table; see docs/targets.md)"
                 .into(),
         )
     }

@@ -6,9 +6,11 @@ pub mod alb;
 pub mod asg;
 pub mod calls;
 pub mod ecs;
+pub mod ecs_pair;
 pub mod ecs_rolling;
 pub mod eks_token;
 pub mod metrics;
+pub mod scaling;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
@@ -27,6 +29,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub eks: aws_sdk_eks::Client,
+    /// Application Auto Scaling: the scalable targets of ECS services.
+    pub app_autoscaling: aws_sdk_applicationautoscaling::Client,
     /// The resolved SDK config (credentials and region), for presigning EKS tokens.
     pub config: aws_config::SdkConfig,
     /// Every call these clients make, counted.
@@ -98,6 +102,12 @@ impl Clients {
             ),
             eks: aws_sdk_eks::Client::from_conf(
                 aws_sdk_eks::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            app_autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(
+                aws_sdk_applicationautoscaling::config::Builder::from(&config)
                     .interceptor(calls.clone())
                     .retry_partition(account.clone())
                     .build(),

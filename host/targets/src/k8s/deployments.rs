@@ -97,6 +97,13 @@ impl Deployments {
     pub async fn release(&self, name: &str) -> Result<String, DriverError> {
         Ok(self.container(&self.get(name).await?)?.1)
     }
+
+    /// The release Deployment `name` runs and the replicas it asks for (what an HPA set).
+    pub async fn release_and_replicas(&self, name: &str) -> Result<(String, u32), DriverError> {
+        let d = self.get(name).await?;
+        let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as u32;
+        Ok((self.container(&d)?.1, replicas))
+    }
 }
 
 /// What `kubectl rollout status` checks: the controller has seen the latest spec, every

@@ -1,0 +1,111 @@
+//! ECS services as teams run them (issue #16): on the ECS deployment controller, made by
+//! Terraform, autoscaled by Application Auto Scaling. Canary and blue-green run on a
+//! pair of such services behind the ALB's two target groups, with no desired-count in
+//! the config: the new side is sized from the live one, and the services' own scaling
+//! is held still for the deployment and put back after it — by the run, by its
+//! rollback, and by whichever command recovers a killed run.
+//!
+//! The world (`support/moto_pair_world.py`): `store-blue` live at 7 tasks (scalable
+//! target 2–10, a CPU target-tracking policy), `store-green` idle at 0, the listener
+//! 100% on blue's target group.
+
+use deployer_tests::support::App;
+use deployer_tests::support::env::{EcsPairEnv, sigkill};
+
+const NO_TRAFFIC: &str = "the canary never got traffic";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoscaled_pair_is_canaried_at_its_live_size_with_scaling_held_still_then_restored() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.write(&env.store(
+        &good.url,
+        r#"[{ weight = 10, bake = "3s" }, { weight = 50 }]"#,
+    ));
+    assert_eq!(env.scaling().await, [(2, 10, false), (2, 10, false)]);
+
+    let run = env.spawn_captured(&["run", "canary", "--release", "store:2"]);
+    env.wait_for_weights(NO_TRAFFIC, |(_, green)| green > 0)
+        .await;
+    // Mid-canary: both services' scaling is suspended, and the canary side runs the
+    // share of 7 (not of a number in the config) that 10% needs.
+    let [(_, _, blue_held), (_, _, green_held)] = env.scaling().await;
+    assert!(blue_held && green_held, "{:?}", env.scaling().await);
+    assert_eq!(env.services().await[0], (7, "store:1".to_string()));
+    assert_eq!(env.services().await[1], (1, "store:2".to_string()));
+
+    let out = run.wait_with_output().await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(env.weights().await, (0, 100));
+    assert_eq!(
+        env.services().await,
+        [(0, "store:1".to_string()), (7, "store:2".to_string())],
+        "the new side runs the 7 tasks the live one ran; the old one is idle"
+    );
+    // Scaling resumed; the live service's bounds moved to green, and blue may rest at 0.
+    assert_eq!(env.scaling().await, [(0, 10, false), (2, 10, false)]);
+    let history = env.deployer(&["history"]).await;
+    assert!(history.1.contains("store:2"), "{history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_run_killed_mid_canary_leaves_scaling_suspended_until_rollback_restores_it() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.write(&env.store(&good.url, r#"[{ weight = 10, bake = "1h" }]"#));
+    let run = env.spawn(&["run", "canary", "--release", "store:2"]);
+    env.wait_for_weights(NO_TRAFFIC, |(_, green)| green > 0)
+        .await;
+    sigkill(run).await;
+    let [(_, _, blue_held), (_, _, green_held)] = env.scaling().await;
+    assert!(
+        blue_held && green_held,
+        "a killed run cannot restore anything: {:?}",
+        env.scaling().await
+    );
+
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(
+        env.services().await,
+        [(7, "store:1".to_string()), (0, "store:2".to_string())]
+    );
+    assert_eq!(
+        env.scaling().await,
+        [(2, 10, false), (2, 10, false)],
+        "the rollback put the services' scaling back as the killed run found it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_team_suspended_on_purpose_stays_suspended_after_a_deploy() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.clients
+        .app_autoscaling
+        .register_scalable_target()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .scalable_dimension(
+            aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount,
+        )
+        .resource_id("service/prod/store-green")
+        .suspended_state(
+            aws_sdk_applicationautoscaling::types::SuspendedState::builder()
+                .dynamic_scaling_in_suspended(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.write(&env.store(&good.url, "[{ weight = 50 }]"));
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "store:2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.scaling().await, [(0, 10, false), (2, 10, true)]);
+}
