@@ -33,6 +33,7 @@ fn main() {
             "METRICS_HOOK",
             Guest::new("metrics-hook", GuestTarget::Unknown),
         ),
+        ("BUSY_HOOK", Guest::new("busy-hook", GuestTarget::Unknown)),
         (
             "FUTURE_STRATEGY",
             Guest::new("future-strategy", GuestTarget::Unknown),

@@ -25,11 +25,19 @@ fn plan_canary_prints_the_steps_of_the_example() {
 
 #[test]
 fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
-    for example in ["eks-blue-green", "asg-canary"] {
+    for example in ["eks-blue-green", "asg-canary", "ecs-service-pair"] {
         let config = repo(&format!("examples/{example}/deployer.toml"));
         let (code, out, err) = run(&["validate", "--config", config.to_str().unwrap()]);
         assert_eq!(code, 0, "{example}: {out}{err}");
     }
+    // Sized from the live side at run time: the plan says so and shows 10 units.
+    let pair = repo("examples/ecs-service-pair/deployer.toml");
+    let (code, out, err) = run(&["plan", "canary", "--config", pair.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("(ECS service, 10 units as an example: a run sizes it from the live side"),
+        "{out}"
+    );
     let config = repo("examples/asg-canary/deployer.toml");
     let config = config.to_str().unwrap();
     let (code, out, err) = run(&["plan", "rolling", "--service", "worker", "--config", config]);

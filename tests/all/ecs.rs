@@ -956,23 +956,21 @@ async fn with_the_local_backend_a_paused_run_keeps_its_lock_and_nobody_acts_besi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_longer_than_a_hooks_time_limit_does_not_count_against_it() {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let good = App::start(200, "ok");
     let env = EcsEnv::start(&[]).await;
-    let digest = probe_plugin(&env);
+    let wasm = env.dir.path().join("busy.wasm");
+    std::fs::copy(deployer_tests::components::BUSY_HOOK, &wasm).unwrap();
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
+    // The hook is the only gate where the pause lands: a request of an HTTP gate in
+    // flight during a pause may time out, which is a different matter.
     env.write(
-        &env.task_sets(&good.url, STEPS)
+        &env.config()
             .service("web", |s| {
-                s.hook(
-                    "probe",
-                    &["pre-traffic"],
-                    r#"{ mode = "busy", busy_ms = 2000 }"#,
-                )
+                env.task_set_web(s.health_timeout("5s"))
+                    .canary_steps(STEPS)
+                    .hook("busy", &["pre-traffic"], "{ ms = 2000 }")
             })
-            .hook_plugin("probe", "probe.wasm", &digest, |t| {
-                t.bool("clock", true)
-                    .bool("kv", true)
-                    .strs("http-allow", &["hooks.example.com"])
-                    .str("timeout", "3s")
+            .hook_plugin("busy", "busy.wasm", &digest, |t| {
+                t.bool("clock", true).str("timeout", "3s")
             }),
     );
     let mut run = env.spawn_captured(&["run", "canary", "--release", "web:2"]);
@@ -982,7 +980,7 @@ async fn a_pause_longer_than_a_hooks_time_limit_does_not_count_against_it() {
         while let Some(line) = lines.next_line().await.unwrap() {
             stderr.push_str(&line);
             stderr.push('\n');
-            if line.contains("[plugin probe] info: busy") {
+            if line.contains("[plugin busy] info: busy") {
                 return true;
             }
         }

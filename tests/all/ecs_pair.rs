@@ -109,3 +109,55 @@ async fn scaling_a_team_suspended_on_purpose_stays_suspended_after_a_deploy() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(env.scaling().await, [(0, 10, false), (2, 10, true)]);
 }
+
+/// `deployer validate --account` reads the account and changes nothing: a sound pair is
+/// reported with what is live; services listed in the wrong order for their target
+/// groups, and a pair where only one service has a scalable target, are errors at the
+/// service's target (exit 3) naming what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_with_the_account_checks_the_pair_behind_its_target_groups_and_its_scaling() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.write(&env.store(&good.url, "[{ weight = 50 }]"));
+    let (code, out, err) = env.deployer(&["validate", "--account"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("service `store`: store:1 is live on 7 unit(s), side by side; held still while it deploys: 2"),
+        "{out}"
+    );
+
+    env.write(
+        &env.store(&good.url, "[{ weight = 50 }]")
+            .service("store", |s| {
+                s.target(|t| t.strs("services", &["store-green", "store-blue"]))
+            }),
+    );
+    let (code, out, err) = env.deployer(&["validate", "--account"]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        err.contains("services.store.target") && err.contains("is not behind target group"),
+        "{err}"
+    );
+
+    env.clients
+        .app_autoscaling
+        .deregister_scalable_target()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .scalable_dimension(
+            aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount,
+        )
+        .resource_id("service/prod/store-green")
+        .send()
+        .await
+        .unwrap();
+    env.write(&env.store(&good.url, "[{ weight = 50 }]"));
+    let (code, out, err) = env.deployer(&["validate", "--account"]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("store-green has none"), "{err}");
+    // Nothing was changed by any of it.
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(
+        env.services().await,
+        [(7, "store:1".to_string()), (0, "store:1".to_string())]
+    );
+}

@@ -169,3 +169,79 @@ async fn sigkill_mid_canary_then_a_new_run_recovers_and_deploys() {
     assert_eq!(env.state("web-green").await, (image(2), 2, 2));
     assert_eq!(env.state("web-blue").await.1, 0);
 }
+
+/// A HorizontalPodAutoscaler (autoscaling/v1) named `name` scaling Deployment `target`.
+async fn hpa(env: &EksEnv, name: &str, target: &str) {
+    use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": target },
+            "minReplicas": 2, "maxReplicas": 10, "targetCPUUtilizationPercentage": 70
+        }
+    }))
+    .unwrap();
+    kube::Api::<HorizontalPodAutoscaler>::namespaced(env.extra.client.clone(), &env.extra.name)
+        .create(&Default::default(), &hpa)
+        .await
+        .unwrap();
+}
+
+/// Which Deployment HPA `name` scales.
+async fn hpa_target(env: &EksEnv, name: &str) -> String {
+    use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
+    kube::Api::<HorizontalPodAutoscaler>::namespaced(env.extra.client.clone(), &env.extra.name)
+        .get(name)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .scale_target_ref
+        .name
+}
+
+/// With an HPA on the live Deployment and no desired-count in the config, the new
+/// Deployment gets the replicas the HPA had set (3, not a number from the config), and
+/// at promotion the HPA is pointed at it, so the old one rests at 0 instead of being
+/// scaled back to the HPA's minimum. A second HPA on the idle Deployment is refused
+/// before anything changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_on_the_live_deployment_sizes_the_new_one_and_follows_it_at_promotion() {
+    let env = env("hpa").await;
+    let good = App::start(200, "ok");
+    hpa(&env, "web", "web-blue").await;
+    // What the HPA did under load: the live side runs 3.
+    let (code, out, err) = {
+        let api = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            env.extra.client.clone(),
+            &env.extra.name,
+        );
+        api.patch(
+            "web-blue",
+            &Default::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+        env.wait_ready("web-blue", 3).await;
+        env.write(
+            &env.deployments(&good.url, STEPS)
+                .service("web", |s| s.target(|t| t.remove("desired-count"))),
+        );
+        env.run("canary", "web", "shop/web:2").await
+    };
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.state("web-green").await, (image(2), 3, 3));
+    assert_eq!(env.state("web-blue").await.1, 0);
+    assert_eq!(hpa_target(&env, "web").await, "web-green");
+
+    hpa(&env, "web-idle", "web-blue").await;
+    let (code, out, err) = env.run("canary", "web", "shop/web:4").await;
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("both Deployments") && err.contains("HorizontalPodAutoscaler"),
+        "{out}\n{err}"
+    );
+    assert_eq!(env.state("web-green").await, (image(2), 3, 3));
+    assert_eq!(env.weights().await, (0, 100));
+}

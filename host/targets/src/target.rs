@@ -261,6 +261,68 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
     }
 }
 
+/// What `deployer validate --account` reports of a target, changing nothing: a line
+/// saying what was found, or the problems (each with its fix). `Err` only for errors
+/// that say nothing about the config (throttling, the network, credentials).
+///
+/// # Errors
+/// Transient AWS or cluster errors.
+pub async fn account_check(
+    access: &Access,
+    target: &TargetSpec,
+) -> Result<Result<String, Vec<String>>, DriverError> {
+    let shape = match inspect(access, target).await {
+        Ok(shape) => shape,
+        Err(DriverError::Failed(problem)) => return Ok(Err(vec![problem])),
+        Err(transient) => return Err(transient),
+    };
+    let mut problems = Vec::new();
+    if let TargetSpec::EcsPair {
+        cluster, services, ..
+    } = target
+    {
+        // Scaling belongs to whichever side is live, so both need it or neither.
+        let ids = services
+            .clone()
+            .map(|s| scaling::ecs_resource_id(cluster, &s));
+        let scalable = scaling::describe_scalable(&access.clients, &ids).await?;
+        if let [Some(_), None] | [None, Some(_)] = scalable.as_slice() {
+            let (has, lacks) = if scalable[0].is_some() {
+                (&services[0], &services[1])
+            } else {
+                (&services[1], &services[0])
+            };
+            problems.push(format!(
+                "ECS service {has} has an Application Auto Scaling scalable target and {lacks} has none; \
+                 after a deployment {lacks} is the live side and would not scale. Register one for \
+                 {lacks} with the same policies (docs/targets.md), or remove both"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(Err(problems));
+    }
+    let suspended = shape
+        .scaling
+        .as_ref()
+        .and_then(|s| Saved::from_journal(s).ok())
+        .map(|s| {
+            let n = s.scalable_targets.len() + s.groups.len();
+            format!("; held still while it deploys: {n} scalable target(s) or group(s)")
+        })
+        .unwrap_or_default();
+    Ok(Ok(format!(
+        "{} is live on {} unit(s), {}{suspended}",
+        shape.primary_release,
+        shape.live_units.unwrap_or(0),
+        if shape.side_by_side {
+            "side by side"
+        } else {
+            "updated in place"
+        }
+    )))
+}
+
 /// What is suspended on the scalable targets of these ECS services (those that have one).
 async fn ecs_scaling(
     clients: &Clients,

@@ -94,7 +94,13 @@ pub enum Command {
         desired: Option<u32>,
     },
     /// Check the config, every plugin and every strategy's parameters.
-    Validate,
+    Validate {
+        /// Also read the AWS account (and clusters) each service names, changing nothing:
+        /// the services, groups or Deployments exist and sit behind their target groups,
+        /// a live side carries the traffic, and a pair's scaling is set up alike.
+        #[arg(long)]
+        account: bool,
+    },
     /// Work with plugin components.
     Plugin {
         #[command(subcommand)]
@@ -147,7 +153,7 @@ impl Command {
             Command::Status { .. } => "status",
             Command::History { .. } => "history",
             Command::Plan { .. } => "plan",
-            Command::Validate => "validate",
+            Command::Validate { .. } => "validate",
             Command::Plugin { .. } => "plugin",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
@@ -345,7 +351,7 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             )
             .await
         }
-        Command::Validate => validate::run(&host()?, &cli.config).await,
+        Command::Validate { account } => validate::run(&host()?, &cli.config, account).await,
         Command::Plugin { command } => match command {
             PluginCommand::Inspect { component } => inspect::run(&component),
             PluginCommand::New {

@@ -11,7 +11,7 @@ use crate::exit::Outcome;
 
 /// Load every plugin and ask every strategy to check its parameters. All problems are
 /// reported together, each at its line.
-pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcome> {
+pub async fn run(host: &PluginHost, config_path: &Path, account: bool) -> anyhow::Result<Outcome> {
     let config = Config::load(config_path)?;
     let mut errors = Vec::new();
     for (name, plugin) in &config.plugins {
@@ -92,6 +92,9 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
     if !errors.is_empty() {
         return Err(ConfigErrors(errors).into());
     }
+    if account {
+        check_account(&config).await?;
+    }
     outln!(
         "{}: ok ({} service(s), {} plugin(s))",
         config.path.display(),
@@ -99,4 +102,39 @@ pub async fn run(host: &PluginHost, config_path: &Path) -> anyhow::Result<Outcom
         config.plugins.len()
     );
     Ok(Outcome::Success)
+}
+
+/// Read what each service names in the account, changing nothing; what is missing or
+/// set up wrong is an error at the service's `target`, all reported together.
+async fn check_account(config: &Config) -> anyhow::Result<()> {
+    let clients = super::setup::clients(config).await?;
+    let mut errors = Vec::new();
+    for (name, service) in &config.services {
+        let field = format!("services.{name}.target");
+        let access = match deployer_targets::target::connect(&clients, &service.spec.target).await {
+            Ok(access) => access,
+            Err(err) => {
+                errors.push(config.error_at_field(&field, err.to_string()));
+                continue;
+            }
+        };
+        match deployer_targets::target::account_check(&access, &service.spec.target).await {
+            Ok(Ok(found)) => outln!("service `{name}`: {found}"),
+            Ok(Err(problems)) => errors.extend(
+                problems
+                    .into_iter()
+                    .map(|p| config.error_at_field(&field, p)),
+            ),
+            // Throttling, no network, no credentials: not a problem of the config.
+            Err(err) => {
+                return Err(anyhow::Error::from(err)
+                    .context(format!("reading service `{name}` in the account")));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors).into())
+    }
 }

@@ -6,10 +6,19 @@
 //! two Deployments take turns, see [`crate::side_by_side`]; their pods sit behind the two
 //! target groups (AWS Load Balancer Controller TargetGroupBinding), whose pod readiness
 //! gates make "Ready" mean "healthy in the target group".
+//!
+//! HorizontalPodAutoscalers are not suspended: Kubernetes has no pause for one. In place,
+//! the rollout is Kubernetes's own and an HPA resizing it is safe. Side by side, the new
+//! Deployment is sized from the live one's replicas (what its HPA set), the HPA keeps
+//! scaling the live side during the deployment, and at promotion it is pointed at the new
+//! Deployment, so the old one can go to 0 and stay there.
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+// autoscaling/v1: served by every Kubernetes version deployer supports, and all a
+// scale target reference needs.
+use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -212,6 +221,78 @@ impl Slots for EksDeployments {
             return Ok(0); // changed under us: none of these pods run the release
         }
         Ok(ready_updated(&d))
+    }
+
+    async fn verify(&self, _target_groups: &[String; 2]) -> Result<(), DriverError> {
+        // One HPA follows the live Deployment (see `adopt`). An HPA on each would keep
+        // the idle one at its minReplicas, never at 0, serving nothing but costing pods.
+        let scaled = self.autoscaled().await?;
+        if self
+            .names
+            .iter()
+            .all(|n| scaled.iter().any(|(_, t)| t == n))
+        {
+            return Err(DriverError::Failed(format!(
+                "both Deployments {} and {} have a HorizontalPodAutoscaler; keep one, on the live \
+                 Deployment: deployer moves it to the new one when it promotes (an HPA on the idle \
+                 Deployment would hold it at its minReplicas instead of 0)",
+                self.names[0], self.names[1]
+            )));
+        }
+        Ok(())
+    }
+
+    async fn adopt(&self, new: &Slot, stable: &Slot) -> Result<(), DriverError> {
+        // The HPA scaling the live Deployment moves with the traffic, so it scales the
+        // release that serves; the old Deployment is then scaled to 0 and stays there.
+        for (hpa, target) in self.autoscaled().await? {
+            if target == stable.name {
+                self.hpas()
+                    .await?
+                    .patch(
+                        &hpa,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"scaleTargetRef": {"name": new.name}}})),
+                    )
+                    .await
+                    .map_err(|e| {
+                        classify(
+                            "pointing the HorizontalPodAutoscaler at the new Deployment",
+                            e,
+                        )
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EksDeployments {
+    async fn hpas(&self) -> Result<Api<HorizontalPodAutoscaler>, DriverError> {
+        Ok(Api::namespaced(
+            self.deployments.cluster.client().await?,
+            &self.deployments.namespace,
+        ))
+    }
+
+    /// (HPA, Deployment it scales) for the HPAs in the namespace that scale one of the
+    /// pair.
+    async fn autoscaled(&self) -> Result<Vec<(String, String)>, DriverError> {
+        let list = self
+            .hpas()
+            .await?
+            .list(&Default::default())
+            .await
+            .map_err(|e| classify("listing HorizontalPodAutoscalers", e))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|h| {
+                let target = h.spec?.scale_target_ref;
+                (target.kind == "Deployment" && self.names.contains(&target.name))
+                    .then(|| (h.metadata.name.unwrap_or_default(), target.name))
+            })
+            .collect())
     }
 }
 

@@ -5,7 +5,7 @@
 //! report what a WASI guest sees.
 
 use deployer_plugin_sdk::bindings::log::Level;
-use deployer_plugin_sdk::hook::{HookContext, clock, http, kv, result};
+use deployer_plugin_sdk::hook::{HookContext, http, kv, result};
 use deployer_plugin_sdk::{GateResult, GateStatus, Hook, PluginInfo};
 use serde::Deserialize;
 
@@ -30,12 +30,8 @@ struct Params {
     body_bytes: u32,
     #[serde(default)]
     remember: Option<String>,
-    /// For "busy": how long to compute, by the granted clock.
-    #[serde(default)]
-    busy_ms: u64,
     /// Misbehave instead: "loop", "trap", "oom", "huge", "fill" (the kv store, until
-    /// refused); "busy" (log "busy", then compute for `busy_ms` by the clock and pass);
-    /// or "log" (log `message`, then
+    /// refused); or "log" (log `message`, then
     /// `token`), "detail" (fail with `message` as the gate detail), "probe" (report what
     /// the environment shows: env, args, files, sockets to `connect`, the clock).
     #[serde(default)]
@@ -69,14 +65,6 @@ impl Hook for Probe {
                 std::hint::black_box(());
             },
             Some("trap") => panic!("deliberate trap"),
-            Some("busy") => {
-                deployer_plugin_sdk::log(Level::Info, "busy");
-                let until = clock::now_ms().saturating_add(params.busy_ms);
-                while clock::now_ms() < until {
-                    std::hint::black_box(());
-                }
-                return result("probe", GateStatus::Pass, "busy, then done");
-            }
             Some("oom") => {
                 let mut hoard = Vec::new();
                 loop {
