@@ -161,3 +161,54 @@ async fn validate_with_the_account_checks_the_pair_behind_its_target_groups_and_
         [(7, "store:1".to_string()), (0, "store:1".to_string())]
     );
 }
+
+/// AWS refuses the restore of the services' scaling when a run ends (access denied on
+/// exactly the calls that put the suspended flags back): the run says what is left
+/// suspended and does not call the deployment finished. With the permission back, the
+/// next `deployer run` of the release finds the deployment unfinished, completes it and
+/// restores the scaling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_restore_leaves_the_deployment_unfinished_and_the_next_run_restores_scaling() {
+    use deployer_tests::support::fault_proxy::{ALWAYS, Fault, FaultProxy};
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    let proxy = FaultProxy::start(&env.moto.endpoint).await;
+    env.write(
+        &env.store(&good.url, "[{ weight = 50 }]")
+            .aws(&proxy.endpoint),
+    );
+    proxy.arm_matching(
+        "RegisterScalableTarget",
+        "\"DynamicScalingInSuspended\":false",
+        Fault::AccessDenied,
+        0,
+        ALWAYS,
+    );
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "store:2"])
+        .await;
+    assert!(code != 0 && code != 1, "{code}: {out}\n{err}");
+    assert!(
+        err.contains("restoring the service's own scaling failed")
+            && err.contains("AccessDenied")
+            && err.contains("next `deployer run` or `deployer rollback`"),
+        "{err}"
+    );
+    assert_eq!(
+        env.weights().await,
+        (0, 100),
+        "the release itself was promoted"
+    );
+    let [(_, _, blue_held), (_, _, green_held)] = env.scaling().await;
+    assert!(blue_held && green_held, "{:?}", env.scaling().await);
+
+    proxy.disarm("RegisterScalableTarget");
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "store:2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.scaling().await, [(0, 10, false), (2, 10, false)]);
+    assert_eq!(env.weights().await, (0, 100));
+    let (_, history, _) = env.deployer(&["history"]).await;
+    assert_eq!(history.matches("promoted").count(), 1, "{history}");
+}
