@@ -22,7 +22,7 @@ async fn an_autoscaled_pair_is_canaried_at_its_live_size_with_scaling_held_still
         &good.url,
         r#"[{ weight = 10, bake = "3s" }, { weight = 50 }]"#,
     ));
-    assert_eq!(env.scaling().await, [(2, 10, false), (2, 10, false)]);
+    assert_eq!(env.scaling().await, [(2, 10, false), (0, 10, false)]);
 
     let run = env.spawn_captured(&["run", "canary", "--release", "store:2"]);
     env.wait_for_weights(NO_TRAFFIC, |(_, green)| green > 0)
@@ -77,7 +77,7 @@ async fn a_pair_run_killed_mid_canary_leaves_scaling_suspended_until_rollback_re
     );
     assert_eq!(
         env.scaling().await,
-        [(2, 10, false), (2, 10, false)],
+        [(2, 10, false), (0, 10, false)],
         "the rollback put the services' scaling back as the killed run found it"
     );
 }
@@ -136,6 +136,27 @@ async fn validate_with_the_account_checks_the_pair_behind_its_target_groups_and_
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(
         err.contains("services.store.target") && err.contains("is not behind target group"),
+        "{err}"
+    );
+
+    // An idle side whose autoscaler may start tasks.
+    env.clients
+        .app_autoscaling
+        .register_scalable_target()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .scalable_dimension(
+            aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount,
+        )
+        .resource_id("service/prod/store-green")
+        .min_capacity(2)
+        .send()
+        .await
+        .unwrap();
+    env.write(&env.store(&good.url, "[{ weight = 50 }]"));
+    let (code, out, err) = env.deployer(&["validate", "--account"]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        err.contains("store-green is idle but its scalable target's minimum capacity is 2"),
         "{err}"
     );
 

@@ -4,8 +4,9 @@ Terraform made it: no `deployment_controller` block (the ECS controller), Fargat
 behind an ALB, scaled by Application Auto Scaling between 2 and 10 tasks on CPU, at 7
 tasks now. To deploy it side by side it is a pair: `store-blue` (live, 7 tasks, behind
 `store-blue`'s target group, which the listener sends 100% of traffic) and `store-green`
-(idle, 0 tasks, behind `store-green`), each with its own scalable target and
-target-tracking policy, as a Terraform `for_each` over both makes them. Task definition
+(idle, 0 tasks, behind `store-green`), each with its own scalable target (2–10 on the
+live side, 0–10 on the idle one) and target-tracking policy, as the Terraform sketch in
+docs/targets.md makes them. Task definition
 `store:1` has an app container with environment and secrets and a log-router sidecar.
 
 Usage: python moto_pair_world.py ENDPOINT  -> prints the ARNs as JSON.
@@ -53,7 +54,8 @@ for revision in (1, 2, 3):
         ],
     )
 network = {"awsvpcConfiguration": {"subnets": subnets, "securityGroups": []}}
-for name, tg, count in (("store-blue", blue, 7), ("store-green", green, 0)):
+# The idle side's minimum is 0 (docs/targets.md), or the autoscaler could start tasks there.
+for name, tg, count, minimum in (("store-blue", blue, 7, 2), ("store-green", green, 0, 0)):
     ecs.create_service(
         cluster="prod", serviceName=name, taskDefinition="store:1", desiredCount=count, launchType="FARGATE",
         networkConfiguration=network,
@@ -62,7 +64,7 @@ for name, tg, count in (("store-blue", blue, 7), ("store-green", green, 0)):
     resource = f"service/prod/{name}"
     aas.register_scalable_target(
         ServiceNamespace="ecs", ResourceId=resource, ScalableDimension="ecs:service:DesiredCount",
-        MinCapacity=2, MaxCapacity=10,
+        MinCapacity=minimum, MaxCapacity=10,
     )
     aas.put_scaling_policy(
         PolicyName=f"{name}-cpu", ServiceNamespace="ecs", ResourceId=resource,

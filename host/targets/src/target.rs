@@ -286,6 +286,27 @@ pub async fn account_check(
             .clone()
             .map(|s| scaling::ecs_resource_id(cluster, &s));
         let scalable = scaling::describe_scalable(&access.clients, &ids).await?;
+        // The idle service: the one the traffic is not on, i.e. not running the live release.
+        let slots = EcsServices {
+            clients: access.clients.clone(),
+            cluster: cluster.clone(),
+            names: services.clone(),
+        };
+        let read = side_by_side::Slots::read(&slots).await?;
+        for (i, slot) in read.iter().enumerate() {
+            let idle = slot.desired == 0;
+            if let (true, Some(target)) = (idle, &scalable[i])
+                && target.min > 0
+            {
+                problems.push(format!(
+                    "ECS service {} is idle but its scalable target's minimum capacity is {}: Application \
+                     Auto Scaling may start tasks there that serve nothing, and a deployment refuses an idle \
+                     side with tasks. Set its minimum to 0 (deployer moves the live side's bounds to the new \
+                     service at each promotion; docs/targets.md)",
+                    slot.name, target.min
+                ));
+            }
+        }
         if let [Some(_), None] | [None, Some(_)] = scalable.as_slice() {
             let (has, lacks) = if scalable[0].is_some() {
                 (&services[0], &services[1])
