@@ -8,6 +8,7 @@ pub mod calls;
 pub mod ecs;
 pub mod ecs_rolling;
 pub mod eks_token;
+pub mod images;
 pub mod metrics;
 
 use aws_config::BehaviorVersion;
@@ -27,6 +28,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub eks: aws_sdk_eks::Client,
+    /// Launch template versions (`--image ami-…`).
+    pub ec2: aws_sdk_ec2::Client,
     /// The resolved SDK config (credentials and region), for presigning EKS tokens.
     pub config: aws_config::SdkConfig,
     /// Every call these clients make, counted.
@@ -98,6 +101,12 @@ impl Clients {
             ),
             eks: aws_sdk_eks::Client::from_conf(
                 aws_sdk_eks::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&config)
                     .interceptor(calls.clone())
                     .retry_partition(account.clone())
                     .build(),
