@@ -90,6 +90,15 @@ impl Images {
     }
 }
 
+/// A refused value as a message quotes it: the first 100 characters (it may be
+/// megabytes long).
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(100) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
+    }
+}
+
 /// ECS's rule for container names: 1 to 255 letters, digits, hyphens and underscores.
 fn check_container(value: &str, container: &str) -> Result<(), String> {
     if container.is_empty()
@@ -98,6 +107,7 @@ fn check_container(value: &str, container: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
+        let (value, container) = (shown(value), shown(container));
         return Err(format!(
             "--image `{value}`: `{container}` is not a container name (ECS allows 1 to 255 letters, \
              digits, hyphens and underscores); write --image CONTAINER=IMAGE"
@@ -115,6 +125,7 @@ fn check_image(value: &str, image: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_:./#@".contains(&b))
     {
+        let (value, image) = (shown(value), shown(image));
         return Err(format!(
             "--image `{value}`: `{image}` is not an image reference (1 to 255 letters, digits and \
              - _ : . / # @, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/web:sha-3f2a1c)"
@@ -516,17 +527,39 @@ mod tests {
                 ("log".into(), "fluent:2".into())
             ]))
         );
+        let long = format!("app={}", "x".repeat(100_000));
         for (values, words) in [
+            (vec![long.as_str()], "is not an image reference"),
             (vec!["a:1", "b:2"], "name each container"),
             (vec!["a:1", "app=b:2"], "name each container"),
             (vec!["app=a:1", "app=b:2"], "named twice"),
             (vec!["=a:1"], "is not a container name"),
             (vec!["app="], "is not an image reference"),
             (vec!["web latest"], "is not an image reference"),
+            (vec!["app=x\n::error::forged"], "is not an image reference"),
         ] {
             let err = Images::parse(&strings(&values)).unwrap_err();
             assert!(err.contains(words), "{values:?}: {err}");
+            assert!(err.len() < 600, "{err}");
             assert!(err.contains("--image"), "{err}");
+        }
+    }
+
+    #[test]
+    fn on_eks_the_image_is_the_release_and_only_the_targets_container_may_be_named() {
+        let one = Images::One("shop/web:2".into());
+        assert_eq!(image_release("", None, &one).unwrap().release, "shop/web:2");
+        let named = |c: &str| Images::Named(vec![(c.into(), "shop/web:2".into())]);
+        let made = image_release("", Some("web"), &named("web")).unwrap();
+        assert_eq!(
+            (made.release.as_str(), made.made),
+            ("shop/web:2", Made::Image)
+        );
+        for (container, images) in [(Some("web"), named("envoy")), (None, named("web"))] {
+            let err = image_release("", container, &images)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("write --image IMAGE"), "{err}");
         }
     }
 
