@@ -37,6 +37,7 @@ mod examples;
 mod faults;
 mod gates;
 mod hostile;
+mod images;
 mod journal_faults;
 mod output_streams;
 mod plan;

@@ -20,6 +20,10 @@ PRIMARY deployment (the old one turns ACTIVE), which then completes — or, for 
 definitions listed in MOTO_ECS_BROKEN (comma-separated, e.g. "web:3"), fails the way
 the deployment circuit breaker reports it.
 
+EC2: launch template versions from a source version. moto ignores
+CreateLaunchTemplateVersion's SourceVersion and stores only the data given; AWS starts
+from the source version's data and overrides what is given. This does as AWS does.
+
 ALB: listener and rule actions as a live load balancer reports and refuses them.
 
 moto keeps every action field it is given (authentication configs, Order, forward
@@ -31,12 +35,14 @@ both). This refuses and reports as AWS does.
 
 Usage: python moto_ecs.py PORT
 """
+import copy
 import os
 import sys
 import time
 
 from moto.autoscaling import models as autoscaling
 from moto.autoscaling.models import autoscaling_backends
+from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ecs.models import ecs_backends
 from moto.elbv2 import models as elbv2
 from moto.elbv2.exceptions import ELBClientError
@@ -95,6 +101,31 @@ def _action_as_alb_takes_it(self, data):
 
 
 elbv2.FakeAction.__init__ = _action_as_alb_takes_it
+
+_create_version = LaunchTemplates.create_launch_template_version
+
+
+def _create_version_from_source(self):
+    """The source version's data, overridden top-level key by key by what is given."""
+    source = self._get_param("SourceVersion")
+    if source:
+        name, template_id = self._get_param("LaunchTemplateName"), self._get_param("LaunchTemplateId")
+        template = (
+            self.ec2_backend.get_launch_template_by_name(name) if name else self.ec2_backend.get_launch_template(template_id)
+        )
+        data = copy.deepcopy(template.get_version(source).data)
+        given = self._get_param
+
+        def merged(param, default=None):
+            if param == "LaunchTemplateData":
+                return dict(data, **(given(param, {}) or {}))
+            return given(param, default)
+
+        self._get_param = merged
+    return _create_version(self)
+
+
+LaunchTemplates.create_launch_template_version = _create_version_from_source
 autoscaling.InstanceState.launch_template = property(lambda self: self._launched_version)
 
 

@@ -67,7 +67,30 @@ pub enum TargetSpec {
     },
 }
 
+/// What a release of a target is, which decides how `--release` is pinned and what
+/// `--image` makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseKind {
+    /// An ECS task definition revision (`web:7`).
+    TaskDefinition,
+    /// A launch template version (`web:3`).
+    LaunchTemplateVersion,
+    /// A container image (the image is the release).
+    Image,
+}
+
 impl TargetSpec {
+    /// What this target's releases are.
+    pub fn release_kind(&self) -> ReleaseKind {
+        match self {
+            TargetSpec::Ecs { .. } | TargetSpec::EcsPair { .. } => ReleaseKind::TaskDefinition,
+            TargetSpec::AsgPair { .. } | TargetSpec::AsgOne { .. } => {
+                ReleaseKind::LaunchTemplateVersion
+            }
+            TargetSpec::EksPair { .. } | TargetSpec::EksOne { .. } => ReleaseKind::Image,
+        }
+    }
+
     /// Units of the service at full size, as configured; `None`: sized from what the
     /// live side runs when a deployment begins.
     pub fn desired(&self) -> Option<u32> {

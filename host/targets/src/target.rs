@@ -15,10 +15,11 @@ use crate::aws::ecs::EcsTaskSets;
 use crate::aws::ecs_pair::EcsServices;
 use crate::aws::ecs_rolling::EcsRolling;
 use crate::aws::scaling::{self, Saved};
+use crate::aws::images::{self, ImageError, ImageRelease, Images};
 use crate::k8s::Cluster;
 use crate::k8s::deployments::{Deployments, EksDeployments, EksRolling};
 use crate::side_by_side::{self, SideBySide};
-use crate::spec::{ServiceSpec, TargetSpec, TrafficSpec};
+use crate::spec::{ReleaseKind, ServiceSpec, TargetSpec, TrafficSpec};
 
 /// How often drivers poll the target for progress, at most.
 const POLL: Duration = Duration::from_secs(2);
@@ -79,9 +80,9 @@ impl ServiceTarget {
     /// # Errors
     /// No such task definition; AWS errors.
     pub async fn pin_release(&self, release: &str) -> Result<String, DriverError> {
-        let (TargetSpec::Ecs { .. } | TargetSpec::EcsPair { .. }) = &self.service.target else {
+        if self.service.target.release_kind() != ReleaseKind::TaskDefinition {
             return Ok(release.to_string());
-        };
+        }
         let last = release.rsplit('/').next().unwrap_or(release);
         let pinned = last.rsplit_once(':').is_some_and(|(_, revision)| {
             !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
@@ -108,6 +109,36 @@ impl ServiceTarget {
             _ => Err(DriverError::Failed(format!(
                 "ECS did not say which revision `{release}` is"
             ))),
+        }
+    }
+}
+
+impl ServiceTarget {
+    /// The release `deployer run --image` deploys: the live release with only these
+    /// images changed (see [`images`]), registered or reused, pinned. Made before the
+    /// engine runs, so it is journaled like any `--release`.
+    ///
+    /// # Errors
+    /// Refused when the images do not fit the live release; AWS errors.
+    pub async fn release_from_images(&self, wanted: &Images) -> Result<ImageRelease, ImageError> {
+        let clients = &self.access.clients;
+        match self.service.target.release_kind() {
+            ReleaseKind::TaskDefinition => {
+                let live = self.inspect().await?.primary_release;
+                images::register_image_release(clients, &live, wanted).await
+            }
+            ReleaseKind::LaunchTemplateVersion => {
+                let live = self.inspect().await?.primary_release;
+                images::launch_template_release(clients, &live, wanted).await
+            }
+            ReleaseKind::Image => {
+                let container = match &self.service.target {
+                    TargetSpec::EksPair { container, .. }
+                    | TargetSpec::EksOne { container, .. } => container.as_deref(),
+                    _ => None,
+                };
+                images::image_release("", container, wanted)
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::exit::Outcome;
              with strategies and hooks as sandboxed WebAssembly components.",
     after_help = "Examples:\n  \
                   deployer run canary --release web:42 --service web\n  \
+                  deployer run canary --image app=repo/web:sha-3f2a1c --service web\n  \
                   deployer rollback --service web\n  \
                   deployer status --service web\n  \
                   deployer plan canary --config examples/ecs-canary/deployer.toml\n  \
@@ -55,11 +56,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Deploy a new release with a strategy (canary, blue-green, rolling or a plugin).
+    #[command(group(clap::ArgGroup::new("what").args(["release", "image"]).required(true)))]
     Run {
         strategy: String,
-        /// The release to deploy: an ECS task definition (`web:42` or its ARN).
+        /// The release to deploy: an ECS task definition (`web:42` or its ARN), a launch
+        /// template version (`web:3`) or, on EKS, an image.
         #[arg(long)]
-        release: String,
+        release: Option<String>,
+        /// Deploy an image instead: the live release with only this image changed (ECS: a
+        /// new task definition revision; Auto Scaling: a launch template version with
+        /// this AMI). Repeat as CONTAINER=IMAGE for several containers.
+        #[arg(long, value_name = "[CONTAINER=]IMAGE")]
+        image: Vec<String>,
         #[arg(long)]
         service: Option<String>,
     },
@@ -369,15 +377,21 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
         Command::Run {
             strategy,
             release,
+            image,
             service,
         } => {
+            // The argument group lets exactly one of the two through.
+            let wanted = match release {
+                Some(release) => run::Wanted::Release(release),
+                None => run::Wanted::Images(image),
+            };
             run::run(
                 reporter,
                 &host()?,
                 &cli.config,
                 &strategy,
                 service.as_deref(),
-                &release,
+                &wanted,
             )
             .await
         }

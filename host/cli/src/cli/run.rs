@@ -11,6 +11,7 @@ use deployer_engine::redact::printable;
 use deployer_engine::rollout::{DeployRequest, Deployed, Engine, EngineError, Parts, Report};
 use deployer_engine::state::DeployResult;
 use deployer_plugin_host::PluginHost;
+use deployer_targets::aws::images::{ImageError, Images, Made};
 use deployer_targets::target::ServiceTarget;
 use tokio_util::sync::CancellationToken;
 
@@ -72,33 +73,36 @@ pub fn engine_error(
     }
 }
 
+/// What `deployer run` deploys: a release as named, or one made from images.
+#[derive(Clone, Debug)]
+pub enum Wanted {
+    /// `--release`.
+    Release(String),
+    /// `--image`, each value as given.
+    Images(Vec<String>),
+}
+
 pub async fn run(
     reporter: &Arc<Reporter>,
     host: &PluginHost,
     config_path: &Path,
     strategy_name: &str,
     service: Option<&str>,
-    release: &str,
+    wanted: &Wanted,
 ) -> anyhow::Result<Outcome> {
     // Begun first, so that even bad input gets its summary.
     reporter.begin("run", service);
+    // `--image` values are checked before anything is read: they stand on their own.
+    let images = match wanted {
+        Wanted::Release(_) => None,
+        Wanted::Images(values) => Some(Images::parse(values).map_err(crate::exit::BadInput)?),
+    };
     let config = Config::load(config_path)?;
     reporter.secrets.add_config(&config);
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     reporter.begin("run", Some(service_name));
-    // A release names a task definition, an image or a version: one printable line.
-    if release.is_empty()
-        || release.len() > 1024
-        || release
-            .chars()
-            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
-    {
-        return Err(crate::exit::BadInput(format!(
-            "--release `{}` is not a release: it must be 1 to 1024 characters on one line, \
-             e.g. web:42, a task definition ARN or an image reference",
-            printable(&release.chars().take(100).collect::<String>())
-        ))
-        .into());
+    if let Wanted::Release(release) = wanted {
+        check_release(release)?;
     }
     let (strategy, _, params) =
         setup::strategy(host, &config, service_name, service, strategy_name).await?;
@@ -108,27 +112,11 @@ pub async fn run(
     let store = setup::store(&config, &clients, reporter);
     setup::read_state_first(&store, service_name).await?;
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
-    let pinned = match target.pin_release(release).await {
-        Ok(pinned) => pinned,
-        // ECS says it has no such task definition: the argument is wrong.
-        Err(err) if err.to_string().contains("ClientException") => {
-            return Err(crate::exit::BadInput(format!(
-                "--release `{}`: {err}\n  fix: name a registered task definition revision, \
-                 e.g. web:42 (see `aws ecs list-task-definitions`)",
-                printable(release)
-            ))
-            .into());
-        }
-        Err(err) => {
-            return Err(anyhow::Error::from(err)
-                .context(format!("checking release `{}`", printable(release))));
-        }
+    let pinned = match (wanted, &images) {
+        (_, Some(images)) => release_from_images(reporter, &target, images).await?,
+        (Wanted::Release(release), None) => pin(reporter, &target, release).await?,
+        (Wanted::Images(_), None) => unreachable!("images are parsed above"),
     };
-    if pinned != release {
-        reporter.line(&format!(
-            "release {release} is {pinned} now: deploying {pinned}"
-        ));
-    }
     let release = pinned.as_str();
     let events = |event: &Event<'_>| reporter.event(event);
     let engine = Engine::new(Parts {
@@ -178,4 +166,88 @@ pub async fn run(
             Ok(Outcome::Success)
         }
     }
+}
+
+/// A release names a task definition, an image or a version: one printable line.
+fn check_release(release: &str) -> Result<(), crate::exit::BadInput> {
+    if release.is_empty()
+        || release.len() > 1024
+        || release
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        return Err(crate::exit::BadInput(format!(
+            "--release `{}` is not a release: it must be 1 to 1024 characters on one line, \
+             e.g. web:42, a task definition ARN or an image reference",
+            printable(&release.chars().take(100).collect::<String>())
+        )));
+    }
+    Ok(())
+}
+
+/// `--release` as the exact revision it names now (see [`ServiceTarget::pin_release`]).
+async fn pin(reporter: &Reporter, target: &ServiceTarget, release: &str) -> anyhow::Result<String> {
+    let pinned = match target.pin_release(release).await {
+        Ok(pinned) => pinned,
+        // ECS says it has no such task definition: the argument is wrong.
+        Err(err) if err.to_string().contains("ClientException") => {
+            return Err(crate::exit::BadInput(format!(
+                "--release `{}`: {err}\n  fix: name a registered task definition revision, \
+                 e.g. web:42 (see `aws ecs list-task-definitions`)",
+                printable(release)
+            ))
+            .into());
+        }
+        Err(err) => {
+            return Err(anyhow::Error::from(err)
+                .context(format!("checking release `{}`", printable(release))));
+        }
+    };
+    if pinned != release {
+        reporter.line(&format!(
+            "release {release} is {pinned} now: deploying {pinned}"
+        ));
+    }
+    Ok(pinned)
+}
+
+/// The release `--image` makes, registered (or reused) before anything is journaled,
+/// so the run deploys and journals a pinned release like any `--release`.
+async fn release_from_images(
+    reporter: &Reporter,
+    target: &ServiceTarget,
+    images: &Images,
+) -> anyhow::Result<String> {
+    let made = match target.release_from_images(images).await {
+        Ok(made) => made,
+        Err(ImageError::Refused(message)) => {
+            return Err(crate::exit::BadInput(printable(&message).into_owned()).into());
+        }
+        Err(ImageError::Driver(err)) => {
+            return Err(anyhow::Error::from(err).context(format!(
+                "making a release from --image {}",
+                printable(&images.describe())
+            )));
+        }
+    };
+    let line = match made.made {
+        Made::Registered => Some(format!(
+            "registered {} from {} with image {}",
+            made.release, made.from, made.images
+        )),
+        Made::Reused => Some(format!(
+            "reusing {}: it is {} with image {} already (registered earlier), so nothing is registered",
+            made.release, made.from, made.images
+        )),
+        Made::Live => Some(format!(
+            "{} already runs image {}: nothing to register",
+            made.release, made.images
+        )),
+        Made::Image => None,
+    };
+    if let Some(line) = line {
+        reporter.line(&line);
+    }
+    reporter.image_release(&made);
+    Ok(made.release)
 }

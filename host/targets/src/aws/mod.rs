@@ -9,6 +9,7 @@ pub mod ecs;
 pub mod ecs_pair;
 pub mod ecs_rolling;
 pub mod eks_token;
+pub mod images;
 pub mod metrics;
 pub mod scaling;
 
@@ -31,6 +32,8 @@ pub struct Clients {
     pub eks: aws_sdk_eks::Client,
     /// Application Auto Scaling: the scalable targets of ECS services.
     pub app_autoscaling: aws_sdk_applicationautoscaling::Client,
+    /// Launch template versions (`--image ami-…`).
+    pub ec2: aws_sdk_ec2::Client,
     /// The resolved SDK config (credentials and region), for presigning EKS tokens.
     pub config: aws_config::SdkConfig,
     /// Every call these clients make, counted.
@@ -108,6 +111,12 @@ impl Clients {
             ),
             app_autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(
                 aws_sdk_applicationautoscaling::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&config)
                     .interceptor(calls.clone())
                     .retry_partition(account.clone())
                     .build(),

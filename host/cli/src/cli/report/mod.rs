@@ -30,6 +30,7 @@ use deployer_engine::events::Event;
 use deployer_engine::redact::printable;
 use deployer_engine::rollout::Report;
 use deployer_targets::aws::CallCounter;
+use deployer_targets::aws::images::{ImageRelease, Made};
 
 pub use summary::{
     ApiCalls, GateSummary, GateWord, StepSummary, Summary, SummaryResult, summary_schema,
@@ -237,6 +238,24 @@ impl Reporter {
             &scrub,
         );
         out!("{text}");
+    }
+
+    /// The release `--image` made, for the summary.
+    pub fn image_release(&self, made: &ImageRelease) {
+        let scrub = |text: &str| self.secrets.scrub(text);
+        self.lock()
+            .fold
+            .image_release(summary::ImageReleaseSummary {
+                made: match made.made {
+                    Made::Registered => summary::ImageMade::Registered,
+                    Made::Reused => summary::ImageMade::Reused,
+                    Made::Live => summary::ImageMade::Live,
+                    Made::Image => summary::ImageMade::Image,
+                },
+                release: scrub(&made.release),
+                from: scrub(&made.from),
+                images: scrub(&made.images),
+            });
     }
 
     /// A plain message on stdout (text output only).

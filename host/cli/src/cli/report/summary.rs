@@ -34,6 +34,8 @@ pub struct Summary {
     pub new_release: Option<String>,
     /// An unfinished earlier deployment that was recovered first.
     pub recovered: Option<String>,
+    /// The release `--image` made (absent for `--release`).
+    pub image_release: Option<ImageReleaseSummary>,
     pub rollback_reason: Option<String>,
     /// The last verified share of traffic on the new release.
     pub traffic_new_percent: Option<u8>,
@@ -43,6 +45,32 @@ pub struct Summary {
     /// AWS API calls made (every attempt, retries included).
     pub aws_api_calls: Option<ApiCalls>,
     pub steps: Vec<StepSummary>,
+}
+
+/// How `--image` came to its release.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ImageReleaseSummary {
+    pub made: ImageMade,
+    /// The release deployed (`web:8`, `web:4`, or the image on EKS).
+    pub release: String,
+    /// The live release it was made from (empty on EKS, where the image is the release).
+    pub from: String,
+    /// The images asked for: `container=image`, or the image alone.
+    pub images: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageMade {
+    /// Registered by this run (a task definition revision, a launch template version).
+    Registered,
+    /// The newest revision was exactly this already (an earlier attempt's): reused.
+    Reused,
+    /// The live release runs these images already.
+    Live,
+    /// EKS: the image is the release.
+    Image,
 }
 
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
@@ -146,6 +174,11 @@ impl Default for SummaryFold {
 impl SummaryFold {
     pub fn summary(&self) -> &Summary {
         &self.summary
+    }
+
+    /// The release `--image` made.
+    pub fn image_release(&mut self, made: ImageReleaseSummary) {
+        self.summary.image_release = Some(made);
     }
 
     /// Which command and service the summary describes.
