@@ -48,3 +48,4 @@ mod quickstart;
 mod releases;
 mod rollback_output;
 mod rollout;
+mod side_gates;
