@@ -402,6 +402,8 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             }
             if let Some(text) = period
                 && let Ok(period) = parse_duration(text)
+                // Shorter ones are refused by the floor above, with its own message.
+                && period >= Duration::from_secs(60)
                 && period.as_millis() % 60_000 != 0
             {
                 problems.push(format!(
@@ -597,5 +599,59 @@ mod tests {
             found[0].starts_with("max-latency: `0ms` is zero"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn alb_gate_values_are_checked_with_their_ranges() {
+        let alb = |keys: &str| -> Vec<String> {
+            let gate: GateConfig =
+                toml::from_str(&format!("kind = \"alb\"\nat = [\"bake\"]\n{keys}")).unwrap();
+            gate_problems(&gate)
+        };
+        assert!(alb("max-5xx-percent = 5.0").is_empty());
+        assert!(alb("relative-to-stable = 0.0\nperiod = \"2m\"\nwindow = \"1m\"").is_empty());
+        let found = alb("");
+        assert!(
+            found[0].starts_with("checks nothing: set at least one of max-5xx-percent"),
+            "{found:?}"
+        );
+        for (keys, says) in [
+            (
+                "max-5xx-percent = 100.5",
+                "max-5xx-percent = 100.5 is out of range",
+            ),
+            (
+                "max-5xx-percent = -1.0",
+                "max-5xx-percent = -1 is out of range",
+            ),
+            (
+                "relative-to-stable = nan",
+                "relative-to-stable = NaN is out of range",
+            ),
+            (
+                "max-5xx-percent = 5.0\nmin-requests = 0",
+                "min-requests = 0 is out of range: it must be 1 to 1000000000",
+            ),
+            (
+                "min-healthy-hosts = 10001",
+                "min-healthy-hosts = 10001 is out of range: it must be 1 to 10000",
+            ),
+            (
+                "max-5xx-percent = 5.0\nperiod = \"90s\"",
+                "period: `90s` is not whole minutes",
+            ),
+            (
+                "max-5xx-percent = 5.0\nperiod = \"30s\"",
+                "period: `30s` is too short",
+            ),
+            (
+                "max-response-time = \"0s\"",
+                "max-response-time: `0s` is zero",
+            ),
+        ] {
+            let found = alb(keys);
+            assert_eq!(found.len(), 1, "{keys}: {found:?}");
+            assert!(found[0].starts_with(says), "{keys}: {found:?}");
+        }
     }
 }
