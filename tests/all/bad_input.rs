@@ -823,3 +823,91 @@ fn a_strategy_without_its_table_is_named_at_the_service() {
         );
     }
 }
+
+/// Gate placeholders are checked with the config: an unknown one, and a side's target
+/// group (or an ALB gate) on a service with no traffic table, are refused by `validate`
+/// at their fields with the list of placeholders, before any call.
+#[test]
+fn unknown_placeholders_and_side_placeholders_without_traffic_are_refused_at_their_fields() {
+    let (endpoint, connections) = counting_endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deployer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[aws]
+region = "us-east-1"
+endpoint-url = "{endpoint}"
+
+[services.web.target]
+kind = "ecs"
+cluster = "c"
+service = "web"
+desired-count = 4
+
+[services.web.traffic]
+listener-arn = "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1"
+target-groups = [
+    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+]
+
+[[services.web.gates]]
+kind = "alarm"
+at = ["post-traffic"]
+alarms = ["web-5xx", "{{new-tg}}-5xx"]
+
+[services.api.target]
+kind = "ecs"
+cluster = "c"
+service = "api"
+desired-count = 2
+
+[[services.api.gates]]
+kind = "metric"
+at = ["bake"]
+namespace = "AWS/ApplicationELB"
+metric = "HTTPCode_Target_5XX_Count"
+dimensions = {{ TargetGroup = "{{new-target-group}}", Service = "{{service}}" }}
+max = 10.0
+
+[[services.api.gates]]
+kind = "alb"
+at = ["bake"]
+max-5xx-percent = 5.0
+
+[[services.api.gates]]
+kind = "http"
+at = ["post-traffic"]
+url = "http://127.0.0.1:9/{{service}}/{{new-release}}"
+"#
+        ),
+    )
+    .unwrap();
+    let out = plain()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let list = "the placeholders are {new-target-group}, {stable-target-group}, \
+                {new-target-group-name}, {stable-target-group-name}, {load-balancer}, \
+                {service}, {new-release}, {stable-release}";
+    for expected in [
+        "deployer.toml:21:22: services.web.gates[0].alarms[1]: `{new-tg}-5xx`: unknown placeholder `{new-tg}`",
+        list,
+        "services.api.gates[0].dimensions.TargetGroup: `{new-target-group}`: placeholder \
+         `{new-target-group}` names a side's target group, but service `api` has no \
+         [services.api.traffic] table",
+        "without a traffic table only {service}, {new-release}, {stable-release} can be used",
+        "services.api.gates[1].kind: kind = \"alb\" watches the new side's target group, but \
+         service `api` has no [services.api.traffic] table",
+    ] {
+        assert!(stderr.contains(expected), "`{expected}` in {stderr}");
+    }
+    // The service and release placeholders need no sides: the metric gate's `Service`
+    // and the HTTP gate are fine.
+    assert_eq!(stderr.matches("deployer.toml:").count(), 3, "{stderr}");
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}

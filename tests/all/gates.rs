@@ -28,6 +28,7 @@ fn ctx() -> GateContext {
         new_release: "web:2".into(),
         stable_release: Some("web:1".into()),
         new_percent: 10,
+        target_groups: Ok(None),
     }
 }
 

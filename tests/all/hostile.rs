@@ -166,6 +166,7 @@ async fn a_hostile_hook_at_any_point_fails_its_gate_and_the_deployment_rolls_bac
                 new_release: "web:2".into(),
                 stable_release: Some("web:1".into()),
                 new_percent: 0,
+                target_groups: Ok(None),
             },
         )
         .await;

@@ -50,3 +50,4 @@ mod quickstart;
 mod releases;
 mod rollback_output;
 mod rollout;
+mod side_gates;

@@ -22,6 +22,13 @@ pub enum DriverError {
     Failed(String),
 }
 
+/// The target groups (ARNs) the two sides of a side-by-side deployment sit behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetGroups {
+    pub stable: String,
+    pub new: String,
+}
+
 /// A deployment target.
 pub trait Driver: Send + Sync {
     /// What is being deployed, for logs ("ECS service prod/web").
@@ -65,6 +72,17 @@ pub trait Driver: Send + Sync {
     /// The share of production traffic on the new side as the load balancer reads now;
     /// `None` where the target has no weights to read (in-place targets).
     fn traffic_share(&self) -> impl Future<Output = Result<Option<u8>, DriverError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// The target groups of the stable and the new side this run, where the target has
+    /// two (`None` for in-place targets). Gates resolve their side placeholders with it
+    /// (`{new-target-group}`), so it must name the same groups every time it is asked
+    /// during one deployment, a resumed or rolling-back run included: before the new
+    /// side exists, its group is the one prepare will give it.
+    fn target_groups(
+        &self,
+    ) -> impl Future<Output = Result<Option<TargetGroups>, DriverError>> + Send {
         async { Ok(None) }
     }
 

@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use deployer_contract::{GateResult, GateStatus, LifecyclePoint};
 
+pub use crate::driver::TargetGroups;
+
 /// What gates know about the moment they run at.
 #[derive(Clone, Debug)]
 pub struct GateContext {
@@ -22,6 +24,10 @@ pub struct GateContext {
     pub new_release: String,
     pub stable_release: Option<String>,
     pub new_percent: u8,
+    /// The sides' target groups, as the driver named them once for this run; `Ok(None)`
+    /// when the target has none (in place) or no gate asked for them; `Err` when they
+    /// could not be read (gates that need them fail, saying why).
+    pub target_groups: Result<Option<TargetGroups>, String>,
 }
 
 pub trait Gates: Send + Sync {
@@ -40,6 +46,12 @@ pub trait Gates: Send + Sync {
     fn configured(&self, point: LifecyclePoint) -> bool {
         let _ = point;
         true
+    }
+
+    /// Whether a gate needs the sides' target groups ([`GateContext::target_groups`]):
+    /// only then does the engine ask the driver for them (one call per run).
+    fn need_target_groups(&self) -> bool {
+        false
     }
 
     /// What the gates keep between runs within one deployment (a hook's key/value
@@ -109,6 +121,12 @@ pub trait Check: Send + Sync {
         point: LifecyclePoint,
         ctx: &'a GateContext,
     ) -> CheckFuture<'a>;
+
+    /// Whether the check resolves side placeholders (`{new-target-group}`) or otherwise
+    /// looks at the sides' target groups.
+    fn need_target_groups(&self) -> bool {
+        false
+    }
 
     /// What this check keeps between its runs in one deployment, as JSON; `None` for
     /// checks that keep nothing.
@@ -200,6 +218,10 @@ impl Gates for ConfiguredGates {
         self.gates
             .iter()
             .any(|g| g.at.iter().any(|at| at.matches(point)))
+    }
+
+    fn need_target_groups(&self) -> bool {
+        self.gates.iter().any(|g| g.check.need_target_groups())
     }
 
     fn states(&self) -> Vec<(String, serde_json::Value)> {

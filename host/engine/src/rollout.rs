@@ -231,6 +231,8 @@ struct Run {
     /// A journal write of this run failed for good (the store, not a lost lease): a
     /// rollback then stops trying per action and writes what waits when it ends.
     store_failed: bool,
+    /// The driver was asked for the sides' target groups (`ctx.target_groups`).
+    groups_asked: bool,
 }
 
 /// A journal write in the forward run that failed: this run lost the service (stop,
@@ -868,6 +870,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             new_release,
             stable_release,
             new_percent: 0,
+            target_groups: Ok(None),
         };
         Ok(Run {
             id,
@@ -878,6 +881,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             lenient: false,
             unwritten: None,
             store_failed: false,
+            groups_asked: false,
         })
     }
 
@@ -1081,6 +1085,22 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         Ok(())
     }
 
+    /// Ask the driver for the sides' target groups, once per run and only when a gate
+    /// needs them. Asked before the run changes anything (a forward run before it
+    /// prepares, a rollback before it undoes), the driver names them by the releases it
+    /// was built for, so a resumed run, or the rollback of a killed one, gets the same
+    /// groups the run began with.
+    async fn learn_target_groups(&self, run: &mut Run) {
+        if run.groups_asked || !self.gates.need_target_groups() {
+            return;
+        }
+        run.groups_asked = true;
+        run.ctx.target_groups = self
+            .retrying(|| self.driver.target_groups())
+            .await
+            .map_err(|err| format!("reading the sides' target groups failed: {err}"));
+    }
+
     /// Carry out the strategy's steps until it completes or something fails.
     async fn drive(&self, mut run: Run) -> Result<Report, EngineError> {
         if let Some(reason) = run.journal.rollback_reason() {
@@ -1096,6 +1116,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 return self.roll_back(run, reason).await;
             }
         }
+        self.learn_target_groups(&mut run).await;
         let mut guard = SafetyGuard::replay(&run.journal, &run.target);
         run.ctx.new_percent = guard.new_percent;
         // The action in flight when an earlier run died is carried out again first.
@@ -1343,6 +1364,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     async fn roll_back(&self, mut run: Run, reason: String) -> Result<Report, EngineError> {
         (self.events)(&Event::RollingBack { reason: &reason });
         run.lenient = true;
+        self.learn_target_groups(&mut run).await;
         if run.journal.rollback_reason().is_none() {
             self.append(
                 &mut run,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::aws::alb::AlbRouter;
 use deployer_contract::{RollingUpdate, Side};
-use deployer_engine::driver::{Driver, DriverError, wait_for_units};
+use deployer_engine::driver::{Driver, DriverError, TargetGroups, wait_for_units};
 
 /// One of the two units, as read now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -288,6 +288,11 @@ impl<S: Slots> Driver for SideBySide<S> {
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
         let (stable_tg, new_tg) = self.groups().await?;
         self.router.shift(&stable_tg, &new_tg, new_percent).await
+    }
+
+    async fn target_groups(&self) -> Result<Option<TargetGroups>, DriverError> {
+        let (stable, new) = self.groups().await?;
+        Ok(Some(TargetGroups { stable, new }))
     }
 
     async fn route_test_traffic(&self) -> Result<(), DriverError> {

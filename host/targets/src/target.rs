@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deployer_contract::{RollingUpdate, Side};
-use deployer_engine::driver::{Driver, DriverError, InPlaceDriver, Shape, Target};
+use deployer_engine::driver::{Driver, DriverError, InPlaceDriver, Shape, Target, TargetGroups};
 
 use crate::aws::Clients;
 use crate::aws::alb::AlbRouter;
@@ -655,6 +655,9 @@ impl Driver for TargetDriver {
     }
     async fn traffic_share(&self) -> Result<Option<u8>, DriverError> {
         delegate!(self, d => d.traffic_share().await)
+    }
+    async fn target_groups(&self) -> Result<Option<TargetGroups>, DriverError> {
+        delegate!(self, d => d.target_groups().await)
     }
     async fn rolling_update(
         &self,

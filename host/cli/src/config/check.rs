@@ -337,6 +337,89 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             }
             at
         }
+        GateConfig::Alb {
+            at,
+            max_5xx_percent,
+            relative_to_stable,
+            min_requests,
+            max_response_time,
+            min_healthy_hosts,
+            period,
+            window,
+            ..
+        } => {
+            durations.extend([
+                (
+                    "max-response-time",
+                    max_response_time,
+                    Some(Floor::nonzero(
+                        "every response would be too slow, failing the gate",
+                        None,
+                    )),
+                ),
+                (
+                    "period",
+                    period,
+                    Some(Floor {
+                        min: Duration::from_secs(60),
+                        why: "load balancers publish their metrics per minute",
+                        default: Some(Duration::from_secs(60)),
+                    }),
+                ),
+                (
+                    "window",
+                    window,
+                    Some(Floor {
+                        min: Duration::from_secs(60),
+                        why: "the gate would look at less than one minute's datapoint",
+                        default: Some(Duration::from_secs(300)),
+                    }),
+                ),
+            ]);
+            if max_5xx_percent.is_none()
+                && relative_to_stable.is_none()
+                && max_response_time.is_none()
+                && min_healthy_hosts.is_none()
+            {
+                problems.push(
+                    "checks nothing: set at least one of max-5xx-percent, relative-to-stable, \
+                     max-response-time, min-healthy-hosts; e.g. max-5xx-percent = 5.0"
+                        .to_string(),
+                );
+            }
+            for (key, value) in [
+                ("max-5xx-percent", max_5xx_percent),
+                ("relative-to-stable", relative_to_stable),
+            ] {
+                if value.is_some_and(|v| !(v.is_finite() && (0.0..=100.0).contains(&v))) {
+                    problems.push(format!(
+                        "{key} = {} is out of range: it is a percentage, a finite number from \
+                         0.0 to 100.0; e.g. {key} = 5.0",
+                        value.unwrap_or_default()
+                    ));
+                }
+            }
+            if let Some(problem) = count_problem("min-requests", *min_requests, 1_000_000_000) {
+                problems.push(problem);
+            }
+            if let Some(problem) =
+                count_problem("min-healthy-hosts", *min_healthy_hosts, MAX_DESIRED)
+            {
+                problems.push(problem);
+            }
+            if let Some(text) = period
+                && let Ok(period) = parse_duration(text)
+                // Shorter ones are refused by the floor above, with its own message.
+                && period >= Duration::from_secs(60)
+                && period.as_millis() % 60_000 != 0
+            {
+                problems.push(format!(
+                    "period: `{text}` is not whole minutes: load balancers publish their \
+                     metrics per minute\n  fix: use \"60s\", \"2m\", …"
+                ));
+            }
+            at
+        }
     };
     if at.is_empty() {
         problems.push("at lists no lifecycle point; e.g. at = [\"post-traffic\"]".to_string());
@@ -344,7 +427,8 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
     let failures = match gate {
         GateConfig::Http { failures, .. }
         | GateConfig::Alarm { failures, .. }
-        | GateConfig::Metric { failures, .. } => *failures,
+        | GateConfig::Metric { failures, .. }
+        | GateConfig::Alb { failures, .. } => *failures,
     };
     if let Some(problem) = count_problem("failures", failures, MAX_GATE_FAILURES) {
         problems.push(problem);
@@ -365,6 +449,75 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
                     ));
                 }
             }
+        }
+    }
+    problems
+}
+
+/// Problems with a gate's placeholders, as (sub-field, message): unknown names, stray
+/// braces, and side placeholders (or an ALB gate) on service `service`, which has no
+/// traffic table when `sides` is false.
+pub fn placeholder_problems(
+    gate: &GateConfig,
+    service: &str,
+    sides: bool,
+) -> Vec<(String, String)> {
+    use deployer_targets::gates::placeholders::{self, Placeholder, Template};
+    let no_sides = || {
+        format!(
+            "service `{service}` has no [services.{service}.traffic] table: it is updated in place, \
+             with no new and stable side"
+        )
+    };
+    let templated: Vec<(String, &str)> = match gate {
+        GateConfig::Http { url, .. } => vec![("url".into(), url.as_str())],
+        GateConfig::Alarm { alarms, .. } => alarms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("alarms[{i}]"), a.as_str()))
+            .collect(),
+        GateConfig::Metric { dimensions, .. } => dimensions
+            .iter()
+            .map(|(k, v)| (format!("dimensions.{k}"), v.as_str()))
+            .collect(),
+        GateConfig::Alb { .. } => {
+            if sides {
+                return Vec::new();
+            }
+            return vec![(
+                "kind".into(),
+                format!(
+                    "kind = \"alb\" watches the new side's target group, but {}\n  fix: configure \
+                     the traffic table, or use kind = \"metric\" with the target group's dimensions",
+                    no_sides()
+                ),
+            )];
+        }
+    };
+    let mut problems = Vec::new();
+    for (field, text) in templated {
+        match Template::parse(text) {
+            Err(message) => problems.push((field, message)),
+            Ok(template) if !sides => {
+                if let Some(side) = template.placeholders().find(|p| p.needs_sides()) {
+                    let usable: Vec<String> = placeholders::PLACEHOLDERS
+                        .iter()
+                        .filter(|(p, ..)| !p.needs_sides())
+                        .map(|(p, ..)| format!("{{{}}}", Placeholder::name(*p)))
+                        .collect();
+                    problems.push((
+                        field,
+                        format!(
+                            "`{text}`: placeholder `{{{}}}` names a side's target group, but {}\n  \
+                             fix: write the name itself; without a traffic table only {} can be used",
+                            side.name(),
+                            no_sides(),
+                            usable.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Ok(_) => {}
         }
     }
     problems
@@ -453,5 +606,59 @@ mod tests {
             found[0].starts_with("max-latency: `0ms` is zero"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn alb_gate_values_are_checked_with_their_ranges() {
+        let alb = |keys: &str| -> Vec<String> {
+            let gate: GateConfig =
+                toml::from_str(&format!("kind = \"alb\"\nat = [\"bake\"]\n{keys}")).unwrap();
+            gate_problems(&gate)
+        };
+        assert!(alb("max-5xx-percent = 5.0").is_empty());
+        assert!(alb("relative-to-stable = 0.0\nperiod = \"2m\"\nwindow = \"1m\"").is_empty());
+        let found = alb("");
+        assert!(
+            found[0].starts_with("checks nothing: set at least one of max-5xx-percent"),
+            "{found:?}"
+        );
+        for (keys, says) in [
+            (
+                "max-5xx-percent = 100.5",
+                "max-5xx-percent = 100.5 is out of range",
+            ),
+            (
+                "max-5xx-percent = -1.0",
+                "max-5xx-percent = -1 is out of range",
+            ),
+            (
+                "relative-to-stable = nan",
+                "relative-to-stable = NaN is out of range",
+            ),
+            (
+                "max-5xx-percent = 5.0\nmin-requests = 0",
+                "min-requests = 0 is out of range: it must be 1 to 1000000000",
+            ),
+            (
+                "min-healthy-hosts = 10001",
+                "min-healthy-hosts = 10001 is out of range: it must be 1 to 10000",
+            ),
+            (
+                "max-5xx-percent = 5.0\nperiod = \"90s\"",
+                "period: `90s` is not whole minutes",
+            ),
+            (
+                "max-5xx-percent = 5.0\nperiod = \"30s\"",
+                "period: `30s` is too short",
+            ),
+            (
+                "max-response-time = \"0s\"",
+                "max-response-time: `0s` is zero",
+            ),
+        ] {
+            let found = alb(keys);
+            assert_eq!(found.len(), 1, "{keys}: {found:?}");
+            assert!(found[0].starts_with(says), "{keys}: {found:?}");
+        }
     }
 }

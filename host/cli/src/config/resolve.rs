@@ -14,14 +14,15 @@ use deployer_engine::rollout::{
 use deployer_engine::state::names;
 use deployer_plugin_host::{Grants, Limits, PluginKind, PluginSource, builtin};
 use deployer_targets::gates::{
-    AlarmCheck, Bound, CheckSpec, GateSpec, HttpCheck, MetricCheck, MetricStatistic,
+    AlarmCheck, AlbCheck, Bound, CheckSpec, GateSpec, HttpCheck, MetricCheck, MetricStatistic,
+    NoData,
 };
 use deployer_targets::spec::{KubeAccess, Route, ServiceSpec, TargetSpec, TrafficSpec};
 
 use super::check::{self, Floor, parse_duration};
 use super::schema::{
-    ConfigPluginKind, GateConfig, GatePoint, HookRef, OnInterrupted, PluginConfig, RawConfig,
-    Service, StateBackend, Target, Traffic,
+    AlbNoData, ConfigPluginKind, GateConfig, GatePoint, HookRef, OnInterrupted, PluginConfig,
+    RawConfig, Service, StateBackend, Target, Traffic,
 };
 use super::source::{ConfigError, Source};
 use super::{AwsSettings, HookSpec, PluginSpec, ServiceConfig, StateSpec};
@@ -32,6 +33,9 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
 const LEASE: Duration = Duration::from_secs(60);
 /// How often `bake` gates run during a bake, unless `watch-interval` says.
 const WATCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Requests in an ALB gate's window below which a 5xx ratio is not judged, unless
+/// `min-requests` says: two errors in ten requests say little about a release.
+const ALB_MIN_REQUESTS: u32 = 50;
 
 /// A whole config, typed.
 pub struct Resolved {
@@ -385,7 +389,12 @@ fn service_config(
         .iter()
         .enumerate()
         .filter_map(|(i, gate)| {
-            gate_spec(&format!("{prefix}.gates[{i}]"), gate.get_ref(), problems)
+            gate_spec(
+                &format!("{prefix}.gates[{i}]"),
+                gate.get_ref(),
+                (name, service.traffic.is_some()),
+                problems,
+            )
         })
         .collect();
     let mut strategies = BTreeMap::new();
@@ -675,11 +684,22 @@ fn gate_point(point: GatePoint) -> EngineGatePoint {
     }
 }
 
-fn gate_spec(field: &str, gate: &GateConfig, problems: &mut Problems<'_>) -> Option<GateSpec> {
+/// The gate at `field` of service `service.0`, which has a traffic table (two sides)
+/// when `service.1`.
+fn gate_spec(
+    field: &str,
+    gate: &GateConfig,
+    service: (&str, bool),
+    problems: &mut Problems<'_>,
+) -> Option<GateSpec> {
     let found = check::gate_problems(gate);
-    if !found.is_empty() {
+    let templates = check::placeholder_problems(gate, service.0, service.1);
+    if !found.is_empty() || !templates.is_empty() {
         for message in found {
             problems.at(field, message);
+        }
+        for (key, message) in templates {
+            problems.at(&format!("{field}.{key}"), message);
         }
         return None;
     }
@@ -773,6 +793,40 @@ fn gate_spec(field: &str, gate: &GateConfig, problems: &mut Problems<'_>) -> Opt
                 CheckSpec::Metric(check),
             )
         }
+        GateConfig::Alb {
+            name,
+            at,
+            max_5xx_percent,
+            relative_to_stable,
+            min_requests,
+            max_response_time,
+            min_healthy_hosts,
+            period,
+            window,
+            no_data,
+            failures,
+        } => (
+            name.clone()
+                .unwrap_or_else(|| "alb:new-target-group".to_string()),
+            at,
+            failures,
+            CheckSpec::Alb(AlbCheck {
+                max_5xx_percent: *max_5xx_percent,
+                relative_to_stable: *relative_to_stable,
+                min_requests: min_requests.unwrap_or(ALB_MIN_REQUESTS),
+                max_response_time: max_response_time
+                    .as_ref()
+                    .map(|_| duration(max_response_time, Duration::ZERO)),
+                min_healthy_hosts: *min_healthy_hosts,
+                period: duration(period, Duration::from_secs(60)),
+                window: duration(window, Duration::from_secs(300)),
+                no_data: match no_data.unwrap_or(AlbNoData::Pass) {
+                    AlbNoData::Pass => NoData::Pass,
+                    AlbNoData::NoData => NoData::NoData,
+                    AlbNoData::Fail => NoData::Fail,
+                },
+            }),
+        ),
     };
     Some(GateSpec {
         name,

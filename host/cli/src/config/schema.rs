@@ -182,6 +182,43 @@ pub enum GateConfig {
         min: Option<f64>,
         failures: Option<u32>,
     },
+    /// The new side's target group on its load balancer (CloudWatch AWS/ApplicationELB):
+    /// 5xx ratio, response time, healthy hosts. Needs a traffic table.
+    #[serde(rename_all = "kebab-case")]
+    Alb {
+        name: Option<String>,
+        at: Vec<GatePoint>,
+        /// The new side's 5xx responses may be at most this percent of its requests
+        /// (HTTPCode_Target_5XX_Count / RequestCount), 0 to 100.
+        max_5xx_percent: Option<f64>,
+        /// The new side's 5xx percentage may be at most this many points above the
+        /// stable side's (0 to 100).
+        relative_to_stable: Option<f64>,
+        /// Below this many requests in the window a side's 5xx ratio is not judged
+        /// (default 50).
+        min_requests: Option<u32>,
+        /// The worst period's average TargetResponseTime may be at most this, e.g. "500ms".
+        max_response_time: Option<String>,
+        /// HealthyHostCount (its minimum in the window) must be at least this.
+        min_healthy_hosts: Option<u32>,
+        /// Whole minutes, e.g. "60s" (the default): ALBs publish per minute.
+        period: Option<String>,
+        /// How far back to look, e.g. "5m" (the default).
+        window: Option<String>,
+        /// What a window without datapoints counts as: "pass" (the default), "no-data"
+        /// (the strategy's `gates.no-data` decides) or "fail".
+        no_data: Option<AlbNoData>,
+        failures: Option<u32>,
+    },
+}
+
+/// What an ALB gate's window without datapoints counts as.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlbNoData {
+    Pass,
+    NoData,
+    Fail,
 }
 
 /// What the service runs on.

@@ -14,7 +14,7 @@ use aws_sdk_ecs::types::{LoadBalancer, Scale, ScaleUnit, TaskSet};
 use super::alb::{AlbRouter, healthy_targets};
 use super::{Clients, classify};
 use deployer_contract::{RollingUpdate, Side};
-use deployer_engine::driver::{Backoff, Driver, DriverError, wait_for_units};
+use deployer_engine::driver::{Backoff, Driver, DriverError, TargetGroups, wait_for_units};
 
 #[derive(Clone, Debug)]
 pub struct EcsTaskSets {
@@ -385,6 +385,11 @@ impl Driver for EcsTaskSets {
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
         let (stable_tg, new_tg) = self.groups().await?;
         self.router.shift(&stable_tg, &new_tg, new_percent).await
+    }
+
+    async fn target_groups(&self) -> Result<Option<TargetGroups>, DriverError> {
+        let (stable, new) = self.groups().await?;
+        Ok(Some(TargetGroups { stable, new }))
     }
 
     async fn route_test_traffic(&self) -> Result<(), DriverError> {
