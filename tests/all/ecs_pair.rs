@@ -14,17 +14,30 @@ use deployer_tests::support::env::{EcsPairEnv, sigkill};
 
 const NO_TRAFFIC: &str = "the canary never got traffic";
 
+/// The issue's user system end to end: CI has pushed an image and runs `deployer run
+/// canary --image app=…` with no desired-count in the config. The new side runs a new
+/// revision of the live task definition with only that image changed, sized from the
+/// live side (7); both services' scaling is suspended during the run and restored after
+/// it. Then a second release whose new side's 5xx ratio (CloudWatch, for *that* side's
+/// target group, which is blue this time) is over the ALB gate's bound is rolled back,
+/// and scaling is restored again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_autoscaled_pair_is_canaried_at_its_live_size_with_scaling_held_still_then_restored() {
     let good = App::start(200, "ok");
     let env = EcsPairEnv::start(&[]).await;
-    env.write(&env.store(
-        &good.url,
+    let config = |steps: &str| {
+        env.store(&good.url, steps).service("store", |s| {
+            s.gate("alb", &["post-traffic", "bake"], |g| {
+                g.raw("max-5xx-percent", "5.0").int("min-requests", 50)
+            })
+        })
+    };
+    env.write(&config(
         r#"[{ weight = 10, bake = "3s" }, { weight = 50 }]"#,
     ));
     assert_eq!(env.scaling().await, [(2, 10, false), (0, 10, false)]);
 
-    let run = env.spawn_captured(&["run", "canary", "--release", "store:2"]);
+    let run = env.spawn_captured(&["run", "canary", "--image", "app=shop/store:sha-4"]);
     env.wait_for_weights(NO_TRAFFIC, |(_, green)| green > 0)
         .await;
     // Mid-canary: both services' scaling is suspended, and the canary side runs the
@@ -32,7 +45,7 @@ async fn an_autoscaled_pair_is_canaried_at_its_live_size_with_scaling_held_still
     let [(_, _, blue_held), (_, _, green_held)] = env.scaling().await;
     assert!(blue_held && green_held, "{:?}", env.scaling().await);
     assert_eq!(env.services().await[0], (7, "store:1".to_string()));
-    assert_eq!(env.services().await[1], (1, "store:2".to_string()));
+    assert_eq!(env.services().await[1], (1, "store:4".to_string()));
 
     let out = run.wait_with_output().await.unwrap();
     let (stdout, stderr) = (
@@ -40,16 +53,40 @@ async fn an_autoscaled_pair_is_canaried_at_its_live_size_with_scaling_held_still
         String::from_utf8_lossy(&out.stderr),
     );
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("registered store:4 from store:1"),
+        "{stderr}"
+    );
     assert_eq!(env.weights().await, (0, 100));
     assert_eq!(
         env.services().await,
-        [(0, "store:1".to_string()), (7, "store:2".to_string())],
+        [(0, "store:1".to_string()), (7, "store:4".to_string())],
         "the new side runs the 7 tasks the live one ran; the old one is idle"
     );
     // Scaling resumed; the live service's bounds moved to green, and blue may rest at 0.
     assert_eq!(env.scaling().await, [(0, 10, false), (2, 10, false)]);
-    let history = env.deployer(&["history"]).await;
-    assert!(history.1.contains("store:2"), "{history:?}");
+
+    // The next release's new side is blue: its 5xx ratio is 30/200 = 15%.
+    crate::side_gates::put_alb_requests(&env.clients, &env.world.blue, 200.0, 30.0).await;
+    env.write(&config(
+        r#"[{ weight = 10, bake = "2s" }, { weight = 50 }]"#,
+    ));
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--image", "app=shop/store:sha-5"])
+        .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("15.0%") && out.contains("store-blue"), "{out}");
+    assert_eq!(env.weights().await, (0, 100));
+    assert_eq!(
+        env.services().await,
+        [(0, "store:5".to_string()), (7, "store:4".to_string())]
+    );
+    assert_eq!(env.scaling().await, [(0, 10, false), (2, 10, false)]);
+    let (_, history, _) = env.deployer(&["history"]).await;
+    assert!(
+        history.contains("store:4") && history.contains("store:5"),
+        "{history}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,8 +18,17 @@ use crate::ecs::STEPS;
 /// Put `requests` requests with `errors` 5xx answers on target group `tg` (an ARN),
 /// under the dimensions the ALB publishes them with.
 async fn put_requests(env: &EcsEnv, tg: &str, requests: f64, errors: f64) {
-    let out = env
-        .clients
+    put_alb_requests(&env.clients, tg, requests, errors).await;
+}
+
+/// [`put_requests`] with any world's clients.
+pub(crate) async fn put_alb_requests(
+    clients: &deployer_targets::aws::Clients,
+    tg: &str,
+    requests: f64,
+    errors: f64,
+) {
+    let out = clients
         .elb
         .describe_target_groups()
         .target_group_arns(tg)
@@ -45,7 +54,7 @@ async fn put_requests(env: &EcsEnv, tg: &str, requests: f64, errors: f64) {
             .unit(StandardUnit::Count)
             .build()
     };
-    env.clients
+    clients
         .cloudwatch
         .put_metric_data()
         .namespace("AWS/ApplicationELB")
