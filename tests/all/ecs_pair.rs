@@ -270,3 +270,177 @@ async fn a_refused_restore_leaves_the_deployment_unfinished_and_the_next_run_res
     let (_, history, _) = env.deployer(&["history"]).await;
     assert_eq!(history.matches("promoted").count(), 1, "{history}");
 }
+
+/// Set the listener's weights to (blue %, green %) behind deployer's back.
+async fn set_weights(env: &EcsPairEnv, blue: i32, green: i32) {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+    };
+    let group = |arn: &str, weight| {
+        TargetGroupTuple::builder()
+            .target_group_arn(arn)
+            .weight(weight)
+            .build()
+    };
+    env.clients
+        .elb
+        .modify_listener()
+        .listener_arn(&env.world.listener)
+        .default_actions(
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .forward_config(
+                    ForwardActionConfig::builder()
+                        .target_groups(group(&env.world.blue, blue))
+                        .target_groups(group(&env.world.green, green))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Set service `name`'s desired count behind deployer's back.
+async fn scale(env: &EcsPairEnv, name: &str, count: i32) {
+    env.clients
+        .ecs
+        .update_service()
+        .cluster("prod")
+        .service(name)
+        .desired_count(count)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The new side's service is deleted mid-canary (a person, a Terraform apply): the run
+/// cannot scale it up and rolls back, and the rollback still puts all traffic on the live
+/// service, which it can read, though it cannot read the deleted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_side_deleted_mid_canary_is_rolled_back_off_with_traffic_on_the_live_side() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.write(&env.store(
+        &good.url,
+        r#"[{ weight = 10, bake = "2s" }, { weight = 50 }]"#,
+    ));
+    let run = env.spawn_captured(&["run", "canary", "--release", "store:2"]);
+    env.wait_for_weights(NO_TRAFFIC, |(_, green)| green > 0)
+        .await;
+    env.clients
+        .ecs
+        .delete_service()
+        .cluster("prod")
+        .service("store-green")
+        .force(true)
+        .send()
+        .await
+        .unwrap();
+    let out = run.wait_with_output().await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(env.services().await[0], (7, "store:1".to_string()));
+    assert_eq!(
+        env.scaling().await[0],
+        (2, 10, false),
+        "the live service's scaling restored"
+    );
+}
+
+/// A second job (its own state, so no shared lock) finds the idle side in use: another
+/// deployment's canary holds 10% there. It refuses before journaling anything, so it
+/// neither rolls that canary's traffic back nor touches the services or their scaling.
+/// The same for a listener that sends traffic to an idle side with nothing on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_finding_the_idle_side_in_use_changes_nothing_and_says_why() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.write(&env.store(&good.url, "[{ weight = 50 }]"));
+    scale(&env, "store-green", 1).await;
+    set_weights(&env, 90, 10).await;
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "store:2"])
+        .await;
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        err.contains("the route sends 10% of traffic to store-green, which is not the live side"),
+        "{err}"
+    );
+    assert_eq!(env.weights().await, (90, 10));
+    assert_eq!(
+        env.services().await,
+        [(7, "store:1".to_string()), (1, "store:1".to_string())]
+    );
+    assert_eq!(env.scaling().await, [(2, 10, false), (0, 10, false)]);
+    let (_, history, _) = env.deployer(&["history"]).await;
+    assert!(
+        !history.contains("store:2"),
+        "nothing was journaled: {history}"
+    );
+
+    set_weights(&env, 100, 0).await;
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "store:2"])
+        .await;
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        err.contains("store-green should be idle but has 1 unit(s)"),
+        "{err}"
+    );
+    let (code, out, err) = env.deployer(&["validate", "--account"]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("store-green should be idle"), "{err}");
+}
+
+/// A run killed mid-canary is resumed (`on-interrupted = "resume"`) after the stable side
+/// was scaled down to 1 task meanwhile: before traffic moves on, the stable side is
+/// brought back to the 7 its journal says, so 50% never lands on 1 task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_brings_the_stable_side_back_to_its_size_before_moving_traffic() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.write(
+        &env.store(
+            &good.url,
+            r#"[{ weight = 10, bake = "3s" }, { weight = 50 }]"#,
+        )
+        .service("store", |s| {
+            s.settings(|t| t.str("on-interrupted", "resume"))
+        }),
+    );
+    let run = env.spawn(&["run", "canary", "--release", "store:2"]);
+    env.wait_for_weights(NO_TRAFFIC, |(_, green)| green > 0)
+        .await;
+    sigkill(run).await;
+    scale(&env, "store-blue", 1).await;
+
+    let run = env.spawn_captured(&["run", "canary", "--release", "store:2"]);
+    let mut blue_at_half = None;
+    let started = std::time::Instant::now();
+    while blue_at_half.is_none() && started.elapsed() < std::time::Duration::from_secs(60) {
+        let (_, green) = env.weights().await;
+        let [(blue, _), _] = env.services().await;
+        if green >= 50 {
+            blue_at_half = Some(blue);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let out = run.wait_with_output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        blue_at_half,
+        Some(7),
+        "50% went to a stable side of {blue_at_half:?}"
+    );
+}

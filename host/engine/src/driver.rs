@@ -268,6 +268,11 @@ pub struct Shape {
     /// suspended), for [`Driver::suspend_scaling`] and [`Driver::restore_scaling`];
     /// `None` where the target has nothing deployer suspends.
     pub scaling: Option<serde_json::Value>,
+    /// Why a new deployment cannot begin on the target as it is, though an earlier one
+    /// can still be recovered or rolled back: the idle side still runs units, or the
+    /// route sends traffic to it. Checked under the lock, after recovery, before anything
+    /// is journaled, so such a run changes nothing.
+    pub blocked: Option<String>,
 }
 
 /// A deployment target as the engine sees it before and between deployments: read what

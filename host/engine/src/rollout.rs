@@ -348,6 +348,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             if sized_from_live {
                 request.target.desired_count = self.live_units(&shape)?;
             }
+            self.refuse_blocked(&shape)?;
             if self
                 .target
                 .same_release(&shape.primary_release, &request.new_release)
@@ -461,6 +462,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 },
             };
             self.check_fits(&request, &shape).await?;
+            self.refuse_blocked(&shape)?;
             self.start(id, request, &shape, Some(undoes))
                 .await
                 .map(RolledBack::Redeployed)
@@ -496,6 +498,19 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                     None => "this target cannot tell how many units the live side runs",
                 }
             )))),
+        }
+    }
+
+    /// A target another deployment (not this service's journal: a second CI job with its
+    /// own state, a person) is using is refused before anything is journaled: rolling
+    /// back a deployment that never began would move that other deployment's traffic.
+    fn refuse_blocked(&self, shape: &Shape) -> Result<(), EngineError> {
+        match &shape.blocked {
+            Some(why) => Err(EngineError::Preflight {
+                service: self.service.to_string(),
+                source: DriverError::Failed(why.clone()),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -826,6 +841,23 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             && request.is_some_and(|r| self.matches(&run.journal, r));
         if resumable {
             (self.events)(&Event::Resuming { id: &id });
+            // While nobody ran, the stable side may have been scaled (by hand, by an
+            // autoscaler that was not held): bring it back to the size its journal says
+            // before the safety rules, which count journaled units, let traffic move on.
+            let stable_units = SafetyGuard::replay(&run.journal, &run.target).stable_units;
+            if !run.target.native_rolling && stable_units > 0 {
+                self.still_holds()?;
+                if let Err(err) = self
+                    .retrying(|| self.driver.scale(Side::Stable, stable_units))
+                    .await
+                {
+                    let reason = format!(
+                        "the stable side could not be brought back to its {stable_units} unit(s) \
+                         before resuming: {err}"
+                    );
+                    return self.roll_back(run, reason).await.map(Some);
+                }
+            }
             return self.drive(run).await.map(Some);
         }
         let reason = run

@@ -344,6 +344,7 @@ impl Target for SimDriver {
             side_by_side: !self.in_place,
             live_units: None,
             scaling: None,
+            blocked: None,
         })
     }
 

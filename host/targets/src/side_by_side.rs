@@ -111,7 +111,15 @@ pub async fn live_release<S: Slots>(
 ) -> Result<String, DriverError> {
     live(slots, router, target_groups)
         .await
-        .map(|(release, _)| release)
+        .map(|live| live.release)
+}
+
+/// What is live on a two-unit target, and whether a new deployment may begin on it.
+pub struct Live {
+    pub release: String,
+    pub slot: Slot,
+    /// Why the idle unit cannot take a new release now (see `Shape::blocked`).
+    pub blocked: Option<String>,
 }
 
 /// The release production runs now and the unit that runs it, as [`live_release`].
@@ -122,7 +130,7 @@ pub async fn live<S: Slots>(
     slots: &S,
     router: &AlbRouter,
     target_groups: &[String; 2],
-) -> Result<(String, Slot), DriverError> {
+) -> Result<Live, DriverError> {
     slots.verify(target_groups).await?;
     let read = slots.read().await?;
     let weights = router.weights().await?;
@@ -135,8 +143,26 @@ pub async fn live<S: Slots>(
             slots.describe()
         )));
     }
+    let idle = &read[1 - live];
+    let blocked = if share(1 - live) > 0 {
+        Some(format!(
+            "the route sends {}% of traffic to {}, which is not the live side; move it all to {} \
+             (or run `deployer rollback`) before deploying",
+            share(1 - live),
+            idle.name,
+            slot.name
+        ))
+    } else if idle.desired > 0 {
+        Some(idle_busy(idle))
+    } else {
+        None
+    };
     match slot.release.clone() {
-        Some(release) if slot.desired > 0 => Ok((release, slot)),
+        Some(release) if slot.desired > 0 => Ok(Live {
+            release,
+            slot,
+            blocked,
+        }),
         release => Err(DriverError::Failed(format!(
             "{} gets the traffic but runs {}; give it units and a pinned release first",
             slot.name,
@@ -147,6 +173,17 @@ pub async fn live<S: Slots>(
             }
         ))),
     }
+}
+
+/// Why `idle` cannot take a new release: it still runs units (another deployment's new
+/// side, or a leftover).
+fn idle_busy(idle: &Slot) -> String {
+    format!(
+        "{} should be idle but has {} unit(s) of {}; scale it to 0 (or run `deployer rollback`) first",
+        idle.name,
+        idle.desired,
+        idle.release.as_deref().unwrap_or("an unknown release")
+    )
 }
 
 /// The driver of a two-unit target.
@@ -245,12 +282,7 @@ impl<S: Slots> Driver for SideBySide<S> {
         let idle = &read[1 - stable];
         // Never repurpose a unit that still has units: it may be serving.
         if idle.desired > 0 {
-            return Err(DriverError::Failed(format!(
-                "{} should be idle but has {} unit(s) of {}; scale it to 0 (or run `deployer rollback`) first",
-                idle.name,
-                idle.desired,
-                idle.release.as_deref().unwrap_or("an unknown release")
-            )));
+            return Err(DriverError::Failed(idle_busy(idle)));
         }
         self.slots.set_release(idle, release).await
     }

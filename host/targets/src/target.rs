@@ -206,6 +206,11 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
         side_by_side,
         live_units: Some(live_units),
         scaling: saved.to_journal(),
+        blocked: None,
+    };
+    let pair = |live: side_by_side::Live, saved: Saved| Shape {
+        blocked: live.blocked,
+        ..shape(live.release, true, live.slot.desired, saved)
     };
     match target {
         TargetSpec::Ecs {
@@ -236,10 +241,9 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
                 names: services.clone(),
             };
             let router = router(access, traffic);
-            let (release, live) =
-                side_by_side::live(&slots, &router, &traffic.target_groups).await?;
+            let live = side_by_side::live(&slots, &router, &traffic.target_groups).await?;
             let saved = ecs_scaling(clients, cluster, services).await?;
-            Ok(shape(release, true, live.desired, saved))
+            Ok(pair(live, saved))
         }
         TargetSpec::AsgOne { group, .. } => {
             let (release, desired) = crate::aws::asg::current(clients, group).await?;
@@ -254,10 +258,9 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
                 names: groups.clone(),
             };
             let router = router(access, traffic);
-            let (release, live) =
-                side_by_side::live(&slots, &router, &traffic.target_groups).await?;
+            let live = side_by_side::live(&slots, &router, &traffic.target_groups).await?;
             let saved = group_scaling(clients, groups).await?;
-            Ok(shape(release, true, live.desired, saved))
+            Ok(pair(live, saved))
         }
         TargetSpec::EksOne {
             namespace,
@@ -285,9 +288,8 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
                 names: names.clone(),
             };
             let router = router(access, traffic);
-            let (release, live) =
-                side_by_side::live(&slots, &router, &traffic.target_groups).await?;
-            Ok(shape(release, true, live.desired, Saved::default()))
+            let live = side_by_side::live(&slots, &router, &traffic.target_groups).await?;
+            Ok(pair(live, Saved::default()))
         }
     }
 }
@@ -307,7 +309,7 @@ pub async fn account_check(
         Err(DriverError::Failed(problem)) => return Ok(Err(vec![problem])),
         Err(transient) => return Err(transient),
     };
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = shape.blocked.iter().cloned().collect();
     if let TargetSpec::EcsPair {
         cluster, services, ..
     } = target
@@ -323,6 +325,9 @@ pub async fn account_check(
             cluster: cluster.clone(),
             names: services.clone(),
         };
+        if let Err(DriverError::Failed(missing)) = slots.services().await {
+            problems.push(missing);
+        }
         let read = side_by_side::Slots::read(&slots).await?;
         for (i, slot) in read.iter().enumerate() {
             let idle = slot.desired == 0;

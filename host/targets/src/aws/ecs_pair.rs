@@ -34,8 +34,10 @@ pub struct EcsServices {
 }
 
 impl EcsServices {
-    /// Both services, in order, as ECS has them now.
-    pub async fn services(&self) -> Result<[Service; 2], DriverError> {
+    /// Both services, in order, as ECS has them now; `None` for one that does not exist
+    /// (deleted: INACTIVE or gone). A rollback reads the pair this way, so that a new
+    /// side deleted mid-run does not stop traffic going back to the live one.
+    async fn found(&self) -> Result<[Option<Service>; 2], DriverError> {
         let out = self
             .clients
             .ecs
@@ -51,15 +53,24 @@ impl EcsServices {
                 .iter()
                 .find(|s| s.service_name() == Some(name) && s.status() != Some("INACTIVE"))
                 .cloned()
-                .ok_or_else(|| {
-                    DriverError::Failed(format!(
-                        "ECS service {name} not found in cluster {}; both services of the pair must exist \
-                         (see docs/targets.md, \"ECS services on the ECS deployment controller\")",
-                        self.cluster
-                    ))
-                })
         };
-        let (a, b) = (find(&self.names[0])?, find(&self.names[1])?);
+        Ok([find(&self.names[0]), find(&self.names[1])])
+    }
+
+    /// Both services, which must exist on the ECS controller: what is checked before a
+    /// deployment changes anything.
+    pub async fn services(&self) -> Result<[Service; 2], DriverError> {
+        let [a, b] = self.found().await?;
+        let exists = |s: Option<Service>, name: &str| {
+            s.ok_or_else(|| {
+                DriverError::Failed(format!(
+                    "ECS service {name} not found in cluster {}; both services of the pair must exist \
+                     (see docs/targets.md, \"ECS services on the ECS deployment controller\")",
+                    self.cluster
+                ))
+            })
+        };
+        let (a, b) = (exists(a, &self.names[0])?, exists(b, &self.names[1])?);
         for service in [&a, &b] {
             let controller = service
                 .deployment_controller()
@@ -139,21 +150,28 @@ impl Slots for EcsServices {
     }
 
     async fn read(&self) -> Result<[Slot; 2], DriverError> {
-        let services = self.services().await?;
+        let services = self.found().await?;
         let bounds = scaling::describe_scalable(&self.clients, &self.resource_ids()).await?;
-        let slot = |s: &Service, scalable: &Option<scaling::Scalable>| Slot {
-            name: s.service_name().unwrap_or_default().to_string(),
-            release: s.task_definition().map(|t| {
-                // As the config names releases: `web:7`, not the ARN.
-                t.rsplit('/').next().unwrap_or(t).to_string()
-            }),
-            desired: u32::try_from(s.desired_count()).unwrap_or(0),
-            bounds: scalable.as_ref().map(|b| (b.min, b.max)),
+        // A deleted service runs nothing and can be given nothing: it is never found as a
+        // side, so a rollback moves traffic to the live one and has nothing to remove.
+        let slot = |i: usize| match &services[i] {
+            Some(s) => Slot {
+                name: self.names[i].clone(),
+                release: s.task_definition().map(|t| {
+                    // As the config names releases: `web:7`, not the ARN.
+                    t.rsplit('/').next().unwrap_or(t).to_string()
+                }),
+                desired: u32::try_from(s.desired_count()).unwrap_or(0),
+                bounds: bounds[i].as_ref().map(|b| (b.min, b.max)),
+            },
+            None => Slot {
+                name: self.names[i].clone(),
+                release: None,
+                desired: 0,
+                bounds: None,
+            },
         };
-        Ok([
-            slot(&services[0], &bounds[0]),
-            slot(&services[1], &bounds[1]),
-        ])
+        Ok([slot(0), slot(1)])
     }
 
     fn same_release(&self, a: &str, b: &str) -> bool {
@@ -172,9 +190,10 @@ impl Slots for EcsServices {
         let Some(release) = &slot.release else {
             return Ok(0);
         };
-        let services = self.services().await?;
+        let services = self.found().await?;
         let Some(service) = services
             .iter()
+            .flatten()
             .find(|s| s.service_name() == Some(slot.name.as_str()))
         else {
             return Ok(0);
@@ -190,8 +209,22 @@ impl Slots for EcsServices {
     }
 
     async fn verify(&self, target_groups: &[String; 2]) -> Result<(), DriverError> {
-        let services = self.services().await?;
+        // A service deleted since is checked by what reads it (a live side must run
+        // units; an idle one must take the release): a rollback must still be possible.
+        let services = self.found().await?;
         for (service, tg) in services.iter().zip(target_groups) {
+            let Some(service) = service else { continue };
+            let controller = service
+                .deployment_controller()
+                .map(|c| c.r#type().as_str().to_string())
+                .unwrap_or_else(|| "ECS".into());
+            if controller != "ECS" {
+                return Err(DriverError::Failed(format!(
+                    "ECS service {} uses the {controller} deployment controller; a pair of services needs the \
+                     ECS controller on both (for task sets, configure `service = \"NAME\"` instead)",
+                    service.service_name().unwrap_or_default()
+                )));
+            }
             let behind = target_groups_of(service);
             if !behind.iter().any(|b| b == tg) {
                 return Err(DriverError::Failed(format!(
