@@ -444,3 +444,29 @@ async fn a_resumed_run_brings_the_stable_side_back_to_its_size_before_moving_tra
         "50% went to a stable side of {blue_at_half:?}"
     );
 }
+
+/// The canary's service is scaled to 0 behind deployer's back during a long bake (outside
+/// test F3: its 10% used to keep going to no task until the bake ended). The bake watches
+/// the sides' healthy units against what their share needs: two short readings in a row
+/// fail it, and the run rolls back long before the bake's hour is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_loses_its_tasks_during_a_bake_is_rolled_back() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.write(&env.store(&good.url, r#"[{ weight = 10, bake = "1h" }]"#));
+    let run = env.spawn_captured(&["run", "canary", "--release", "store:2"]);
+    env.wait_for_weights(NO_TRAFFIC, |(_, green)| green > 0)
+        .await;
+    scale(&env, "store-green", 0).await;
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run.wait_with_output())
+        .await
+        .expect("the bake went on with no canary tasks")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("gate `capacity` failed: the new side has 0 healthy unit(s) and its 10% of traffic needs 1 of 7"),
+        "{stdout}"
+    );
+    assert_eq!(env.weights().await, (100, 0));
+}

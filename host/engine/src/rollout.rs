@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use deployer_contract::{
-    GateStatus, LifecyclePoint, RollingUpdate, RolloutState, ScaleRequest, Side, Step, StepOutcome,
-    TargetInfo, TargetKind,
+    GateResult, GateStatus, LifecyclePoint, RollingUpdate, RolloutState, ScaleRequest, Side, Step,
+    StepOutcome, TargetInfo, TargetKind,
 };
 
 use crate::describe;
@@ -1258,7 +1258,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             let left = self.time_left(&run);
             self.still_holds()?;
             let outcome = tokio::select! {
-                outcome = self.execute(&step, &run.ctx) => outcome,
+                outcome = self.execute(&step, &run.ctx, run.target.desired_count) => outcome,
                 () = self.cancel.cancelled() => {
                     return self.roll_back(run, "cancelled (SIGINT/SIGTERM)".into()).await;
                 }
@@ -1303,7 +1303,12 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         }
     }
 
-    async fn execute(&self, step: &Step, ctx: &GateContext) -> Result<StepOutcome, DriverError> {
+    async fn execute(
+        &self,
+        step: &Step,
+        ctx: &GateContext,
+        desired: u32,
+    ) -> Result<StepOutcome, DriverError> {
         let done = Ok(StepOutcome::Done);
         match step {
             Step::Scale(ScaleRequest { side, count }) => self
@@ -1319,7 +1324,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 .await
                 .and(done),
             Step::RunGates(point) => Ok(StepOutcome::Gates(self.gates.run(*point, ctx).await)),
-            Step::Bake(ms) => Ok(self.bake(Duration::from_millis(*ms), ctx).await),
+            Step::Bake(ms) => Ok(self.bake(Duration::from_millis(*ms), ctx, desired).await),
             Step::RollingUpdate(update) => self
                 .retrying(|| self.driver.rolling_update(&ctx.new_release, update))
                 .await
@@ -1331,16 +1336,37 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     }
 
     /// Wait, running the continuous gates every interval; stop early on a failure.
-    async fn bake(&self, length: Duration, ctx: &GateContext) -> StepOutcome {
+    async fn bake(&self, length: Duration, ctx: &GateContext, desired: u32) -> StepOutcome {
         let end = tokio::time::Instant::now() + length;
         let interval = self.settings.watch_interval.max(MIN_WATCH_INTERVAL);
+        let mut short = 0;
         loop {
             let now = tokio::time::Instant::now();
             if now >= end {
                 return StepOutcome::Done;
             }
             tokio::time::sleep_until(end.min(now + interval)).await;
-            let results = self.gates.watch(ctx).await;
+            let mut results = self.gates.watch(ctx).await;
+            // The sides must keep the units their share of traffic needs while it bakes:
+            // a canary whose tasks are gone (scaled away, crashed, its service deleted)
+            // must not keep getting traffic until the bake ends. Two short readings in a
+            // row fail, so one task being replaced does not.
+            match self.capacity_shortfall(ctx.new_percent, desired).await {
+                Some(detail) => {
+                    short += 1;
+                    results.push(GateResult {
+                        name: "capacity".into(),
+                        status: if short >= 2 {
+                            GateStatus::Fail
+                        } else {
+                            GateStatus::Inconclusive
+                        },
+                        detail,
+                        observed: None,
+                    });
+                }
+                None => short = 0,
+            }
             if !results.is_empty() {
                 (self.events)(&Event::Watched { results: &results });
             }
@@ -1348,6 +1374,30 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 return StepOutcome::Gates(results);
             }
         }
+    }
+
+    /// Which side, if any, has fewer healthy units than `new_percent` of traffic (and the
+    /// rest) needs of `desired`, in words. Targets that cannot tell, and reads that fail,
+    /// say nothing: the gates and the next step's own checks still run.
+    async fn capacity_shortfall(&self, new_percent: u8, desired: u32) -> Option<String> {
+        for (side, percent, name) in [
+            (Side::New, new_percent, "new"),
+            (Side::Stable, 100 - new_percent, "stable"),
+        ] {
+            if percent == 0 {
+                continue;
+            }
+            let needed = crate::safety::units_needed(desired, percent);
+            if let Ok(Some(healthy)) = self.driver.healthy_units(side).await
+                && healthy < needed
+            {
+                return Some(format!(
+                    "the {name} side has {healthy} healthy unit(s) and its {percent}% of traffic \
+                     needs {needed} of {desired}"
+                ));
+            }
+        }
+        None
     }
 
     /// Retry transient driver failures with exponential backoff.
