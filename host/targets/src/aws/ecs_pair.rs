@@ -72,17 +72,7 @@ impl EcsServices {
         };
         let (a, b) = (exists(a, &self.names[0])?, exists(b, &self.names[1])?);
         for service in [&a, &b] {
-            let controller = service
-                .deployment_controller()
-                .map(|c| c.r#type().as_str().to_string())
-                .unwrap_or_else(|| "ECS".into());
-            if controller != "ECS" {
-                return Err(DriverError::Failed(format!(
-                    "ECS service {} uses the {controller} deployment controller; a pair of services needs the \
-                     ECS controller on both (for task sets, configure `service = \"NAME\"` instead)",
-                    service.service_name().unwrap_or_default()
-                )));
-            }
+            on_ecs_controller(service)?;
         }
         Ok([a, b])
     }
@@ -111,6 +101,22 @@ impl EcsServices {
             .map_err(|e| classify("updating the ECS service", e))?;
         Ok(())
     }
+}
+
+/// A pair needs the ECS deployment controller on both services.
+fn on_ecs_controller(service: &Service) -> Result<(), DriverError> {
+    let controller = service
+        .deployment_controller()
+        .map(|c| c.r#type().as_str().to_string())
+        .unwrap_or_else(|| "ECS".into());
+    if controller == "ECS" {
+        return Ok(());
+    }
+    Err(DriverError::Failed(format!(
+        "ECS service {} uses the {controller} deployment controller; a pair of services needs the \
+         ECS controller on both (for task sets, configure `service = \"NAME\"` instead)",
+        service.service_name().unwrap_or_default()
+    )))
 }
 
 /// The target groups a service's load balancers name.
@@ -214,17 +220,7 @@ impl Slots for EcsServices {
         let services = self.found().await?;
         for (service, tg) in services.iter().zip(target_groups) {
             let Some(service) = service else { continue };
-            let controller = service
-                .deployment_controller()
-                .map(|c| c.r#type().as_str().to_string())
-                .unwrap_or_else(|| "ECS".into());
-            if controller != "ECS" {
-                return Err(DriverError::Failed(format!(
-                    "ECS service {} uses the {controller} deployment controller; a pair of services needs the \
-                     ECS controller on both (for task sets, configure `service = \"NAME\"` instead)",
-                    service.service_name().unwrap_or_default()
-                )));
-            }
+            on_ecs_controller(service)?;
             let behind = target_groups_of(service);
             if !behind.iter().any(|b| b == tg) {
                 return Err(DriverError::Failed(format!(

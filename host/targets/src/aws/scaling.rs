@@ -241,6 +241,20 @@ pub async fn restore(clients: &Clients, saved: &Saved) -> Result<(), DriverError
     Ok(())
 }
 
+/// RegisterScalableTarget for an ECS service's desired count; only what the caller sets
+/// changes on an existing target.
+fn register(
+    clients: &Clients,
+    resource_id: &str,
+) -> aws_sdk_applicationautoscaling::operation::register_scalable_target::builders::RegisterScalableTargetFluentBuilder{
+    clients
+        .app_autoscaling
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Ecs)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .resource_id(resource_id)
+}
+
 async fn set_suspended(
     clients: &Clients,
     resource_id: &str,
@@ -250,12 +264,7 @@ async fn set_suspended(
 ) -> Result<(), DriverError> {
     // Registering an existing scalable target with only `SuspendedState` changes only
     // that: its bounds and policies stay as they are.
-    clients
-        .app_autoscaling
-        .register_scalable_target()
-        .service_namespace(ServiceNamespace::Ecs)
-        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-        .resource_id(resource_id)
+    register(clients, resource_id)
         .suspended_state(
             SuspendedState::builder()
                 .dynamic_scaling_in_suspended(scale_in)
@@ -279,12 +288,7 @@ pub async fn set_bounds(
     min: u32,
     max: u32,
 ) -> Result<(), DriverError> {
-    clients
-        .app_autoscaling
-        .register_scalable_target()
-        .service_namespace(ServiceNamespace::Ecs)
-        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-        .resource_id(resource_id)
+    register(clients, resource_id)
         .min_capacity(i32::try_from(min).unwrap_or(i32::MAX))
         .max_capacity(i32::try_from(max).unwrap_or(i32::MAX))
         .send()

@@ -197,65 +197,32 @@ impl<G: Templated> Resolved<G> {
     }
 }
 
-impl Check for Resolved<HttpGate> {
-    fn check<'a>(
-        &'a self,
-        name: &'a str,
-        _: LifecyclePoint,
-        ctx: &'a GateContext,
-    ) -> CheckFuture<'a> {
-        Box::pin(async move {
-            match self.gate(name, ctx).await {
-                Ok(gate) => gate.run(name).await,
-                Err(result) => result,
+/// The checks whose text may hold placeholders: resolved for the run's sides, then run.
+macro_rules! resolved_check {
+    ($($gate:ty),*) => {$(
+        impl Check for Resolved<$gate> {
+            fn check<'a>(
+                &'a self,
+                name: &'a str,
+                _: LifecyclePoint,
+                ctx: &'a GateContext,
+            ) -> CheckFuture<'a> {
+                Box::pin(async move {
+                    match self.gate(name, ctx).await {
+                        Ok(gate) => gate.run(name).await,
+                        Err(result) => result,
+                    }
+                })
             }
-        })
-    }
 
-    fn need_target_groups(&self) -> bool {
-        self.needs_sides()
-    }
+            fn need_target_groups(&self) -> bool {
+                self.needs_sides()
+            }
+        }
+    )*};
 }
 
-impl Check for Resolved<AlarmGate> {
-    fn check<'a>(
-        &'a self,
-        name: &'a str,
-        _: LifecyclePoint,
-        ctx: &'a GateContext,
-    ) -> CheckFuture<'a> {
-        Box::pin(async move {
-            match self.gate(name, ctx).await {
-                Ok(gate) => gate.run(name).await,
-                Err(result) => result,
-            }
-        })
-    }
-
-    fn need_target_groups(&self) -> bool {
-        self.needs_sides()
-    }
-}
-
-impl Check for Resolved<MetricGate> {
-    fn check<'a>(
-        &'a self,
-        name: &'a str,
-        _: LifecyclePoint,
-        ctx: &'a GateContext,
-    ) -> CheckFuture<'a> {
-        Box::pin(async move {
-            match self.gate(name, ctx).await {
-                Ok(gate) => gate.run(name).await,
-                Err(result) => result,
-            }
-        })
-    }
-
-    fn need_target_groups(&self) -> bool {
-        self.needs_sides()
-    }
-}
+resolved_check!(HttpGate, AlarmGate, MetricGate);
 
 impl Check for AlbGate {
     fn check<'a>(
