@@ -518,3 +518,39 @@ fn max_steps_and_max_duration_are_checked_against_their_ranges_and_the_plan() {
         "{err}"
     );
 }
+
+/// A hook's parameters are checked by the hook itself (its `validate`) in `deployer
+/// validate` and before `run` changes anything, as a strategy's are: an error at the
+/// parameter's line (exit 3), not a gate that fails once traffic has moved.
+#[test]
+fn a_hooks_bad_parameters_are_refused_by_validate_and_run_at_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("probe.wasm");
+    std::fs::copy(deployer_tests::components::HOSTILE_HOOK, &wasm).unwrap();
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let config = ConfigBuilder::new()
+        .aws("http://127.0.0.1:9")
+        .service("web", |s| {
+            s.ecs("c", "web", 2).canary_steps("[{ weight = 50 }]").hook(
+                "probe",
+                &["pre-traffic"],
+                r#"{ headers = "many" }"#,
+            )
+        })
+        .hook_plugin("probe", "probe.wasm", &digest, |p| {
+            p.bool("kv", true)
+                .strs("http-allow", &["hooks.example.com"])
+        });
+    let (code, _, err) = validate(dir.path(), &config);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("services.web.hooks[0].params"), "{err}");
+    assert!(
+        err.contains("deployer.toml:"),
+        "names the file and line: {err}"
+    );
+    let path = dir.path().join("deployer.toml");
+    let path = path.to_str().unwrap();
+    let (code, _, err) = run(&["run", "canary", "--release", "web:2", "--config", path]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("services.web.hooks[0].params"), "{err}");
+}

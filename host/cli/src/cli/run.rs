@@ -108,7 +108,7 @@ pub async fn run(
         setup::strategy(host, &config, service_name, service, strategy_name).await?;
     let clients = setup::clients(&config).await?;
     reporter.count_calls(clients.calls.clone());
-    let gates = setup::gates(host, &config, service, &clients)?;
+    let gates = setup::gates(host, &config, service_name, service, &clients).await?;
     let store = setup::store(&config, &clients, reporter);
     setup::read_state_first(&store, service_name).await?;
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;

@@ -314,9 +314,39 @@ pub async fn clients(config: &Config) -> anyhow::Result<Clients> {
 
 /// The service's gates and hooks. Hook plugins are loaded (digest, world, grants)
 /// here, so a bad hook refuses the deploy before it starts.
-pub fn gates(
+/// What the hook at `services.SERVICE.hooks[index]` says of its parameters (its own
+/// `validate`, under its time limit), as errors at their fields: bad hook parameters are
+/// bad input, found before anything changes, not a gate that fails once traffic moved.
+pub async fn hook_param_errors(
+    config: &Config,
+    service_name: &str,
+    index: usize,
+    hook: &crate::config::HookSpec,
+    plugin: &HookPlugin,
+) -> Vec<crate::config::ConfigError> {
+    let at = format!("services.{service_name}.hooks[{index}]");
+    match plugin.validate(&hook.params).await {
+        Ok(Ok(())) => Vec::new(),
+        Ok(Err(problems)) => problems
+            .into_iter()
+            .take(crate::config::MAX_PARAM_ERRORS)
+            .map(|e| {
+                let field = if e.field.is_empty() {
+                    format!("{at}.params")
+                } else {
+                    format!("{at}.params.{}", e.field)
+                };
+                config.error_at_field(&field, e.message)
+            })
+            .collect(),
+        Err(err) => vec![config.error_at_field(&at, err.to_string())],
+    }
+}
+
+pub async fn gates(
     host: &PluginHost,
     config: &Config,
+    service_name: &str,
     service: &ServiceConfig,
     clients: &Clients,
 ) -> anyhow::Result<ConfiguredGates> {
@@ -325,7 +355,8 @@ pub fn gates(
     // One key/value store per plugin in this deployment, shared by its hooks at every
     // point (the gates share the name `hook:PLUGIN`, under which the journal keeps it).
     let mut stores: std::collections::HashMap<&str, KvStore> = std::collections::HashMap::new();
-    for hook in &service.hooks {
+    let mut param_errors = Vec::new();
+    for (index, hook) in service.hooks.iter().enumerate() {
         let plugin = config.plugins.get(&hook.plugin).ok_or_else(|| {
             ConfigErrors(vec![config.error_at_field(
                 &format!("plugins.{}", hook.plugin),
@@ -340,6 +371,7 @@ pub fn gates(
                 err.to_string(),
             )])
         })?;
+        param_errors.extend(hook_param_errors(config, service_name, index, hook, &loaded).await);
         // Each plugin gets its own key/value store, and metric queries answered by
         // CloudWatch with this run's clients.
         let services = HostServices {
@@ -357,6 +389,9 @@ pub fn gates(
                 services: Some(services),
             }),
         });
+    }
+    if !param_errors.is_empty() {
+        return Err(ConfigErrors(param_errors).into());
     }
     Ok(ConfiguredGates::new(gates))
 }

@@ -29,6 +29,21 @@ pub async fn run(host: &PluginHost, config_path: &Path, account: bool) -> anyhow
         }
     }
     for (service_name, service) in &config.services {
+        // Each hook's own check of its parameters (a plugin that cannot load is reported
+        // with the plugins above).
+        for (index, hook) in service.hooks.iter().enumerate() {
+            let Some(plugin) = config.plugins.get(&hook.plugin) else {
+                continue;
+            };
+            if let Ok(loaded) =
+                HookPlugin::load(host, &plugin.source, plugin.limits, plugin.grants.clone())
+            {
+                errors.extend(
+                    super::setup::hook_param_errors(&config, service_name, index, hook, &loaded)
+                        .await,
+                );
+            }
+        }
         for strategy in service.strategies.keys() {
             let Ok(source) = config.strategy_source(strategy) else {
                 continue;
