@@ -470,3 +470,42 @@ async fn a_canary_that_loses_its_tasks_during_a_bake_is_rolled_back() {
     );
     assert_eq!(env.weights().await, (100, 0));
 }
+
+/// A run killed mid-canary and resumed (`on-interrupted = "resume"`) resolves the same
+/// sides for its gates: the ALB gate of the resumed run watches green, the new side, whose
+/// 5xx ratio went bad while nobody ran, and rolls back. (Watching blue, which has no data,
+/// it would have promoted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_gates_the_same_new_side() {
+    let good = App::start(200, "ok");
+    let env = EcsPairEnv::start(&[]).await;
+    env.write(
+        &env.store(
+            &good.url,
+            r#"[{ weight = 10, bake = "3s" }, { weight = 50 }]"#,
+        )
+        .service("store", |s| {
+            s.settings(|t| t.str("on-interrupted", "resume")).gate(
+                "alb",
+                &["post-traffic", "bake"],
+                |g| g.raw("max-5xx-percent", "5.0").int("min-requests", 50),
+            )
+        }),
+    );
+    let run = env.spawn(&["run", "canary", "--release", "store:2"]);
+    env.wait_for_weights(NO_TRAFFIC, |(_, green)| green > 0)
+        .await;
+    sigkill(run).await;
+    crate::side_gates::put_alb_requests(&env.clients, &env.world.green, 200.0, 30.0).await;
+
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "store:2"])
+        .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("resuming"), "it resumed: {err}");
+    assert!(
+        out.contains("store-green") && out.contains("15.0%"),
+        "{out}"
+    );
+    assert_eq!(env.weights().await, (100, 0));
+}
