@@ -245,3 +245,17 @@ async fn an_hpa_on_the_live_deployment_sizes_the_new_one_and_follows_it_at_promo
     assert_eq!(env.state("web-green").await, (image(2), 3, 3));
     assert_eq!(env.weights().await, (0, 100));
 }
+
+/// On EKS a release is an image already: `--image` deploys it as `--release` would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_is_deployed_to_the_idle_deployment() {
+    let env = env("image").await;
+    let good = App::start(200, "ok");
+    config(&env, &good.url);
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--service", "web", "--image", "shop/web:2"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.state("web-green").await, (image(2), 2, 2));
+    assert_eq!(env.weights().await, (0, 100));
+}
