@@ -123,6 +123,16 @@ pub fn step_summary(summary: &Summary) -> String {
             cell(summary.strategy.as_deref().unwrap_or("?"))
         );
     }
+    if let Some(made) = &summary.image_release
+        && let Some(how) = made.made.verb()
+    {
+        md += &format!(
+            "| image | {how} {} from {} with image {} |\n",
+            cell(&made.release),
+            cell(&made.from),
+            cell(&made.images)
+        );
+    }
     md += &format!("| result | {word} (exit {}) |\n", summary.exit_code);
     if let Some(reason) = &summary.rollback_reason {
         md += &format!("| reason | {} |\n", cell(reason));
@@ -181,6 +191,12 @@ mod tests {
             stable_release: Some("web:2".into()),
             new_release: Some("web:3".into()),
             rollback_reason: Some("gate smoke failed | 0/5".into()),
+            image_release: Some(super::super::summary::ImageReleaseSummary {
+                made: super::super::summary::ImageMade::Registered,
+                release: "web:3".into(),
+                from: "web:2".into(),
+                images: "app=shop/web:sha-3".into(),
+            }),
             steps: vec![StepSummary {
                 seq: 4,
                 step: "run pre-traffic gates".into(),
@@ -206,6 +222,12 @@ mod tests {
         );
         assert!(
             html.contains("<td>reason</td><td>gate smoke failed | 0/5</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<td>image</td><td>registered web:3 from web:2 with image app=shop/web:sha-3</td>"
+            ),
             "{html}"
         );
         assert!(

@@ -9,7 +9,7 @@ use deployer_engine::redact::printable;
 use deployer_engine::rollout::Report;
 use deployer_engine::state::DeployResult;
 
-use super::summary::{ImageMade, Summary};
+use super::summary::Summary;
 
 /// A line of the stderr log, prefixed so it stands apart from the tools CI runs around it.
 pub fn log_line(text: &str) -> String {
@@ -59,22 +59,16 @@ pub fn final_report(
                 .map_or(String::new(), |s| format!(" with {}", p(s)))
         );
     }
-    if let Some(made) = &summary.image_release {
-        let how = match made.made {
-            ImageMade::Registered => "registered",
-            ImageMade::Reused => "reused",
-            // Nothing made: the release line says it all.
-            ImageMade::Live | ImageMade::Image => "",
-        };
-        if !how.is_empty() {
-            let _ = writeln!(
-                out,
-                "  image:    {how} {} from {} with image {}",
-                p(&made.release),
-                p(&made.from),
-                scrub(&made.images)
-            );
-        }
+    if let Some(made) = &summary.image_release
+        && let Some(how) = made.made.verb()
+    {
+        let _ = writeln!(
+            out,
+            "  image:    {how} {} from {} with image {}",
+            p(&made.release),
+            p(&made.from),
+            scrub(&made.images)
+        );
     }
     let on = |release: &Option<String>| {
         release

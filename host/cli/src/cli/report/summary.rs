@@ -73,6 +73,18 @@ pub enum ImageMade {
     Image,
 }
 
+impl ImageMade {
+    /// What this run did to get its release, when it made or reused one; `None` when
+    /// the release line says it all.
+    pub fn verb(self) -> Option<&'static str> {
+        match self {
+            ImageMade::Registered => Some("registered"),
+            ImageMade::Reused => Some("reused"),
+            ImageMade::Live | ImageMade::Image => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct ApiCalls {
