@@ -99,21 +99,6 @@ fn find<S: Slots>(
         .max_by_key(|&i| (read[i].desired, std::cmp::Reverse(i)))
 }
 
-/// The release production runs now: that of the unit whose target group the route weighs
-/// most, which must run something and have units.
-///
-/// # Errors
-/// AWS errors; a live unit with no units or no nameable release.
-pub async fn live_release<S: Slots>(
-    slots: &S,
-    router: &AlbRouter,
-    target_groups: &[String; 2],
-) -> Result<String, DriverError> {
-    live(slots, router, target_groups)
-        .await
-        .map(|live| live.release)
-}
-
 /// What is live on a two-unit target, and whether a new deployment may begin on it.
 pub struct Live {
     pub release: String,
@@ -122,10 +107,11 @@ pub struct Live {
     pub blocked: Option<String>,
 }
 
-/// The release production runs now and the unit that runs it, as [`live_release`].
+/// The release production runs now and the unit that runs it: that of the unit whose
+/// target group the route weighs most, which must run something and have units.
 ///
 /// # Errors
-/// As [`live_release`].
+/// AWS errors; a live unit with no units or no nameable release.
 pub async fn live<S: Slots>(
     slots: &S,
     router: &AlbRouter,

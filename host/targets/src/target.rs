@@ -314,12 +314,6 @@ pub async fn account_check(
         cluster, services, ..
     } = target
     {
-        // Scaling belongs to whichever side is live, so both need it or neither.
-        let ids = services
-            .clone()
-            .map(|s| scaling::ecs_resource_id(cluster, &s));
-        let scalable = scaling::describe_scalable(&access.clients, &ids).await?;
-        // The idle service: the one the traffic is not on, i.e. not running the live release.
         let slots = EcsServices {
             clients: access.clients.clone(),
             cluster: cluster.clone(),
@@ -328,27 +322,25 @@ pub async fn account_check(
         if let Err(DriverError::Failed(missing)) = slots.services().await {
             problems.push(missing);
         }
+        // Each slot's bounds are its scalable target's (min, max), if it has one.
         let read = side_by_side::Slots::read(&slots).await?;
-        for (i, slot) in read.iter().enumerate() {
-            let idle = slot.desired == 0;
-            if let (true, Some(target)) = (idle, &scalable[i])
-                && target.min > 0
+        for slot in &read {
+            if let (0, Some((min, _))) = (slot.desired, slot.bounds)
+                && min > 0
             {
                 problems.push(format!(
-                    "ECS service {} is idle but its scalable target's minimum capacity is {}: Application \
+                    "ECS service {} is idle but its scalable target's minimum capacity is {min}: Application \
                      Auto Scaling may start tasks there that serve nothing, and a deployment refuses an idle \
                      side with tasks. Set its minimum to 0 (deployer moves the live side's bounds to the new \
                      service at each promotion; docs/targets.md)",
-                    slot.name, target.min
+                    slot.name
                 ));
             }
         }
-        if let [Some(_), None] | [None, Some(_)] = scalable.as_slice() {
-            let (has, lacks) = if scalable[0].is_some() {
-                (&services[0], &services[1])
-            } else {
-                (&services[1], &services[0])
-            };
+        // Scaling belongs to whichever side is live, so both need it or neither.
+        let (scaled, unscaled): (Vec<_>, Vec<_>) = read.iter().partition(|s| s.bounds.is_some());
+        if let ([has], [lacks]) = (scaled.as_slice(), unscaled.as_slice()) {
+            let (has, lacks) = (&has.name, &lacks.name);
             problems.push(format!(
                 "ECS service {has} has an Application Auto Scaling scalable target and {lacks} has none; \
                  after a deployment {lacks} is the live side and would not scale. Register one for \

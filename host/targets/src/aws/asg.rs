@@ -299,18 +299,10 @@ pub struct AsgRolling {
     pub poll: Duration,
 }
 
-/// The release an in-place group runs now.
-///
-/// # Errors
-/// AWS errors; a group without a pinned launch template version.
-pub async fn current_release(clients: &Clients, group: &str) -> Result<String, DriverError> {
-    current(clients, group).await.map(|(release, _)| release)
-}
-
 /// The release an in-place group runs now and its desired capacity.
 ///
 /// # Errors
-/// As [`current_release`].
+/// AWS errors; a group without a pinned launch template version.
 pub async fn current(clients: &Clients, group: &str) -> Result<(String, u32), DriverError> {
     let g = &describe(clients, &[group]).await?[0];
     let desired = units(g.desired_capacity());
