@@ -636,6 +636,20 @@ impl Store for FlakyStore {
     ) -> Result<Vec<deployer_engine::state::Journal>, deployer_engine::state::StateError> {
         self.inner.history(service).await
     }
+    async fn send(
+        &self,
+        service: &str,
+        signal: &deployer_engine::state::Signal,
+    ) -> Result<(), deployer_engine::state::StateError> {
+        self.inner.send(service, signal).await
+    }
+    async fn signals(
+        &self,
+        service: &str,
+    ) -> Result<Vec<deployer_engine::state::Signal>, deployer_engine::state::StateError> {
+        self.check()?;
+        self.inner.signals(service).await
+    }
 }
 
 /// Gates that take the store down when they run after traffic moved, and pass.
@@ -740,7 +754,7 @@ async fn rollback_after_a_failed_rollback_finishes_that_one() {
     let blue_green = h.builtin("blue-green");
     let engine = h.engine(&blue_green, &NoGates, settings());
     let again = engine
-        .roll_back("blue-green", r#"{"test-traffic":false}"#)
+        .roll_back("blue-green", |_| r#"{"test-traffic":false}"#.to_string())
         .await
         .unwrap();
     let RolledBack::Recovered(retry) = again else {

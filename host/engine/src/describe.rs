@@ -22,6 +22,19 @@ pub fn duration(d: std::time::Duration) -> String {
     duration_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// A time (ms since the Unix epoch) as people read it: `2026-12-01 14:30:05 UTC`.
+pub fn utc(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(at) => at
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .unwrap_or_else(|_| format!("{ms} ms after the epoch")),
+        Err(_) => format!("{ms} ms after the epoch"),
+    }
+}
+
 /// An error with its causes on one line ("error sending request: connection refused"),
 /// each cause once.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
@@ -85,6 +98,7 @@ pub fn action(action: &crate::state::Action) -> String {
             "rollback: roll the stable release back out in place".to_string()
         }
         Action::Rollback(RollbackAction::Discard) => "rollback: remove the new side".to_string(),
+        Action::RetireWarm => "scale down the side kept warm".to_string(),
     }
 }
 
@@ -97,5 +111,6 @@ mod tests {
         assert_eq!(duration_ms(90_000), "1m30s");
         assert_eq!(duration_ms(5_400_000), "1h30m");
         assert_eq!(duration_ms(1500), "1500ms");
+        assert_eq!(utc(1_796_098_205_000), "2026-12-01 04:10:05 UTC");
     }
 }

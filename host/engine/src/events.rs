@@ -5,8 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::describe;
-use crate::state::DeployResult;
 use crate::state::journal::RollbackAction;
+use crate::state::{DeployResult, Signal};
 use deployer_contract::{GateResult, GateStatus, Step, StepOutcome};
 
 /// One thing that happened in a run.
@@ -82,6 +82,23 @@ pub enum Event<'a> {
         id: &'a str,
         result: DeployResult,
         detail: &'a str,
+    },
+    /// The run acted on a person's signal (`deployer abort`, `deployer promote`);
+    /// `effect` says what it does about it.
+    Signalled {
+        signal: &'a Signal,
+        effect: &'a str,
+    },
+    /// The promoted run keeps the old side (`release`) at full size without traffic
+    /// until `until_ms` (`scale-down-delay`).
+    KeptWarm {
+        release: &'a str,
+        until_ms: u64,
+    },
+    /// The side a promoted deployment kept warm is scaled down now.
+    Retiring {
+        release: &'a str,
+        deployment: &'a str,
     },
 }
 
@@ -236,6 +253,22 @@ impl fmt::Display for Event<'_> {
             Event::Finished { id, result, detail } => {
                 write!(f, "deployment {id}: {}: {detail}", result_word(*result))
             }
+            Event::Signalled { signal, effect } => write!(f, "{}: {effect}", signal.describe()),
+            Event::KeptWarm { release, until_ms } => write!(
+                f,
+                "{} stays at full size without traffic until {} (scale-down-delay): \
+                 `deployer rollback` until then only moves traffic back",
+                short_release(release),
+                describe::utc(*until_ms)
+            ),
+            Event::Retiring {
+                release,
+                deployment,
+            } => write!(
+                f,
+                "scaling down {}, kept warm after deployment {deployment}",
+                short_release(release)
+            ),
         }
     }
 }

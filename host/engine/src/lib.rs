@@ -27,3 +27,4 @@ pub mod safety;
 pub mod sim;
 pub mod state;
 pub mod strategy;
+pub mod walk_back;

@@ -107,10 +107,26 @@ pub async fn simulate_with(
     strategy: &impl Strategy,
     params: &str,
     target: TargetInfo,
+    gates: impl FnMut(usize) -> Vec<GateResult>,
+) -> Result<Plan, PlanError> {
+    simulate_warm(strategy, params, target, 0, gates).await
+}
+
+/// Like [`simulate_with`], for a run whose new side starts with `warm_units` healthy
+/// units (a rollback onto a side kept warm).
+///
+/// # Errors
+/// A plugin failure, a step the safety rules refuse, or a strategy that never ends.
+pub async fn simulate_warm(
+    strategy: &impl Strategy,
+    params: &str,
+    target: TargetInfo,
+    warm_units: u32,
     mut gates: impl FnMut(usize) -> Vec<GateResult>,
 ) -> Result<Plan, PlanError> {
     let mut gate_runs = 0;
     let mut guard = SafetyGuard::new(&target);
+    guard.new_units = warm_units;
     let mut state = RolloutState {
         params: params.to_string(),
         target,

@@ -25,7 +25,8 @@ use crate::safety::SafetyGuard;
 use crate::state::journal::RollbackAction;
 use crate::state::local::now_ms;
 use crate::state::{
-    Action, DeployResult, Fence, Journal, Lease, Record, StateError, Store, unfenced,
+    Action, DeployResult, Fence, Journal, Lease, Record, Signal, SignalKind, StateError, Store,
+    unfenced,
 };
 use crate::strategy::Strategy;
 
@@ -63,6 +64,10 @@ pub struct Settings {
     /// During a rollback, a stable side whose healthy units stop growing short of full
     /// size for this long gets all the traffic anyway.
     pub stable_stall: Duration,
+    /// After promotion the old release's side stays at full size, without traffic, this
+    /// long (`scale-down-delay`), so a rollback meanwhile only moves traffic. Zero: it
+    /// is scaled down as the deployment completes.
+    pub scale_down_delay: Duration,
 }
 
 /// Defaults of the run's caps: far above what the built-in strategies need (a canary of
@@ -82,6 +87,7 @@ impl Default for Settings {
             max_steps: DEFAULT_MAX_STEPS,
             max_duration: DEFAULT_MAX_DURATION,
             stable_stall: Duration::from_secs(120),
+            scale_down_delay: Duration::ZERO,
         }
     }
 }
@@ -148,6 +154,17 @@ pub enum RolledBack {
     /// The last deployment already was a rollback (of deployment `deployment`), which
     /// left `release` live: nothing to do.
     AlreadyRolledBack { release: String, deployment: String },
+}
+
+/// What `tidy` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tidied {
+    /// Nothing was waiting.
+    Nothing,
+    /// The side kept warm stays until `until_ms`.
+    NotDue { release: String, until_ms: u64 },
+    /// The side kept warm was scaled down (or an unfinished deployment rolled back).
+    Done(Report),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +250,11 @@ struct Run {
     store_failed: bool,
     /// The driver was asked for the sides' target groups (`ctx.target_groups`).
     groups_asked: bool,
+    /// Ids of the signals this run has acted on (journaled as `Record::Signal`).
+    seen: std::collections::HashSet<String>,
+    /// A person asked for 100% now (`deployer promote --full`): the host takes the run
+    /// to promotion itself instead of asking the strategy.
+    full: bool,
 }
 
 /// A journal write in the forward run that failed: this run lost the service (stop,
@@ -320,10 +342,14 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         if sized_from_live {
             request.target.desired_count = self.live_units(&shape)?;
         }
-        self.check_fits(&request, &shape).await?;
+        self.check_fits(&request, &shape, 0).await?;
         self.locked(async |id| {
             let (mut recovered, mut earlier) = (None, None);
-            if let Some(journal) = self.store.active(self.service).await? {
+            let active = self.store.active(self.service).await?;
+            if let Some(journal) = active.as_ref().filter(|j| is_warm(j)) {
+                // The new release needs the side the last deployment kept warm.
+                self.recover(journal.clone(), None).await?;
+            } else if let Some(journal) = active {
                 let old = journal.id().unwrap_or("?").to_string();
                 let same = self.matches(&journal, &request);
                 match self.recover(journal, Some(&request)).await? {
@@ -357,7 +383,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                     release: request.new_release,
                 });
             }
-            let report = self.start(id, request, &shape, None).await?;
+            let report = self.start(id, request, &shape, None, 0).await?;
             Ok(Deployed::Finished {
                 earlier,
                 report: Report {
@@ -376,12 +402,24 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
     /// # Errors
     /// The service is locked, the journal cannot be read or written, or there is nothing
     /// to roll back to.
-    pub async fn roll_back(&self, strategy: &str, params: &str) -> Result<RolledBack, EngineError> {
+    /// `params(warm)` gives the strategy's parameters, knowing how many healthy units the
+    /// side of the release rolled back to already has (`warm`, 0 when cold): a side kept
+    /// warm after its deployment (`scale-down-delay`) takes the traffic back without
+    /// being scaled.
+    pub async fn roll_back(
+        &self,
+        strategy: &str,
+        params: impl Fn(u32) -> String,
+    ) -> Result<RolledBack, EngineError> {
         self.locked(async |id| {
             if let Some(journal) = self.store.active(self.service).await? {
-                // None or promoted: the run had finished and only its paperwork was
-                // left; it is undone below like any finished deployment.
-                if let Some(report) = self.recover(journal, None).await?
+                if is_warm(&journal) {
+                    // Promoted, its old side still up: it ends here as promoted and is
+                    // undone below, traffic moving back onto that side.
+                    self.close_warm(journal, &id).await?;
+                } else if let Some(report) = self.recover(journal, None).await?
+                    // None or promoted: the run had finished and only its paperwork was
+                    // left; it is undone below like any finished deployment.
                     && report.result != DeployResult::Promoted
                 {
                     return Ok(RolledBack::Recovered(report));
@@ -452,20 +490,77 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 from: &current,
                 to: &previous,
             });
+            let warm = self.warm_units(&shape, &previous, target.desired_count).await?;
             let request = DeployRequest {
                 strategy: strategy.to_string(),
                 new_release: previous,
-                params: params.to_string(),
+                params: params(warm),
                 target: TargetInfo {
                     native_rolling: !shape.side_by_side,
                     ..target
                 },
             };
-            self.check_fits(&request, &shape).await?;
-            self.refuse_blocked(&shape)?;
-            self.start(id, request, &shape, Some(undoes))
+            self.check_fits(&request, &shape, warm).await?;
+            // The side kept warm is what makes the idle side busy; anything else that
+            // does is refused as before.
+            if warm == 0 {
+                self.refuse_blocked(&shape)?;
+            }
+            self.start(id, request, &shape, Some(undoes), warm)
                 .await
                 .map(RolledBack::Redeployed)
+        })
+        .await
+    }
+
+    /// Healthy units of the side that runs `previous` now, at most `desired`: a side
+    /// kept warm after the deployment being undone. 0 on an in-place target, when no
+    /// side runs it, and when the target cannot tell.
+    async fn warm_units(
+        &self,
+        shape: &Shape,
+        previous: &str,
+        desired: u32,
+    ) -> Result<u32, EngineError> {
+        if !shape.side_by_side {
+            return Ok(0);
+        }
+        let driver = self
+            .target
+            .driver(true, &shape.primary_release, previous, desired)
+            .map_err(EngineError::Target)?;
+        Ok(match driver.healthy_units(Side::New).await {
+            Ok(Some(units)) => units.min(desired),
+            _ => 0,
+        })
+    }
+
+    /// Scale down the side the last deployment kept warm once its `scale-down-delay` has
+    /// passed (at once with `force`), and roll back an unfinished deployment no run is
+    /// carrying on: what a scheduled `deployer tidy` is for.
+    ///
+    /// # Errors
+    /// The service is locked by a live run, the journal cannot be read or written, or
+    /// the scale-down failed (the next command tries again).
+    pub async fn tidy(&self, force: bool) -> Result<Tidied, EngineError> {
+        self.locked(async |_| {
+            let Some(journal) = self.store.active(self.service).await? else {
+                return Ok(Tidied::Nothing);
+            };
+            if is_warm(&journal)
+                && let Some((release, until_ms)) = journal.kept_warm()
+                && now_ms() < until_ms
+                && !force
+            {
+                return Ok(Tidied::NotDue {
+                    release: release.to_string(),
+                    until_ms,
+                });
+            }
+            Ok(match self.recover(journal, None).await? {
+                Some(report) => Tidied::Done(report),
+                None => Tidied::Nothing,
+            })
         })
         .await
     }
@@ -588,6 +683,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             // What the failed deployment found before it began: its ending restored
             // that already, and restoring it again changes nothing.
             scaling: failed.scaling().cloned(),
+            warm_units: failed.warm_units(),
         };
         self.store.begin(self.service, &id, &started).await?;
         (self.events)(&Event::Reverting {
@@ -613,37 +709,49 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
     /// Refuse, before changing anything, a strategy whose plan the host would refuse or
     /// whose steps the target cannot take: side-by-side steps on an in-place target, or
     /// an in-place update on one deployed side by side.
-    async fn check_fits(&self, request: &DeployRequest, shape: &Shape) -> Result<(), EngineError> {
+    async fn check_fits(
+        &self,
+        request: &DeployRequest,
+        shape: &Shape,
+        warm: u32,
+    ) -> Result<(), EngineError> {
         if self.settings.preflight == Preflight::Skip {
             return Ok(());
         }
-        let steps =
-            match crate::plan::simulate(self.strategy, &request.params, request.target).await {
-                Ok(plan) => plan.steps,
-                Err(PlanError::Unsafe {
+        let simulated = crate::plan::simulate_warm(
+            self.strategy,
+            &request.params,
+            request.target,
+            warm,
+            |_| Vec::new(),
+        )
+        .await;
+        let steps = match simulated {
+            Ok(plan) => plan.steps,
+            Err(PlanError::Unsafe {
+                number,
+                violation,
+                step,
+            }) => {
+                // A step of the wrong shape for the target: say what would fit instead.
+                let one = std::slice::from_ref(&step);
+                if let Some(problem) = fit_problem(
+                    &request.strategy,
+                    request.target.kind,
+                    one,
+                    shape.side_by_side,
+                ) {
+                    return Err(EngineError::Unfit(problem));
+                }
+                return Err(PlanError::Unsafe {
                     number,
                     violation,
                     step,
-                }) => {
-                    // A step of the wrong shape for the target: say what would fit instead.
-                    let one = std::slice::from_ref(&step);
-                    if let Some(problem) = fit_problem(
-                        &request.strategy,
-                        request.target.kind,
-                        one,
-                        shape.side_by_side,
-                    ) {
-                        return Err(EngineError::Unfit(problem));
-                    }
-                    return Err(PlanError::Unsafe {
-                        number,
-                        violation,
-                        step,
-                    }
-                    .into());
                 }
-                Err(err) => return Err(err.into()),
-            };
+                .into());
+            }
+            Err(err) => return Err(err.into()),
+        };
         if let Some(problem) =
             crate::plan::over_caps(&steps, self.settings.max_steps, self.settings.max_duration)
         {
@@ -672,6 +780,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         request: DeployRequest,
         shape: &Shape,
         undoes: Option<String>,
+        warm: u32,
     ) -> Result<Report, EngineError> {
         let stable_release = Some(shape.primary_release.clone());
         let driver = self
@@ -695,6 +804,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             at_ms: now_ms(),
             undoes,
             scaling: shape.scaling.clone(),
+            warm_units: (warm > 0).then_some(warm),
         };
         self.store.begin(self.service, &id, &started).await?;
         (self.events)(&Event::Started {
@@ -721,6 +831,27 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         journal: Journal,
         request: Option<&DeployRequest>,
     ) -> Result<Option<Report>, EngineError> {
+        match self.runner_for(&journal).await? {
+            Some(runner) => runner.recover(journal, request).await,
+            None => Ok(None),
+        }
+    }
+
+    /// End the warm deployment `journal` as promoted, its old side left up for the
+    /// rollback `by` that undoes it.
+    async fn close_warm(&self, journal: Journal, by: &str) -> Result<(), EngineError> {
+        if let Some(runner) = self.runner_for(&journal).await? {
+            let run = runner.run_from(journal)?;
+            runner.close_warm(run, by).await?;
+        }
+        Ok(())
+    }
+
+    /// A runner on a driver for the releases of `journal` (`None`: it has no start).
+    async fn runner_for(
+        &self,
+        journal: &Journal,
+    ) -> Result<Option<Runner<'_, 'a, S, T, G, St>>, EngineError> {
         let (stable, new, desired) = match journal.started() {
             Some(Record::Started {
                 stable_release,
@@ -739,12 +870,10 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             .target
             .driver(shape.side_by_side, &stable, &new, desired)
             .map_err(EngineError::Target)?;
-        Runner {
+        Ok(Some(Runner {
             engine: self,
             driver,
-        }
-        .recover(journal, request)
-        .await
+        }))
     }
 }
 
@@ -813,6 +942,11 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             return Ok(None);
         }
         let run = self.run_from(journal)?;
+        // Promoted, with its old side kept warm: the scale-down it waits for is done now
+        // (a deploy needs that side; a rollback onto it never comes here).
+        if run.journal.rollback_reason().is_none() && run.journal.kept_warm().is_some() {
+            return self.retire(run).await.map(Some);
+        }
         // Died after the last step was carried out but before `Finished` was written:
         // the deployment is complete (the old side may already be gone); record it so.
         if run.journal.rollback_reason().is_none()
@@ -904,6 +1038,10 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             new_percent: 0,
             target_groups: Ok(None),
         };
+        let seen = journal.signals().map(|s| s.id.clone()).collect();
+        let full = journal
+            .signals()
+            .any(|s| s.kind == SignalKind::Promote { full: true });
         Ok(Run {
             id,
             journal,
@@ -914,6 +1052,8 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             unwritten: None,
             store_failed: false,
             groups_asked: false,
+            seen,
+            full,
         })
     }
 
@@ -1208,6 +1348,8 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     let reason = "an interrupted rollback".to_string();
                     return self.roll_back(run, reason).await;
                 }
+                // Only a promoted run that kept its old side warm scales it down.
+                Some((_, Action::RetireWarm)) => return self.retire(run).await,
                 None => {
                     let taken = run.journal.history().len();
                     if taken >= self.settings.max_steps as usize {
@@ -1222,9 +1364,13 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                         target: run.target,
                         history: run.journal.history(),
                     };
-                    let step = match self.strategy.next(&state).await {
-                        Ok(step) => step,
-                        Err(err) => return self.roll_back(run, err.to_string()).await,
+                    let step = if run.full && !run.target.native_rolling {
+                        full_promotion(&guard)
+                    } else {
+                        match self.strategy.next(&state).await {
+                            Ok(step) => step,
+                            Err(err) => return self.roll_back(run, err.to_string()).await,
+                        }
                     };
                     if let Step::Abort(reason) = &step {
                         return self
@@ -1255,12 +1401,56 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 }
             };
             (self.events)(&Event::Step { seq, step: &step });
+            if step == Step::Complete
+                && let Some(release) = self.warm_release(&run)
+            {
+                return self.keep_warm(run, seq, release).await;
+            }
+            // The strategy's scale-down of the old side after promotion is what the
+            // scale-down-delay postpones: recorded as asked, carried out when the delay
+            // ends (`retire`) or, if the run dies before completing, by the recovery
+            // that completes it.
+            if guard.promoted
+                && matches!(step, Step::Scale(ScaleRequest { side: Side::Stable, count }) if count < guard.stable_units)
+                && self.warm_release(&run).is_some()
+            {
+                journaled!(self, run, self.done(&mut run, seq, StepOutcome::Done).await);
+                guard.apply(&step);
+                (self.events)(&Event::StepDone {
+                    seq,
+                    step: &step,
+                    outcome: &StepOutcome::Done,
+                    new_percent: guard.new_percent,
+                });
+                continue;
+            }
             let left = self.time_left(&run);
             self.still_holds()?;
             let outcome = tokio::select! {
                 outcome = self.execute(&step, &run.ctx, run.target.desired_count) => outcome,
                 () = self.cancel.cancelled() => {
                     return self.roll_back(run, "cancelled (SIGINT/SIGTERM)".into()).await;
+                }
+                signal = self.signalled(&run, &step) => {
+                    let signal_record = Record::Signal { signal: signal.clone() };
+                    journaled!(self, run, self.append(&mut run, signal_record).await);
+                    run.seen.insert(signal.id.clone());
+                    match signal.kind {
+                        SignalKind::Abort => {
+                            (self.events)(&Event::Signalled { signal: &signal, effect: "rolling back" });
+                            return self.roll_back(run, signal.describe()).await;
+                        }
+                        SignalKind::Promote { full } => {
+                            run.full |= full;
+                            let effect = if full && !run.target.native_rolling {
+                                "the wait ends now; traffic goes straight to 100%, the remaining gates still run"
+                            } else {
+                                "the wait ends now"
+                            };
+                            (self.events)(&Event::Signalled { signal: &signal, effect });
+                            Ok(StepOutcome::Done)
+                        }
+                    }
                 }
                 // A long step (a bake) must not outlive the lease: stop when it is lost.
                 lost = self.lease_lost() => return Err(lost.into()),
@@ -1333,6 +1523,167 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             Step::Complete => self.retrying(|| self.driver.finalize()).await.and(done),
             Step::Abort(reason) => Err(DriverError::Failed(reason.clone())),
         }
+    }
+
+    /// The first signal meant for this run that it has not acted on: an abort at any
+    /// time, a promote only while `step` waits (a bake; otherwise it stays for the next
+    /// wait). Looks at once, then every watch interval. A backend that cannot be read
+    /// is asked again at the next look: the journal writes, which need it too, decide
+    /// whether the run can go on.
+    async fn signalled(&self, run: &Run, step: &Step) -> Signal {
+        let waits = matches!(step, Step::Bake(_));
+        let interval = self.settings.watch_interval.max(MIN_WATCH_INTERVAL);
+        loop {
+            if let Ok(signals) = self.store.signals(self.service).await {
+                let fresh: Vec<&Signal> = signals
+                    .iter()
+                    .filter(|s| s.deployment == run.id && !run.seen.contains(&s.id))
+                    .collect();
+                if let Some(abort) = fresh.iter().find(|s| s.kind == SignalKind::Abort) {
+                    return (*abort).clone();
+                }
+                if waits
+                    && let Some(promote) = fresh
+                        .iter()
+                        .find(|s| matches!(s.kind, SignalKind::Promote { .. }))
+                {
+                    return (*promote).clone();
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// The stable release whose side stays warm when this run completes, if it keeps
+    /// one: a `scale-down-delay`, two sides, and a stable release to keep.
+    fn warm_release(&self, run: &Run) -> Option<String> {
+        if self.settings.scale_down_delay.is_zero() || run.target.native_rolling {
+            return None;
+        }
+        if let Some((release, _)) = run.journal.kept_warm() {
+            return Some(release.to_string()); // a resumed run that began keeping it
+        }
+        run.ctx.stable_release.clone().filter(|r| !r.is_empty())
+    }
+
+    /// Complete the promoted run `seq` without scaling the old side down: it stays at
+    /// full size, without traffic, for the scale-down-delay. The service's own scaling
+    /// is restored first, as any ending does (if that fails, nothing is kept and the
+    /// next command completes the run as usual). `KeptWarm` is journaled before the
+    /// step is done, so a kill at any point leaves a journal that says what is running:
+    /// the deployment stays unfinished until that side is scaled down.
+    async fn keep_warm(
+        &self,
+        mut run: Run,
+        seq: u32,
+        release: String,
+    ) -> Result<Report, EngineError> {
+        if let Some(saved) = run.journal.scaling().cloned() {
+            self.still_holds()?;
+            if let Err(err) = self.retrying(|| self.driver.restore_scaling(&saved)).await {
+                return Err(EngineError::Target(DriverError::Failed(format!(
+                    "deployment {}: {} is live on 100% of traffic, but restoring the service's own \
+                     scaling failed: {err}. The next `deployer run` or `deployer rollback` on this \
+                     service restores it and scales {} down",
+                    run.id,
+                    short_release(&run.ctx.new_release),
+                    short_release(&release)
+                ))));
+            }
+        }
+        let until_ms = match run.journal.kept_warm() {
+            Some((_, until_ms)) => until_ms,
+            None => {
+                let delay =
+                    u64::try_from(self.settings.scale_down_delay.as_millis()).unwrap_or(u64::MAX);
+                let until_ms = now_ms().saturating_add(delay);
+                let kept = Record::KeptWarm {
+                    release: release.clone(),
+                    until_ms,
+                };
+                journaled!(self, run, self.append(&mut run, kept).await);
+                until_ms
+            }
+        };
+        journaled!(self, run, self.done(&mut run, seq, StepOutcome::Done).await);
+        (self.events)(&Event::StepDone {
+            seq,
+            step: &Step::Complete,
+            outcome: &StepOutcome::Done,
+            new_percent: 100,
+        });
+        (self.events)(&Event::KeptWarm {
+            release: &release,
+            until_ms,
+        });
+        let detail = format!(
+            "{} is live on 100% of traffic; {} stays warm until {}",
+            short_release(&run.ctx.new_release),
+            short_release(&release),
+            describe::utc(until_ms)
+        );
+        (self.events)(&Event::Finished {
+            id: &run.id,
+            result: DeployResult::Promoted,
+            detail: &detail,
+        });
+        Ok(Report {
+            id: run.id,
+            result: DeployResult::Promoted,
+            detail,
+            recovered: None,
+            traffic_read_back: None,
+        })
+    }
+
+    /// Scale down the side promoted run `run` kept warm, journaled, and finish it.
+    async fn retire(&self, mut run: Run) -> Result<Report, EngineError> {
+        let (release, until_ms) = match run.journal.kept_warm() {
+            Some((release, until_ms)) => (release.to_string(), until_ms),
+            None => return self.complete_promoted(run).await,
+        };
+        (self.events)(&Event::Retiring {
+            release: &release,
+            deployment: &run.id,
+        });
+        let retire = Action::RetireWarm;
+        let seq = match run.journal.in_flight() {
+            Some((seq, action)) if *action == retire => seq,
+            _ => self.intend(&mut run, retire).await?,
+        };
+        self.still_holds()?;
+        if let Err(err) = self.retrying(|| self.driver.finalize()).await {
+            return Err(EngineError::Target(DriverError::Failed(format!(
+                "scaling down {}, kept warm after deployment {}, failed: {err}; the next deployer \
+                 command on the service (or `deployer tidy`) tries again",
+                short_release(&release),
+                run.id
+            ))));
+        }
+        self.done(&mut run, seq, StepOutcome::Done).await?;
+        let detail = format!(
+            "{} is live on 100% of traffic; {} was kept warm until {} and is scaled down",
+            short_release(&run.ctx.new_release),
+            short_release(&release),
+            describe::utc(until_ms)
+        );
+        self.finish(run, DeployResult::Promoted, detail).await
+    }
+
+    /// Finish the promoted run `run` that kept its old side warm, leaving that side as
+    /// it is: a rollback is about to move traffic back onto it.
+    async fn close_warm(&self, run: Run, by: &str) -> Result<Report, EngineError> {
+        let release = run
+            .journal
+            .kept_warm()
+            .map(|(r, _)| r.to_string())
+            .unwrap_or_default();
+        let detail = format!(
+            "{} was live on 100% of traffic; rolled back by deployment {by} while {} was warm",
+            short_release(&run.ctx.new_release),
+            short_release(&release)
+        );
+        self.finish(run, DeployResult::Promoted, detail).await
     }
 
     /// Wait, running the continuous gates every interval; stop early on a failure.
@@ -1763,8 +2114,11 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         // Every ending puts the service's own scaling back as it was before the
         // deployment. If that fails the deployment is left unfinished, so the next
         // command on the service (which recovers it) restores it: nothing is left
-        // suspended by accident.
-        if let Some(saved) = run.journal.scaling().cloned() {
+        // suspended by accident. A run that kept its old side warm restored it then,
+        // and since then the old side was scaled down: restoring again would undo that.
+        if run.journal.kept_warm().is_none()
+            && let Some(saved) = run.journal.scaling().cloned()
+        {
             self.still_holds()?;
             if let Err(err) = self.retrying(|| self.driver.restore_scaling(&saved)).await {
                 return Err(EngineError::Target(DriverError::Failed(format!(
@@ -1823,6 +2177,26 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     }
 }
 
+/// The next step of a run a person promoted to 100% (`deployer promote --full`): the
+/// new side to full size, all traffic to it, promotion, completion. The safety rules
+/// and the gates the run still owes apply as to any strategy's step.
+fn full_promotion(guard: &SafetyGuard) -> Step {
+    if guard.new_percent < 100 {
+        if guard.new_units < guard.desired {
+            Step::Scale(ScaleRequest {
+                side: Side::New,
+                count: guard.desired,
+            })
+        } else {
+            Step::ShiftTraffic(100)
+        }
+    } else if !guard.promoted {
+        Step::Promote
+    } else {
+        Step::Complete
+    }
+}
+
 /// Any failed gate rolls back, whatever the strategy would do next: the host fails
 /// closed. Unclear results are the strategy's to judge.
 fn judge(outcome: &StepOutcome) -> Flow {
@@ -1832,6 +2206,11 @@ fn judge(outcome: &StepOutcome) -> Flow {
         return Flow::RollBack(format!("gate `{}` failed: {}", failed.name, failed.detail));
     }
     Flow::Continue
+}
+
+/// A promoted deployment that kept its old side warm and has not scaled it down.
+fn is_warm(journal: &Journal) -> bool {
+    journal.warm_side().is_some()
 }
 
 /// A deployment id that sorts by time: `d<ms>-<pid>`.

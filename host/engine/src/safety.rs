@@ -92,6 +92,8 @@ impl SafetyGuard {
     /// What the host knows to be true after every completed action of `journal`.
     pub fn replay(journal: &Journal, target: &TargetInfo) -> SafetyGuard {
         let mut guard = SafetyGuard::new(target);
+        // A rollback onto a side kept warm starts with the units read from it then.
+        guard.new_units = journal.warm_units().unwrap_or(0);
         for (action, _) in journal.completed() {
             match action {
                 Action::Step(step) => guard.apply(step),
@@ -107,7 +109,9 @@ impl SafetyGuard {
                     guard.new_percent = 0;
                 }
                 Action::HostGates(point) => guard.apply(&Step::RunGates(*point)),
-                Action::Rollback(RollbackAction::Discard) | Action::Prepare { .. } => {}
+                Action::Rollback(RollbackAction::Discard)
+                | Action::Prepare { .. }
+                | Action::RetireWarm => {}
             }
         }
         guard

@@ -222,7 +222,7 @@ async fn rollback_redeploys_the_release_a_promoted_deployment_replaced() {
     const BLUE_GREEN: Native<deployer_strategy_blue_green::BlueGreen> =
         Native("blue-green", PhantomData);
     let rolled = engine(&BLUE_GREEN, &target, &store)
-        .roll_back("blue-green", r#"{"test-traffic":false}"#)
+        .roll_back("blue-green", |_| r#"{"test-traffic":false}"#.to_string())
         .await
         .unwrap();
     let RolledBack::Redeployed(report) = rolled else {
@@ -236,7 +236,7 @@ async fn rollback_redeploys_the_release_a_promoted_deployment_replaced() {
 
     // A second rollback (a double click, a retried CI job) must not put web:2 back.
     let again = engine(&BLUE_GREEN, &target, &store)
-        .roll_back("blue-green", r#"{"test-traffic":false}"#)
+        .roll_back("blue-green", |_| r#"{"test-traffic":false}"#.to_string())
         .await
         .unwrap();
     assert!(
@@ -321,7 +321,7 @@ async fn rollback_refuses_to_guess_when_the_live_release_is_not_deployers() {
     // Someone deployed web:7 by hand since.
     let elsewhere = SimDriver::new("web:7", 4);
     let err = engine(&CANARY, &elsewhere, &store)
-        .roll_back("blue-green", "{}")
+        .roll_back("blue-green", |_| "{}".to_string())
         .await
         .unwrap_err();
     assert!(

@@ -38,7 +38,15 @@ pub async fn history(
     let (service_name, _) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     let clients = setup::clients(&config).await?;
     let store = setup::store(&config, &clients, reporter);
-    let history = setup::read_state_first(&store, service_name).await?;
+    use deployer_engine::state::Store as _;
+    let mut history = setup::read_state_first(&store, service_name).await?;
+    // A promoted deployment whose old side is still warm is unfinished until that side
+    // is scaled down, but it is what is live: it heads the list.
+    if let Some(journal) = store.active(service_name).await?
+        && journal.warm_side().is_some()
+    {
+        history.push(journal);
+    }
     let mut rows = Vec::new();
     for journal in history.iter().rev() {
         let Some(Record::Started {
@@ -52,9 +60,20 @@ pub async fn history(
         else {
             continue;
         };
-        let (result, detail) = journal
-            .finished()
-            .unwrap_or((DeployResult::RollbackFailed, "unfinished"));
+        let warm = journal.warm_side().map(|(release, until_ms)| {
+            format!(
+                "{} is live; {} stays warm until {}",
+                short_release(new_release),
+                short_release(release),
+                deployer_engine::describe::utc(until_ms)
+            )
+        });
+        let (result, detail) = match &warm {
+            Some(detail) => (DeployResult::Promoted, detail.as_str()),
+            None => journal
+                .finished()
+                .unwrap_or((DeployResult::RollbackFailed, "unfinished")),
+        };
         rows.push(HistoryRow {
             deployment: id.clone(),
             result,

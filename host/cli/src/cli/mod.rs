@@ -1,5 +1,6 @@
 //! The `deployer` command line.
 
+mod control;
 mod history;
 mod inspect;
 mod plan;
@@ -9,6 +10,7 @@ mod rollback;
 mod run;
 mod setup;
 mod status;
+mod tidy;
 mod validate;
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use deployer_engine::state::SignalKind;
 use deployer_plugin_host::{PluginError, PluginHost};
 
 use crate::config::ConfigErrors;
@@ -71,10 +74,52 @@ pub enum Command {
         #[arg(long)]
         service: Option<String>,
     },
-    /// Go back to the last good release, now.
+    /// Go back to the last good release: at once, or in steps with the service's gates.
     Rollback {
         #[arg(long)]
         service: Option<String>,
+        /// Walk traffic back in steps: the share left on the current release after each,
+        /// ending with 0 (e.g. "50,0"). The service's gates run between the steps; a
+        /// release that fails them stops the walk.
+        #[arg(long, value_delimiter = ',', value_name = "PERCENT,...")]
+        steps: Option<Vec<u8>>,
+        /// How long each step but the last bakes, gates watching (with --steps), e.g. "2m".
+        #[arg(long, value_parser = parse_bake, requires = "steps")]
+        bake: Option<std::time::Duration>,
+    },
+    /// Roll the running deployment of a service back now, from any machine that reaches
+    /// its state. It acts within one watch interval.
+    Abort {
+        #[arg(long)]
+        service: Option<String>,
+        /// Why, for the run's report and its journal.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End the running deployment's bake or approval pause now.
+    Promote {
+        #[arg(long)]
+        service: Option<String>,
+        /// Go straight to 100% on the new release and promote it; the gates it still
+        /// owes run.
+        #[arg(long)]
+        full: bool,
+        /// Why, for the run's report and its journal.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Scale down the previous release kept warm once its scale-down-delay has passed,
+    /// and roll back deployments whose run died: for a scheduled job.
+    Tidy {
+        /// One service (default: every service in the config).
+        #[arg(long)]
+        service: Option<String>,
+        /// Scale down a release kept warm now, without waiting for its delay.
+        #[arg(long, conflicts_with = "wait")]
+        now: bool,
+        /// Wait until a release kept warm is due, then scale it down.
+        #[arg(long)]
+        wait: bool,
     },
     /// Show what is running and any deployment in progress.
     Status {
@@ -127,9 +172,12 @@ pub enum Command {
 
 impl Command {
     /// Every subcommand's name, as typed.
-    const NAMES: [&'static str; 11] = [
+    const NAMES: [&'static str; 14] = [
         "run",
         "rollback",
+        "abort",
+        "promote",
+        "tidy",
         "status",
         "history",
         "plan",
@@ -145,7 +193,10 @@ impl Command {
     fn service(&self) -> Option<&str> {
         match self {
             Command::Run { service, .. }
-            | Command::Rollback { service }
+            | Command::Rollback { service, .. }
+            | Command::Abort { service, .. }
+            | Command::Promote { service, .. }
+            | Command::Tidy { service, .. }
             | Command::Status { service, .. }
             | Command::History { service }
             | Command::Plan { service, .. } => service.as_deref(),
@@ -158,6 +209,9 @@ impl Command {
         match self {
             Command::Run { .. } => "run",
             Command::Rollback { .. } => "rollback",
+            Command::Abort { .. } => "abort",
+            Command::Promote { .. } => "promote",
+            Command::Tidy { .. } => "tidy",
             Command::Status { .. } => "status",
             Command::History { .. } => "history",
             Command::Plan { .. } => "plan",
@@ -178,6 +232,17 @@ fn clap_message(err: &clap::Error) -> String {
 }
 
 /// A refresh interval: a duration above zero (zero would reread the state in a busy loop).
+/// A bake between rollback steps: at most a day, as a strategy's bakes.
+fn parse_bake(text: &str) -> Result<std::time::Duration, String> {
+    let bake = crate::config::parse_duration(text)?;
+    if bake.as_millis() > u128::from(deployer_engine::safety::MAX_BAKE_MS) {
+        return Err(
+            "is longer than a day, the longest bake deployer takes; use e.g. \"2m\"".into(),
+        );
+    }
+    Ok(bake)
+}
+
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     match crate::config::parse_duration(text)? {
         interval if interval.is_zero() => {
@@ -395,8 +460,43 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             )
             .await
         }
-        Command::Rollback { service } => {
-            rollback::rollback(reporter, &host()?, &cli.config, service.as_deref()).await
+        Command::Rollback {
+            service,
+            steps,
+            bake,
+        } => {
+            let walk = steps.map(|steps| rollback::Walk {
+                steps,
+                bake: bake.unwrap_or_default(),
+            });
+            rollback::rollback(reporter, &host()?, &cli.config, service.as_deref(), walk).await
+        }
+        Command::Abort { service, reason } => {
+            control::signal(
+                reporter,
+                &cli.config,
+                service.as_deref(),
+                SignalKind::Abort,
+                reason,
+            )
+            .await
+        }
+        Command::Promote {
+            service,
+            full,
+            reason,
+        } => {
+            control::signal(
+                reporter,
+                &cli.config,
+                service.as_deref(),
+                SignalKind::Promote { full },
+                reason,
+            )
+            .await
+        }
+        Command::Tidy { service, now, wait } => {
+            tidy::tidy(reporter, &cli.config, service.as_deref(), now, wait).await
         }
         Command::Status {
             service,

@@ -1,6 +1,9 @@
-//! `deployer rollback`: back to the last good release, now. An interrupted deployment is
-//! rolled back; a finished one is undone by deploying the release it replaced, without
-//! gates or bakes. Wiring only: the engine decides.
+//! `deployer rollback`: back to the last good release. An interrupted deployment is
+//! rolled back; a finished one is undone by moving production back to the release it
+//! replaced: at once without gates or bakes, or in steps (`--steps 50,0 --bake 2m`) with
+//! the service's gates between them. A side kept warm after the deployment
+//! (`scale-down-delay`) takes the traffic back without being scaled. Wiring only: the
+//! engine decides.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use deployer_engine::events::{Event, short_release};
 use deployer_engine::gates::NoGates;
 use deployer_engine::rollout::{Engine, Parts, RolledBack};
 use deployer_engine::state::DeployResult;
+use deployer_engine::walk_back::{WalkBack, WalkBackStrategy};
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{Limits, PluginHost, PluginSource};
 use deployer_targets::target::ServiceTarget;
@@ -19,19 +23,32 @@ use super::report::Reporter;
 use super::run::{engine_error, outcome};
 use super::setup;
 use crate::config::{Config, ConfigErrors};
-use crate::exit::Outcome;
+use crate::exit::{BadInput, Outcome};
+
+/// How `rollback` walks traffic back: `steps` (the share left on the current release
+/// after each, falling to 0) with `bake` between them. `None`: all at once, no gates.
+pub struct Walk {
+    pub steps: Vec<u8>,
+    pub bake: std::time::Duration,
+}
 
 pub async fn rollback(
     reporter: &Arc<Reporter>,
     host: &PluginHost,
     config_path: &Path,
     service: Option<&str>,
+    walk: Option<Walk>,
 ) -> anyhow::Result<Outcome> {
     reporter.begin("rollback", service);
     let config = Config::load(config_path)?;
     reporter.secrets.add_config(&config);
     let (service_name, service) = config.service(service).map_err(|e| ConfigErrors(vec![e]))?;
     reporter.begin("rollback", Some(service_name));
+    if let Some(walk) = &walk
+        && let Some(problem) = WalkBack::problem(&walk.steps)
+    {
+        return Err(BadInput(format!("--steps: {problem}")).into());
+    }
     let clients = setup::clients(&config).await?;
     reporter.count_calls(clients.calls.clone());
     let store = setup::store(&config, &clients, reporter);
@@ -39,34 +56,74 @@ pub async fn rollback(
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
     let shape = target.inspect().await?;
     reporter.start_ticker();
-    // No gates, no bakes: blue-green carries a side-by-side redeploy, rolling an in-place one.
-    let (strategy_name, params) = if shape.side_by_side {
-        ("blue-green", r#"{"test-traffic":false}"#)
-    } else {
-        ("rolling", "{}")
-    };
-    let strategy = StrategyPlugin::load(
-        host,
-        &PluginSource::Builtin(strategy_name.into()),
-        Limits::strategy(),
-    )?;
     let events = |event: &Event<'_>| reporter.event(event);
-    let engine = Engine::new(Parts {
-        service: service_name,
-        strategy: &strategy,
-        target: &target,
-        gates: &NoGates,
-        store: &store,
-        settings: setup::settings(service),
-        cancel: CancellationToken::new(),
-        events: &events,
-    });
+    // One engine per strategy and gates, each of its own type.
+    macro_rules! engine {
+        ($strategy:expr, $gates:expr) => {
+            Engine::new(Parts {
+                service: service_name,
+                strategy: $strategy,
+                target: &target,
+                gates: $gates,
+                store: &store,
+                settings: setup::settings(service),
+                cancel: CancellationToken::new(),
+                events: &events,
+            })
+        };
+    }
     finish_despite_signals(reporter);
-    match engine
-        .roll_back(strategy_name, params)
-        .await
-        .map_err(|err| engine_error(&config, service_name, strategy_name, err))?
-    {
+    let rolled = if !shape.side_by_side {
+        // In place there are no weights to walk: the stable release is rolled back out.
+        if walk.is_some() {
+            return Err(BadInput(format!(
+                "--steps: `{service_name}` is updated in place, so there is no traffic to move \
+                 in steps; run `deployer rollback` without --steps (it rolls the previous \
+                 release back out), or deploy the service side by side"
+            ))
+            .into());
+        }
+        let rolling = StrategyPlugin::load(
+            host,
+            &PluginSource::Builtin("rolling".into()),
+            Limits::strategy(),
+        )?;
+        engine!(&rolling, &NoGates)
+            .roll_back("rolling", |_| "{}".to_string())
+            .await
+            .map_err(|err| engine_error(&config, service_name, "rolling", err))?
+    } else {
+        let (steps, bake_ms) = match &walk {
+            Some(walk) => (
+                walk.steps.clone(),
+                u64::try_from(walk.bake.as_millis()).unwrap_or(u64::MAX),
+            ),
+            None => (vec![0], 0),
+        };
+        let params = |warm_units| {
+            WalkBack {
+                steps: steps.clone(),
+                bake_ms,
+                warm_units,
+            }
+            .params()
+        };
+        if walk.is_some() {
+            // Step by step, the service's gates run between the steps and watch the bakes,
+            // as they do for a deployment: a release that fails them is not given more.
+            let gates = setup::gates(host, &config, service_name, service, &clients).await?;
+            engine!(&WalkBackStrategy, &gates)
+                .roll_back("rollback", params)
+                .await
+        } else {
+            // At once, without gates or bakes: production goes back to what worked.
+            engine!(&WalkBackStrategy, &NoGates)
+                .roll_back("rollback", params)
+                .await
+        }
+        .map_err(|err| engine_error(&config, service_name, "rollback", err))?
+    };
+    match rolled {
         RolledBack::Recovered(report) => {
             reporter.report(&report);
             Ok(match report.result {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use deployer_engine::gates::{ConfiguredGates, Gate};
 use deployer_engine::rollout::Settings;
 use deployer_engine::state::{
-    Fence, Journal, Lease, LocalStore, LockGuard, Record, StateError, Store as StoreBackend,
+    Fence, Journal, Lease, LocalStore, LockGuard, Record, Signal, StateError, Store as StoreBackend,
 };
 use deployer_plugin_host::HostServices;
 use deployer_plugin_host::bindings::metrics;
@@ -183,6 +183,20 @@ impl StoreBackend for Store {
             Store::Aws(s) => StoreBackend::history(s, service).await,
         }
     }
+
+    async fn send(&self, service: &str, signal: &Signal) -> Result<(), StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::send(s, service, signal).await,
+            Store::Aws(s) => StoreBackend::send(s, service, signal).await,
+        }
+    }
+
+    async fn signals(&self, service: &str) -> Result<Vec<Signal>, StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::signals(s, service).await,
+            Store::Aws(s) => StoreBackend::signals(s, service).await,
+        }
+    }
 }
 
 /// The state backend; its warnings (a torn journal line cut off) go to `reporter`.
@@ -246,6 +260,7 @@ pub fn settings(service: &ServiceConfig) -> Settings {
         on_resume: service.on_interrupted,
         max_steps: service.max_steps,
         max_duration: service.max_duration,
+        scale_down_delay: service.scale_down_delay,
         ..Settings::default()
     }
 }

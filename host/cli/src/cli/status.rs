@@ -26,6 +26,18 @@ pub struct StatusView {
     live: Option<String>,
     live_deployment: Option<String>,
     in_progress: Option<InProgress>,
+    /// The previous release, kept at full size without traffic after the live one was
+    /// promoted (`scale-down-delay`).
+    kept_warm: Option<KeptWarm>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KeptWarm {
+    release: String,
+    /// When it is due to be scaled down (UTC).
+    until: String,
+    until_ms: u64,
 }
 
 #[derive(Debug, PartialEq, serde::Serialize)]
@@ -64,7 +76,21 @@ async fn status_view(
     service_name: &str,
     service: &ServiceConfig,
 ) -> anyhow::Result<StatusView> {
-    let in_progress = store.active(service_name).await?.map(|journal| {
+    let active = store.active(service_name).await?;
+    let warm = active.as_ref().and_then(|journal| {
+        let (release, until_ms) = journal.warm_side()?;
+        Some((
+            journal.id().unwrap_or("?").to_string(),
+            short_release(&releases(journal).1).to_string(),
+            KeptWarm {
+                release: short_release(release).to_string(),
+                until: describe::utc(until_ms),
+                until_ms,
+            },
+        ))
+    });
+    let active = active.filter(|journal| journal.warm_side().is_none());
+    let in_progress = active.map(|journal| {
         let (stable, new) = releases(&journal);
         let guard = SafetyGuard::replay(&journal, &Config::target_info(service));
         InProgress {
@@ -85,6 +111,14 @@ async fn status_view(
         j.finished()
             .is_some_and(|(r, _)| r == DeployResult::Promoted)
     });
+    let (live, live_deployment, kept_warm) = match warm {
+        Some((id, release, kept)) => (Some(release), Some(id), Some(kept)),
+        None => (
+            live.map(|j| short_release(&releases(j).1).to_string()),
+            live.and_then(|j| j.id().map(str::to_string)),
+            None,
+        ),
+    };
     Ok(StatusView {
         service: service_name.to_string(),
         state: if in_progress.is_some() {
@@ -92,9 +126,10 @@ async fn status_view(
         } else {
             "idle"
         },
-        live: live.map(|j| short_release(&releases(j).1).to_string()),
-        live_deployment: live.and_then(|j| j.id().map(str::to_string)),
+        live,
+        live_deployment,
         in_progress,
+        kept_warm,
     })
 }
 
@@ -159,6 +194,15 @@ fn render_status(view: &StatusView) -> String {
             out += &format!("live:    {} (deployment {})\n", p(release), p(id));
         }
         _ => out += "live:    not deployed by deployer yet\n",
+    }
+    if let Some(kept) = &view.kept_warm {
+        out += &format!(
+            "warm:    {} at full size without traffic until {}: `deployer rollback` moves traffic \
+             back to it without scaling; then the next deployer command on the service, or \
+             `deployer tidy`, scales it down\n",
+            p(&kept.release),
+            p(&kept.until)
+        );
     }
     out
 }
@@ -244,6 +288,7 @@ mod tests {
                 last_step: None,
                 in_flight: journal.in_flight().map(|(_, a)| describe::action(a)),
             }),
+            kept_warm: None,
         };
         let text = render_status(&view);
         assert!(

@@ -86,6 +86,8 @@ pub struct ServiceConfig {
     /// The run's caps: steps asked of the strategy, and time.
     pub max_steps: u32,
     pub max_duration: Duration,
+    /// How long the previous release stays warm after promotion (zero: not at all).
+    pub scale_down_delay: Duration,
 }
 
 /// A hook attached to a service.

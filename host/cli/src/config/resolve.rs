@@ -384,6 +384,17 @@ fn service_config(
             "at most 7 days (\"168h\"): the run holds the service's lock all that time",
         );
     }
+    let scale_down_delay = problems.duration(
+        &format!("{prefix}.scale-down-delay"),
+        service.scale_down_delay.as_deref(),
+        Duration::ZERO,
+    );
+    if scale_down_delay > Duration::from_secs(7 * 24 * 3600) {
+        problems.at(
+            &format!("{prefix}.scale-down-delay"),
+            "at most 7 days (\"168h\"): the old release runs at full size all that time",
+        );
+    }
     let gates: Vec<GateSpec> = service
         .gates
         .iter()
@@ -418,6 +429,7 @@ fn service_config(
         watch_interval,
         max_steps,
         max_duration,
+        scale_down_delay,
         on_interrupted: match service.on_interrupted {
             OnInterrupted::Rollback => ResumePolicy::Rollback,
             OnInterrupted::Resume => ResumePolicy::Resume,

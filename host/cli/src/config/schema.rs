@@ -138,6 +138,12 @@ pub struct Service {
     /// A run that goes on longer than this is rolled back, e.g. "6h" (default "24h").
     #[serde(default)]
     pub max_duration: Option<String>,
+    /// After promotion, keep the previous release at full size without traffic this
+    /// long, e.g. "30m" (default "0s": scaled down at once), so `deployer rollback`
+    /// meanwhile only moves traffic. Then the next deployer command on the service, or
+    /// `deployer tidy`, scales it down. Side-by-side targets only (at most "168h").
+    #[serde(default)]
+    pub scale_down_delay: Option<String>,
 }
 
 /// A gate between steps.

@@ -27,6 +27,12 @@ pub enum Record {
         /// kill included, puts back.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scaling: Option<serde_json::Value>,
+        /// Healthy units the new side already had when the deployment began: a rollback
+        /// onto a release kept warm after its deployment (`scale-down-delay`). The
+        /// safety rules count them as the new side's, so traffic can move back without
+        /// scaling anything.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warm_units: Option<u32>,
     },
     /// About to carry out an action (written and synced before acting).
     Intent { seq: u32, action: Action },
@@ -38,6 +44,15 @@ pub enum Record {
         gate: String,
         state: serde_json::Value,
     },
+    /// A person's signal (`deployer abort`, `deployer promote`) this run acted on,
+    /// written before acting: a resumed run does not act on it again.
+    Signal { signal: super::Signal },
+    /// Written before completing: the stable release's side (`release`) stays at full
+    /// size, without traffic, until `until_ms` (`scale-down-delay`), so a rollback is a
+    /// traffic flip. The deployment is promoted but stays unfinished (active) until that
+    /// side is scaled down: by the next command on the service, by `deployer tidy`, or
+    /// by a rollback that moves traffic back onto it.
+    KeptWarm { release: String, until_ms: u64 },
     /// The rollout is being rolled back.
     RollbackStarted { reason: String, at_ms: u64 },
     /// The deployment ended.
@@ -61,6 +76,8 @@ pub enum Action {
     /// `SafetyGuard::owed`). Not part of the strategy's history.
     HostGates(LifecyclePoint),
     Rollback(RollbackAction),
+    /// Scale down the side a promoted deployment kept warm (see `Record::KeptWarm`).
+    RetireWarm,
 }
 
 /// The host's rollback is fixed, not up to the strategy: stable back to full size,
@@ -202,7 +219,11 @@ impl Journal {
                     rolling_back = true;
                     None
                 }
-                Record::GateState { .. } => None,
+                Record::GateState { .. } | Record::Signal { .. } => None,
+                Record::KeptWarm { .. } if !promoted => {
+                    Some("it keeps the old side warm, but no promotion was carried out".into())
+                }
+                Record::KeptWarm { .. } => None,
             };
             if let Some(reason) = problem {
                 return Some((line, reason));
@@ -223,6 +244,40 @@ impl Journal {
             Record::Started { scaling, .. } => scaling.as_ref(),
             _ => None,
         }
+    }
+
+    /// The release kept warm and until when, if the deployment keeps one
+    /// (`Record::KeptWarm`).
+    pub fn kept_warm(&self) -> Option<(&str, u64)> {
+        self.records.iter().find_map(|r| match r {
+            Record::KeptWarm { release, until_ms } => Some((release.as_str(), *until_ms)),
+            _ => None,
+        })
+    }
+
+    /// The side still kept warm, and until when: a promoted deployment that kept its old
+    /// side (`Record::KeptWarm`) and has not ended, so that side is still up.
+    pub fn warm_side(&self) -> Option<(&str, u64)> {
+        if self.rollback_reason().is_some() || self.finished().is_some() {
+            return None;
+        }
+        self.kept_warm()
+    }
+
+    /// The units the new side had when the deployment began (`Record::Started`).
+    pub fn warm_units(&self) -> Option<u32> {
+        match self.started()? {
+            Record::Started { warm_units, .. } => *warm_units,
+            _ => None,
+        }
+    }
+
+    /// The signals this run acted on.
+    pub fn signals(&self) -> impl Iterator<Item = &super::Signal> {
+        self.records.iter().filter_map(|r| match r {
+            Record::Signal { signal } => Some(signal),
+            _ => None,
+        })
     }
 
     pub fn id(&self) -> Option<&str> {
@@ -296,7 +351,10 @@ impl Journal {
                     step: step.clone(),
                     outcome: outcome.clone(),
                 }),
-                Action::Prepare { .. } | Action::HostGates(_) | Action::Rollback(_) => None,
+                Action::Prepare { .. }
+                | Action::HostGates(_)
+                | Action::Rollback(_)
+                | Action::RetireWarm => None,
             })
             .collect()
     }

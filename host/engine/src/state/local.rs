@@ -305,6 +305,52 @@ impl LocalStore {
         }
     }
 
+    /// Write `signal` into its kind's slot (`signal-abort.json`, `signal-promote.json`),
+    /// whole or not at all: through a file of its own, renamed over the slot, so two
+    /// senders at once cannot interleave their bytes.
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn send_now(&self, service: &str, signal: &super::Signal) -> Result<(), StateError> {
+        let dir = self.service_dir(service)?;
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("signal-{}.json", signal.kind.slot()));
+        let tmp = dir.join(format!("signal-{}.{}.tmp", signal.kind.slot(), signal.id));
+        let bytes = serde_json::to_vec(signal).expect("signals serialize");
+        let mut file = open_state(OpenOptions::new().write(true).create_new(true), &tmp)?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// The signals in the service's slots.
+    ///
+    /// # Errors
+    /// I/O errors; a slot that holds something other than a signal.
+    fn signals_now(&self, service: &str) -> Result<Vec<super::Signal>, StateError> {
+        let dir = self.service_dir(service)?;
+        let mut found = Vec::new();
+        for kind in [
+            super::SignalKind::Abort,
+            super::SignalKind::Promote { full: false },
+        ] {
+            let path = dir.join(format!("signal-{}.json", kind.slot()));
+            let text = match files::read_text(&path, Kind::Marker) {
+                Ok(text) => text,
+                Err(err) if err.not_found() => continue,
+                Err(err) => return Err(unreadable(&path)(err)),
+            };
+            let signal = serde_json::from_str(&text).map_err(|err| StateError::Corrupt {
+                path: path.clone(),
+                line: 1,
+                reason: err.to_string(),
+            })?;
+            found.push(signal);
+        }
+        Ok(found)
+    }
+
     /// The unfinished deployment of `service`, if any.
     ///
     /// # Errors
@@ -541,6 +587,14 @@ impl super::Store for LocalStore {
     async fn history(&self, service: &str) -> Result<Vec<Journal>, StateError> {
         LocalStore::history_now(self, service)
     }
+
+    async fn send(&self, service: &str, signal: &super::Signal) -> Result<(), StateError> {
+        LocalStore::send_now(self, service, signal)
+    }
+
+    async fn signals(&self, service: &str) -> Result<Vec<super::Signal>, StateError> {
+        LocalStore::signals_now(self, service)
+    }
 }
 
 #[cfg(test)]
@@ -584,6 +638,7 @@ mod tests {
             at_ms: 1,
             undoes: None,
             scaling: None,
+            warm_units: None,
         }
     }
 

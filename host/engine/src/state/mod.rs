@@ -8,10 +8,12 @@
 pub mod journal;
 pub mod local;
 pub mod names;
+pub mod signal;
 mod store;
 
 pub use journal::{Action, DeployResult, Journal, Record};
 pub use local::{LocalStore, LockGuard};
+pub use signal::{Signal, SignalKind};
 pub use store::{Fence, Lease, Store, unfenced};
 
 use thiserror::Error;

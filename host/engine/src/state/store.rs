@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::{Journal, Record, StateError};
+use super::{Journal, Record, Signal, StateError};
 
 /// Whether this run still holds the service's lock: cheap (no I/O), called before
 /// every journal write and every change to the target. An error (a lease that expired
@@ -107,4 +107,25 @@ pub trait Store: Send + Sync {
         &self,
         service: &str,
     ) -> impl Future<Output = Result<Vec<Journal>, StateError>> + Send;
+
+    /// Leave `signal` for the service's running deployment, replacing an earlier signal
+    /// of the same kind. Needs no lock: the run holds it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn send(
+        &self,
+        service: &str,
+        signal: &Signal,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// The signals left for the service (at most one per kind), for any deployment:
+    /// the reader checks whom each is meant for.
+    ///
+    /// # Errors
+    /// Backend errors, or a signal that cannot be read.
+    fn signals(
+        &self,
+        service: &str,
+    ) -> impl Future<Output = Result<Vec<Signal>, StateError>> + Send;
 }

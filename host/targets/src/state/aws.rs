@@ -26,7 +26,7 @@ use deployer_engine::redact::printable;
 use deployer_engine::state::Fence;
 use deployer_engine::state::local::{LockHolder, hostname, now_ms};
 use deployer_engine::state::names;
-use deployer_engine::state::{Journal, Record, StateError};
+use deployer_engine::state::{Journal, Record, Signal, SignalKind, StateError};
 
 #[derive(Clone, Debug)]
 pub struct AwsStore {
@@ -98,6 +98,11 @@ const MAX_OBJECT_BYTES: i64 = 4 * 1024 * 1024;
 impl AwsStore {
     fn service_key(&self, service: &str) -> String {
         format!("{}services/{service}", self.prefix)
+    }
+
+    /// Where the service's signal of `kind` waits (one object per kind).
+    fn signal_key(&self, service: &str, kind: SignalKind) -> String {
+        format!("{}/signals/{}.json", self.service_key(service), kind.slot())
     }
 
     fn record_key(&self, service: &str, id: &str, index: usize) -> String {
@@ -590,5 +595,30 @@ impl deployer_engine::state::Store for AwsStore {
 
     async fn history(&self, service: &str) -> Result<Vec<Journal>, StateError> {
         AwsStore::history(self, service).await
+    }
+
+    async fn send(&self, service: &str, signal: &Signal) -> Result<(), StateError> {
+        let key = self.signal_key(service, signal.kind);
+        let body = serde_json::to_vec(signal).expect("signals serialize");
+        // S3 writes are atomic and reads after them consistent: the run sees the whole
+        // signal at its next look, or the one before.
+        self.put(&key, body, false).await
+    }
+
+    async fn signals(&self, service: &str) -> Result<Vec<Signal>, StateError> {
+        let mut found = Vec::new();
+        for kind in [SignalKind::Abort, SignalKind::Promote { full: false }] {
+            let key = self.signal_key(service, kind);
+            if let Some(bytes) = self.get(&key).await? {
+                let signal = serde_json::from_slice(&bytes).map_err(|err| {
+                    remote(
+                        &format!("reading s3://{}/{key}", self.bucket),
+                        format!("it is not a signal deployer wrote: {err}"),
+                    )
+                })?;
+                found.push(signal);
+            }
+        }
+        Ok(found)
     }
 }

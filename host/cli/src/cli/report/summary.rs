@@ -44,7 +44,33 @@ pub struct Summary {
     pub rollback_latency_ms: Option<u64>,
     /// AWS API calls made (every attempt, retries included).
     pub aws_api_calls: Option<ApiCalls>,
+    /// What people asked of the run from outside (`deployer abort`, `deployer promote`)
+    /// and it acted on, in order.
+    pub signals: Vec<SignalSummary>,
+    /// The previous release, kept at full size without traffic after promotion
+    /// (`scale-down-delay`).
+    pub kept_warm: Option<KeptWarmSummary>,
     pub steps: Vec<StepSummary>,
+}
+
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct SignalSummary {
+    /// `abort` or `promote`.
+    pub kind: String,
+    /// `promote --full`: straight to 100%.
+    pub full: bool,
+    /// Who sent it (`user@host`, or the GitHub actor and run).
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct KeptWarmSummary {
+    pub release: String,
+    /// When it is scaled down at the earliest, ms since the Unix epoch.
+    pub until_ms: u64,
 }
 
 /// How `--image` came to its release.
@@ -309,7 +335,20 @@ impl SummaryFold {
                 }
                 summary.detail = scrub(detail);
             }
-            Event::Retrying { .. }
+            Event::Signalled { signal, .. } => summary.signals.push(SignalSummary {
+                kind: signal.kind.slot().to_string(),
+                full: signal.kind == deployer_engine::state::SignalKind::Promote { full: true },
+                by: scrub(&signal.by),
+                reason: signal.reason.as_deref().map(scrub),
+            }),
+            Event::KeptWarm { release, until_ms } => {
+                summary.kept_warm = Some(KeptWarmSummary {
+                    release: short_release(release).to_string(),
+                    until_ms: *until_ms,
+                });
+            }
+            Event::Retiring { .. }
+            | Event::Retrying { .. }
             | Event::AfterRollback { .. }
             | Event::Step { .. }
             | Event::Undo { .. }
