@@ -126,7 +126,79 @@ fn main() {
             median(latencies.clone()),
             latencies.iter().cloned().fold(0.0, f64::max)
         );
+
+        // `deployer rollback` after a promotion: cold (the previous release was scaled
+        // down as the deployment completed) and warm (kept by `scale-down-delay`).
+        println!("| manual rollback | to traffic back (median) | whole process (median) | API calls / run | scaling calls |");
+        println!("| --- | --- | --- | --- | --- |");
+        for (name, delay) in [("cold", "0s"), ("warm (scale-down-delay)", "1h")] {
+            env.write(&config(&env, &good.url).service("web", |s| {
+                s.settings(|t| t.str("scale-down-delay", delay))
+            }));
+            let mut samples = Vec::new();
+            for _ in 0..RUNS {
+                release = if release == 2 { 3 } else { 2 };
+                let (code, _) = deploy(&env, "blue-green", &format!("web:{release}")).await;
+                assert_eq!(code, 0, "blue-green must promote");
+                samples.push(roll_back(&env).await);
+            }
+            let back = median(samples.iter().map(|s| s.0).collect());
+            let whole = median(samples.iter().map(|s| s.1).collect());
+            let calls = median(samples.iter().map(|s| s.2 as f64).collect());
+            let scaling = samples.iter().map(|s| s.3).max().unwrap_or(0);
+            println!("| {name} | {back:.0} ms | {whole:.0} ms | {calls:.0} | {scaling} |");
+        }
     });
+}
+
+/// One `deployer rollback`: ms from process start until the load balancer's weights read
+/// back as all on the other side (polled every 10 ms), ms until the process exits, its
+/// API calls, and how many of them scaled something.
+async fn roll_back(env: &EcsEnv) -> (f64, f64, u64, u64) {
+    let before = env.weights().await;
+    let started = Instant::now();
+    let child = env
+        .command(&["rollback", "--output", "json"])
+        .env("DEPLOYER_CACHE_DIR", env.dir.path().join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut back_ms = None;
+    while back_ms.is_none() {
+        let now = env.weights().await;
+        if now != before && (now.0 == 100 || now.1 == 100) {
+            back_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let whole_ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(out.status.code(), Some(0), "the rollback must succeed");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let calls = &summary["aws-api-calls"];
+    let scaling = calls["by-operation"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(op, _)| {
+            [
+                "UpdateTaskSet",
+                "CreateTaskSet",
+                "DeleteTaskSet",
+                "UpdateService",
+            ]
+            .iter()
+            .any(|scale| op.ends_with(&format!(".{scale}")))
+        })
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    (
+        back_ms.unwrap_or(whole_ms),
+        whole_ms,
+        calls["total"].as_u64().unwrap(),
+        scaling,
+    )
 }
 
 fn print_row(name: &str, samples: &[Sample]) {
