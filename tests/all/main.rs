@@ -27,6 +27,7 @@ macro_rules! snapshot {
 
 mod alb_routing;
 mod asg;
+mod aws_errors;
 mod bad_input;
 mod chaos;
 mod ci_output;
