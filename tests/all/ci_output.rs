@@ -180,6 +180,7 @@ async fn github_actions_get_annotations_and_a_step_summary_without_secrets() {
     }
     assert!(stderr.contains("token=***"), "{stderr}");
     snapshot!("github_rollback_stdout", stdout);
+    snapshot!("github_rollback_step_summary", summary);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

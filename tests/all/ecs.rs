@@ -1001,3 +1001,81 @@ async fn a_pause_longer_than_a_hooks_time_limit_does_not_count_against_it() {
     assert!(!stderr.contains("time limit"), "{stderr}");
     assert_eq!(env.weights().await, (0, 100));
 }
+
+/// Deployment ids changed form (`d1796048620720-4700-0` before, `api-20261201-041230-7kq3`
+/// now): an S3 history holding both is read oldest first by when each began, not by key,
+/// where `api-…` sorts before `d…` and `rollback` would take the old one for the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_history_with_old_and_new_ids_reads_in_the_order_they_ran() {
+    use deployer_contract::{TargetInfo, TargetKind};
+    use deployer_engine::state::names::deployment_id;
+    use deployer_engine::state::{DeployResult, Record};
+    use deployer_targets::state::aws::AwsStore;
+    let good = App::start(200, "ok");
+    let env = with_aws_state(&good, STEPS).await;
+    let store = AwsStore {
+        s3: env.clients.s3.clone(),
+        dynamodb: env.clients.dynamodb.clone(),
+        bucket: "deployer-state".into(),
+        table: "deployer-locks".into(),
+        prefix: "shop/".into(),
+        lease: std::time::Duration::from_secs(30),
+    };
+    let new_id = deployment_id("api");
+    let ran = [
+        (
+            "d1796048620720-4700-0".to_string(),
+            1_796_048_620_720,
+            "api:1",
+        ),
+        (new_id.clone(), 1_796_048_900_000, "api:2"),
+    ];
+    for (id, at_ms, release) in &ran {
+        let started = Record::Started {
+            id: id.clone(),
+            service: "api".into(),
+            strategy: "canary".into(),
+            strategy_digest: "0".into(),
+            params: "{}".into(),
+            target: TargetInfo {
+                kind: TargetKind::EcsService,
+                desired_count: 1,
+                native_rolling: false,
+                test_traffic: false,
+            },
+            new_release: release.to_string(),
+            stable_release: None,
+            at_ms: *at_ms,
+            undoes: None,
+            scaling: None,
+            warm_units: None,
+        };
+        store.begin("api", id, &started).await.unwrap();
+        let reason = "gate `smoke` failed: 0/5".to_string();
+        let rolling_back = Record::RollbackStarted {
+            reason: reason.clone(),
+            at_ms: at_ms + 1,
+        };
+        store.append("api", id, 1, &rolling_back).await.unwrap();
+        let finished = Record::Finished {
+            result: DeployResult::RolledBack,
+            detail: format!("rolled back: {reason}"),
+            at_ms: at_ms + 2,
+        };
+        store.finish("api", id, 2, &finished).await.unwrap();
+    }
+    let keys = env.s3_keys().await;
+    let history_keys: Vec<&String> = keys.iter().filter(|k| k.contains("/history/")).collect();
+    assert!(
+        history_keys[0].ends_with(&new_id),
+        "the new id sorts first by key: {history_keys:?}"
+    );
+    let ids: Vec<String> = store
+        .history("api")
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["d1796048620720-4700-0".to_string(), new_id]);
+}

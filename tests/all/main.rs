@@ -10,8 +10,12 @@ macro_rules! snapshot {
             prepend_module_to_snapshot => false,
             filters => vec![
                 (r"\b[0-9a-f]{64}\b", "[sha256]"),
-                (r"d\d{10,}-\d+-\d+", "[deployment]"),
+                (r"\b[A-Za-z0-9][\w.-]*-\d{8}-\d{6}-[0-9a-z]{4}\b", "[deployment]"),
+                // As the step summary's cells escape it.
+                (r"\b[A-Za-z0-9][\w.\\-]*\\-\d{8}\\-\d{6}\\-[0-9a-z]{4}\b", "[deployment]"),
+                (r"\| duration \| \d+\.\ds \|", "| duration | [time] |"),
                 (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+                (r"127\\\.0\\\.0\\\.1\\:\d+", r"127\.0\.0\.1\:[port]"),
                 (r"in \d+\.\ds", "in [time]"),
                 (r#""duration-ms": \d+"#, r#""duration-ms": "[ms]""#),
             ],
@@ -23,6 +27,7 @@ macro_rules! snapshot {
 
 mod alb_routing;
 mod asg;
+mod aws_errors;
 mod bad_input;
 mod chaos;
 mod ci_output;

@@ -21,9 +21,10 @@ fn the_quickstart_promotes_the_good_release_and_rolls_back_the_bad_one() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("rolled back: rolled back to web:2: gate `smoke` failed"),
+        stdout.contains("rolled back to web:2: gate `smoke` failed"),
         "{stdout}"
     );
+    assert!(!stdout.contains("rolled back: rolled back"), "{stdout}");
     // Production traffic, through the stand-in load balancer, never left the good app.
     assert!(
         stdout.contains("production still answers: good: ok"),

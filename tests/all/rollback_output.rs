@@ -6,6 +6,7 @@ use deployer_contract::{ScaleRequest, Side, StepOutcome};
 use deployer_engine::state::Record;
 use deployer_engine::state::journal::{Action, RollbackAction};
 use deployer_tests::support::App;
+use deployer_tests::support::cli::on_terminal;
 use deployer_tests::support::env::{EcsEnv, sigkill};
 
 /// The target group the test listener forwards to (its only one).
@@ -164,4 +165,63 @@ async fn a_recovery_reports_the_traffic_it_read_back_not_the_journal() {
     );
     assert_eq!(env.weights().await, (100, 0));
     assert_eq!(env.primary().await, ("web:1".to_string(), 1));
+}
+
+/// On a terminal a rolled-back run says its result once, and says it without
+/// repeating itself ("rolled back: rolled back to …" before). With stdout on a pipe
+/// (`deployer run … > log`, a CI step keeping stdout) both streams still carry it:
+/// each is a complete record on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_result_is_said_once_and_a_pipe_still_gets_it() {
+    let bad = App::start(500, "boom");
+    let env = EcsEnv::with_task_sets(&bad.url, r#"[{ weight = 10 }]"#).await;
+    let command = || {
+        let mut cmd = env.command(&["run", "canary", "--release", "web:2"]);
+        cmd.env_remove("GITHUB_ACTIONS").env("TERM", "xterm");
+        cmd
+    };
+    let result = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains(": rolled back to web:1: gate `http:"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+
+    let seen = on_terminal(command(), true).await;
+    assert_eq!(seen.code, Some(1), "{}", seen.terminal);
+    assert_eq!(
+        result(&seen.terminal).len(),
+        1,
+        "the result once on the terminal:\n{}",
+        seen.terminal
+    );
+    assert!(
+        !seen.terminal.contains("rolled back: rolled back"),
+        "{}",
+        seen.terminal
+    );
+    // It is the report's line, with the release and traffic under it.
+    assert!(
+        seen.terminal
+            .contains("  traffic:  100% on web:1 (stable), read back from the load balancer"),
+        "{}",
+        seen.terminal
+    );
+    // The terminal was one: progress was drawn live on it.
+    assert!(seen.terminal.contains("\x1b[2K"), "{:?}", seen.terminal);
+
+    let seen = on_terminal(command(), false).await;
+    assert_eq!(seen.code, Some(1), "{}", seen.terminal);
+    assert_eq!(result(&seen.piped).len(), 1, "stdout:\n{}", seen.piped);
+    assert_eq!(
+        result(&seen.terminal).len(),
+        1,
+        "stderr:\n{}",
+        seen.terminal
+    );
+    assert!(
+        result(&seen.terminal)[0].starts_with("deployer: deployment "),
+        "{:?}",
+        result(&seen.terminal)
+    );
 }

@@ -240,8 +240,9 @@ async fn a_second_deploy_of_the_service_is_refused_while_one_runs() {
         DeployResult::Promoted
     );
     let err = second.unwrap_err().to_string();
+    // Named by the running deployment's id, which says the service and when it began.
     assert!(
-        err.contains("already being deployed by deployment d"),
+        err.contains("already being deployed by deployment web-20"),
         "{err}"
     );
 }

@@ -145,3 +145,69 @@ pub fn mkfifo(path: &Path) {
         path.display()
     );
 }
+
+/// What a command wrote to a terminal (a pseudo-terminal the test reads): the text
+/// with the terminal's `\r\n` line ends back to `\n`, and what it wrote to a pipe.
+pub struct OnTerminal {
+    pub code: Option<i32>,
+    pub terminal: String,
+    pub piped: String,
+}
+
+/// Run `cmd` with stderr on a pseudo-terminal, as a person at a shell sees it, and
+/// stdout on the same terminal (`stdout_too`) or on a pipe (`deployer … > log`).
+pub async fn on_terminal(mut cmd: tokio::process::Command, stdout_too: bool) -> OnTerminal {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: out-pointers to two ints; no name, termios or window size asked for.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty returned two fresh descriptors that nothing else owns.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    cmd.stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(slave.try_clone().unwrap()));
+    if stdout_too {
+        cmd.stdout(std::process::Stdio::from(slave.try_clone().unwrap()));
+    } else {
+        cmd.stdout(std::process::Stdio::piped());
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Only the child holds the terminal now (the command kept copies of it until
+    // dropped): reading the master ends (EIO) when the child exits.
+    drop(cmd);
+    drop(slave);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::from(master);
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+        bytes
+    });
+    let mut piped = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        tokio::io::AsyncReadExt::read_to_end(&mut out, &mut piped)
+            .await
+            .unwrap();
+    }
+    let status = child.wait().await.unwrap();
+    let terminal = reader.await.unwrap();
+    OnTerminal {
+        code: status.code(),
+        terminal: String::from_utf8_lossy(&terminal).replace("\r\n", "\n"),
+        piped: String::from_utf8_lossy(&piped).into_owned(),
+    }
+}

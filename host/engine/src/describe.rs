@@ -24,14 +24,9 @@ pub fn duration(d: std::time::Duration) -> String {
 
 /// A time (ms since the Unix epoch) as people read it: `2026-12-01 14:30:05 UTC`.
 pub fn utc(ms: u64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(at) => at
-            .format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-            ))
-            .unwrap_or_else(|_| format!("{ms} ms after the epoch")),
-        Err(_) => format!("{ms} ms after the epoch"),
+    match i64::try_from(ms).map(jiff::Timestamp::from_millisecond) {
+        Ok(Ok(at)) => at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        _ => format!("{ms} ms after the epoch"),
     }
 }
 

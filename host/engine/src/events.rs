@@ -141,6 +141,25 @@ pub fn result_word(result: DeployResult) -> &'static str {
     }
 }
 
+/// A deployment's result and what happened, as one phrase: `rolled back to web:2: gate
+/// `smoke` failed: …`, `promoted: web:3 is live on 100% of traffic`, `ROLLBACK FAILED: …`.
+///
+/// The engine's details are sentences that may already begin with their result (a
+/// rollback's "rolled back to web:2: …", a failed rollback's "rollback failed: …"), and
+/// journals written by earlier versions keep theirs: the result is said once either way.
+pub fn outcome(result: DeployResult, detail: &str) -> String {
+    let (word, said) = match result {
+        DeployResult::Promoted => ("promoted", "promoted"),
+        DeployResult::RolledBack => ("rolled back", "rolled back"),
+        DeployResult::RollbackFailed => ("ROLLBACK FAILED", "rollback failed"),
+    };
+    match detail.get(..said.len()) {
+        Some(head) if head.eq_ignore_ascii_case(said) => format!("{word}{}", &detail[said.len()..]),
+        _ if detail.is_empty() => word.to_string(),
+        _ => format!("{word}: {detail}"),
+    }
+}
+
 /// Gate results on one line, separated by `; `.
 fn gate_lines(f: &mut fmt::Formatter<'_>, results: &[GateResult]) -> fmt::Result {
     for (i, result) in results.iter().enumerate() {
@@ -251,7 +270,7 @@ impl fmt::Display for Event<'_> {
                 gate_line(f, result)
             }
             Event::Finished { id, result, detail } => {
-                write!(f, "deployment {id}: {}: {detail}", result_word(*result))
+                write!(f, "deployment {id}: {}", outcome(*result, detail))
             }
             Event::Signalled { signal, effect } => write!(f, "{}: {effect}", signal.describe()),
             Event::KeptWarm { release, until_ms } => write!(
@@ -285,5 +304,58 @@ mod tests {
         );
         assert_eq!(short_release("web:3"), "web:3");
         assert_eq!(short_release("registry/app:v1"), "registry/app:v1");
+    }
+
+    /// Each result is said once, whether or not the detail begins with it (journals of
+    /// earlier versions included).
+    #[test]
+    fn a_result_is_said_once() {
+        let finished = |result, detail| {
+            Event::Finished {
+                id: "web-20261201-041230-7kq3",
+                result,
+                detail,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            finished(
+                DeployResult::RolledBack,
+                "rolled back to web:2: gate `alarm:x` failed: ALARM"
+            ),
+            "deployment web-20261201-041230-7kq3: rolled back to web:2: gate `alarm:x` failed: ALARM"
+        );
+        assert_eq!(
+            outcome(DeployResult::RolledBack, "gate `smoke` failed"),
+            "rolled back: gate `smoke` failed"
+        );
+        assert_eq!(
+            outcome(DeployResult::Promoted, "web:3 is live on 100% of traffic"),
+            "promoted: web:3 is live on 100% of traffic"
+        );
+        assert_eq!(
+            outcome(
+                DeployResult::RollbackFailed,
+                "rollback failed after traffic was back on web:2: timeout"
+            ),
+            "ROLLBACK FAILED after traffic was back on web:2: timeout"
+        );
+        assert_eq!(
+            outcome(
+                DeployResult::RollbackFailed,
+                "rollback failed: timeout; 25% of traffic may still reach web:3"
+            ),
+            "ROLLBACK FAILED: timeout; 25% of traffic may still reach web:3"
+        );
+        assert_eq!(
+            outcome(DeployResult::RollbackFailed, "could not shift traffic back"),
+            "ROLLBACK FAILED: could not shift traffic back"
+        );
+        // A multi-byte character where the result word would end is no panic.
+        assert_eq!(
+            outcome(DeployResult::Promoted, "promote→d"),
+            "promoted: promote→d"
+        );
+        assert_eq!(outcome(DeployResult::RolledBack, ""), "rolled back");
     }
 }

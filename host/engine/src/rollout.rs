@@ -625,7 +625,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         &self,
         work: impl AsyncFnOnce(String) -> Result<R, EngineError>,
     ) -> Result<R, EngineError> {
-        let id = new_id();
+        let id = new_id(self.service);
         let lock = self.store.lock(self.service, &id).await?;
         *self
             .fence
@@ -998,7 +998,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             .journal
             .rollback_reason()
             .map(str::to_string)
-            .unwrap_or_else(|| format!("deployment {id} was interrupted before it finished"));
+            .unwrap_or_else(|| "its run was interrupted before it finished".to_string());
         (self.events)(&Event::Recovering {
             id: &id,
             reason: &reason,
@@ -2213,16 +2213,9 @@ fn is_warm(journal: &Journal) -> bool {
     journal.warm_side().is_some()
 }
 
-/// A deployment id that sorts by time: `d<ms>-<pid>`.
-fn new_id() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "d{}-{}-{}",
-        now_ms(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+/// A deployment id people can read and type: `web-20261201-041230-7kq3`.
+fn new_id(service: &str) -> String {
+    crate::state::names::deployment_id(service)
 }
 
 impl SafetyGuard {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use deployer_engine::events::{Event, result_word};
+use deployer_engine::events::Event;
 use deployer_engine::plan::PlanError;
 use deployer_engine::redact::printable;
 use deployer_engine::rollout::{DeployRequest, Deployed, Engine, EngineError, Parts, Report};
@@ -145,12 +145,7 @@ pub async fn run(
             // The unfinished deployment rolled back first, in one line: the summary
             // below is the new deployment's.
             if let Some(earlier) = &earlier {
-                reporter.say(&format!(
-                    "deployment {}: {}: {}",
-                    earlier.id,
-                    result_word(earlier.result),
-                    earlier.detail
-                ));
+                reporter.earlier(earlier);
             }
             reporter.report(&report);
             Ok(outcome(&report))

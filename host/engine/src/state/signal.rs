@@ -50,7 +50,7 @@ impl Signal {
     pub fn new(deployment: &str, kind: SignalKind, reason: Option<String>) -> Self {
         let at_ms = super::local::now_ms();
         Signal {
-            id: format!("{at_ms:x}-{:08x}", fastrand::u32(..)),
+            id: format!("{at_ms:x}-{:08x}", random_u32()),
             deployment: deployment.to_string(),
             kind,
             by: sender(),
@@ -71,6 +71,19 @@ impl Signal {
             None => format!("{verb} by {}", self.by),
         }
     }
+}
+
+/// 32 random bits from the OS; without them (never seen on Linux) the clock's
+/// nanoseconds and the process id still keep two senders apart.
+fn random_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        return nanos ^ std::process::id().rotate_left(16);
+    }
+    u32::from_le_bytes(bytes)
 }
 
 /// Who is sending: in GitHub Actions the actor and the run, elsewhere user@host.

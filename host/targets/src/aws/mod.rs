@@ -139,28 +139,137 @@ const TRANSIENT_CODES: [&str; 8] = [
     "InternalFailure",
 ];
 
-/// An SDK error in words: a service's code and message (`AccessDenied: User … is not
-/// authorized`), otherwise its causes, each once. Never `DisplayErrorContext`, which ends
-/// with the whole error's `Debug` dump, nor the bare chain of a service error, which
-/// ends in the error metadata's `Error { code: …, … }`.
+/// An SDK error in words, on one line: a service's code and message (`AccessDenied: User
+/// … is not authorized`); missing credentials as where the SDK looked and how to give
+/// it some; a connection that failed as that, with its cause; otherwise its causes, each
+/// once. Never `DisplayErrorContext`, which ends with the whole error's `Debug` dump, nor
+/// the bare chain of a service error, which ends in the error metadata's `Error { code:
+/// …, … }`.
 pub fn sdk_error<E>(err: &SdkError<E, Response>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match err.as_service_error() {
-        Some(service) => format!(
-            "{}{}",
-            service.code().unwrap_or("error"),
+    if let Some(service) = err.as_service_error() {
+        let code = service.code().unwrap_or("error");
+        return one_line(&format!(
+            "{code}{}{}",
             service
                 .message()
                 .map(|m| format!(": {m}"))
+                .unwrap_or_default(),
+            fix_for(code)
+                .map(|fix| format!(" (fix: {fix})"))
                 .unwrap_or_default()
+        ));
+    }
+    if let Some(credentials) = credentials_error(err) {
+        return credentials_words(credentials);
+    }
+    let text = match err {
+        SdkError::DispatchFailure(failure) if failure.is_io() => {
+            format!("cannot connect to AWS: {}", root_cause(err))
+        }
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+            format!("AWS did not answer in time: {}", root_cause(err))
+        }
+        SdkError::TimeoutError(_) => "AWS did not answer in time".to_string(),
+        _ => deployer_engine::describe::error_chain(err),
+    };
+    one_line(&text)
+}
+
+/// What to do about an AWS error code, where the code says it.
+fn fix_for(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "ClusterNotFoundException" => {
+            "check the service's `cluster` in deployer.toml, and that the region is the cluster's"
+        }
+        "ServiceNotFoundException" => {
+            "check the service's `cluster` and `service` in deployer.toml, and the region"
+        }
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+            "allow this call in the IAM policy of the credentials deployer runs with"
+        }
+        "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => {
+            "the credentials expired: refresh them (`aws sso login`, or the CI job's role)"
+        }
+        "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => {
+            "these credentials are not valid here: check AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY or the profile, and the account and region"
+        }
+        _ => return None,
+    })
+}
+
+/// The innermost cause of `err` (`Connection refused (os error 111)`): what the SDK's
+/// layers (`dispatch failure`, `io error`, `client error (Connect)`) wrap.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// `text` on one line: an error that lists things on lines of its own (the credential
+/// chain's `Attempted:` list) is joined with `; `.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The credentials error behind `err`, if resolving credentials is what failed.
+fn credentials_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a aws_credential_types::provider::error::CredentialsError> {
+    let mut cause = Some(err);
+    while let Some(error) = cause {
+        if let Some(found) = error.downcast_ref() {
+            return Some(found);
+        }
+        cause = error.source();
+    }
+    None
+}
+
+/// Where the SDK's default credential chain looks (`aws_config`'s
+/// `DefaultCredentialsChain`, in its order), in words.
+const CREDENTIAL_SOURCES: &str = "environment variables (AWS_ACCESS_KEY_ID and \
+     AWS_SECRET_ACCESS_KEY), the shared config and credentials files (~/.aws/config, \
+     ~/.aws/credentials: keys, SSO, credential_process or an assumed role of the profile), \
+     a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN), ECS container \
+     credentials and EC2 instance metadata";
+
+/// A credentials failure as a person can act on it.
+fn credentials_words(err: &aws_credential_types::provider::error::CredentialsError) -> String {
+    use aws_credential_types::provider::error::CredentialsError;
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    match err {
+        CredentialsError::CredentialsNotLoaded(_) => format!(
+            "no AWS credentials found: tried {CREDENTIAL_SOURCES} (profile `{profile}`); \
+             fix: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or set AWS_PROFILE to a \
+             profile in ~/.aws/config (`aws configure`, or `aws sso login --profile NAME` \
+             for SSO), or in CI give the job a role (GitHub Actions: \
+             aws-actions/configure-aws-credentials)"
         ),
-        None => deployer_engine::describe::error_chain(err),
+        CredentialsError::InvalidConfiguration(_) => format!(
+            "the AWS credentials configuration is invalid (profile `{profile}`): {}",
+            one_line(&deployer_engine::describe::error_chain(err))
+        ),
+        _ => format!(
+            "loading AWS credentials (profile `{profile}`) failed: {}; if the SSO session \
+             expired, run `aws sso login --profile {profile}`",
+            one_line(&deployer_engine::describe::error_chain(err))
+        ),
     }
 }
 
 /// Sort an SDK error: throttling, 5xx, timeouts and connection failures are transient.
+/// Missing or broken credentials are not: retrying finds the same nothing (only a
+/// credential provider that timed out is tried again).
 ///
 /// Every operation of the AWS SDKs fails with an `SdkError` over the raw HTTP response
 /// (`aws_smithy_runtime_api::http::Response`), whose status code decides 5xx.
@@ -168,15 +277,19 @@ pub fn classify<E>(what: &str, err: SdkError<E, Response>) -> DriverError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error()
-        }
-        _ => false,
+    use aws_credential_types::provider::error::CredentialsError;
+    let transient = match credentials_error(&err) {
+        Some(credentials) => matches!(credentials, CredentialsError::ProviderTimedOut(_)),
+        None => match &err {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().unwrap_or_default();
+                TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error()
+            }
+            _ => false,
+        },
     };
     let message = format!("{what}: {}", sdk_error(&err));
     if transient {
@@ -223,5 +336,69 @@ mod tests {
         );
         let err = classify("updating", service_error("ThrottlingException", 400));
         assert!(matches!(err, DriverError::Transient(_)), "{err:?}");
+    }
+
+    fn dispatch(
+        source: aws_smithy_runtime_api::client::result::ConnectorError,
+    ) -> SdkError<ErrorMetadata, Response> {
+        SdkError::dispatch_failure(source)
+    }
+
+    /// Missing credentials fail at once, in one line naming where the SDK looked and how
+    /// to set some; a refused connection stays transient and says so plainly.
+    #[test]
+    fn missing_credentials_are_not_transient_and_say_how_to_set_some() {
+        use aws_credential_types::provider::error::CredentialsError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let chain =
+            "no credentials found in chain. Attempted:\n  Environment: not set\n  Profile: not set";
+        let err = classify(
+            "finding task definition `web:2`",
+            dispatch(ConnectorError::other(
+                Box::new(CredentialsError::not_loaded(chain)),
+                None,
+            )),
+        );
+        let DriverError::Failed(message) = &err else {
+            panic!("not a plain failure: {err:?}");
+        };
+        assert!(!message.contains('\n'), "{message}");
+        assert!(
+            message.starts_with("finding task definition `web:2`: no AWS credentials found: tried environment variables"),
+            "{message}"
+        );
+        for source in [
+            "~/.aws/config",
+            "SSO",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "ECS container",
+            "EC2 instance metadata",
+            "fix: export AWS_ACCESS_KEY_ID",
+        ] {
+            assert!(message.contains(source), "{source}: {message}");
+        }
+        let timed_out = classify(
+            "x",
+            dispatch(ConnectorError::other(
+                Box::new(CredentialsError::provider_timed_out(
+                    std::time::Duration::from_secs(5),
+                )),
+                None,
+            )),
+        );
+        assert!(
+            matches!(timed_out, DriverError::Transient(_)),
+            "{timed_out:?}"
+        );
+
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err = classify(
+            "describing",
+            dispatch(ConnectorError::io(Box::new(refused))),
+        );
+        assert!(
+            matches!(&err, DriverError::Transient(m) if m == "describing: cannot connect to AWS: connection refused"),
+            "{err:?}"
+        );
     }
 }

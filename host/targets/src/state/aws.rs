@@ -511,6 +511,13 @@ impl AwsStore {
             }
             journals.push(journal);
         }
+        // Oldest first, by when each began: keys sort by id, and ids of two forms (this
+        // version's `web-20261201-…`, earlier versions' `d1796048620720-…`) do not sort
+        // by time against each other.
+        journals.sort_by_key(|j| match j.started() {
+            Some(Record::Started { at_ms, .. }) => *at_ms,
+            _ => 0,
+        });
         Ok(journals)
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::config::ConfigErrors;
 
-use super::summary::{Summary, SummaryResult};
+use super::summary::{GateSummary, GateWord, Summary, SummaryResult};
 
 /// The annotation lines for the end of a run: one per config problem when bad config
 /// ended it (so each lands on its file and line), else one for the result.
@@ -134,7 +134,11 @@ pub fn step_summary(summary: &Summary) -> String {
         );
     }
     md += &format!("| result | {word} (exit {}) |\n", summary.exit_code);
-    if let Some(reason) = &summary.rollback_reason {
+    // A rollback's detail quotes its reason ("rolled back to web:2: gate … failed"):
+    // the reason gets a row of its own only when the detail does not say it.
+    if let Some(reason) = &summary.rollback_reason
+        && !summary.detail.contains(reason.as_str())
+    {
         md += &format!("| reason | {} |\n", cell(reason));
     }
     md += &format!("| detail | {} |\n", cell(&summary.detail));
@@ -142,6 +146,9 @@ pub fn step_summary(summary: &Summary) -> String {
         "| duration | {:.1}s |\n",
         summary.duration_ms as f64 / 1000.0
     );
+    if let Some(chart) = traffic_chart(summary) {
+        md += &chart;
+    }
     if !summary.steps.is_empty() {
         md += &format!(
             "\n<details><summary>{} steps</summary>\n\n| # | step | traffic new | gates |\n|---|---|---|---|\n",
@@ -164,6 +171,111 @@ pub fn step_summary(summary: &Summary) -> String {
         md += "\n</details>\n";
     }
     md + "\n"
+}
+
+/// The run as a picture GitHub draws (a Mermaid `xychart-beta`): the share of traffic on
+/// the new side after each step as a line, a full-height bar where a gate failed (an
+/// xychart cannot annotate a point, so the failure is a series of its own), and each
+/// step's gate verdict in its axis label. A rollback ends the line where it left traffic.
+/// `None` when no step ran.
+fn traffic_chart(summary: &Summary) -> Option<String> {
+    if summary.steps.is_empty() {
+        return None;
+    }
+    let mut labels = Vec::new();
+    let mut traffic = Vec::new();
+    let mut failed = Vec::new();
+    for step in &summary.steps {
+        let verdict = verdict(&step.gates);
+        labels.push(match verdict {
+            Some(mark) => format!("\"{} {mark}\"", step.seq),
+            None => format!("\"{}\"", step.seq),
+        });
+        traffic.push(step.traffic_new_percent);
+        failed.push(if verdict == Some(FAILED) { 100 } else { 0 });
+    }
+    if matches!(
+        summary.result,
+        SummaryResult::RolledBack | SummaryResult::RollbackFailed
+    ) {
+        labels.push("\"rollback\"".into());
+        traffic.push(summary.traffic_new_percent.unwrap_or(0));
+        failed.push(0);
+    }
+    let new = summary
+        .new_release
+        .as_deref()
+        .map_or_else(|| "the new side".to_string(), chart_text);
+    let join = |values: &[u8]| {
+        values
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut chart = String::from("\n```mermaid\nxychart-beta\n");
+    chart += &format!("    title \"Traffic on {new} by step\"\n");
+    chart += &format!("    x-axis \"step\" [{}]\n", labels.join(", "));
+    chart += &format!("    y-axis \"% of traffic on {new}\" 0 --> 100\n");
+    if failed.contains(&100) {
+        chart += &format!("    bar [{}]\n", join(&failed));
+    }
+    chart += &format!("    line [{}]\n```\n\n", join(&traffic));
+    chart += &format!(
+        "Line: the share of traffic on {} after each step{}. \
+         {PASSED} gates passed, {FAILED} a gate failed, {UNCLEAR} a gate was inconclusive or had no data.\n",
+        cell(summary.new_release.as_deref().unwrap_or("the new side")),
+        if failed.contains(&100) {
+            "; bar: a gate failed there"
+        } else {
+            ""
+        }
+    );
+    Some(chart)
+}
+
+const PASSED: &str = "✓";
+const FAILED: &str = "✗";
+const UNCLEAR: &str = "?";
+
+/// A step's gates in one mark: any failure fails it; `None` when no gate ran.
+fn verdict(gates: &[GateSummary]) -> Option<&'static str> {
+    if gates.iter().any(|g| g.status == GateWord::Fail) {
+        Some(FAILED)
+    } else if gates
+        .iter()
+        .any(|g| matches!(g.status, GateWord::Inconclusive | GateWord::NoData))
+    {
+        Some(UNCLEAR)
+    } else if gates.is_empty() {
+        None
+    } else {
+        Some(PASSED)
+    }
+}
+
+/// Text from outside (a release) inside a Mermaid string: Mermaid has no escapes there,
+/// so anything that could end the string, start a comment or directive (`%%`), or close
+/// the code fence becomes `_`; long names are cut.
+fn chart_text(text: &str) -> String {
+    const MAX: usize = 60;
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric()
+                || matches!(c, ' ' | ':' | '.' | '_' | '-' | '/' | '@' | '+')
+            {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX)
+        .collect();
+    if text.chars().count() > MAX {
+        out.push_str("...");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -238,6 +350,227 @@ mod tests {
         );
     }
 
+    fn gates(statuses: &[GateWord]) -> Vec<GateSummary> {
+        statuses
+            .iter()
+            .map(|&status| GateSummary {
+                name: "g".into(),
+                status,
+                detail: String::new(),
+            })
+            .collect()
+    }
+
+    fn step(seq: u32, step: &str, traffic: u8, statuses: &[GateWord]) -> StepSummary {
+        StepSummary {
+            seq,
+            step: step.into(),
+            traffic_new_percent: traffic,
+            aws_api_calls: None,
+            gates: gates(statuses),
+        }
+    }
+
+    /// A canary that passed its first bake and failed its second: the chart is a line
+    /// of the traffic on web:3 step by step, back to 0 at the rollback, with a bar where
+    /// the gate failed and each step's verdict in its label.
+    #[test]
+    fn the_step_summary_draws_the_traffic_and_marks_the_gates() {
+        let summary = Summary {
+            command: "run".into(),
+            service: Some("web".into()),
+            result: SummaryResult::RolledBack,
+            exit_code: 1,
+            new_release: Some("web:3".into()),
+            stable_release: Some("web:2".into()),
+            traffic_new_percent: Some(0),
+            steps: vec![
+                step(1, "run pre-traffic gates", 0, &[GateWord::Pass]),
+                step(2, "shift traffic: 10% new / 90% stable", 10, &[]),
+                step(3, "bake 5m", 10, &[GateWord::Pass, GateWord::NoData]),
+                step(4, "shift traffic: 50% new / 50% stable", 50, &[]),
+                step(5, "bake 5m", 50, &[GateWord::Pass, GateWord::Fail]),
+            ],
+            ..Summary::default()
+        };
+        let md = step_summary(&summary);
+        let charts = mermaid_blocks(&md);
+        assert_eq!(
+            charts,
+            [concat!(
+                "xychart-beta\n",
+                "    title \"Traffic on web:3 by step\"\n",
+                "    x-axis \"step\" [\"1 ✓\", \"2\", \"3 ?\", \"4\", \"5 ✗\", \"rollback\"]\n",
+                "    y-axis \"% of traffic on web:3\" 0 --> 100\n",
+                "    bar [0, 0, 0, 0, 100, 0]\n",
+                "    line [0, 10, 10, 50, 50, 0]\n",
+            )]
+        );
+        assert_eq!(check_xychart(&charts[0]), Ok(6));
+        // The key to the picture, under it.
+        assert!(
+            render(&md).contains(
+                "Line: the share of traffic on web:3 after each step; bar: a gate failed there. \
+                 ✓ gates passed, ✗ a gate failed, ? a gate was inconclusive or had no data."
+            ),
+            "{md}"
+        );
+
+        // A promotion draws no failure bar; a run with no step draws nothing.
+        let promoted = Summary {
+            result: SummaryResult::Promoted,
+            steps: vec![
+                step(1, "shift traffic: 50% new / 50% stable", 50, &[]),
+                step(2, "promote", 100, &[GateWord::Pass]),
+            ],
+            ..summary.clone()
+        };
+        let charts = mermaid_blocks(&step_summary(&promoted));
+        assert_eq!(check_xychart(&charts[0]), Ok(2));
+        assert!(!charts[0].contains("bar ["), "{}", charts[0]);
+        assert!(charts[0].contains("    line [50, 100]\n"), "{}", charts[0]);
+        let nothing = Summary {
+            steps: Vec::new(),
+            ..summary
+        };
+        assert_eq!(
+            mermaid_blocks(&step_summary(&nothing)),
+            Vec::<String>::new()
+        );
+    }
+
+    /// The reason a run rolled back is said once: in the detail that quotes it.
+    #[test]
+    fn a_reason_the_detail_quotes_has_no_row_of_its_own() {
+        let summary = Summary {
+            command: "run".into(),
+            service: Some("web".into()),
+            result: SummaryResult::RolledBack,
+            detail: "rolled back to web:2: gate `smoke` failed: 0/5".into(),
+            rollback_reason: Some("gate `smoke` failed: 0/5".into()),
+            ..Summary::default()
+        };
+        let html = render(&step_summary(&summary));
+        assert_eq!(html.matches("gate <code>smoke</code>").count(), 0, "{html}");
+        assert_eq!(
+            html.matches("gate `smoke` failed: 0/5").count(),
+            1,
+            "{html}"
+        );
+        assert!(!html.contains("<td>reason</td>"), "{html}");
+    }
+
+    /// The contents of each ```mermaid block, as a CommonMark reader (GitHub's) finds them.
+    fn mermaid_blocks(md: &str) -> Vec<String> {
+        use pulldown_cmark::{CodeBlockKind, Event, Tag, TagEnd};
+        let mut blocks = Vec::new();
+        let mut open: Option<String> = None;
+        for event in pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES) {
+            match event {
+                Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)))
+                    if &*info == "mermaid" =>
+                {
+                    open = Some(String::new());
+                }
+                Event::Text(text) => {
+                    if let Some(block) = &mut open {
+                        block.push_str(&text);
+                    }
+                }
+                Event::End(TagEnd::CodeBlock) => blocks.extend(open.take()),
+                _ => {}
+            }
+        }
+        blocks
+    }
+
+    /// Whether `chart` is an `xychart-beta` of the shape Mermaid's grammar accepts
+    /// (`title "…"`, `x-axis "…" ["…", …]`, `y-axis "…" MIN --> MAX`, `bar`/`line`
+    /// `[N, …]`), every series as long as the axis and within it; the number of points.
+    /// No Mermaid parser is at hand offline, so the grammar's rules are checked here.
+    fn check_xychart(chart: &str) -> Result<usize, String> {
+        /// A Mermaid string: quoted, no quote inside, no comment or directive.
+        fn quoted(text: &str) -> Result<(&str, &str), String> {
+            let inner = text
+                .strip_prefix('"')
+                .ok_or_else(|| format!("not a string: {text}"))?;
+            let end = inner
+                .find('"')
+                .ok_or_else(|| format!("unterminated: {text}"))?;
+            let (value, rest) = (&inner[..end], &inner[end + 1..]);
+            if value.contains("%%") || value.contains('`') {
+                return Err(format!("comment or fence in a string: {value}"));
+            }
+            Ok((value, rest))
+        }
+        fn list(text: &str) -> Result<Vec<&str>, String> {
+            let inner = text
+                .strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .ok_or_else(|| format!("not a [list]: {text}"))?;
+            Ok(inner.split(", ").collect())
+        }
+        let mut lines = chart.lines();
+        if lines.next() != Some("xychart-beta") {
+            return Err(format!("not an xychart: {chart}"));
+        }
+        let (mut points, mut y_range, mut series) = (None, None, Vec::new());
+        for line in lines {
+            let line = line
+                .strip_prefix("    ")
+                .ok_or_else(|| format!("not indented: {line}"))?;
+            let (keyword, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match keyword {
+                "title" => {
+                    let (_, after) = quoted(rest)?;
+                    if !after.is_empty() {
+                        return Err(format!("after the title: {after}"));
+                    }
+                }
+                "x-axis" => {
+                    let (_, after) = quoted(rest)?;
+                    let labels = list(after.trim_start())?;
+                    for label in &labels {
+                        if !quoted(label)?.1.is_empty() {
+                            return Err(format!("bad label {label}"));
+                        }
+                    }
+                    points = Some(labels.len());
+                }
+                "y-axis" => {
+                    let (_, after) = quoted(rest)?;
+                    let (min, max) = after
+                        .trim_start()
+                        .split_once(" --> ")
+                        .ok_or_else(|| format!("no range: {after}"))?;
+                    let parse = |n: &str| n.parse::<f64>().map_err(|e| format!("{n}: {e}"));
+                    y_range = Some((parse(min)?, parse(max)?));
+                }
+                "bar" | "line" => {
+                    let values = list(rest)?
+                        .into_iter()
+                        .map(|n| n.parse::<f64>().map_err(|e| format!("{n}: {e}")))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    series.push(values);
+                }
+                _ => return Err(format!("not xychart syntax: {line}")),
+            }
+        }
+        let points = points.ok_or("no x-axis")?;
+        let (min, max) = y_range.ok_or("no y-axis")?;
+        if series.is_empty() {
+            return Err("no series".into());
+        }
+        for values in &series {
+            if values.len() != points || values.iter().any(|v| *v < min || *v > max) {
+                return Err(format!(
+                    "{values:?} does not fit {points} points in {min}..{max}"
+                ));
+            }
+        }
+        Ok(points)
+    }
+
     /// The summary as GitHub shows it: CommonMark with tables, rendered to HTML.
     fn render(md: &str) -> String {
         let parser = pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES);
@@ -302,10 +635,15 @@ mod tests {
                 );
             }
             assert_eq!(html.matches("<details>").count(), 1, "{text:?}: {html}");
+            // The chart stays one valid chart, its release name defused.
+            let charts = mermaid_blocks(&step_summary(&summary));
+            assert_eq!(charts.len(), 1, "{text:?}: {charts:?}");
+            assert_eq!(check_xychart(&charts[0]), Ok(2), "{text:?}: {}", charts[0]);
             assert_eq!(html.matches("</details>").count(), 1, "{text:?}: {html}");
-            // Two tables with as many rows as we wrote (header rows included).
+            // Two tables with as many rows as we wrote (header rows included; the
+            // reason has none, the detail quoting it).
             assert_eq!(html.matches("<table>").count(), 2, "{text:?}: {html}");
-            assert_eq!(html.matches("<tr>").count(), 7 + 2, "{text:?}: {html}");
+            assert_eq!(html.matches("<tr>").count(), 6 + 2, "{text:?}: {html}");
         }
     }
 

@@ -57,6 +57,24 @@ fn own_lines(text: &str) -> String {
         .join("\n")
 }
 
+/// Whether `a` and `b` are one stream: the same terminal, or the same pipe or file (as
+/// after `2>&1`). Then whoever reads one reads the other, and a line printed on both is
+/// read twice; a CI log that keeps only one of them gets everything it needs when they
+/// differ.
+fn same_stream(a: &impl std::os::fd::AsFd, b: &impl std::os::fd::AsFd) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |fd: std::os::fd::BorrowedFd<'_>| {
+        let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+        let meta = file.metadata().ok()?;
+        Some((meta.dev(), meta.ino()))
+    };
+    match (identity(a.as_fd()), identity(b.as_fd())) {
+        (Some(a), Some(b)) => a == b,
+        // Closed or unreadable: say everything on the one that works.
+        _ => false,
+    }
+}
+
 /// Commands that end with the JSON summary under `--output json`.
 const DEPLOYMENT_COMMANDS: [&str; 2] = ["run", "rollback"];
 
@@ -90,6 +108,11 @@ struct State {
     fold: SummaryFold,
     live: Live,
     calls: Option<CallCounter>,
+    /// A deployment's result line held back from the log while stdout, the same stream,
+    /// may be about to print it at the head of the final report: `(id, line)`.
+    held: Option<(String, String)>,
+    /// Deployments whose result line went to the log.
+    logged: Vec<String>,
 }
 
 /// Turns events into output. One per invocation.
@@ -100,6 +123,9 @@ pub struct Reporter {
     live: bool,
     /// Running inside GitHub Actions.
     github: bool,
+    /// stdout and stderr are one stream (the same terminal, `2>&1`): a result line the
+    /// final report prints on stdout is not also logged on stderr.
+    one_stream: bool,
     step_summary: Option<PathBuf>,
     pub secrets: Secrets,
     state: Mutex<State>,
@@ -118,6 +144,9 @@ impl Reporter {
             log_format,
             live,
             github,
+            one_stream: output == OutputFormat::Text
+                && log_format == LogFormat::Plain
+                && same_stream(&std::io::stdout(), &std::io::stderr()),
             step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
                 .filter(|_| github)
                 .map(PathBuf::from),
@@ -217,11 +246,34 @@ impl Reporter {
         match self.log_format {
             LogFormat::Json => trace::event(event, &scrub),
             LogFormat::Plain => {
-                if let Some(text) = plain::event_text(event, &scrub) {
-                    self.print_line(&text);
+                let Some(text) = plain::event_text(event, &scrub) else {
+                    return;
+                };
+                match event {
+                    // Held until the report says it or anything else is logged.
+                    Event::Finished { id, .. } if self.one_stream => {
+                        let mut state = self.lock();
+                        let earlier = state.held.replace((id.to_string(), text));
+                        drop(state);
+                        if let Some((id, line)) = earlier {
+                            self.log_result(&id, &line);
+                        }
+                    }
+                    Event::Finished { id, .. } => self.log_result(id, &text),
+                    _ => self.print_line(&text),
                 }
             }
         }
+    }
+
+    /// An earlier deployment's result (one rolled back before this run began), on
+    /// stdout unless the log, on the same stream, said it already.
+    pub fn earlier(&self, report: &Report) {
+        if self.one_stream && self.lock().logged.contains(&report.id) {
+            return;
+        }
+        let scrub = |text: &str| self.secrets.scrub(text);
+        self.say(&plain::result_line(report, &scrub));
     }
 
     /// The final report of an engine run, for people (stdout, text output only).
@@ -229,6 +281,14 @@ impl Reporter {
         if self.json() {
             return;
         }
+        // The report's first line is the held result line: said once, here.
+        {
+            let mut state = self.lock();
+            if state.held.as_ref().is_some_and(|(id, _)| *id == report.id) {
+                state.held = None;
+            }
+        }
+        self.flush_held();
         self.clear_status();
         let scrub = |text: &str| self.secrets.scrub(text);
         let text = plain::final_report(
@@ -268,6 +328,7 @@ impl Reporter {
 
     /// The end of the invocation: the JSON summary, CI annotations and step summary.
     pub fn finish(&self, outcome: Outcome, error: Option<&anyhow::Error>) {
+        self.flush_held();
         self.clear_status();
         // Each cause once: many errors quote their cause, which `{:#}` repeats.
         let error_text = error.map(|e| {
@@ -351,7 +412,23 @@ impl Reporter {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Log a deployment's result line, and remember it was logged.
+    fn log_result(&self, id: &str, line: &str) {
+        self.print_line(line);
+        self.lock().logged.push(id.to_string());
+    }
+
+    /// Log the held result line, if any: something else is being said first, so the
+    /// report will not open with it.
+    fn flush_held(&self) {
+        let held = self.lock().held.take();
+        if let Some((id, line)) = held {
+            self.log_result(&id, &line);
+        }
+    }
+
     fn print_line(&self, text: &str) {
+        self.flush_held();
         // State before stderr, everywhere, so the ticker and a log line cannot deadlock.
         let mut state = self.lock();
         let mut stderr = std::io::stderr().lock();
@@ -390,5 +467,26 @@ impl Reporter {
         if let Some(wipe) = self.lock().live.clear() {
             let _ = std::io::stderr().write_all(wipe.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_stream;
+
+    /// `2>&1`, or the same terminal twice, is one stream; two files are two.
+    #[test]
+    fn one_stream_is_told_from_two() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let dup = log.try_clone().unwrap();
+        let reopened = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("log"))
+            .unwrap();
+        let other = std::fs::File::create(dir.path().join("other")).unwrap();
+        assert!(same_stream(&log, &dup));
+        assert!(same_stream(&log, &reopened));
+        assert!(!same_stream(&log, &other));
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use deployer_engine::events::{Event, result_word};
+use deployer_engine::events::{Event, outcome};
 use deployer_engine::redact::printable;
 use deployer_engine::rollout::Report;
 use deployer_engine::state::DeployResult;
@@ -23,6 +23,16 @@ pub fn event_text(event: &Event<'_>, scrub: &dyn Fn(&str) -> String) -> Option<S
     (!event.is_quiet()).then(|| scrub(&event.to_string()))
 }
 
+/// A deployment's result on one line: `deployment ID: rolled back to web:2: …`.
+pub fn result_line(report: &Report, scrub: &dyn Fn(&str) -> String) -> String {
+    let text = format!(
+        "deployment {}: {}",
+        report.id,
+        outcome(report.result, &report.detail)
+    );
+    printable(&scrub(&text)).into_owned()
+}
+
 /// The final report of an engine run. `summary` is the fold of the run's events and
 /// `took` the time since the invocation started.
 pub fn final_report(
@@ -39,13 +49,7 @@ pub fn final_report(
     if let Some(old) = &report.recovered {
         let _ = writeln!(out, "recovered unfinished deployment {}", p(old));
     }
-    let _ = writeln!(
-        out,
-        "deployment {}: {}: {}",
-        p(&report.id),
-        result_word(report.result),
-        scrub(&report.detail)
-    );
+    let _ = writeln!(out, "{}", result_line(report, &scrub));
     if let Some(new) = &summary.new_release {
         let _ = writeln!(
             out,
