@@ -10,13 +10,9 @@ use deployer_tests::support::env::{EcsEnv, sigkill};
 
 /// The journals of service `web`, oldest first.
 fn journals(env: &EcsEnv) -> Vec<std::path::PathBuf> {
-    let dir = env.dir.path().join(".deployer/services/web/deployments");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    files.sort();
-    files
+    deployer_tests::support::journals_oldest_first(
+        &env.dir.path().join(".deployer/services/web/deployments"),
+    )
 }
 
 /// Start a deploy of `release` and SIGKILL it once its journal has `records` lines.

@@ -124,12 +124,7 @@ impl Project {
 
     /// The journals of `web`, oldest first.
     fn journals(&self) -> Vec<PathBuf> {
-        let mut files: Vec<_> = std::fs::read_dir(self.service().join("deployments"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
+        deployer_tests::support::journals_oldest_first(&self.service().join("deployments"))
     }
 }
 

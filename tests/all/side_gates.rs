@@ -79,11 +79,7 @@ async fn world(app: &App, alb: impl FnOnce(Table) -> Table) -> EcsEnv {
 /// The text of the newest journal of service `web`.
 fn journal(env: &EcsEnv) -> String {
     let dir = env.dir.path().join(".deployer/services/web/deployments");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = deployer_tests::support::journals_oldest_first(&dir);
     std::fs::read_to_string(files.last().unwrap()).unwrap()
 }
 

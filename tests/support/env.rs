@@ -135,11 +135,7 @@ impl<W, X> Env<W, X> {
     /// The traffic shares of the newest journal of service `web`, in order.
     pub fn journal_shifts(&self) -> Vec<u8> {
         let deployments = self.dir.path().join(".deployer/services/web/deployments");
-        let mut files: Vec<_> = std::fs::read_dir(deployments)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
+        let files = super::journals_oldest_first(&deployments);
         let text = std::fs::read_to_string(files.last().unwrap()).unwrap();
         text.lines()
             .filter_map(|line| {

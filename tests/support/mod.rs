@@ -453,3 +453,28 @@ impl Drop for App {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// The journal files in `dir`, oldest first by when each deployment began (its `started`
+/// record): ids made in the same second sort by their random suffix, not by time. A
+/// journal whose first record cannot be read (a kill cut it short) is the newest.
+pub fn journals_oldest_first(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let began = |path: &std::path::Path| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| {
+                let first: serde_json::Value = serde_json::from_str(text.lines().next()?).ok()?;
+                first["at_ms"].as_u64()
+            })
+            .unwrap_or(u64::MAX)
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort_by_key(|p| (began(p), p.clone()));
+    files
+}

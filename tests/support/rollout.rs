@@ -160,11 +160,7 @@ impl Harness {
 
     /// The text of the newest journal of `web`.
     pub fn journal(&self) -> String {
-        let mut files: Vec<_> = std::fs::read_dir(self.dir.path().join("services/web/deployments"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
+        let files = super::journals_oldest_first(&self.dir.path().join("services/web/deployments"));
         std::fs::read_to_string(files.last().unwrap()).unwrap()
     }
 
