@@ -95,6 +95,13 @@ pub enum Event<'a> {
         release: &'a str,
         until_ms: u64,
     },
+    /// The run waits for a person: `deployer promote` continues it, `deployer abort`
+    /// rolls it back; at `until_ms` it rolls back (or goes on, `continues`).
+    AwaitingApproval {
+        service: &'a str,
+        until_ms: u64,
+        continues: bool,
+    },
     /// The side a promoted deployment kept warm is scaled down now.
     Retiring {
         release: &'a str,
@@ -273,6 +280,17 @@ impl fmt::Display for Event<'_> {
                 write!(f, "deployment {id}: {}", outcome(*result, detail))
             }
             Event::Signalled { signal, effect } => write!(f, "{}: {effect}", signal.describe()),
+            Event::AwaitingApproval {
+                service,
+                until_ms,
+                continues,
+            } => write!(
+                f,
+                "waiting for approval until {}: `deployer promote --service {service}` continues, \
+                 `deployer abort --service {service}` rolls back; unanswered, it {}",
+                describe::utc(*until_ms),
+                if *continues { "goes on" } else { "rolls back" }
+            ),
             Event::KeptWarm { release, until_ms } => write!(
                 f,
                 "{} stays at full size without traffic until {} (scale-down-delay): \

@@ -96,6 +96,20 @@ fn cell(text: &str) -> String {
 }
 
 /// The GitHub Actions step summary, in Markdown.
+/// The workflow command that shows a run waiting for approval in the job's log.
+pub fn approval_notice(text: &str) -> String {
+    format!(
+        "::notice title={}::{}",
+        escape_property("deployer: waiting for approval"),
+        escape_data(text)
+    )
+}
+
+/// The step-summary note of a run waiting for approval.
+pub fn approval_summary(text: &str) -> String {
+    format!("> **Waiting for approval.** {}\n\n", cell(text))
+}
+
 pub fn step_summary(summary: &Summary) -> String {
     let service = summary.service.as_deref().unwrap_or("?");
     let word = match summary.result {

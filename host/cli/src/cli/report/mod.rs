@@ -18,7 +18,6 @@ mod terminal;
 mod trace;
 
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -243,6 +242,9 @@ impl Reporter {
                 state.live.apply(event, now);
             }
         }
+        if let Event::AwaitingApproval { .. } = event {
+            self.awaiting_approval(&scrub(&event.to_string()));
+        }
         match self.log_format {
             LogFormat::Json => trace::event(event, &scrub),
             LogFormat::Plain => {
@@ -263,6 +265,19 @@ impl Reporter {
                     _ => self.print_line(&text),
                 }
             }
+        }
+    }
+
+    /// In GitHub Actions, a run waiting for approval says so where people look while the
+    /// job runs: a notice in the log, and a note in the step summary (shown with the
+    /// job's other summaries).
+    fn awaiting_approval(&self, text: &str) {
+        if !self.github {
+            return;
+        }
+        outln!("{}", github::approval_notice(text));
+        if let Some(path) = &self.step_summary {
+            let _ = append_regular(path, github::approval_summary(text).as_bytes());
         }
     }
 
@@ -374,17 +389,7 @@ impl Reporter {
             if let Some(path) = &self.step_summary {
                 // Without blocking, and only into a regular file: a FIFO there would
                 // hold the process forever after the deployment has ended.
-                let written = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .custom_flags(libc::O_NONBLOCK)
-                    .open(path)
-                    .and_then(|mut f| {
-                        if !f.metadata()?.is_file() {
-                            return Err(std::io::Error::other("it is not a regular file"));
-                        }
-                        f.write_all(github::step_summary(&summary).as_bytes())
-                    });
+                let written = append_regular(path, github::step_summary(&summary).as_bytes());
                 if let Err(err) = written {
                     errln!(
                         "deployer: cannot write the step summary {}: {err}",
@@ -489,4 +494,20 @@ mod tests {
         assert!(same_stream(&log, &reopened));
         assert!(!same_stream(&log, &other));
     }
+}
+
+/// Append `bytes` to `path` without blocking, and only into a regular file: a FIFO there
+/// would hold the process forever after the deployment has ended.
+fn append_regular(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    file.write_all(bytes)
 }

@@ -348,6 +348,7 @@ impl SummaryFold {
                 });
             }
             Event::Retiring { .. }
+            | Event::AwaitingApproval { .. }
             | Event::Retrying { .. }
             | Event::AfterRollback { .. }
             | Event::Step { .. }
