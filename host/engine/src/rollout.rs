@@ -1332,6 +1332,9 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             Step::Promote => self.retrying(|| self.driver.promote()).await.and(done),
             Step::Complete => self.retrying(|| self.driver.finalize()).await.and(done),
             Step::Abort(reason) => Err(DriverError::Failed(reason.clone())),
+            Step::AwaitApproval(_) => Err(DriverError::Failed(
+                "approval pauses are not carried out yet".into(),
+            )),
         }
     }
 

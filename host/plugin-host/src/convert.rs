@@ -42,6 +42,7 @@ same_enum!(LifecyclePoint {
     PostDeploy,
     PostRollback
 });
+same_enum!(ApprovalTimeout { RollBack, Continue });
 same_enum!(TargetKind {
     EcsService,
     EksDeployment,
@@ -83,6 +84,10 @@ same_record!(RollingUpdate {
     max_percent
 });
 same_record!(ScaleRequest { side, count });
+same_record!(Approval {
+    timeout_ms,
+    on_timeout
+});
 same_record!(StepRecord { step, outcome });
 same_record!(ParamError { field, message });
 same_record!(PluginInfo {
@@ -103,6 +108,7 @@ impl From<plain::Step> for wit::Step {
             plain::Step::Promote => wit::Step::Promote,
             plain::Step::Complete => wit::Step::Complete,
             plain::Step::Abort(reason) => wit::Step::Abort(reason),
+            plain::Step::AwaitApproval(approval) => wit::Step::AwaitApproval(approval.into()),
         }
     }
 }
@@ -119,6 +125,7 @@ impl From<wit::Step> for plain::Step {
             wit::Step::Promote => plain::Step::Promote,
             wit::Step::Complete => plain::Step::Complete,
             wit::Step::Abort(reason) => plain::Step::Abort(reason),
+            wit::Step::AwaitApproval(approval) => plain::Step::AwaitApproval(approval.into()),
         }
     }
 }
@@ -202,6 +209,14 @@ mod tests {
             Step::Promote,
             Step::Complete,
             Step::Abort("why".into()),
+            Step::AwaitApproval(Approval {
+                timeout_ms: 3_600_000,
+                on_timeout: ApprovalTimeout::RollBack,
+            }),
+            Step::AwaitApproval(Approval {
+                timeout_ms: 60_000,
+                on_timeout: ApprovalTimeout::Continue,
+            }),
         ];
         let outcomes = [
             StepOutcome::Done,

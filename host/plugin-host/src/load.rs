@@ -313,12 +313,12 @@ mod tests {
 
     #[test]
     fn contract_versions_follow_semver_for_0x() {
-        assert!(compatible("0.2.0"));
-        assert!(compatible("0.2.7"));
-        assert!(!compatible("0.1.0"));
-        assert!(!compatible("0.3.0"));
-        assert!(!compatible("1.2.0"));
-        assert!(!compatible("0.2"));
+        assert!(compatible("0.3.0"));
+        assert!(compatible("0.3.7"));
+        assert!(!compatible("0.2.0"));
+        assert!(!compatible("0.4.0"));
+        assert!(!compatible("1.3.0"));
+        assert!(!compatible("0.3"));
     }
 
     #[test]
