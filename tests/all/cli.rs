@@ -326,11 +326,11 @@ fn inspect_prints_world_digest_and_imports() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("kind:      hook (deployer:plugin@0.2.0"),
+        out.contains("kind:      hook (deployer:plugin@0.3.0"),
         "{out}"
     );
-    assert!(out.contains("deployer:plugin/http@0.2.0"), "{out}");
-    assert!(out.contains("export deployer:plugin/hook@0.2.0;"), "{out}");
+    assert!(out.contains("deployer:plugin/http@0.3.0"), "{out}");
+    assert!(out.contains("export deployer:plugin/hook@0.3.0;"), "{out}");
     let digest = deployer_plugin_host::sha256_hex(
         &std::fs::read(deployer_tests::components::HOSTILE_HOOK).unwrap(),
     );

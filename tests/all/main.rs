@@ -28,6 +28,7 @@ mod chaos;
 mod ci_output;
 mod cli;
 mod cli_snapshots;
+mod contract_versions;
 mod crashes;
 mod damaged_state;
 mod ecs;

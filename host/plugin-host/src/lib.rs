@@ -35,6 +35,6 @@ pub use capabilities::{Grants, HostServices};
 pub use engine::PluginHost;
 pub use error::PluginError;
 pub use limits::Limits;
-pub use load::{PluginKind, PluginSource, sha256_hex};
+pub use load::{Contract, PluginKind, PluginSource, sha256_hex};
 
 pub use deployer_contract::CONTRACT_VERSION;
