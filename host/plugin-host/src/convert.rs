@@ -384,6 +384,70 @@ mod tests {
     }
 
     #[test]
+    fn earlier_versions_convert_every_step_they_have_and_refuse_approval() {
+        use crate::bindings::previous::{v0_1, v0_2};
+        let state = samples().remove(0);
+        for record in &state.history {
+            let step = record.step.clone();
+            let as_v0_2 = v0_2::types::Step::try_from(step.clone());
+            let as_v0_1 = v0_1::types::Step::try_from(step.clone());
+            if let plain::Step::AwaitApproval(_) = step {
+                assert!(
+                    as_v0_2
+                        .unwrap_err()
+                        .contains("contract 0.2.0 has no step for")
+                );
+                assert!(
+                    as_v0_1
+                        .unwrap_err()
+                        .contains("contract 0.1.0 has no step for")
+                );
+            } else {
+                assert_eq!(plain::Step::from(as_v0_2.unwrap()), step);
+                assert_eq!(plain::Step::from(as_v0_1.unwrap()), step);
+            }
+        }
+        let without: plain::RolloutState = plain::RolloutState {
+            history: state
+                .history
+                .iter()
+                .filter(|r| !matches!(r.step, plain::Step::AwaitApproval(_)))
+                .cloned()
+                .collect(),
+            ..state.clone()
+        };
+        let old = v0_2::types::RolloutState::try_from(without.clone()).unwrap();
+        assert_eq!(old.history.len(), without.history.len());
+        assert!(v0_2::types::RolloutState::try_from(state).is_err());
+    }
+
+    #[test]
+    fn an_approval_pause_is_journaled_in_the_shape_of_its_neighbours() {
+        let step = plain::Step::AwaitApproval(plain::Approval {
+            timeout_ms: 3_600_000,
+            on_timeout: plain::ApprovalTimeout::RollBack,
+        });
+        let line = r#"{"AwaitApproval":{"timeout_ms":3600000,"on_timeout":"RollBack"}}"#;
+        assert_eq!(serde_json::to_string(&step).unwrap(), line);
+        assert_eq!(serde_json::from_str::<plain::Step>(line).unwrap(), step);
+        // Every step as a 0.2 deployer journaled it still reads.
+        for line in [
+            r#"{"Scale":{"side":"New","count":2}}"#,
+            r#"{"ShiftTraffic":25}"#,
+            r#""RouteTestTraffic""#,
+            r#"{"RunGates":"PostTraffic"}"#,
+            r#"{"Bake":300000}"#,
+            r#"{"RollingUpdate":{"min_healthy_percent":100,"max_percent":200}}"#,
+            r#""Promote""#,
+            r#""Complete""#,
+            r#"{"Abort":"why"}"#,
+        ] {
+            let step: plain::Step = serde_json::from_str(line).unwrap();
+            assert_eq!(serde_json::to_string(&step).unwrap(), line);
+        }
+    }
+
+    #[test]
     fn journal_lines_of_earlier_versions_still_read() {
         // As written by deployer before the contract types were their own crate.
         let step: plain::Step =
