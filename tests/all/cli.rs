@@ -326,11 +326,11 @@ fn inspect_prints_world_digest_and_imports() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("kind:      hook (deployer:plugin@0.2.0"),
+        out.contains("kind:      hook (deployer:plugin@0.3.0"),
         "{out}"
     );
-    assert!(out.contains("deployer:plugin/http@0.2.0"), "{out}");
-    assert!(out.contains("export deployer:plugin/hook@0.2.0;"), "{out}");
+    assert!(out.contains("deployer:plugin/http@0.3.0"), "{out}");
+    assert!(out.contains("export deployer:plugin/hook@0.3.0;"), "{out}");
     let digest = deployer_plugin_host::sha256_hex(
         &std::fs::read(deployer_tests::components::HOSTILE_HOOK).unwrap(),
     );
@@ -553,4 +553,73 @@ fn a_hooks_bad_parameters_are_refused_by_validate_and_run_at_their_line() {
     let (code, _, err) = run(&["run", "canary", "--release", "web:2", "--config", path]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("services.web.hooks[0].params"), "{err}");
+}
+
+/// A canary step that waits for approval: `plan` lists the pause where it waits and
+/// counts its timeout beside the bakes; `validate` counts that timeout against
+/// `max-duration` and refuses a bad `pause` or timeout at its field.
+#[test]
+fn an_approval_pause_is_planned_counted_and_checked_at_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = |s: deployer_tests::support::config::Service| {
+        s.ecs("c", "web", 4)
+            .listener(
+                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                None,
+                [
+                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                ],
+            )
+            .canary_steps(
+                r#"[ { weight = 25, bake = "10m", pause = "approval" }, { weight = 50 } ]"#,
+            )
+    };
+    let config = ConfigBuilder::new().service("web", service);
+    let path = config.write(dir.path());
+    let (code, out, err) = run(&["plan", "canary", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let pause = lines
+        .iter()
+        .position(|l| l.ends_with(". wait for approval (up to 1h, then roll back)"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(lines[pause - 1].ends_with(". bake 10m"), "{out}");
+    assert!(
+        out.contains("10m of bake time, up to 1h waiting for approval (given at once here)"),
+        "{out}"
+    );
+
+    // 10m of bake and a 1h pause do not fit in 1h.
+    let tight = ConfigBuilder::new().service("web", |s| {
+        service(s).settings(|t| t.raw("max-duration", "\"1h\""))
+    });
+    let (code, _, err) = validate(dir.path(), &tight);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the plan bakes and waits for approval (each up to its timeout) for 1h10m in all, longer than the service's max-duration (1h)"),
+        "{err}"
+    );
+    for (edit, field, says) in [
+        (
+            r#"[ { weight = 25, pause = "manual" } ]"#,
+            "steps[0].pause",
+            "expected `approval`",
+        ),
+        (
+            r#"[ { weight = 25, pause = "approval" } ]"#,
+            "approval-timeout",
+            "is 48h",
+        ),
+    ] {
+        let config = ConfigBuilder::new().service("web", |s| {
+            service(s)
+                .canary_steps(edit)
+                .strategy("canary", |p| p.str("approval-timeout", "48h"))
+        });
+        let (code, _, err) = validate(dir.path(), &config);
+        assert_eq!(code, 3, "{edit}: {err}");
+        assert!(err.contains(field), "{edit}: {err}");
+        assert!(err.contains(says), "{edit}: {err}");
+    }
 }

@@ -58,8 +58,12 @@ async fn output(child: tokio::process::Child) -> (i32, String, String) {
 }
 
 /// Abort from a second process while the canary bakes: the run rolls back, reporting
-/// who aborted and why, and the abort command says the run acted on it.
-async fn abort_mid_bake(env: &EcsEnv) {
+/// who aborted and why, and the abort command says the run acted on it. `junk` first
+/// puts something that is not a signal in the promote slot: it must not hide the abort.
+async fn abort_mid_bake<F: std::future::Future<Output = ()>>(
+    env: &EcsEnv,
+    junk: impl FnOnce() -> F,
+) {
     let (code, out, _) = env
         .deployer(&["abort", "--reason", "p99 over budget"])
         .await;
@@ -70,6 +74,7 @@ async fn abort_mid_bake(env: &EcsEnv) {
     );
 
     let run = canary_in_bake(env).await;
+    junk().await;
     let (code, out, err) = env
         .deployer(&["abort", "--reason", "p99 over budget"])
         .await;
@@ -93,7 +98,11 @@ async fn abort_mid_bake(env: &EcsEnv) {
 async fn abort_from_a_second_process_rolls_the_bake_back() {
     let good = App::start(200, "ok");
     let env = EcsEnv::with_task_sets(&good.url, LONG_BAKES).await;
-    abort_mid_bake(&env).await;
+    let slot = env
+        .dir
+        .path()
+        .join(".deployer/services/web/signal-promote.json");
+    abort_mid_bake(&env, || async move { std::fs::write(slot, "x").unwrap() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +114,17 @@ async fn abort_through_the_s3_backend_rolls_the_bake_back() {
             .aws_state("deployer-state", "deployer-locks", "shop/")
             .lease("5s"),
     );
-    abort_mid_bake(&env).await;
+    let s3 = env.clients.s3.clone();
+    abort_mid_bake(&env, || async move {
+        s3.put_object()
+            .bucket("deployer-state")
+            .key("shop/services/web/signals/promote.json")
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    })
+    .await;
     assert!(
         env.s3_keys()
             .await
@@ -190,7 +209,7 @@ async fn a_rollback_within_the_scale_down_delay_only_moves_traffic() {
     let (_, status, _) = env.deployer(&["status"]).await;
     assert!(status.contains("live:    web:2"), "{status}");
     assert!(
-        status.contains("warm:    web:1 at full size without traffic until"),
+        status.contains("warm:    web:1 at full size without traffic, until"),
         "{status}"
     );
     let (_, history, _) = env.deployer(&["history"]).await;
@@ -233,6 +252,17 @@ async fn a_rollback_within_the_scale_down_delay_only_moves_traffic() {
         "web:2 kept warm in turn"
     );
     assert_eq!(summary["kept-warm"]["release"], "web:2", "{summary}");
+
+    // A second rollback (a double click) changes nothing and keeps web:2 tracked as
+    // warm, so it is still scaled down in time.
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("nothing to do"), "{out}");
+    let (_, status, _) = env.deployer(&["status"]).await;
+    assert!(status.contains("warm:    web:2"), "{status}");
+    let (code, out, err) = env.deployer(&["tidy", "--now"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(task_sets(&env).await, ["web:1"]);
 }
 
 fn deployer_tests_steps() -> &'static str {
@@ -257,6 +287,14 @@ async fn the_warm_side_is_scaled_down_by_tidy_once_due_and_by_the_next_run_at_on
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("nothing to do yet"), "{out}");
     assert_eq!(task_sets(&env).await, ["web:1", "web:2"]);
+
+    // Traffic put on the warm side by hand: it is not scaled down while it serves.
+    env.set_weights(50, 50).await;
+    let (code, out, err) = env.deployer(&["tidy", "--now"]).await;
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(err.contains("gives it 50% of traffic"), "{err}");
+    assert_eq!(task_sets(&env).await, ["web:1", "web:2"]);
+    env.set_weights(0, 100).await;
 
     let (code, out, err) = env.deployer(&["tidy", "--wait"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
@@ -333,4 +371,71 @@ async fn a_gradual_rollback_walks_traffic_back_in_steps() {
     let (code, _, err) = env.deployer(&["rollback", "--steps", "50"]).await;
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("the last step must be 0"), "{err}");
+}
+
+/// `{ weight = 10, pause = "approval" }`: the canary waits at 10% for a person. In GitHub
+/// Actions the wait is announced in the log and the step summary while it lasts;
+/// `deployer promote` continues it to promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_pause_waits_and_continues_on_promote() {
+    let good = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    env.write(
+        &env.task_sets(&good.url, r#"[{ weight = 10, pause = "approval" }]"#)
+            .service("web", |s| {
+                s.strategy("canary", |p| p.str("approval-timeout", "1h"))
+            }),
+    );
+    let summary = env.dir.path().join("step-summary.md");
+    let run = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The wait is announced while the run waits, not when it ends.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&summary).unwrap_or_default();
+        if text.contains("Waiting for approval") {
+            assert!(text.contains("deployer promote --service web"), "{text}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never announced");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(env.weights().await, (90, 10), "waiting at 10%");
+    let (code, out, err) = env
+        .deployer(&["promote", "--reason", "checked the dashboards"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = output(run).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("::notice title=deployer%3A waiting for approval::"),
+        "{out}"
+    );
+    assert_eq!(env.journal_shifts(), [10, 100]);
+    assert_eq!(task_sets(&env).await, ["web:2"]);
+}
+
+/// Nobody answers: at its timeout the pause rolls back, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_pause_rolls_back_at_its_timeout() {
+    let good = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    env.write(
+        &env.task_sets(&good.url, r#"[{ weight = 10, pause = "approval" }]"#)
+            .service("web", |s| {
+                s.strategy("canary", |p| p.str("approval-timeout", "2s"))
+            }),
+    );
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("nobody approved within 2s"), "{out}");
+    assert!(err.contains("waiting for approval until"), "{err}");
+    assert_eq!(env.weights().await, (100, 0));
+    assert_eq!(task_sets(&env).await, ["web:1"]);
 }

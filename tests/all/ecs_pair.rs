@@ -271,37 +271,6 @@ async fn a_refused_restore_leaves_the_deployment_unfinished_and_the_next_run_res
     assert_eq!(history.matches("promoted").count(), 1, "{history}");
 }
 
-/// Set the listener's weights to (blue %, green %) behind deployer's back.
-async fn set_weights(env: &EcsPairEnv, blue: i32, green: i32) {
-    use aws_sdk_elasticloadbalancingv2::types::{
-        Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
-    };
-    let group = |arn: &str, weight| {
-        TargetGroupTuple::builder()
-            .target_group_arn(arn)
-            .weight(weight)
-            .build()
-    };
-    env.clients
-        .elb
-        .modify_listener()
-        .listener_arn(&env.world.listener)
-        .default_actions(
-            Action::builder()
-                .r#type(ActionTypeEnum::Forward)
-                .forward_config(
-                    ForwardActionConfig::builder()
-                        .target_groups(group(&env.world.blue, blue))
-                        .target_groups(group(&env.world.green, green))
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
 /// Set service `name`'s desired count behind deployer's back.
 async fn scale(env: &EcsPairEnv, name: &str, count: i32) {
     env.clients
@@ -363,7 +332,7 @@ async fn a_run_finding_the_idle_side_in_use_changes_nothing_and_says_why() {
     let env = EcsPairEnv::start(&[]).await;
     env.write(&env.store(&good.url, "[{ weight = 50 }]"));
     scale(&env, "store-green", 1).await;
-    set_weights(&env, 90, 10).await;
+    env.set_weights(90, 10).await;
     let (code, out, err) = env
         .deployer(&["run", "canary", "--release", "store:2"])
         .await;
@@ -384,7 +353,7 @@ async fn a_run_finding_the_idle_side_in_use_changes_nothing_and_says_why() {
         "nothing was journaled: {history}"
     );
 
-    set_weights(&env, 100, 0).await;
+    env.set_weights(100, 0).await;
     let (code, out, err) = env
         .deployer(&["run", "canary", "--release", "store:2"])
         .await;

@@ -101,15 +101,21 @@ async fn an_incompatible_contract_version_is_refused_by_name() {
         .err()
         .unwrap();
     assert!(
-        matches!(&err, PluginError::WrongWorld { found, .. } if found.contains("deployer:plugin@0.3.0")),
+        matches!(&err, PluginError::WrongWorld { found, .. } if found.contains("built against deployer:plugin@0.4.0")),
         "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("implements deployer:plugin@0.3.0 (and still runs components built against 0.1.0 and 0.2.0)"),
+        "{text}"
     );
     builtin_still_works(&host).await;
 }
 
 /// Contract 0.2.0 removed `actions`: a hook built against 0.1.0 that imports it is
 /// refused when loaded, whatever it is granted, with the fix — never run with the
-/// import left dangling.
+/// import left dangling. (0.1 components that do not import it run: see
+/// `contract_versions`.)
 #[tokio::test]
 async fn a_plugin_built_against_contract_0_1_is_refused_with_the_fix() {
     let (host, _cache) = host();
@@ -133,10 +139,16 @@ async fn a_plugin_built_against_contract_0_1_is_refused_with_the_fix() {
         "{text}"
     );
     assert!(
-        text.contains("rebuild the plugin with the 0.2.0 SDK"),
+        text.contains(&format!(
+            "rebuild the plugin with the {} SDK",
+            deployer_plugin_host::CONTRACT_VERSION
+        )),
         "{text}"
     );
-    assert!(text.contains("removed the `actions` capability"), "{text}");
+    assert!(
+        text.contains("imports `deployer:plugin/actions@0.1.0`, which 0.2.0 removed"),
+        "{text}"
+    );
     builtin_still_works(&host).await;
 }
 

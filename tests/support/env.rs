@@ -170,6 +170,38 @@ impl<W: Alb, X> Env<W, X> {
         )
     }
 
+    /// Set the listener's weights to (blue %, green %) behind deployer's back.
+    pub async fn set_weights(&self, blue: i32, green: i32) {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+        };
+        let [listener, blue_tg, green_tg] = self.world.alb();
+        let group = |arn: &str, weight| {
+            TargetGroupTuple::builder()
+                .target_group_arn(arn)
+                .weight(weight)
+                .build()
+        };
+        self.clients
+            .elb
+            .modify_listener()
+            .listener_arn(listener)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .forward_config(
+                        ForwardActionConfig::builder()
+                            .target_groups(group(blue_tg, blue))
+                            .target_groups(group(green_tg, green))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Wait (a minute at most, else fail with `what`) until the weights are `done`.
     pub async fn wait_for_weights(&self, what: &str, done: impl Fn((u8, u8)) -> bool) {
         let started = Instant::now();

@@ -18,7 +18,12 @@ pub use duration::Duration;
 pub use types::*;
 
 /// The contract version the host implements (`deployer:plugin@CONTRACT_VERSION`).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
+
+/// The earlier contract versions the host still links, oldest first. Components built
+/// against them keep loading and running: their types are the current ones less what
+/// later versions added (0.1.0 also had `actions`, which a 0.1 hook may not import).
+pub const EARLIER_CONTRACT_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
 
 /// The longest bake one step may ask for. The host refuses a longer `bake` step; the
 /// built-in strategies refuse longer bakes in their parameters, so a run never starts

@@ -1,4 +1,4 @@
-//! `deployer:plugin/types@0.2.0` as plain Rust. Names and shapes follow the WIT file one
+//! `deployer:plugin/types@0.3.0` as plain Rust. Names and shapes follow the WIT file one
 //! to one (and so the serde form of the types wasmtime generates, which journals store).
 //! See `wit/types.wit` for what each item means.
 
@@ -78,6 +78,22 @@ pub enum Step {
     Promote,
     Complete,
     Abort(String),
+    /// New in contract 0.3.0; journals written before it never contain it.
+    AwaitApproval(Approval),
+}
+
+/// A pause until a person approves (`deployer promote`), at most `timeout_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub timeout_ms: u64,
+    pub on_timeout: ApprovalTimeout,
+}
+
+/// What happens when nobody approved in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApprovalTimeout {
+    RollBack,
+    Continue,
 }
 
 /// What happened when the host carried out a step.

@@ -1,6 +1,8 @@
 //! Steps and gate points in words, for `plan`, logs and `history`.
 
-use deployer_contract::{LifecyclePoint, RollingUpdate, ScaleRequest, Side, Step};
+use deployer_contract::{
+    Approval, ApprovalTimeout, LifecyclePoint, RollingUpdate, ScaleRequest, Side, Step,
+};
 
 pub fn point(point: LifecyclePoint) -> &'static str {
     match point {
@@ -71,6 +73,19 @@ pub fn step(step: &Step) -> String {
         Step::Promote => "promote the new release to stable".into(),
         Step::Complete => "complete".into(),
         Step::Abort(reason) => format!("abort: {reason}"),
+        Step::AwaitApproval(Approval {
+            timeout_ms,
+            on_timeout,
+        }) => {
+            let then = match on_timeout {
+                ApprovalTimeout::RollBack => "roll back",
+                ApprovalTimeout::Continue => "continue",
+            };
+            format!(
+                "wait for approval (up to {}, then {then})",
+                duration_ms(*timeout_ms)
+            )
+        }
     }
 }
 
@@ -107,5 +122,23 @@ mod tests {
         assert_eq!(duration_ms(5_400_000), "1h30m");
         assert_eq!(duration_ms(1500), "1500ms");
         assert_eq!(utc(1_796_098_205_000), "2026-12-01 04:10:05 UTC");
+    }
+
+    #[test]
+    fn an_approval_pause_says_how_long_and_what_then() {
+        let pause = |timeout_ms, on_timeout| {
+            step(&Step::AwaitApproval(Approval {
+                timeout_ms,
+                on_timeout,
+            }))
+        };
+        assert_eq!(
+            pause(3_600_000, ApprovalTimeout::RollBack),
+            "wait for approval (up to 1h, then roll back)"
+        );
+        assert_eq!(
+            pause(90_000, ApprovalTimeout::Continue),
+            "wait for approval (up to 1m30s, then continue)"
+        );
     }
 }

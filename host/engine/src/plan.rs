@@ -56,6 +56,27 @@ impl Plan {
             .map(|s| if let Step::Bake(ms) = s { *ms } else { 0 })
             .sum()
     }
+
+    /// The longest the plan's approval pauses may wait in all (each up to its timeout).
+    pub fn total_approval_ms(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::AwaitApproval(approval) => approval.timeout_ms,
+                _ => 0,
+            })
+            .fold(0, u64::saturating_add)
+    }
+}
+
+/// How long `step` may hold the run: a bake its length, an approval pause its timeout
+/// (nobody may answer), every other step no fixed time.
+pub fn wait_ms(step: &Step) -> u64 {
+    match step {
+        Step::Bake(ms) => *ms,
+        Step::AwaitApproval(approval) => approval.timeout_ms,
+        _ => 0,
+    }
 }
 
 /// Why `steps` would not fit a run capped at `max_steps` steps and `max_duration`
@@ -66,13 +87,21 @@ pub fn over_caps(
     max_steps: u32,
     max_duration: std::time::Duration,
 ) -> Option<String> {
-    let bake_ms: u64 = steps
-        .iter()
-        .map(|s| if let Step::Bake(ms) = s { *ms } else { 0 })
-        .sum();
+    // An approval pause counts at its timeout: nobody may answer, and a run that hit
+    // max-duration while waiting would roll back a release the person meant to approve.
+    let bake_ms: u64 = steps.iter().map(wait_ms).fold(0, u64::saturating_add);
+    let approvals = steps.iter().any(|s| matches!(s, Step::AwaitApproval(_)));
     if u128::from(bake_ms) > max_duration.as_millis() {
+        let (what, fix) = if approvals {
+            (
+                "bakes and waits for approval (each up to its timeout)",
+                "bake less or shorten the approval timeout",
+            )
+        } else {
+            ("bakes", "bake less")
+        };
         Some(format!(
-            "the plan bakes for {} in all, longer than the service's max-duration ({}): raise max-duration or bake less",
+            "the plan {what} for {} in all, longer than the service's max-duration ({}): raise max-duration or {fix}",
             crate::describe::duration_ms(bake_ms),
             crate::describe::duration(max_duration)
         ))
@@ -177,4 +206,84 @@ pub async fn simulate_warm(
         }
     }
     Err(PlanError::Endless)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deployer_contract::{Approval, ApprovalTimeout, ScaleRequest, Side, TargetKind};
+
+    fn pause(timeout_ms: u64) -> Step {
+        Step::AwaitApproval(Approval {
+            timeout_ms,
+            on_timeout: ApprovalTimeout::RollBack,
+        })
+    }
+
+    /// Returns its script one step per call, whatever happened.
+    struct Script(Vec<Step>);
+
+    impl Strategy for Script {
+        fn name(&self) -> &str {
+            "script"
+        }
+        fn digest(&self) -> &str {
+            "0"
+        }
+        async fn next(&self, state: &RolloutState) -> Result<Step, StrategyError> {
+            Ok(self.0[state.history.len()].clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plan_shows_the_approval_pause_as_given_at_once() {
+        let script = vec![
+            Step::Scale(ScaleRequest {
+                side: Side::New,
+                count: 2,
+            }),
+            Step::ShiftTraffic(50),
+            Step::RunGates(deployer_contract::LifecyclePoint::PostTraffic),
+            pause(3_600_000),
+            Step::ShiftTraffic(100),
+            Step::Promote,
+            Step::Complete,
+        ];
+        let target = TargetInfo {
+            kind: TargetKind::Simulated,
+            desired_count: 2,
+            native_rolling: false,
+            test_traffic: false,
+        };
+        let plan = simulate(&Script(script.clone()), "{}", target)
+            .await
+            .unwrap();
+        assert_eq!(plan.ending, Ending::Completed);
+        assert_eq!(plan.steps, script);
+        assert_eq!(plan.total_approval_ms(), 3_600_000);
+        assert_eq!(plan.total_bake_ms(), 0);
+    }
+
+    #[test]
+    fn max_duration_counts_an_approval_timeout_like_a_bake() {
+        let hour = std::time::Duration::from_secs(3600);
+        let steps = [Step::Bake(1_800_000), pause(1_800_000)];
+        assert_eq!(over_caps(&steps, 100, hour), None);
+        let steps = [Step::Bake(1_800_000), pause(1_800_001)];
+        let problem = over_caps(&steps, 100, hour).unwrap();
+        assert!(
+            problem.contains("bakes and waits for approval (each up to its timeout) for 3600001ms"),
+            "{problem}"
+        );
+        assert!(problem.contains("max-duration (1h)"), "{problem}");
+        assert!(
+            problem.contains("shorten the approval timeout"),
+            "{problem}"
+        );
+        // Without a pause the message stays about bakes.
+        let problem = over_caps(&[Step::Bake(3_600_001)], 100, hour).unwrap();
+        assert!(problem.contains("the plan bakes for"), "{problem}");
+        // Timeouts near u64::MAX add up without wrapping.
+        assert!(over_caps(&[pause(u64::MAX), pause(u64::MAX)], 100, hour).is_some());
+    }
 }

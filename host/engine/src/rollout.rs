@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use deployer_contract::{
-    GateResult, GateStatus, LifecyclePoint, RollingUpdate, RolloutState, ScaleRequest, Side, Step,
-    StepOutcome, TargetInfo, TargetKind,
+    Approval, ApprovalTimeout, GateResult, GateStatus, LifecyclePoint, RollingUpdate, RolloutState,
+    ScaleRequest, Side, Step, StepOutcome, TargetInfo, TargetKind,
 };
 
 use crate::describe;
@@ -412,11 +412,14 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         params: impl Fn(u32) -> String,
     ) -> Result<RolledBack, EngineError> {
         self.locked(async |id| {
+            // Promoted with its old side still up: the deployment to undo, traffic moving
+            // back onto that side. It is ended (as promoted, its side left up) only once
+            // nothing can refuse the rollback, so a refusal leaves it as it was: warm,
+            // and scaled down in time.
+            let mut warm_journal = None;
             if let Some(journal) = self.store.active(self.service).await? {
                 if is_warm(&journal) {
-                    // Promoted, its old side still up: it ends here as promoted and is
-                    // undone below, traffic moving back onto that side.
-                    self.close_warm(journal, &id).await?;
+                    warm_journal = Some(journal);
                 } else if let Some(report) = self.recover(journal, None).await?
                     // None or promoted: the run had finished and only its paperwork was
                     // left; it is undone below like any finished deployment.
@@ -429,23 +432,27 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             // The newest deployment's own rollback failed: finish putting traffic back on
             // its stable release (as a new, journaled rollback of it) rather than
             // redeploying an older release beside what it left behind.
-            if let Some(failed) = history.last()
+            if warm_journal.is_none()
+                && let Some(failed) = history.last()
                 && failed
                     .finished()
                     .is_some_and(|(r, _)| r == DeployResult::RollbackFailed)
             {
                 return self.retry_rollback(id, failed).await.map(RolledBack::Recovered);
             }
-            let last = history
-                .iter()
-                .rev()
-                .find(|j| j.finished().is_some_and(|(r, _)| r == DeployResult::Promoted))
-                .ok_or_else(|| {
-                    EngineError::CannotRollBack(format!(
-                        "service `{}` has no promoted deployment to roll back",
-                        self.service
-                    ))
-                })?;
+            let last = match &warm_journal {
+                Some(journal) => journal,
+                None => history
+                    .iter()
+                    .rev()
+                    .find(|j| j.finished().is_some_and(|(r, _)| r == DeployResult::Promoted))
+                    .ok_or_else(|| {
+                        EngineError::CannotRollBack(format!(
+                            "service `{}` has no promoted deployment to roll back",
+                            self.service
+                        ))
+                    })?,
+            };
             let (previous, current, undoes) = match last.started() {
                 // A second `rollback` (a double click, a retried CI job) finds the first
                 // one's redeploy: going on would put back the release just rolled away
@@ -505,6 +512,9 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             // does is refused as before.
             if warm == 0 {
                 self.refuse_blocked(&shape)?;
+            }
+            if let Some(journal) = warm_journal {
+                self.close_warm(journal, &id).await?;
             }
             self.start(id, request, &shape, Some(undoes), warm)
                 .await
@@ -1400,29 +1410,24 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                     (seq, step)
                 }
             };
-            (self.events)(&Event::Step { seq, step: &step });
-            if step == Step::Complete
-                && let Some(release) = self.warm_release(&run)
-            {
-                return self.keep_warm(run, seq, release).await;
-            }
             // The strategy's scale-down of the old side after promotion is what the
             // scale-down-delay postpones: recorded as asked, carried out when the delay
             // ends (`retire`) or, if the run dies before completing, by the recovery
-            // that completes it.
+            // that completes it. Not shown as a step: the run says what it keeps when it
+            // completes.
             if guard.promoted
                 && matches!(step, Step::Scale(ScaleRequest { side: Side::Stable, count }) if count < guard.stable_units)
                 && self.warm_release(&run).is_some()
             {
                 journaled!(self, run, self.done(&mut run, seq, StepOutcome::Done).await);
                 guard.apply(&step);
-                (self.events)(&Event::StepDone {
-                    seq,
-                    step: &step,
-                    outcome: &StepOutcome::Done,
-                    new_percent: guard.new_percent,
-                });
                 continue;
+            }
+            (self.events)(&Event::Step { seq, step: &step });
+            if step == Step::Complete
+                && let Some(release) = self.warm_release(&run)
+            {
+                return self.keep_warm(run, seq, release).await;
             }
             let left = self.time_left(&run);
             self.still_holds()?;
@@ -1522,6 +1527,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             Step::Promote => self.retrying(|| self.driver.promote()).await.and(done),
             Step::Complete => self.retrying(|| self.driver.finalize()).await.and(done),
             Step::Abort(reason) => Err(DriverError::Failed(reason.clone())),
+            Step::AwaitApproval(approval) => Ok(self.await_approval(approval, ctx, desired).await),
         }
     }
 
@@ -1531,7 +1537,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     /// is asked again at the next look: the journal writes, which need it too, decide
     /// whether the run can go on.
     async fn signalled(&self, run: &Run, step: &Step) -> Signal {
-        let waits = matches!(step, Step::Bake(_));
+        let waits = matches!(step, Step::Bake(_) | Step::AwaitApproval(_));
         let interval = self.settings.watch_interval.max(MIN_WATCH_INTERVAL);
         loop {
             if let Ok(signals) = self.store.signals(self.service).await {
@@ -1646,6 +1652,25 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             release: &release,
             deployment: &run.id,
         });
+        // A side that serves traffic is never scaled down: the weights were changed by
+        // hand, or by something deployer does not know of.
+        self.still_holds()?;
+        let serving = match self.retrying(|| self.driver.traffic_share()).await {
+            Ok(Some(new)) if new < 100 => Some(format!("{}% of traffic", 100 - new)),
+            Ok(_) => None,
+            Err(err) => Some(format!("traffic that cannot be read ({err})")),
+        };
+        if let Some(serving) = serving {
+            return Err(EngineError::Target(DriverError::Failed(format!(
+                "{} was kept warm after deployment {}, and the load balancer gives it {serving}; \
+                 it is not scaled down while it may serve. Put all traffic back on {} (or run \
+                 `deployer rollback` to move it all to {}), then run this command again",
+                short_release(&release),
+                run.id,
+                short_release(&run.ctx.new_release),
+                short_release(&release)
+            ))));
+        }
         let retire = Action::RetireWarm;
         let seq = match run.journal.in_flight() {
             Some((seq, action)) if *action == retire => seq,
@@ -1684,6 +1709,42 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             short_release(&release)
         );
         self.finish(run, DeployResult::Promoted, detail).await
+    }
+
+    /// Wait for a person: `deployer promote` ends the wait (the signal branch in
+    /// `drive`), `deployer abort` rolls back, and the continuous gates watch meanwhile as
+    /// in a bake. Unanswered by its timeout, the step fails like a gate (roll back) or is
+    /// done (continue), as it says.
+    async fn await_approval(
+        &self,
+        approval: &Approval,
+        ctx: &GateContext,
+        desired: u32,
+    ) -> StepOutcome {
+        let timeout = Duration::from_millis(approval.timeout_ms);
+        (self.events)(&Event::AwaitingApproval {
+            service: self.service,
+            until_ms: now_ms().saturating_add(approval.timeout_ms),
+            continues: approval.on_timeout == ApprovalTimeout::Continue,
+        });
+        let watched = self.bake(timeout, ctx, desired).await;
+        if watched != StepOutcome::Done {
+            return watched;
+        }
+        match approval.on_timeout {
+            ApprovalTimeout::Continue => StepOutcome::Done,
+            ApprovalTimeout::RollBack => StepOutcome::Gates(vec![GateResult {
+                name: "approval".into(),
+                status: GateStatus::Fail,
+                detail: format!(
+                    "nobody approved within {} (`deployer promote --service {}` continues a \
+                     waiting run)",
+                    describe::duration(timeout),
+                    self.service
+                ),
+                observed: None,
+            }]),
+        }
     }
 
     /// Wait, running the continuous gates every interval; stop early on a failure.

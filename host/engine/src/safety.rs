@@ -201,6 +201,14 @@ impl SafetyGuard {
             Step::Bake(ms) if *ms > MAX_BAKE_MS => {
                 return refuse(format!("a bake of {ms} ms is longer than 24 hours"));
             }
+            // A pause is a bake a person may end early: the same bound, so a run never
+            // waits longer on one step than the longest bake would let it.
+            Step::AwaitApproval(approval) if approval.timeout_ms > MAX_BAKE_MS => {
+                return refuse(format!(
+                    "an approval wait of {} ms is longer than 24 hours (the longest bake, {MAX_BAKE_MS} ms)",
+                    approval.timeout_ms
+                ));
+            }
             Step::Promote if self.new_percent != 100 => {
                 return refuse(format!(
                     "only {}% of traffic is on the new release; promote after shifting 100%",
@@ -225,7 +233,8 @@ impl SafetyGuard {
 
     /// The configured gates that must run before `step` (the strategy did not ask for
     /// them): pre-deploy before the first change, pre-traffic before the first traffic
-    /// increase, post-traffic after every increase before the next one or promotion,
+    /// increase, post-traffic after every increase before the next one, an approval
+    /// pause or promotion (a person approves a share the gates have looked at),
     /// post-deploy between promotion and completion. One point at a time; ask again
     /// after those ran.
     pub fn owed(&self, step: &Step) -> Option<LifecyclePoint> {
@@ -246,7 +255,9 @@ impl SafetyGuard {
             Some(LifecyclePoint::PreDeploy)
         } else if increases && !ledger.pre_traffic_ran {
             Some(LifecyclePoint::PreTraffic)
-        } else if (increases || *step == Step::Promote) && ledger.post_traffic_owed {
+        } else if (increases || matches!(step, Step::Promote | Step::AwaitApproval(_)))
+            && ledger.post_traffic_owed
+        {
             Some(LifecyclePoint::PostTraffic)
         } else if *step == Step::Complete && !ledger.post_deploy_ran {
             Some(LifecyclePoint::PostDeploy)
@@ -357,6 +368,53 @@ mod tests {
         let g = guard(3);
         assert!(g.check(&scale(Side::New, 7)).is_err());
         assert!(g.check(&Step::Bake(MAX_BAKE_MS + 1)).is_err());
+    }
+
+    fn approval(timeout_ms: u64) -> Step {
+        Step::AwaitApproval(deployer_contract::Approval {
+            timeout_ms,
+            on_timeout: deployer_contract::ApprovalTimeout::RollBack,
+        })
+    }
+
+    #[test]
+    fn an_approval_wait_is_bounded_like_a_bake() {
+        let g = guard(3);
+        assert!(g.check(&approval(MAX_BAKE_MS)).is_ok());
+        let err = g.check(&approval(MAX_BAKE_MS + 1)).unwrap_err();
+        assert!(err.reason.contains("longer than 24 hours"), "{err}");
+        assert!(err.reason.contains("86400001 ms"), "{err}");
+        assert!(err.step.starts_with("wait for approval (up to"), "{err}");
+    }
+
+    #[test]
+    fn an_approval_pause_changes_nothing_the_guard_tracks() {
+        let mut g = guard(4);
+        g.apply(&scale(Side::New, 1));
+        g.apply(&Step::ShiftTraffic(25));
+        let before = g.clone();
+        assert!(g.check(&approval(3_600_000)).is_ok());
+        g.apply(&approval(3_600_000));
+        assert_eq!(g, before);
+        // Allowed in place too, and after promotion (before the old side goes).
+        assert!(in_place(4).check(&approval(60_000)).is_ok());
+        g.apply(&scale(Side::New, 4));
+        g.apply(&Step::ShiftTraffic(100));
+        g.apply(&Step::Promote);
+        assert!(g.check(&approval(60_000)).is_ok());
+    }
+
+    #[test]
+    fn a_person_approves_a_share_the_post_traffic_gates_have_seen() {
+        let mut g = guard(4);
+        g.apply(&scale(Side::New, 1));
+        g.apply(&Step::RunGates(LifecyclePoint::PreTraffic));
+        // Before any traffic moved there is nothing for post-traffic gates to look at.
+        assert_eq!(g.owed(&approval(60_000)), None);
+        g.apply(&Step::ShiftTraffic(25));
+        assert_eq!(g.owed(&approval(60_000)), Some(LifecyclePoint::PostTraffic));
+        g.apply(&Step::RunGates(LifecyclePoint::PostTraffic));
+        assert_eq!(g.owed(&approval(60_000)), None);
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl PluginHost {
             &mut linker,
             |s| s,
         )?;
+        link_earlier_contracts(&mut linker)?;
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let ticker = Ticker::start(engine.clone());
         Ok(PluginHost(Arc::new(Inner {
@@ -191,6 +192,30 @@ impl PluginHost {
             }
         })
     }
+}
+
+/// The capabilities under the names of every earlier contract version, with the same
+/// implementations: their WIT has not changed shape since 0.1.0 (`log`, `clock`, `kv`,
+/// `http`, `metrics` and the `capability-error` they share), and the component model
+/// checks an import's type by its structure, not by the version in its name. 0.1.0's
+/// `actions` is not linked: no deployer ever provided it, and loading refuses a hook
+/// that imports it before linking.
+fn link_earlier_contracts(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use super::bindings::{clock, http, kv, log, metrics};
+    type Host = wasmtime::component::HasSelf<HostState>;
+    fn this(state: &mut HostState) -> &mut HostState {
+        state
+    }
+    for version in deployer_contract::EARLIER_CONTRACT_VERSIONS {
+        let name = |interface: &str| format!("deployer:plugin/{interface}@{version}");
+        // `types` has no functions: wasmtime checks its types where they are used.
+        log::add_to_linker_instance::<_, Host>(&mut linker.instance(&name("log"))?, this)?;
+        clock::add_to_linker_instance::<_, Host>(&mut linker.instance(&name("clock"))?, this)?;
+        kv::add_to_linker_instance::<_, Host>(&mut linker.instance(&name("kv"))?, this)?;
+        http::add_to_linker_instance::<_, Host>(&mut linker.instance(&name("http"))?, this)?;
+        metrics::add_to_linker_instance::<_, Host>(&mut linker.instance(&name("metrics"))?, this)?;
+    }
+    Ok(())
 }
 
 fn first_line(text: &str) -> String {

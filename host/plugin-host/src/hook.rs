@@ -3,9 +3,10 @@
 use deployer_contract::{GateResult, GateStatus, LifecyclePoint, ParamError, PluginInfo};
 use deployer_engine::gates::{Check, CheckFuture, GateContext};
 
-use super::bindings::hook_world::HookPluginPre;
-use super::capabilities::{HostServices, HostState};
-use super::prepared::Prepared;
+use super::bindings::previous::{v0_1, v0_2};
+use super::capabilities::HostServices;
+use super::load::Contract;
+use super::prepared::{HookInstance, HookPre, Prepared};
 use super::{Grants, Limits, PluginError, PluginHost, PluginSource};
 
 /// What a hook is told when it runs (the WIT `hook-context`).
@@ -22,7 +23,44 @@ pub struct HookContext {
 }
 
 /// A loaded hook with its grants. Each call gets a fresh instance.
-pub struct HookPlugin(Prepared<HookPluginPre<HostState>>);
+pub struct HookPlugin(Prepared<HookPre>);
+
+/// Call `$call` on whichever version's hook export `$instance` has, the result turned
+/// into plain contract types by `$plain`.
+macro_rules! on_hook {
+    ($instance:expr, $store:expr, |$guest:ident| $call:expr, $plain:expr) => {
+        match $instance {
+            HookInstance::V0_3(b) => {
+                let $guest = b.deployer_plugin_hook();
+                $call($store).await.map($plain)
+            }
+            HookInstance::V0_2(b) => {
+                let $guest = b.deployer_plugin_hook();
+                $call($store).await.map($plain)
+            }
+            HookInstance::V0_1(b) => {
+                let $guest = b.deployer_plugin_hook();
+                $call($store).await.map($plain)
+            }
+        }
+    };
+}
+
+/// The WIT `hook-context` of every version (unchanged since 0.1.0) from the plain one.
+macro_rules! wit_context {
+    ($ty:path, $ctx:expr) => {{
+        let ctx: &HookContext = $ctx;
+        $ty {
+            point: ctx.point.into(),
+            deployment_id: ctx.deployment_id.clone(),
+            service: ctx.service.clone(),
+            new_release: ctx.new_release.clone(),
+            stable_release: ctx.stable_release.clone(),
+            new_traffic_percent: ctx.new_traffic_percent,
+            params: ctx.params.clone(),
+        }
+    }};
+}
 
 impl HookPlugin {
     /// Load and check a hook component against its grants.
@@ -46,6 +84,11 @@ impl HookPlugin {
         &self.0.loaded.digest
     }
 
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> Contract {
+        self.0.loaded.contract
+    }
+
     /// The host's default capability providers.
     pub fn services(&self) -> HostServices {
         self.0.host.services().clone()
@@ -66,10 +109,10 @@ impl HookPlugin {
     pub async fn info(&self) -> Result<PluginInfo, PluginError> {
         self.0
             .call("info", self.services(), async |b, store| {
-                b.deployer_plugin_hook().call_info(store).await
+                on_hook!(b, store, |g| |s| g.call_info(s), PluginInfo::from)
             })
             .await
-            .map(|info| super::limits::plugin_info(info.into()))
+            .map(super::limits::plugin_info)
     }
 
     /// # Errors
@@ -78,14 +121,14 @@ impl HookPlugin {
         let params = params.to_string();
         self.0
             .call("validate", self.services(), async move |b, store| {
-                b.deployer_plugin_hook().call_validate(store, &params).await
-            })
-            .await
-            .map(|checked| {
-                checked.map_err(|errors| {
-                    super::limits::param_errors(errors.into_iter().map(Into::into))
+                on_hook!(b, store, |g| |s| g.call_validate(s, &params), |checked| {
+                    checked.map_err(|errors| {
+                        errors.into_iter().map(ParamError::from).collect::<Vec<_>>()
+                    })
                 })
             })
+            .await
+            .map(|checked| checked.map_err(super::limits::param_errors))
     }
 
     /// Run the hook with the host's default capability providers.
@@ -105,21 +148,26 @@ impl HookPlugin {
         ctx: &HookContext,
         services: HostServices,
     ) -> Result<GateResult, PluginError> {
-        let ctx = super::bindings::HookContext {
-            point: ctx.point.into(),
-            deployment_id: ctx.deployment_id.clone(),
-            service: ctx.service.clone(),
-            new_release: ctx.new_release.clone(),
-            stable_release: ctx.stable_release.clone(),
-            new_traffic_percent: ctx.new_traffic_percent,
-            params: ctx.params.clone(),
-        };
+        let ctx = ctx.clone();
         self.0
-            .call("run", services, async move |b, store| {
-                b.deployer_plugin_hook().call_run(store, &ctx).await
+            .call("run", services, async move |b, store| match b {
+                HookInstance::V0_3(b) => {
+                    let ctx = wit_context!(super::bindings::HookContext, &ctx);
+                    let result = b.deployer_plugin_hook().call_run(store, &ctx).await;
+                    result.map(GateResult::from)
+                }
+                HookInstance::V0_2(b) => {
+                    let ctx = wit_context!(v0_2::HookContext, &ctx);
+                    let result = b.deployer_plugin_hook().call_run(store, &ctx).await;
+                    result.map(GateResult::from)
+                }
+                HookInstance::V0_1(b) => {
+                    let ctx = wit_context!(v0_1::HookContext, &ctx);
+                    let result = b.deployer_plugin_hook().call_run(store, &ctx).await;
+                    result.map(GateResult::from)
+                }
             })
             .await
-            .map(GateResult::from)
             .map(|result| GateResult {
                 name: super::limits::clip_line(result.name),
                 detail: super::limits::clip_line(result.detail),

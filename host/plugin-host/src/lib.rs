@@ -10,7 +10,8 @@
 //! One [`PluginHost`] per process owns the wasmtime engine, the compiled-component cache
 //! and the capability providers. Loading a plugin checks, in order and before any guest
 //! code runs: the sha256 digest from config, that the file is a component, that it
-//! implements the expected world at a compatible contract version, and that it imports
+//! implements the expected world at a contract version the host runs (the current one,
+//! or an earlier one kept in `wit/previous/`: see [`Contract`]), and that it imports
 //! only what its config grants. Every call then runs in a fresh store with memory and
 //! instance limits and a deadline; a trap, timeout or limit hit comes back as a typed
 //! [`PluginError`] for that call, and the host goes on serving the next one.
@@ -35,6 +36,6 @@ pub use capabilities::{Grants, HostServices};
 pub use engine::PluginHost;
 pub use error::PluginError;
 pub use limits::Limits;
-pub use load::{PluginKind, PluginSource, sha256_hex};
+pub use load::{Contract, PluginKind, PluginSource, sha256_hex};
 
 pub use deployer_contract::CONTRACT_VERSION;

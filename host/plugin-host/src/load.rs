@@ -54,10 +54,48 @@ impl fmt::Display for PluginKind {
     }
 }
 
+/// The contract version a component was built against, among those the host runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Contract {
+    /// 0.1.x: as 0.2 plus `actions`, which a hook may not import.
+    V0_1,
+    /// 0.2.x: as 0.3 without the `await-approval` step.
+    V0_2,
+    /// 0.3.x: the current version, [`CONTRACT_VERSION`].
+    V0_3,
+}
+
+impl Contract {
+    /// The version a component exporting `version` (`0.2.0`, `0.2.3`) runs as; `None`
+    /// when this host runs no compatible version (semver for 0.x: same minor).
+    pub fn of(version: &str) -> Option<Contract> {
+        let parts: Vec<u64> = version
+            .split('.')
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect();
+        match parts[..] {
+            [0, 1, _] => Some(Contract::V0_1),
+            [0, 2, _] => Some(Contract::V0_2),
+            [0, 3, _] => Some(Contract::V0_3),
+            _ => None,
+        }
+    }
+
+    /// The version the host links for it (`0.2.0`).
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => deployer_contract::EARLIER_CONTRACT_VERSIONS[0],
+            Contract::V0_2 => deployer_contract::EARLIER_CONTRACT_VERSIONS[1],
+            Contract::V0_3 => CONTRACT_VERSION,
+        }
+    }
+}
+
 /// A plugin that passed every load check.
 pub(crate) struct Loaded {
     pub(crate) name: Arc<str>,
     pub(crate) digest: String,
+    pub(crate) contract: Contract,
     pub(crate) component: Component,
     pub(crate) limits: Limits,
     pub(crate) grants: Arc<Grants>,
@@ -122,11 +160,12 @@ impl PluginHost {
                 name: name.clone(),
                 reason: format!("{err:#}"),
             })?;
-        check_world(self, &name, &component, kind)?;
-        check_imports(self, &name, &component, kind, &grants)?;
+        let contract = check_world(self, &name, &component, kind)?;
+        check_imports(self, &name, &component, kind, contract, &grants)?;
         Ok(Loaded {
             name: name.into(),
             digest,
+            contract,
             component,
             limits,
             grants: Arc::new(grants),
@@ -177,24 +216,12 @@ pub(crate) fn split_contract_name(name: &str) -> Option<(&str, &str)> {
     Some(rest.split_once('@').unwrap_or((rest, "")))
 }
 
-/// Same major version, and for 0.x the same minor: semver compatibility, as wasmtime's
-/// linker applies it.
-fn compatible(version: &str) -> bool {
-    let parts = |v: &str| -> Vec<u64> {
-        v.split('.')
-            .map(|p| p.parse().unwrap_or(u64::MAX))
-            .collect()
-    };
-    let (ours, theirs) = (parts(CONTRACT_VERSION), parts(version));
-    theirs.len() == 3 && ours[0] == theirs[0] && (ours[0] != 0 || ours[1] == theirs[1])
-}
-
 fn check_world(
     host: &PluginHost,
     name: &str,
     component: &Component,
     kind: PluginKind,
-) -> Result<(), PluginError> {
+) -> Result<Contract, PluginError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(host.engine())
@@ -211,21 +238,15 @@ fn check_world(
             continue;
         };
         if interface == kind.as_str() {
-            if !compatible(version) {
-                // 0.2.0 removed `actions`, which no deployer ever provided.
-                let removed = if version.starts_with("0.1.") {
-                    " (0.2.0 removed the `actions` capability; a plugin that did not use it \
-                     needs no change to its source)"
-                } else {
-                    ""
-                };
-                return Err(wrong(format!(
+            return Contract::of(version).ok_or_else(|| {
+                let earlier = deployer_contract::EARLIER_CONTRACT_VERSIONS.join(" and ");
+                wrong(format!(
                     "it was built against deployer:plugin@{version}, but this deployer implements \
-                     deployer:plugin@{CONTRACT_VERSION}; rebuild the plugin with the {CONTRACT_VERSION} \
-                     SDK (`deployer plugin build`){removed}, or use a deployer that supports {version}"
-                )));
-            }
-            return Ok(());
+                     deployer:plugin@{CONTRACT_VERSION} (and still runs components built against \
+                     {earlier}); rebuild the plugin with the {CONTRACT_VERSION} SDK (`deployer \
+                     plugin build`), or use a deployer that supports {version}"
+                ))
+            });
         }
         if interface == "strategy" || interface == "hook" {
             other_kind = Some(interface.to_string());
@@ -249,6 +270,7 @@ fn check_imports(
     name: &str,
     component: &Component,
     kind: PluginKind,
+    contract: Contract,
     grants: &Grants,
 ) -> Result<(), PluginError> {
     let ty = component.component_type();
@@ -283,6 +305,20 @@ fn check_imports(
         if !matches!(item.ty, ComponentItem::ComponentInstance(_)) || capability == "types" {
             continue;
         }
+        if capability == "actions" && contract == Contract::V0_1 {
+            // 0.2.0 removed `actions`: no deployer ever provided it (every call failed),
+            // and linking it now would leave a hook's calls dangling.
+            return Err(PluginError::WrongWorld {
+                name: name.to_string(),
+                expected: kind.as_str(),
+                found: format!(
+                    "it was built against deployer:plugin@0.1.0 and imports `{import}`, which \
+                     0.2.0 removed (no deployer ever provided it: every call failed); remove \
+                     its use and rebuild the plugin with the {CONTRACT_VERSION} SDK (`deployer \
+                     plugin build`). 0.1 plugins that do not use `actions` run unchanged"
+                ),
+            });
+        }
         if kind == PluginKind::Strategy && capability != "log" {
             return Err(PluginError::NotGranted {
                 name: name.to_string(),
@@ -313,12 +349,17 @@ mod tests {
 
     #[test]
     fn contract_versions_follow_semver_for_0x() {
-        assert!(compatible("0.2.0"));
-        assert!(compatible("0.2.7"));
-        assert!(!compatible("0.1.0"));
-        assert!(!compatible("0.3.0"));
-        assert!(!compatible("1.2.0"));
-        assert!(!compatible("0.2"));
+        assert_eq!(Contract::of("0.3.0"), Some(Contract::V0_3));
+        assert_eq!(Contract::of("0.3.7"), Some(Contract::V0_3));
+        assert_eq!(Contract::of("0.2.0"), Some(Contract::V0_2));
+        assert_eq!(Contract::of("0.1.4"), Some(Contract::V0_1));
+        assert_eq!(Contract::of("0.4.0"), None);
+        assert_eq!(Contract::of("1.3.0"), None);
+        assert_eq!(Contract::of("0.3"), None);
+        assert_eq!(Contract::of(""), None);
+        assert_eq!(Contract::V0_3.version(), CONTRACT_VERSION);
+        assert_eq!(Contract::V0_2.version(), "0.2.0");
+        assert_eq!(Contract::V0_1.version(), "0.1.0");
     }
 
     #[test]

@@ -3,13 +3,42 @@
 use deployer_contract::{ParamError, PluginInfo, RolloutState, Step};
 use deployer_engine::strategy::{Strategy, StrategyError};
 
-use super::bindings::strategy_world::StrategyPluginPre;
-use super::capabilities::HostState;
-use super::prepared::Prepared;
+use super::bindings::previous::{v0_1, v0_2};
+use super::bindings::types as wit;
+use super::load::Contract;
+use super::prepared::{Prepared, StrategyInstance, StrategyPre};
 use super::{Grants, Limits, PluginError, PluginHost, PluginSource};
 
 /// A loaded strategy, ready to be called. Each call gets a fresh instance.
-pub struct StrategyPlugin(Prepared<StrategyPluginPre<HostState>>);
+pub struct StrategyPlugin(Prepared<StrategyPre>);
+
+/// A rollout state in the types of the strategy's contract version.
+enum VersionedState {
+    V0_3(wit::RolloutState),
+    V0_2(v0_2::types::RolloutState),
+    V0_1(v0_1::types::RolloutState),
+}
+
+/// Call `$call` on whichever version's strategy export `$instance` has, the result
+/// turned into plain contract types by `$plain`.
+macro_rules! on_strategy {
+    ($instance:expr, $store:expr, |$guest:ident| $call:expr, $plain:expr) => {
+        match $instance {
+            StrategyInstance::V0_3(b) => {
+                let $guest = b.deployer_plugin_strategy();
+                $call($store).await.map($plain)
+            }
+            StrategyInstance::V0_2(b) => {
+                let $guest = b.deployer_plugin_strategy();
+                $call($store).await.map($plain)
+            }
+            StrategyInstance::V0_1(b) => {
+                let $guest = b.deployer_plugin_strategy();
+                $call($store).await.map($plain)
+            }
+        }
+    };
+}
 
 impl StrategyPlugin {
     /// Load and check a strategy component.
@@ -34,6 +63,26 @@ impl StrategyPlugin {
         &self.0.loaded.digest
     }
 
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> Contract {
+        self.0.loaded.contract
+    }
+
+    /// `state` in the types of this strategy's contract version.
+    fn versioned(&self, state: &RolloutState) -> Result<VersionedState, PluginError> {
+        let failed = |message| PluginError::Failed {
+            name: self.name().to_string(),
+            function: "next",
+            message,
+        };
+        let state = state.clone();
+        Ok(match self.contract() {
+            Contract::V0_3 => VersionedState::V0_3(state.into()),
+            Contract::V0_2 => VersionedState::V0_2(state.try_into().map_err(failed)?),
+            Contract::V0_1 => VersionedState::V0_1(state.try_into().map_err(failed)?),
+        })
+    }
+
     fn services(&self) -> super::HostServices {
         self.0.host.services().clone()
     }
@@ -54,10 +103,10 @@ impl StrategyPlugin {
     pub async fn info(&self) -> Result<PluginInfo, PluginError> {
         self.0
             .call("info", self.services(), async |b, store| {
-                b.deployer_plugin_strategy().call_info(store).await
+                on_strategy!(b, store, |g| |s| g.call_info(s), PluginInfo::from)
             })
             .await
-            .map(|info| super::limits::plugin_info(info.into()))
+            .map(super::limits::plugin_info)
     }
 
     /// Check parameters (JSON). `Ok(Err(..))` lists the problems the strategy found.
@@ -68,16 +117,14 @@ impl StrategyPlugin {
         let params = params.to_string();
         self.0
             .call("validate", self.services(), async move |b, store| {
-                b.deployer_plugin_strategy()
-                    .call_validate(store, &params)
-                    .await
-            })
-            .await
-            .map(|checked| {
-                checked.map_err(|errors| {
-                    super::limits::param_errors(errors.into_iter().map(Into::into))
+                on_strategy!(b, store, |g| |s| g.call_validate(s, &params), |checked| {
+                    checked.map_err(|errors| {
+                        errors.into_iter().map(ParamError::from).collect::<Vec<_>>()
+                    })
                 })
             })
+            .await
+            .map(|checked| checked.map_err(super::limits::param_errors))
     }
 
     /// The next step for `state`.
@@ -85,13 +132,13 @@ impl StrategyPlugin {
     /// # Errors
     /// A call failure, or [`PluginError::Failed`] when the strategy returned an error.
     pub async fn next(&self, state: &RolloutState) -> Result<Step, PluginError> {
-        let state = state.clone().into();
+        let state = self.versioned(state)?;
         self.0
             .call("next", self.services(), async move |b, store| {
-                b.deployer_plugin_strategy().call_next(store, &state).await
+                call_next(b, store, &state).await
             })
             .await?
-            .map(|step| match step.into() {
+            .map(|step| match step {
                 Step::Abort(reason) => Step::Abort(super::limits::clip_line(reason)),
                 step => step,
             })
@@ -112,26 +159,49 @@ impl StrategyPlugin {
         state: &RolloutState,
         times: u64,
     ) -> Result<Step, PluginError> {
-        let state = state.clone().into();
+        let state = self.versioned(state)?;
         self.0
             .call("next", self.services(), async move |b, store| {
                 let mut last = Err(String::from("called zero times"));
                 for _ in 0..times.max(1) {
-                    last = b
-                        .deployer_plugin_strategy()
-                        .call_next(&mut *store, &state)
-                        .await?;
+                    last = call_next(b, &mut *store, &state).await?;
                 }
                 Ok(last)
             })
             .await?
-            .map(Into::into)
             .map_err(|message| PluginError::Failed {
                 name: self.name().to_string(),
                 function: "next",
                 message,
             })
     }
+}
+
+/// `next` of whichever version `instance` is, with `state` in that version's types.
+async fn call_next(
+    instance: &StrategyInstance,
+    store: &mut wasmtime::Store<super::capabilities::HostState>,
+    state: &VersionedState,
+) -> wasmtime::Result<Result<Step, String>> {
+    Ok(match (instance, state) {
+        (StrategyInstance::V0_3(b), VersionedState::V0_3(state)) => b
+            .deployer_plugin_strategy()
+            .call_next(store, state)
+            .await?
+            .map(Step::from),
+        (StrategyInstance::V0_2(b), VersionedState::V0_2(state)) => b
+            .deployer_plugin_strategy()
+            .call_next(store, state)
+            .await?
+            .map(Step::from),
+        (StrategyInstance::V0_1(b), VersionedState::V0_1(state)) => b
+            .deployer_plugin_strategy()
+            .call_next(store, state)
+            .await?
+            .map(Step::from),
+        // Both come from the same loaded component's contract version.
+        _ => wasmtime::bail!("internal error: a rollout state of another contract version"),
+    })
 }
 
 impl Strategy for StrategyPlugin {

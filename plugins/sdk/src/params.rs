@@ -17,6 +17,27 @@ pub fn check_bake(field: impl Into<String>, bake: Duration) -> Option<ParamError
     })
 }
 
+/// The error for an approval timeout (the longest an `await-approval` step waits),
+/// naming `field`: longer than the host accepts (the longest bake), or zero, which gives
+/// nobody time to answer. `None` when it fits.
+pub fn check_approval_timeout(field: impl Into<String>, timeout: Duration) -> Option<ParamError> {
+    if timeout.is_zero() {
+        return Some(crate::param_error(
+            field,
+            "is 0s; give a person time to answer with `deployer promote`, e.g. \"1h\"",
+        ));
+    }
+    (timeout > MAX_BAKE).then(|| {
+        crate::param_error(
+            field,
+            format!(
+                "is {timeout}; an approval waits at most {MAX_BAKE}, like a bake (the host \
+                 refuses longer waits)"
+            ),
+        )
+    })
+}
+
 /// Parse a plugin's parameters (a JSON object) into `T`.
 ///
 /// # Errors
@@ -56,6 +77,25 @@ mod tests {
         assert_eq!(
             error.message,
             "is 24h1s; a bake is at most 24h (the host refuses longer ones)"
+        );
+    }
+
+    #[test]
+    fn approval_timeouts_are_held_to_the_longest_bake_and_above_zero() {
+        assert_eq!(check_approval_timeout("t", MAX_BAKE), None);
+        assert_eq!(check_approval_timeout("t", Duration::from_secs(1)), None);
+        let long = check_approval_timeout("approval-timeout", Duration::from_secs(25 * 3600));
+        let long = long.unwrap();
+        assert_eq!(long.field, "approval-timeout");
+        assert!(
+            long.message
+                .starts_with("is 25h; an approval waits at most 24h"),
+            "{long:?}"
+        );
+        let zero = check_approval_timeout("approval-timeout", Duration::ZERO).unwrap();
+        assert!(
+            zero.message.contains("is 0s; give a person time"),
+            "{zero:?}"
         );
     }
 

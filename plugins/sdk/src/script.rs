@@ -297,6 +297,29 @@ mod tests {
     }
 
     #[test]
+    fn an_approval_pause_is_a_step_of_the_script_like_any_other() {
+        let pause = Step::AwaitApproval(crate::Approval {
+            timeout_ms: 3_600_000,
+            on_timeout: crate::ApprovalTimeout::RollBack,
+        });
+        let script = [
+            Step::ShiftTraffic(10),
+            pause.clone(),
+            Step::ShiftTraffic(100),
+            Step::Complete,
+        ];
+        let policy = GatePolicy::default();
+        let history = [done(Step::ShiftTraffic(10))];
+        assert_eq!(next_step(&script, &history, &policy), Ok(pause.clone()));
+        // Approved (or timed out with `continue`): the host records it done.
+        let history = [done(Step::ShiftTraffic(10)), done(pause)];
+        assert_eq!(
+            next_step(&script, &history, &policy),
+            Ok(Step::ShiftTraffic(100))
+        );
+    }
+
+    #[test]
     fn a_diverging_history_is_an_error() {
         let history = [done(Step::ShiftTraffic(20))];
         let err = next_step(&script(), &history, &GatePolicy::default()).unwrap_err();

@@ -2,18 +2,23 @@
 //! steps, with gates after each shift and a bake time before the next.
 //!
 //! Parameters (`[services.NAME.strategies.canary]`):
-//! - `steps`: list of `{ weight = 1..=100, bake = "5m" }`, weights strictly increasing.
-//!   A final step to 100% is added when the list stops short of it.
+//! - `steps`: list of `{ weight = 1..=100, bake = "5m", pause = "approval" }`, weights
+//!   strictly increasing; `bake` and `pause` are optional. A final step to 100% is added
+//!   when the list stops short of it. `pause = "approval"` waits, after the step's gates
+//!   and bake, until a person runs `deployer promote` (or `deployer abort`).
+//! - `approval-timeout` (default `"1h"`, at most `"24h"`): how long a pause waits.
+//! - `on-approval-timeout` (`"roll-back"`, the default, or `"continue"`): what happens
+//!   when nobody answered in time.
 //! - `scale-with-traffic` (default `true`): size the new side to its traffic share
 //!   before each shift instead of bringing it up to full size at once.
 //! - `gates`: how inconclusive / no-data gate results are handled (see the SDK's
 //!   `GatePolicy`).
 
-use deployer_plugin_sdk::params::check_bake;
+use deployer_plugin_sdk::params::{check_approval_timeout, check_bake};
 use deployer_plugin_sdk::script::{self, GatePolicy};
 use deployer_plugin_sdk::{
-    Duration, LifecyclePoint, ParamError, PluginInfo, RolloutState, ScaleRequest, Side, Step,
-    Strategy, TargetInfo, param_error,
+    Approval, ApprovalTimeout, Duration, LifecyclePoint, ParamError, PluginInfo, RolloutState,
+    ScaleRequest, Side, Step, Strategy, TargetInfo, param_error,
 };
 use serde::Deserialize;
 
@@ -25,6 +30,12 @@ pub struct Params {
     pub scale_with_traffic: bool,
     #[serde(default)]
     pub gates: GatePolicy,
+    /// How long a `pause = "approval"` waits (default [`DEFAULT_APPROVAL_TIMEOUT`]).
+    #[serde(default)]
+    pub approval_timeout: Option<Duration>,
+    /// What happens when nobody approved in time (default: roll back).
+    #[serde(default)]
+    pub on_approval_timeout: Option<OnTimeout>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +44,50 @@ pub struct CanaryStep {
     pub weight: u32,
     #[serde(default)]
     pub bake: Duration,
+    #[serde(default)]
+    pub pause: Option<Pause>,
+}
+
+/// What a step waits for after its gates and bake.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pause {
+    /// A person's `deployer promote`.
+    Approval,
+}
+
+/// `on-approval-timeout`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTimeout {
+    /// Roll back: nobody said the release is good.
+    #[default]
+    RollBack,
+    /// Carry on as if approved.
+    Continue,
+}
+
+/// How long a pause waits for approval unless `approval-timeout` says otherwise.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Params {
+    /// The `await-approval` step a `pause = "approval"` becomes.
+    pub fn approval(&self) -> Approval {
+        Approval {
+            timeout_ms: self
+                .approval_timeout
+                .unwrap_or(DEFAULT_APPROVAL_TIMEOUT)
+                .millis,
+            on_timeout: match self.on_approval_timeout.unwrap_or_default() {
+                OnTimeout::RollBack => ApprovalTimeout::RollBack,
+                OnTimeout::Continue => ApprovalTimeout::Continue,
+            },
+        }
+    }
+
+    fn pauses(&self) -> bool {
+        self.steps.iter().any(|s| s.pause.is_some())
+    }
 }
 
 fn yes() -> bool {
@@ -92,6 +147,24 @@ impl Strategy for Canary {
             errors.extend(check_bake(format!("steps[{i}].bake"), step.bake));
         }
         errors.extend(params.gates.check("gates"));
+        if let Some(timeout) = params.approval_timeout {
+            errors.extend(check_approval_timeout("approval-timeout", timeout));
+        }
+        // Settings for a pause no step takes are most likely a forgotten `pause`.
+        if !params.pauses() {
+            for (field, set) in [
+                ("approval-timeout", params.approval_timeout.is_some()),
+                ("on-approval-timeout", params.on_approval_timeout.is_some()),
+            ] {
+                if set {
+                    errors.push(param_error(
+                        field,
+                        "is set but no step waits for approval; add pause = \"approval\" to a \
+                         step (e.g. { weight = 25, pause = \"approval\" }) or remove it",
+                    ));
+                }
+            }
+        }
         errors
     }
 
@@ -104,13 +177,16 @@ impl Strategy for Canary {
 pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
     let desired = target.desired_count;
     let mut steps = vec![Step::RunGates(LifecyclePoint::PreDeploy)];
-    let mut weights: Vec<(u32, Duration)> =
-        params.steps.iter().map(|s| (s.weight, s.bake)).collect();
-    if weights.last().is_none_or(|(w, _)| *w < 100) {
-        weights.push((100, Duration::ZERO));
+    let mut weights: Vec<(u32, Duration, Option<Pause>)> = params
+        .steps
+        .iter()
+        .map(|s| (s.weight, s.bake, s.pause))
+        .collect();
+    if weights.last().is_none_or(|(w, _, _)| *w < 100) {
+        weights.push((100, Duration::ZERO, None));
     }
     let mut new_count = 0;
-    for (i, (weight, bake)) in weights.into_iter().enumerate() {
+    for (i, (weight, bake, pause)) in weights.into_iter().enumerate() {
         let wanted = if params.scale_with_traffic {
             units_for(desired, weight)
         } else {
@@ -136,6 +212,11 @@ pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
         steps.push(Step::RunGates(LifecyclePoint::PostTraffic));
         if !bake.is_zero() {
             steps.push(Step::Bake(bake.millis));
+        }
+        // After the gates and the bake: the person approves a share that has been
+        // watched, not one that just started taking traffic.
+        if pause == Some(Pause::Approval) {
+            steps.push(Step::AwaitApproval(params.approval()));
         }
     }
     steps.extend([
@@ -269,6 +350,95 @@ mod tests {
         assert_eq!(units_for(u32::MAX, 1), 42_949_673);
         assert_eq!(units_for(1, 1), 1);
         assert_eq!(units_for(0, 50), 0);
+    }
+
+    fn approval(timeout_ms: u64, on_timeout: ApprovalTimeout) -> Step {
+        Step::AwaitApproval(Approval {
+            timeout_ms,
+            on_timeout,
+        })
+    }
+
+    #[test]
+    fn a_step_may_wait_for_approval_after_its_gates_and_bake() {
+        let params = r#"{"steps":[{"weight":25,"bake":"5m","pause":"approval"},{"weight":50}]}"#;
+        let steps = simulate::<Canary>(params, target(4, false, false)).unwrap();
+        let pause = approval(3_600_000, ApprovalTimeout::RollBack);
+        let at = steps.iter().position(|s| *s == pause).unwrap();
+        assert_eq!(
+            steps[at - 3..=at + 2],
+            [
+                Step::ShiftTraffic(25),
+                Step::RunGates(LifecyclePoint::PostTraffic),
+                Step::Bake(300_000),
+                pause.clone(),
+                scale(Side::New, 2),
+                Step::ShiftTraffic(50),
+            ]
+        );
+        assert_eq!(steps.iter().filter(|s| **s == pause).count(), 1);
+        assert_eq!(steps.last(), Some(&Step::Complete));
+    }
+
+    #[test]
+    fn the_approval_timeout_and_what_follows_it_are_parameters() {
+        let params = r#"{"steps":[{"weight":10,"pause":"approval"},{"weight":100,"pause":"approval"}],
+            "approval-timeout":"30m","on-approval-timeout":"continue"}"#;
+        let steps = simulate::<Canary>(params, target(2, false, false)).unwrap();
+        let pause = approval(1_800_000, ApprovalTimeout::Continue);
+        let pauses: Vec<usize> = (0..steps.len()).filter(|i| steps[*i] == pause).collect();
+        assert_eq!(pauses.len(), 2, "{steps:?}");
+        // The last one waits at 100%, before promotion.
+        assert_eq!(steps[pauses[1] - 2], Step::ShiftTraffic(100));
+        assert_eq!(steps[pauses[1] + 1], Step::Promote);
+    }
+
+    #[test]
+    fn bad_approval_settings_are_refused_by_field_with_the_fix() {
+        let validate = deployer_plugin_sdk::strategy::validate::<Canary>;
+        let err = validate(r#"{"steps":[{"weight":10,"pause":"aproval"}]}"#).unwrap_err();
+        assert_eq!(err[0].field, "steps[0].pause");
+        assert!(err[0].message.contains("expected `approval`"), "{err:?}");
+        let err = validate(
+            r#"{"steps":[{"weight":10,"pause":"approval"}],"on-approval-timeout":"rollback"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err[0].field, "on-approval-timeout");
+        assert!(
+            err[0]
+                .message
+                .contains("expected `roll-back` or `continue`"),
+            "{err:?}"
+        );
+        let err =
+            validate(r#"{"steps":[{"weight":10,"pause":"approval"}],"approval-timeout":"25h"}"#)
+                .unwrap_err();
+        assert_eq!(err[0].field, "approval-timeout");
+        assert!(err[0].message.contains("is 25h"), "{err:?}");
+        let err =
+            validate(r#"{"steps":[{"weight":10,"pause":"approval"}],"approval-timeout":"0s"}"#)
+                .unwrap_err();
+        assert_eq!(err[0].field, "approval-timeout");
+        let err = validate(
+            r#"{"steps":[{"weight":10}],"approval-timeout":"2h","on-approval-timeout":"continue"}"#,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = err.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["approval-timeout", "on-approval-timeout"]);
+        assert!(
+            err[0].message.contains("no step waits for approval"),
+            "{err:?}"
+        );
+        assert!(
+            validate(r#"{"steps":[{"weight":10,"pause":"approval"}],"approval-timeout":"24h"}"#)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn without_a_pause_the_plan_is_what_it_was() {
+        let steps = simulate::<Canary>(PARAMS, target(4, true, false)).unwrap();
+        assert!(!steps.iter().any(|s| matches!(s, Step::AwaitApproval(_))));
     }
 
     #[test]

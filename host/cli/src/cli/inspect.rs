@@ -1,7 +1,7 @@
 use crate::exit::Outcome;
 use deployer_engine::files::Kind;
 use deployer_engine::redact::printable;
-use deployer_plugin_host::{CONTRACT_VERSION, PluginError, builtin, inspect};
+use deployer_plugin_host::{CONTRACT_VERSION, Contract, PluginError, builtin, inspect};
 
 pub fn run(component: &str) -> anyhow::Result<Outcome> {
     let bytes = match component.strip_prefix("builtin:") {
@@ -33,8 +33,15 @@ pub fn run(component: &str) -> anyhow::Result<Outcome> {
     outln!("size:      {} bytes", report.size);
     match (&report.kind, &report.contract) {
         (Some(kind), Some(version)) => {
+            let runs = match Contract::of(version) {
+                Some(Contract::V0_3) => String::new(),
+                Some(earlier) => {
+                    format!(" and still runs {} components unchanged", earlier.version())
+                }
+                None => " and cannot run it".to_string(),
+            };
             outln!(
-                "kind:      {kind} (deployer:plugin@{}; this deployer implements {CONTRACT_VERSION})",
+                "kind:      {kind} (deployer:plugin@{}; this deployer implements {CONTRACT_VERSION}{runs})",
                 printable(version)
             )
         }

@@ -88,8 +88,17 @@ pub async fn run(
             format!("`{strategy}`: {problem}"),
         ))),
         Ending::Completed => {
+            // An approval pause counts as given at once in the simulation; its
+            // timeout is how long the real run may wait on it.
+            let approvals = match plan.total_approval_ms() {
+                0 => String::new(),
+                ms => format!(
+                    ", up to {} waiting for approval (given at once here)",
+                    describe::duration_ms(ms)
+                ),
+            };
             outln!(
-                "{} steps, {} traffic shift(s), {} of bake time. Simulated with every gate passing; nothing was changed.",
+                "{} steps, {} traffic shift(s), {} of bake time{approvals}. Simulated with every gate passing; nothing was changed.",
                 plan.steps.len(),
                 plan.traffic_shifts(),
                 describe::duration_ms(plan.total_bake_ms())

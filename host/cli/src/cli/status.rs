@@ -196,12 +196,16 @@ fn render_status(view: &StatusView) -> String {
         _ => out += "live:    not deployed by deployer yet\n",
     }
     if let Some(kept) = &view.kept_warm {
+        let due = if kept.until_ms <= deployer_engine::state::local::now_ms() {
+            format!("was due to be scaled down at {}", p(&kept.until))
+        } else {
+            format!("until {}", p(&kept.until))
+        };
         out += &format!(
-            "warm:    {} at full size without traffic until {}: `deployer rollback` moves traffic \
-             back to it without scaling; then the next deployer command on the service, or \
-             `deployer tidy`, scales it down\n",
+            "warm:    {} at full size without traffic, {due}: while it is up, `deployer \
+             rollback` moves traffic back to it without scaling; the next `deployer run` on the \
+             service, or `deployer tidy`, scales it down\n",
             p(&kept.release),
-            p(&kept.until)
         );
     }
     out

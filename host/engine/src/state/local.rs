@@ -324,10 +324,11 @@ impl LocalStore {
         std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
-    /// The signals in the service's slots.
+    /// The signals in the service's slots; a slot that holds something else is passed
+    /// over.
     ///
     /// # Errors
-    /// I/O errors; a slot that holds something other than a signal.
+    /// A service name that cannot be a directory.
     fn signals_now(&self, service: &str) -> Result<Vec<super::Signal>, StateError> {
         let dir = self.service_dir(service)?;
         let mut found = Vec::new();
@@ -336,17 +337,15 @@ impl LocalStore {
             super::SignalKind::Promote { full: false },
         ] {
             let path = dir.join(format!("signal-{}.json", kind.slot()));
-            let text = match files::read_text(&path, Kind::Marker) {
-                Ok(text) => text,
-                Err(err) if err.not_found() => continue,
-                Err(err) => return Err(unreadable(&path)(err)),
-            };
-            let signal = serde_json::from_str(&text).map_err(|err| StateError::Corrupt {
-                path: path.clone(),
-                line: 1,
-                reason: err.to_string(),
-            })?;
-            found.push(signal);
+            // A slot that holds anything but a signal (a half-written file, junk, a
+            // huge or special file) is passed over: it must not hide the other slot's
+            // signal, and the next signal of its kind replaces it.
+            if let Ok(text) = files::read_text(&path, Kind::Marker)
+                && let Ok(signal) = serde_json::from_str::<super::Signal>(&text)
+                && signal.kind.slot() == kind.slot()
+            {
+                found.push(signal);
+            }
         }
         Ok(found)
     }

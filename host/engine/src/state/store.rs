@@ -120,10 +120,11 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StateError>> + Send;
 
     /// The signals left for the service (at most one per kind), for any deployment:
-    /// the reader checks whom each is meant for.
+    /// the reader checks whom each is meant for. A slot that cannot be read or holds
+    /// anything but a signal is passed over, so it cannot hide the other's.
     ///
     /// # Errors
-    /// Backend errors, or a signal that cannot be read.
+    /// Backend errors that affect every slot.
     fn signals(
         &self,
         service: &str,

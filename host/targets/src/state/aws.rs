@@ -616,13 +616,14 @@ impl deployer_engine::state::Store for AwsStore {
         let mut found = Vec::new();
         for kind in [SignalKind::Abort, SignalKind::Promote { full: false }] {
             let key = self.signal_key(service, kind);
-            if let Some(bytes) = self.get(&key).await? {
-                let signal = serde_json::from_slice(&bytes).map_err(|err| {
-                    remote(
-                        &format!("reading s3://{}/{key}", self.bucket),
-                        format!("it is not a signal deployer wrote: {err}"),
-                    )
-                })?;
+            // One slot that cannot be read, or holds anything but a signal (a huge or
+            // garbled object), must not hide the other slot's: it is passed over, and
+            // the next signal of its kind replaces it. The run looks again at its next
+            // interval, so a slot the backend could not answer for is read then.
+            if let Ok(Some(bytes)) = self.get(&key).await
+                && let Ok(signal) = serde_json::from_slice::<Signal>(&bytes)
+                && signal.kind.slot() == kind.slot()
+            {
                 found.push(signal);
             }
         }

@@ -1,4 +1,4 @@
-//! Built against a future, incompatible `deployer:plugin@0.3.0`.
+//! Built against a future, incompatible `deployer:plugin@0.4.0`.
 
 wit_bindgen::generate!({ world: "strategy-plugin", path: "wit" });
 

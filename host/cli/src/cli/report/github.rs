@@ -105,9 +105,16 @@ pub fn approval_notice(text: &str) -> String {
     )
 }
 
-/// The step-summary note of a run waiting for approval.
-pub fn approval_summary(text: &str) -> String {
-    format!("> **Waiting for approval.** {}\n\n", cell(text))
+/// The step-summary note of a run of `service` waiting for approval until `until_ms`.
+/// Service names are letters, digits and `-_.` (checked with the config), so they sit in
+/// a code span as they are: the commands can be copied.
+pub fn approval_summary(service: &str, until_ms: u64, continues: bool) -> String {
+    format!(
+        "> **Waiting for approval** until {}. Continue: `deployer promote --service {service}`; \
+         roll back: `deployer abort --service {service}`. Unanswered, it {}.\n\n",
+        deployer_engine::describe::utc(until_ms),
+        if continues { "goes on" } else { "rolls back" }
+    )
 }
 
 pub fn step_summary(summary: &Summary) -> String {

@@ -242,8 +242,13 @@ impl Reporter {
                 state.live.apply(event, now);
             }
         }
-        if let Event::AwaitingApproval { .. } = event {
-            self.awaiting_approval(&scrub(&event.to_string()));
+        if let Event::AwaitingApproval {
+            service,
+            until_ms,
+            continues,
+        } = event
+        {
+            self.awaiting_approval(&scrub(&event.to_string()), service, *until_ms, *continues);
         }
         match self.log_format {
             LogFormat::Json => trace::event(event, &scrub),
@@ -271,13 +276,14 @@ impl Reporter {
     /// In GitHub Actions, a run waiting for approval says so where people look while the
     /// job runs: a notice in the log, and a note in the step summary (shown with the
     /// job's other summaries).
-    fn awaiting_approval(&self, text: &str) {
+    fn awaiting_approval(&self, text: &str, service: &str, until_ms: u64, continues: bool) {
         if !self.github {
             return;
         }
         outln!("{}", github::approval_notice(text));
         if let Some(path) = &self.step_summary {
-            let _ = append_regular(path, github::approval_summary(text).as_bytes());
+            let note = github::approval_summary(service, until_ms, continues);
+            let _ = append_regular(path, note.as_bytes());
         }
     }
 

@@ -15,6 +15,8 @@ const WIPE: &str = "\r\x1b[2K";
 pub struct Live {
     step: Option<(u32, String)>,
     bake_end: Option<Instant>,
+    /// When an approval pause under way gives up waiting.
+    approval_end: Option<Instant>,
     /// The line is on screen, so a log line must wipe it first or they would share a row.
     drawn: bool,
 }
@@ -29,10 +31,17 @@ impl Live {
                     Step::Bake(ms) => Some(now + Duration::from_millis(*ms)),
                     _ => None,
                 };
+                self.approval_end = match step {
+                    Step::AwaitApproval(approval) => {
+                        Some(now + Duration::from_millis(approval.timeout_ms))
+                    }
+                    _ => None,
+                };
             }
             Event::RollingBack { .. } | Event::Finished { .. } => {
                 self.step = None;
                 self.bake_end = None;
+                self.approval_end = None;
             }
             _ => {}
         }
@@ -68,6 +77,10 @@ pub fn status_line(live: &Live, traffic: Option<u8>, now: Instant) -> Option<Str
         let left = end.saturating_duration_since(now);
         line += &format!(" · next step in {:.0}s", left.as_secs_f64().ceil());
     }
+    if let Some(end) = live.approval_end {
+        let left = end.saturating_duration_since(now);
+        line += &format!(" · times out in {:.0}s", left.as_secs_f64().ceil());
+    }
     Some(line)
 }
 
@@ -81,6 +94,7 @@ mod tests {
         let live = Live {
             step: Some((7, "bake 2m".into())),
             bake_end: Some(now + Duration::from_millis(90_500)),
+            approval_end: None,
             drawn: false,
         };
         assert_eq!(
@@ -88,6 +102,27 @@ mod tests {
             "▸ step 7: bake 2m · traffic 25% new / 75% stable · next step in 91s"
         );
         assert_eq!(status_line(&Live::default(), Some(25), now), None);
+    }
+
+    #[test]
+    fn an_approval_pause_counts_down_to_its_timeout() {
+        let now = Instant::now();
+        let mut live = Live::default();
+        let pause = Step::AwaitApproval(deployer_contract::Approval {
+            timeout_ms: 3_600_000,
+            on_timeout: deployer_contract::ApprovalTimeout::RollBack,
+        });
+        live.apply(
+            &Event::Step {
+                seq: 9,
+                step: &pause,
+            },
+            now,
+        );
+        assert_eq!(
+            status_line(&live, Some(25), now + Duration::from_secs(600)).unwrap(),
+            "▸ step 9: wait for approval (up to 1h, then roll back) · traffic 25% new / 75% stable · times out in 3000s"
+        );
     }
 
     #[test]
