@@ -481,6 +481,22 @@ impl Reporter {
     }
 }
 
+/// Append `bytes` to `path` without blocking, and only into a regular file: a FIFO there
+/// would hold the process forever after the deployment has ended.
+fn append_regular(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    file.write_all(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::same_stream;
@@ -500,20 +516,4 @@ mod tests {
         assert!(same_stream(&log, &reopened));
         assert!(!same_stream(&log, &other));
     }
-}
-
-/// Append `bytes` to `path` without blocking, and only into a regular file: a FIFO there
-/// would hold the process forever after the deployment has ended.
-fn append_regular(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("it is not a regular file"));
-    }
-    file.write_all(bytes)
 }
