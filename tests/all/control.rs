@@ -194,15 +194,7 @@ async fn promote_ends_a_bake_and_promote_full_goes_straight_to_100() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_within_the_scale_down_delay_only_moves_traffic() {
     let good = App::start(200, "ok");
-    let env = EcsEnv::start(&[]).await;
-    env.write(
-        &env.task_sets(&good.url, deployer_tests_steps())
-            .service("web", |s| s.settings(|t| t.str("scale-down-delay", "1h"))),
-    );
-    let (code, out, err) = env
-        .deployer(&["run", "blue-green", "--release", "web:2"])
-        .await;
-    assert_eq!(code, 0, "{out}\n{err}");
+    let (env, out) = promoted_with_delay(&good, "1h").await;
     assert!(out.contains("web:1 stays warm until"), "{out}");
     assert_eq!(env.weights().await, (0, 100));
     assert_eq!(task_sets(&env).await, ["web:1", "web:2"], "web:1 kept");
@@ -269,20 +261,27 @@ fn deployer_tests_steps() -> &'static str {
     r#"[{ weight = 50, bake = "200ms" }]"#
 }
 
-/// Once the delay has passed, `deployer tidy` scales the old side down (not before); a
-/// new deployment scales a side still warm down first, whatever its delay.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_warm_side_is_scaled_down_by_tidy_once_due_and_by_the_next_run_at_once() {
-    let good = App::start(200, "ok");
+/// The ECS world with `scale-down-delay = delay`, web:2 promoted over web:1 by
+/// blue-green; the run's stdout.
+async fn promoted_with_delay(good: &App, delay: &str) -> (EcsEnv, String) {
     let env = EcsEnv::start(&[]).await;
     env.write(
         &env.task_sets(&good.url, deployer_tests_steps())
-            .service("web", |s| s.settings(|t| t.str("scale-down-delay", "3s"))),
+            .service("web", |s| s.settings(|t| t.str("scale-down-delay", delay))),
     );
     let (code, out, err) = env
         .deployer(&["run", "blue-green", "--release", "web:2"])
         .await;
     assert_eq!(code, 0, "{out}\n{err}");
+    (env, out)
+}
+
+/// Once the delay has passed, `deployer tidy` scales the old side down (not before); a
+/// new deployment scales a side still warm down first, whatever its delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warm_side_is_scaled_down_by_tidy_once_due_and_by_the_next_run_at_once() {
+    let good = App::start(200, "ok");
+    let (env, _) = promoted_with_delay(&good, "3s").await;
     let (code, out, _) = env.deployer(&["tidy"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("nothing to do yet"), "{out}");
@@ -325,15 +324,7 @@ async fn the_warm_side_is_scaled_down_by_tidy_once_due_and_by_the_next_run_at_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gradual_rollback_stops_when_the_stable_side_fails_its_gates() {
     let good = App::start(200, "ok");
-    let env = EcsEnv::start(&[]).await;
-    env.write(
-        &env.task_sets(&good.url, deployer_tests_steps())
-            .service("web", |s| s.settings(|t| t.str("scale-down-delay", "1h"))),
-    );
-    let (code, out, err) = env
-        .deployer(&["run", "blue-green", "--release", "web:2"])
-        .await;
-    assert_eq!(code, 0, "{out}\n{err}");
+    let (env, _) = promoted_with_delay(&good, "1h").await;
 
     let walk = env.spawn_captured(&["rollback", "--steps", "50,0", "--bake", "1h"]);
     env.wait_for_weights("the rollback never reached 50%", |(blue, _)| blue == 50)
