@@ -281,7 +281,7 @@ async fn promoted_with_delay(good: &App, delay: &str) -> (EcsEnv, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_warm_side_is_scaled_down_by_tidy_once_due_and_by_the_next_run_at_once() {
     let good = App::start(200, "ok");
-    let (env, _) = promoted_with_delay(&good, "3s").await;
+    let (env, _) = promoted_with_delay(&good, "20s").await;
     let (code, out, _) = env.deployer(&["tidy"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("nothing to do yet"), "{out}");
