@@ -430,3 +430,73 @@ async fn an_unanswered_approval_pause_rolls_back_at_its_timeout() {
     assert_eq!(env.weights().await, (100, 0));
     assert_eq!(task_sets(&env).await, ["web:1"]);
 }
+
+/// Spawn `deployer run canary --release web:2` as in GitHub Actions, writing its step
+/// summary to `summary`; returns once the summary announces `notes` approval waits.
+async fn run_until_waiting(
+    env: &EcsEnv,
+    summary: &std::path::Path,
+    notes: usize,
+) -> tokio::process::Child {
+    let run = env
+        .command(&["run", "canary", "--release", "web:2"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", summary)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(summary)
+        .unwrap_or_default()
+        .matches("Waiting for approval")
+        .count()
+        < notes
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never announced");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    run
+}
+
+/// A run killed while it waits for approval and resumed (`on-interrupted = "resume"`)
+/// waits until the same deadline, not a fresh timeout: killing and resuming cannot keep
+/// the canary exposed past its `approval-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_approval_pause_keeps_its_deadline() {
+    let good = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    env.write(
+        &env.task_sets(&good.url, r#"[{ weight = 10, pause = "approval" }]"#)
+            .service("web", |s| {
+                s.settings(|t| t.str("on-interrupted", "resume"))
+                    .strategy("canary", |p| p.str("approval-timeout", "1h"))
+            }),
+    );
+    let summary = env.dir.path().join("step-summary.md");
+    let first = run_until_waiting(&env, &summary, 1).await;
+    deployer_tests::support::env::sigkill(first).await;
+    // Deadlines are to the second: the resumed run announces its own a second later.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let second = run_until_waiting(&env, &summary, 2).await;
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let until: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split(" until ").nth(1))
+        .map(|rest| &rest[..23])
+        .collect();
+    assert_eq!(until.len(), 2, "{text}");
+    assert_eq!(
+        until[0], until[1],
+        "the resumed wait has the first one's deadline: {text}"
+    );
+    let (code, out, err) = env.deployer(&["abort"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("is rolling back"), "{out}");
+    let (code, out, err) = output(second).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    // The aborted deployment is not begun again by the run that resumed it.
+    assert!(out.contains("aborted by "), "{out}");
+    assert_eq!(task_sets(&env).await, ["web:1"]);
+    assert_eq!(env.weights().await, (100, 0));
+}

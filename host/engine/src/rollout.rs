@@ -352,8 +352,18 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             } else if let Some(journal) = active {
                 let old = journal.id().unwrap_or("?").to_string();
                 let same = self.matches(&journal, &request);
+                // Carried on, it is this run's deployment: how it ends is how this run
+                // ends. Rolled back (a gate failed, a person aborted it), it must not be
+                // begun again in the same breath.
+                let resumed = same
+                    && self.settings.on_resume == ResumePolicy::Resume
+                    && journal.rollback_reason().is_none()
+                    && journal.finished().is_none();
                 match self.recover(journal, Some(&request)).await? {
-                    Some(report) if report.result == DeployResult::Promoted && same => {
+                    Some(report)
+                        if resumed && report.result == DeployResult::RolledBack
+                            || report.result == DeployResult::Promoted && same =>
+                    {
                         return Ok(Deployed::Finished {
                             earlier: None,
                             report: Report {
@@ -1429,10 +1439,28 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             {
                 return self.keep_warm(run, seq, release).await;
             }
+            // An approval pause's deadline is journaled as it begins: a resumed run waits
+            // for what is left of it.
+            let mut until_ms = None;
+            if let Step::AwaitApproval(approval) = &step {
+                let until = match run.journal.waiting_until(seq) {
+                    Some(until) => until,
+                    None => {
+                        let until = now_ms().saturating_add(approval.timeout_ms);
+                        let waiting = Record::Waiting {
+                            seq,
+                            until_ms: until,
+                        };
+                        journaled!(self, run, self.append(&mut run, waiting).await);
+                        until
+                    }
+                };
+                until_ms = Some(until);
+            }
             let left = self.time_left(&run);
             self.still_holds()?;
             let outcome = tokio::select! {
-                outcome = self.execute(&step, &run.ctx, run.target.desired_count) => outcome,
+                outcome = self.execute(&step, &run.ctx, run.target.desired_count, until_ms) => outcome,
                 () = self.cancel.cancelled() => {
                     return self.roll_back(run, "cancelled (SIGINT/SIGTERM)".into()).await;
                 }
@@ -1498,11 +1526,13 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         }
     }
 
+    /// Carry out `step`; `until_ms` is when an approval pause gives up.
     async fn execute(
         &self,
         step: &Step,
         ctx: &GateContext,
         desired: u32,
+        until_ms: Option<u64>,
     ) -> Result<StepOutcome, DriverError> {
         let done = Ok(StepOutcome::Done);
         match step {
@@ -1527,7 +1557,11 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             Step::Promote => self.retrying(|| self.driver.promote()).await.and(done),
             Step::Complete => self.retrying(|| self.driver.finalize()).await.and(done),
             Step::Abort(reason) => Err(DriverError::Failed(reason.clone())),
-            Step::AwaitApproval(approval) => Ok(self.await_approval(approval, ctx, desired).await),
+            Step::AwaitApproval(approval) => {
+                let until_ms =
+                    until_ms.unwrap_or_else(|| now_ms().saturating_add(approval.timeout_ms));
+                Ok(self.await_approval(approval, until_ms, ctx, desired).await)
+            }
         }
     }
 
@@ -1718,16 +1752,18 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
     async fn await_approval(
         &self,
         approval: &Approval,
+        until_ms: u64,
         ctx: &GateContext,
         desired: u32,
     ) -> StepOutcome {
         let timeout = Duration::from_millis(approval.timeout_ms);
         (self.events)(&Event::AwaitingApproval {
             service: self.service,
-            until_ms: now_ms().saturating_add(approval.timeout_ms),
+            until_ms,
             continues: approval.on_timeout == ApprovalTimeout::Continue,
         });
-        let watched = self.bake(timeout, ctx, desired).await;
+        let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
+        let watched = self.bake(left, ctx, desired).await;
         if watched != StepOutcome::Done {
             return watched;
         }

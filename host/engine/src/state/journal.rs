@@ -44,6 +44,9 @@ pub enum Record {
         gate: String,
         state: serde_json::Value,
     },
+    /// Step `seq`, an approval pause, waits until `until_ms` at the latest: written when
+    /// the wait begins, so a resumed run waits for what is left, not afresh.
+    Waiting { seq: u32, until_ms: u64 },
     /// A person's signal (`deployer abort`, `deployer promote`) this run acted on,
     /// written before acting: a resumed run does not act on it again.
     Signal { signal: super::Signal },
@@ -219,7 +222,7 @@ impl Journal {
                     rolling_back = true;
                     None
                 }
-                Record::GateState { .. } | Record::Signal { .. } => None,
+                Record::GateState { .. } | Record::Signal { .. } | Record::Waiting { .. } => None,
                 Record::KeptWarm { .. } if !promoted => {
                     Some("it keeps the old side warm, but no promotion was carried out".into())
                 }
@@ -270,6 +273,14 @@ impl Journal {
             Record::Started { warm_units, .. } => *warm_units,
             _ => None,
         }
+    }
+
+    /// When approval pause `seq` gives up, if it began waiting.
+    pub fn waiting_until(&self, seq: u32) -> Option<u64> {
+        self.records.iter().find_map(|r| match r {
+            Record::Waiting { seq: s, until_ms } if *s == seq => Some(*until_ms),
+            _ => None,
+        })
     }
 
     /// The signals this run acted on.

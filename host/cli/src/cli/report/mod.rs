@@ -280,7 +280,12 @@ impl Reporter {
         if !self.github {
             return;
         }
-        outln!("{}", github::approval_notice(text));
+        // On stdout as the runner expects, unless stdout carries the JSON summary.
+        if self.json() {
+            errln!("{}", github::approval_notice(text));
+        } else {
+            outln!("{}", github::approval_notice(text));
+        }
         if let Some(path) = &self.step_summary {
             let note = github::approval_summary(service, until_ms, continues);
             let _ = append_regular(path, note.as_bytes());
