@@ -378,25 +378,10 @@ async fn an_approval_pause_waits_and_continues_on_promote() {
             }),
     );
     let summary = env.dir.path().join("step-summary.md");
-    let run = env
-        .command(&["run", "canary", "--release", "web:2"])
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // The wait is announced while the run waits, not when it ends.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&summary).unwrap_or_default();
-        if text.contains("Waiting for approval") {
-            assert!(text.contains("deployer promote --service web"), "{text}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never announced");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let run = run_until_waiting(&env, &summary, 1).await;
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.contains("deployer promote --service web"), "{text}");
     assert_eq!(env.weights().await, (90, 10), "waiting at 10%");
     let (code, out, err) = env
         .deployer(&["promote", "--reason", "checked the dashboards"])

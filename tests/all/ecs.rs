@@ -337,6 +337,18 @@ async fn hook_plugins_gate_the_rollout_with_only_their_granted_capabilities() {
     }
 }
 
+/// The state backend [`with_aws_state`] configures, for a test to write to directly.
+fn state_store(env: &EcsEnv) -> deployer_targets::state::aws::AwsStore {
+    deployer_targets::state::aws::AwsStore {
+        s3: env.clients.s3.clone(),
+        dynamodb: env.clients.dynamodb.clone(),
+        bucket: "deployer-state".into(),
+        table: "deployer-locks".into(),
+        prefix: "shop/".into(),
+        lease: std::time::Duration::from_secs(30),
+    }
+}
+
 /// The ECS world with `web` on task sets (see [`config`]), its journals and locks in S3
 /// and DynamoDB.
 async fn with_aws_state(app: &App, canary_steps: &str) -> EcsEnv {
@@ -824,17 +836,9 @@ async fn a_hooks_metric_queries_are_answered_by_cloudwatch_in_its_namespaces_onl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_journal_write_sent_twice_is_ours_a_different_one_is_anothers() {
     use deployer_engine::state::{Record, StateError};
-    use deployer_targets::state::aws::AwsStore;
     let good = App::start(200, "ok");
     let env = with_aws_state(&good, STEPS).await;
-    let store = AwsStore {
-        s3: env.clients.s3.clone(),
-        dynamodb: env.clients.dynamodb.clone(),
-        bucket: "deployer-state".into(),
-        table: "deployer-locks".into(),
-        prefix: "shop/".into(),
-        lease: std::time::Duration::from_secs(30),
-    };
+    let store = state_store(&env);
     let record = |reason: &str| Record::RollbackStarted {
         reason: reason.into(),
         at_ms: 1,
@@ -1010,17 +1014,9 @@ async fn an_s3_history_with_old_and_new_ids_reads_in_the_order_they_ran() {
     use deployer_contract::{TargetInfo, TargetKind};
     use deployer_engine::state::names::deployment_id;
     use deployer_engine::state::{DeployResult, Record};
-    use deployer_targets::state::aws::AwsStore;
     let good = App::start(200, "ok");
     let env = with_aws_state(&good, STEPS).await;
-    let store = AwsStore {
-        s3: env.clients.s3.clone(),
-        dynamodb: env.clients.dynamodb.clone(),
-        bucket: "deployer-state".into(),
-        table: "deployer-locks".into(),
-        prefix: "shop/".into(),
-        lease: std::time::Duration::from_secs(30),
-    };
+    let store = state_store(&env);
     let new_id = deployment_id("api");
     let ran = [
         (

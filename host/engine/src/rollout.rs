@@ -346,37 +346,39 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         self.locked(async |id| {
             let (mut recovered, mut earlier) = (None, None);
             let active = self.store.active(self.service).await?;
-            if let Some(journal) = active.as_ref().filter(|j| is_warm(j)) {
-                // The new release needs the side the last deployment kept warm.
-                self.recover(journal.clone(), None).await?;
-            } else if let Some(journal) = active {
-                let old = journal.id().unwrap_or("?").to_string();
-                let same = self.matches(&journal, &request);
-                // Carried on, it is this run's deployment: how it ends is how this run
-                // ends. Rolled back (a gate failed, a person aborted it), it must not be
-                // begun again in the same breath.
-                let resumed = same
-                    && self.settings.on_resume == ResumePolicy::Resume
-                    && journal.rollback_reason().is_none()
-                    && journal.finished().is_none();
-                match self.recover(journal, Some(&request)).await? {
-                    Some(report)
-                        if resumed && report.result == DeployResult::RolledBack
-                            || report.result == DeployResult::Promoted && same =>
-                    {
-                        return Ok(Deployed::Finished {
-                            earlier: None,
-                            report: Report {
-                                recovered: Some(old),
-                                ..report
-                            },
-                        });
+            if let Some(journal) = active {
+                if is_warm(&journal) {
+                    // The new release needs the side the last deployment kept warm.
+                    self.recover(journal, None).await?;
+                } else {
+                    let old = journal.id().unwrap_or("?").to_string();
+                    let same = self.matches(&journal, &request);
+                    // Carried on, it is this run's deployment: how it ends is how this run
+                    // ends. Rolled back (a gate failed, a person aborted it), it must not be
+                    // begun again in the same breath.
+                    let resumed = same
+                        && self.settings.on_resume == ResumePolicy::Resume
+                        && journal.rollback_reason().is_none()
+                        && journal.finished().is_none();
+                    match self.recover(journal, Some(&request)).await? {
+                        Some(report)
+                            if resumed && report.result == DeployResult::RolledBack
+                                || report.result == DeployResult::Promoted && same =>
+                        {
+                            return Ok(Deployed::Finished {
+                                earlier: None,
+                                report: Report {
+                                    recovered: Some(old),
+                                    ..report
+                                },
+                            });
+                        }
+                        Some(report) if report.result == DeployResult::RollbackFailed => {
+                            return Ok(Deployed::RecoveryFailed(report));
+                        }
+                        Some(report) => (recovered, earlier) = (Some(old), Some(report)),
+                        None => {}
                     }
-                    Some(report) if report.result == DeployResult::RollbackFailed => {
-                        return Ok(Deployed::RecoveryFailed(report));
-                    }
-                    Some(report) => (recovered, earlier) = (Some(old), Some(report)),
-                    None => {}
                 }
             }
             // Recovery may have changed what is live.

@@ -314,7 +314,7 @@ impl LocalStore {
     fn send_now(&self, service: &str, signal: &super::Signal) -> Result<(), StateError> {
         let dir = self.service_dir(service)?;
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join(format!("signal-{}.json", signal.kind.slot()));
+        let path = signal_slot(&dir, signal.kind);
         let tmp = dir.join(format!("signal-{}.{}.tmp", signal.kind.slot(), signal.id));
         let bytes = serde_json::to_vec(signal).expect("signals serialize");
         let mut file = open_state(OpenOptions::new().write(true).create_new(true), &tmp)?;
@@ -336,7 +336,7 @@ impl LocalStore {
             super::SignalKind::Abort,
             super::SignalKind::Promote { full: false },
         ] {
-            let path = dir.join(format!("signal-{}.json", kind.slot()));
+            let path = signal_slot(&dir, kind);
             // A slot that holds anything but a signal (a half-written file, junk, a
             // huge or special file) is passed over: it must not hide the other slot's
             // signal, and the next signal of its kind replaces it.
@@ -512,6 +512,11 @@ fn mend_tail(file: &mut File, whole: &dyn Fn(&[u8]) -> bool) -> std::io::Result<
     file.set_len(keep)?;
     file.sync_all()?;
     Ok(Some(len - keep))
+}
+
+/// The file that holds the service's (in `dir`) signal of `kind`.
+fn signal_slot(dir: &Path, kind: super::SignalKind) -> PathBuf {
+    dir.join(format!("signal-{}.json", kind.slot()))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
