@@ -18,7 +18,7 @@ pub use duration::Duration;
 pub use types::*;
 
 /// The contract version the host implements (`deployer:plugin@CONTRACT_VERSION`).
-pub const CONTRACT_VERSION: &str = "0.3.0";
+pub const CONTRACT_VERSION: &str = "0.3.1";
 
 /// The earlier contract versions the host still links, oldest first. Components built
 /// against them keep loading and running: their types are the current ones less what

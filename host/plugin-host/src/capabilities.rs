@@ -35,6 +35,9 @@ pub struct Grants {
     pub clock: bool,
     /// Metric namespaces the plugin may query (`metrics-namespaces`).
     pub metrics_namespaces: Vec<String>,
+    /// Prometheus metric names the plugin's PromQL may select (`prometheus-metrics`),
+    /// exact names or `prefix_*` patterns.
+    pub prometheus_metrics: Vec<String>,
 }
 
 impl Grants {
@@ -50,8 +53,8 @@ impl Grants {
                 "http-allow = [\"hooks.example.com\"]",
             ),
             "metrics" => (
-                !self.metrics_namespaces.is_empty(),
-                "metrics-namespaces = [\"AWS/ApplicationELB\"]",
+                !self.metrics_namespaces.is_empty() || !self.prometheus_metrics.is_empty(),
+                "metrics-namespaces = [\"AWS/ApplicationELB\"]` or `prometheus-metrics = [\"http_requests_total\"]",
             ),
             _ => (false, ""),
         };
@@ -106,12 +109,28 @@ impl Resolver for SystemResolver {
     }
 }
 
-/// Answers metric queries already checked against the granted namespaces.
+/// Answers metric queries already checked against the plugin's grant: CloudWatch
+/// queries against its namespaces, PromQL against its metric names.
 pub trait MetricsSource: Send + Sync {
     fn query(
         &self,
         query: metrics::MetricQuery,
     ) -> BoxFuture<'_, Result<Vec<metrics::Datapoint>, CapabilityError>>;
+
+    /// A PromQL query for the configured Prometheus server; without one, unavailable.
+    fn prometheus(
+        &self,
+        query: metrics::PromqlQuery,
+    ) -> BoxFuture<'_, Result<Vec<metrics::Series>, CapabilityError>> {
+        let _ = query;
+        Box::pin(async {
+            Err(CapabilityError::Unavailable(
+                "no Prometheus server is configured: add a `[prometheus]` table with its `url` \
+                 to deployer.toml"
+                    .into(),
+            ))
+        })
+    }
 }
 
 /// A deployment's private key/value store.
@@ -381,6 +400,29 @@ impl metrics::Host for HostState {
             )));
         };
         Ok(source.query(q).await)
+    }
+
+    async fn query_prometheus(
+        &mut self,
+        q: metrics::PromqlQuery,
+    ) -> Trappable<Result<Vec<metrics::Series>, CapabilityError>> {
+        if let Err(e) = self.require("metrics") {
+            return Ok(Err(e));
+        }
+        // From here on the query is the checked expression as the host prints it.
+        let q = match super::promql::check(&self.grants.prometheus_metrics, &q) {
+            Ok(q) => q,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(source) = self.services.metrics.clone() else {
+            return Ok(Err(CapabilityError::Unavailable(
+                "no metrics source in this host".into(),
+            )));
+        };
+        Ok(source
+            .prometheus(q)
+            .await
+            .and_then(super::promql::within_limits))
     }
 }
 

@@ -29,6 +29,7 @@ pub mod inspect;
 mod limits;
 mod load;
 mod prepared;
+pub mod promql;
 pub mod strategy;
 mod ticker;
 

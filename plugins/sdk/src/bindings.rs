@@ -25,8 +25,8 @@ pub mod hook {
         default_bindings_module: "deployer_plugin_sdk::bindings::hook",
         additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         with: {
-            "deployer:plugin/types@0.3.0": crate::bindings::strategy::deployer::plugin::types,
-            "deployer:plugin/log@0.3.0": crate::bindings::strategy::deployer::plugin::log,
+            "deployer:plugin/types@0.3.1": crate::bindings::strategy::deployer::plugin::types,
+            "deployer:plugin/log@0.3.1": crate::bindings::strategy::deployer::plugin::log,
         },
     });
 }
