@@ -124,6 +124,7 @@ async fn a_plugin_built_against_contract_0_1_is_refused_with_the_fix() {
         kv: true,
         clock: true,
         metrics_namespaces: vec!["AWS/ApplicationELB".into()],
+        prometheus_metrics: vec!["http_requests_total".into()],
     };
     let err = HookPlugin::load(
         &host,

@@ -1,8 +1,8 @@
 //! `deployer.toml` from one builder, for every suite and the overhead benchmark:
-//! [`ConfigBuilder`] writes the `[state]` backend, the `[aws]` header, services (their
+//! [`ConfigBuilder`] writes the `[state]` backend, the `[aws]` header, `[prometheus]`, services (their
 //! settings, target, traffic, gates, hooks and strategy parameters) and `[plugins.*]`.
 //!
-//! It writes text, not a parsed document, in a fixed order: state, aws, then each
+//! It writes text, not a parsed document, in a fixed order: state, aws, prometheus, then each
 //! service's settings, target, traffic, gates, hooks and strategies, then plugins, one
 //! `key = value` a line and a blank line between tables. Tests that assert the line and
 //! column of a config error rely on that layout, and values the tests spell out in TOML
@@ -325,6 +325,7 @@ impl Service {
 pub struct ConfigBuilder {
     state: Option<Table>,
     aws: Option<Table>,
+    prometheus: Option<Table>,
     services: Vec<Service>,
     plugins: Vec<(String, Table)>,
 }
@@ -361,6 +362,25 @@ impl ConfigBuilder {
     /// The `aws` backend's lease (`state.lease`), e.g. "5s".
     pub fn lease(mut self, lease: &str) -> Self {
         self.state = Some(self.state.take().unwrap_or_default().str("lease", lease));
+        self
+    }
+
+    /// `[prometheus]` at `url`; `edit` adds the rest (`auth`, `region`, ...).
+    pub fn prometheus(mut self, url: &str, edit: impl FnOnce(Table) -> Table) -> Self {
+        self.prometheus = Some(edit(Table::default().str("url", url)));
+        self
+    }
+
+    /// `[plugins.NAME]`, a built-in hook (`builtin = "judge"`); `grants` adds its
+    /// capabilities.
+    pub fn builtin_hook(
+        mut self,
+        name: &str,
+        builtin: &str,
+        grants: impl FnOnce(Table) -> Table,
+    ) -> Self {
+        let table = Table::default().str("kind", "hook").str("builtin", builtin);
+        self.plugins.push((name.to_string(), grants(table)));
         self
     }
 
@@ -401,6 +421,9 @@ impl ConfigBuilder {
         }
         if let Some(aws) = &self.aws {
             aws.render("[aws]", &mut out);
+        }
+        if let Some(prometheus) = &self.prometheus {
+            prometheus.render("[prometheus]", &mut out);
         }
         for service in &self.services {
             service.render(&mut out);

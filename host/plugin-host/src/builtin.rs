@@ -15,3 +15,16 @@ pub fn get(name: &str) -> Option<&'static [u8]> {
 pub fn names() -> impl Iterator<Item = &'static str> {
     BUILTINS.iter().map(|(name, _)| *name)
 }
+
+/// The component bytes of built-in `name` of `kind`.
+pub fn get_kind(name: &str, kind: crate::PluginKind) -> Option<&'static [u8]> {
+    match kind {
+        crate::PluginKind::Strategy => get(name),
+        crate::PluginKind::Hook => None,
+    }
+}
+
+/// Names of the built-ins of `kind`.
+pub fn names_of(kind: crate::PluginKind) -> impl Iterator<Item = &'static str> {
+    names().filter(move |_| kind == crate::PluginKind::Strategy)
+}

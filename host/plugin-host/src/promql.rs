@@ -220,7 +220,10 @@ mod tests {
     }
 
     fn grant() -> Vec<String> {
-        vec!["http_requests_total".into(), "http_request_duration_*".into()]
+        vec![
+            "http_requests_total".into(),
+            "http_request_duration_*".into(),
+        ]
     }
 
     fn denied(text: &str) -> String {
@@ -242,7 +245,11 @@ mod tests {
         // What is sent parses back to the same expression.
         let again = parser::parse(&checked.query).unwrap();
         assert_eq!(again.to_string(), checked.query);
-        assert!(checked.query.contains("http_requests_total"), "{}", checked.query);
+        assert!(
+            checked.query.contains("http_requests_total"),
+            "{}",
+            checked.query
+        );
         check(
             &grant(),
             &query("histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"),
@@ -265,7 +272,10 @@ mod tests {
             "http_requests_total unless http_requests_totally_secret",
         ] {
             let why = denied(text);
-            assert!(why.contains("is not in this plugin's prometheus-metrics"), "{text}: {why}");
+            assert!(
+                why.contains("is not in this plugin's prometheus-metrics"),
+                "{text}: {why}"
+            );
         }
     }
 
@@ -300,15 +310,27 @@ mod tests {
         ));
         let mut q = query("http_requests_total");
         q.window_seconds = 600;
-        assert!(matches!(check(&grant(), &q), Err(CapabilityError::Invalid(_))));
+        assert!(matches!(
+            check(&grant(), &q),
+            Err(CapabilityError::Invalid(_))
+        ));
         q.step_seconds = 0;
         q.window_seconds = limits::MAX_WINDOW_SECONDS + 1;
-        assert!(matches!(check(&grant(), &q), Err(CapabilityError::Invalid(_))));
+        assert!(matches!(
+            check(&grant(), &q),
+            Err(CapabilityError::Invalid(_))
+        ));
         q.window_seconds = 86_400;
         q.step_seconds = 1;
-        assert!(matches!(check(&grant(), &q), Err(CapabilityError::Limit(_))));
+        assert!(matches!(
+            check(&grant(), &q),
+            Err(CapabilityError::Limit(_))
+        ));
         let long = format!("http_requests_total{{a=\"{}\"}}", "x".repeat(9000));
-        assert!(matches!(check(&grant(), &query(&long)), Err(CapabilityError::Limit(_))));
+        assert!(matches!(
+            check(&grant(), &query(&long)),
+            Err(CapabilityError::Limit(_))
+        ));
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! - [`k8s`]: Kubernetes Deployments on EKS.
 //! - [`side_by_side`]: the generic driver for two long-lived units that take turns (two
 //!   Auto Scaling groups, two Deployments).
-//! - [`gates`]: HTTP smoke tests, CloudWatch alarms and metrics as engine gate checks.
+//! - [`gates`]: HTTP smoke tests, CloudWatch alarms and metrics, PromQL queries as engine
+//!   gate checks.
+//! - [`prometheus`]: Prometheus's query API (self-run, or Amazon Managed Service for
+//!   Prometheus with SigV4), for gates and for hooks' `metrics` capability.
 //! - [`state`]: the S3 + DynamoDB journal store and lease.
 //!
 //! What this crate must not do: decide. Ordering, journaling, safety rules and rollback
@@ -19,6 +22,7 @@
 pub mod aws;
 pub mod gates;
 pub mod k8s;
+pub mod prometheus;
 pub mod side_by_side;
 pub mod spec;
 pub mod state;

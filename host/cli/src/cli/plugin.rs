@@ -329,6 +329,8 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                 kv: scenario.grants.kv,
                 clock: scenario.grants.clock,
                 metrics_namespaces: scenario.grants.metrics_namespaces,
+                // `plugin test` has no metrics source to answer them with.
+                prometheus_metrics: Vec::new(),
             };
             let plugin = HookPlugin::load(host, &source, Limits::hook(), grants)?;
             for (i, run) in scenario.runs.iter().enumerate() {

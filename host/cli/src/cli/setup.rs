@@ -19,6 +19,7 @@ use deployer_plugin_host::hook::{HookGate, HookPlugin};
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{PluginHost, PluginSource};
 use deployer_targets::aws::Clients;
+use deployer_targets::prometheus::{Prometheus, QueryError, Range};
 use deployer_targets::state::aws::{AwsLock, AwsStore};
 
 use super::report::Reporter;
@@ -365,8 +366,16 @@ pub async fn gates(
     service: &ServiceConfig,
     clients: &Clients,
 ) -> anyhow::Result<ConfiguredGates> {
-    let mut gates = deployer_targets::gates::build(&service.gates, clients)
-        .context("creating the HTTP client")?;
+    // One client for the run's gates and hooks; SigV4 signs with the run's credentials.
+    let prometheus = match &config.prometheus {
+        Some(spec) => Some(Arc::new(
+            Prometheus::new(spec.clone(), Some(clients.config.clone()))
+                .context("creating the Prometheus client")?,
+        )),
+        None => None,
+    };
+    let mut gates = deployer_targets::gates::build(&service.gates, clients, prometheus.as_ref())
+        .map_err(anyhow::Error::msg)?;
     // One key/value store per plugin in this deployment, shared by its hooks at every
     // point (the gates share the name `hook:PLUGIN`, under which the journal keeps it).
     let mut stores: std::collections::HashMap<&str, KvStore> = std::collections::HashMap::new();
@@ -388,10 +397,13 @@ pub async fn gates(
         })?;
         param_errors.extend(hook_param_errors(config, service_name, index, hook, &loaded).await);
         // Each plugin gets its own key/value store, and metric queries answered by
-        // CloudWatch with this run's clients.
+        // CloudWatch with this run's clients and by the configured Prometheus.
         let services = HostServices {
             kv: stores.entry(&hook.plugin).or_default().clone(),
-            metrics: Some(Arc::new(CloudWatchMetrics(clients.clone()))),
+            metrics: Some(Arc::new(RunMetrics {
+                clients: clients.clone(),
+                prometheus: prometheus.clone(),
+            })),
             ..loaded.services()
         };
         gates.push(Gate {
@@ -411,11 +423,53 @@ pub async fn gates(
     Ok(ConfiguredGates::new(gates))
 }
 
-/// The `metrics` capability on AWS: CloudWatch GetMetricData with this run's clients
-/// (the plugin host has checked the namespace against the plugin's grant).
-struct CloudWatchMetrics(Clients);
+/// The `metrics` capability: CloudWatch GetMetricData with this run's clients, PromQL
+/// on the configured Prometheus (the plugin host has checked the query against the
+/// plugin's grant).
+struct RunMetrics {
+    clients: Clients,
+    prometheus: Option<Arc<Prometheus>>,
+}
 
-impl MetricsSource for CloudWatchMetrics {
+impl MetricsSource for RunMetrics {
+    fn prometheus(
+        &self,
+        query: metrics::PromqlQuery,
+    ) -> BoxFuture<'_, Result<Vec<metrics::Series>, CapabilityError>> {
+        Box::pin(async move {
+            let Some(prometheus) = &self.prometheus else {
+                return Err(CapabilityError::Unavailable(
+                    "no Prometheus server is configured: add a [prometheus] table with its url \
+                     to deployer.toml"
+                        .into(),
+                ));
+            };
+            let range = (query.window_seconds > 0).then(|| Range {
+                window: Duration::from_secs(u64::from(query.window_seconds)),
+                step: Duration::from_secs(u64::from(query.step_seconds.max(1))),
+            });
+            match prometheus.query(&query.query, range).await {
+                Ok(series) => Ok(series
+                    .into_iter()
+                    .map(|s| metrics::Series {
+                        labels: s.labels.into_iter().collect(),
+                        points: s
+                            .points
+                            .into_iter()
+                            .map(|(timestamp_ms, value)| metrics::Datapoint {
+                                timestamp_ms,
+                                value,
+                            })
+                            .collect(),
+                    })
+                    .collect()),
+                Err(QueryError::Refused(why)) => Err(CapabilityError::Invalid(why)),
+                Err(QueryError::TooLarge(why)) => Err(CapabilityError::Limit(why)),
+                Err(QueryError::Unavailable(why)) => Err(CapabilityError::Unavailable(why)),
+            }
+        })
+    }
+
     fn query(
         &self,
         query: metrics::MetricQuery,
@@ -429,7 +483,7 @@ impl MetricsSource for CloudWatchMetrics {
                 period: Duration::from_secs(u64::from(query.period_seconds)),
                 window: Duration::from_secs(u64::from(query.window_seconds)),
             };
-            deployer_targets::aws::metrics::query(&self.0, &request)
+            deployer_targets::aws::metrics::query(&self.clients, &request)
                 .await
                 .map(|points| {
                     points

@@ -310,17 +310,7 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
                     )),
                 ),
             ]);
-            if max.is_some() == min.is_some() {
-                problems.push("set exactly one of max or min".to_string());
-            }
-            for (key, bound) in [("max", max), ("min", min)] {
-                if bound.is_some_and(|b| !b.is_finite()) {
-                    problems.push(format!(
-                        "{key} is not a finite number (NaN and infinities compare with \
-                         nothing); e.g. {key} = 5.0"
-                    ));
-                }
-            }
+            bound_problems(*max, *min, &mut problems);
             for (key, value) in [("namespace", namespace), ("metric", metric)] {
                 if value.trim().is_empty() {
                     problems.push(format!(
@@ -420,6 +410,61 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             }
             at
         }
+        GateConfig::Prometheus {
+            at,
+            query,
+            window,
+            step,
+            max,
+            min,
+            ..
+        } => {
+            durations.extend([
+                (
+                    "window",
+                    window,
+                    Some(Floor {
+                        min: Duration::from_secs(1),
+                        why: "a range query needs a window of at least one step",
+                        default: None,
+                    }),
+                ),
+                (
+                    "step",
+                    step,
+                    Some(Floor {
+                        min: Duration::from_secs(1),
+                        why: "one point per second is as fine as a gate needs (and Prometheus \
+                              scrapes far less often)",
+                        default: None,
+                    }),
+                ),
+            ]);
+            if step.is_some() && window.is_none() {
+                problems.push(
+                    "step without window: a step is the spacing of points within a window\n  \
+                     fix: add window = \"5m\", or remove step to judge the value now"
+                        .to_string(),
+                );
+            }
+            if let (Some(Ok(window)), Some(Ok(step))) = (
+                window.as_deref().map(parse_duration),
+                step.as_deref().map(parse_duration),
+            ) && !step.is_zero()
+                && window.as_millis() / step.as_millis() > 11_000
+            {
+                problems.push(format!(
+                    "window / step is {} points; Prometheus answers at most 11000 per series\n  \
+                     fix: use a longer step",
+                    window.as_millis() / step.as_millis()
+                ));
+            }
+            bound_problems(*max, *min, &mut problems);
+            if let Some(why) = promql_problem(query) {
+                problems.push(why);
+            }
+            at
+        }
     };
     if at.is_empty() {
         problems.push("at lists no lifecycle point; e.g. at = [\"post-traffic\"]".to_string());
@@ -428,7 +473,8 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
         GateConfig::Http { failures, .. }
         | GateConfig::Alarm { failures, .. }
         | GateConfig::Metric { failures, .. }
-        | GateConfig::Alb { failures, .. } => *failures,
+        | GateConfig::Alb { failures, .. }
+        | GateConfig::Prometheus { failures, .. } => *failures,
     };
     if let Some(problem) = count_problem("failures", failures, MAX_GATE_FAILURES) {
         problems.push(problem);
@@ -454,6 +500,57 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
     problems
 }
 
+/// Exactly one of `max` and `min`, a finite number.
+fn bound_problems(max: Option<f64>, min: Option<f64>, problems: &mut Vec<String>) {
+    if max.is_some() == min.is_some() {
+        problems.push("set exactly one of max or min".to_string());
+    }
+    for (key, bound) in [("max", max), ("min", min)] {
+        if bound.is_some_and(|b| !b.is_finite()) {
+            problems.push(format!(
+                "{key} is not a finite number (NaN and infinities compare with nothing); e.g. \
+                 {key} = 5.0"
+            ));
+        }
+    }
+}
+
+/// Why `query` (placeholders rendered with example values) is not PromQL, if it is not.
+fn promql_problem(query: &str) -> Option<String> {
+    use deployer_targets::gates::placeholders::{Syntax, Template, Values, promql_escape};
+    if query.trim().is_empty() {
+        return Some(
+            "query is empty; e.g. query = 'sum(rate(http_requests_total{code=~\"5..\"}[1m]))'"
+                .into(),
+        );
+    }
+    let rendered = Template::parse_as(Syntax::PromQl, query)
+        .ok()?
+        .render(&Values::example(), promql_escape)
+        .ok()?;
+    promql_parser::parser::parse(&rendered)
+        .err()
+        .map(|why| format!("query is not PromQL: {}", why.trim()))
+}
+
+/// Why a `prometheus-metrics` entry cannot grant anything, if it cannot: a metric name
+/// (`http_requests_total`) or a prefix of one followed by `*` (`http_*`).
+pub fn prometheus_grant_problem(entry: &str) -> Option<String> {
+    let name = entry.strip_suffix('*').unwrap_or(entry);
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    (!valid).then(|| {
+        format!(
+            "`{}` is not a metric name or a prefix followed by `*`; e.g. \"http_requests_total\" \
+             or \"http_request_duration_*\" (a plugin reads only the metrics named here)",
+            deployer_engine::redact::printable(entry)
+        )
+    })
+}
+
 /// Problems with a gate's placeholders, as (sub-field, message): unknown names, stray
 /// braces, and side placeholders (or an ALB gate) on service `service`, which has no
 /// traffic table when `sides` is false.
@@ -462,14 +559,19 @@ pub fn placeholder_problems(
     service: &str,
     sides: bool,
 ) -> Vec<(String, String)> {
-    use deployer_targets::gates::placeholders::{self, Placeholder, Template};
+    use deployer_targets::gates::placeholders::{self, Placeholder, Syntax, Template};
     let no_sides = || {
         format!(
             "service `{service}` has no [services.{service}.traffic] table: it is updated in place, \
              with no new and stable side"
         )
     };
+    let mut syntax = Syntax::Setting;
     let templated: Vec<(String, &str)> = match gate {
+        GateConfig::Prometheus { query, .. } => {
+            syntax = Syntax::PromQl;
+            vec![("query".into(), query.as_str())]
+        }
         GateConfig::Http { url, .. } => vec![("url".into(), url.as_str())],
         GateConfig::Alarm { alarms, .. } => alarms
             .iter()
@@ -496,7 +598,7 @@ pub fn placeholder_problems(
     };
     let mut problems = Vec::new();
     for (field, text) in templated {
-        match Template::parse(text) {
+        match Template::parse_as(syntax, text) {
             Err(message) => problems.push((field, message)),
             Ok(template) if !sides => {
                 if let Some(side) = template.placeholders().find(|p| p.needs_sides()) {

@@ -45,6 +45,8 @@ pub struct Config {
     source: Source,
     pub aws: AwsSettings,
     pub state: StateSpec,
+    /// The `[prometheus]` server, when there is one.
+    pub prometheus: Option<deployer_targets::prometheus::PrometheusSpec>,
     pub services: BTreeMap<String, ServiceConfig>,
     pub plugins: BTreeMap<String, PluginSpec>,
 }
@@ -104,7 +106,7 @@ pub struct HookSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginSpec {
     pub kind: PluginKind,
-    /// Always a file (with its required sha256).
+    /// A file (with its required sha256), or a built-in hook.
     pub source: PluginSource,
     pub limits: Limits,
     pub grants: Grants,
@@ -147,6 +149,7 @@ impl Config {
             source,
             aws: resolved.aws,
             state: resolved.state,
+            prometheus: resolved.prometheus,
             services: resolved.services,
             plugins: resolved.plugins,
         })

@@ -15,14 +15,15 @@ use deployer_engine::state::names;
 use deployer_plugin_host::{Grants, Limits, PluginKind, PluginSource, builtin};
 use deployer_targets::gates::{
     AlarmCheck, AlbCheck, Bound, CheckSpec, GateSpec, HttpCheck, MetricCheck, MetricStatistic,
-    NoData,
+    NoData, PrometheusCheck,
 };
+use deployer_targets::prometheus::{self, PrometheusAuth, PrometheusSpec, Range};
 use deployer_targets::spec::{KubeAccess, Route, ServiceSpec, TargetSpec, TrafficSpec};
 
 use super::check::{self, Floor, parse_duration};
 use super::schema::{
     AlbNoData, ConfigPluginKind, GateConfig, GatePoint, HookRef, OnInterrupted, PluginConfig,
-    RawConfig, Service, StateBackend, Target, Traffic,
+    PrometheusAuthKind, PrometheusConfig, RawConfig, Service, StateBackend, Target, Traffic,
 };
 use super::source::{ConfigError, Source};
 use super::{AwsSettings, HookSpec, PluginSpec, ServiceConfig, StateSpec};
@@ -37,10 +38,14 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(30);
 /// `min-requests` says: two errors in ten requests say little about a release.
 const ALB_MIN_REQUESTS: u32 = 50;
 
+/// How long one Prometheus query may take, unless `prometheus.timeout` says.
+const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A whole config, typed.
 pub struct Resolved {
     pub aws: AwsSettings,
     pub state: StateSpec,
+    pub prometheus: Option<PrometheusSpec>,
     pub services: BTreeMap<String, ServiceConfig>,
     pub plugins: BTreeMap<String, PluginSpec>,
 }
@@ -115,6 +120,10 @@ pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigEr
         found: Vec::new(),
     };
     let state = state(&raw, &mut problems);
+    let prometheus = raw
+        .prometheus
+        .as_ref()
+        .and_then(|p| prometheus_spec(p, &mut problems));
     if raw.services.is_empty() {
         problems.found.push(source.error_at(
             None,
@@ -128,7 +137,7 @@ pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigEr
         .map(|(name, plugin)| {
             (
                 name.clone(),
-                plugin_spec(name, plugin.get_ref(), &mut problems),
+                plugin_spec(name, plugin.get_ref(), &raw, &mut problems),
             )
         })
         .collect();
@@ -165,8 +174,134 @@ pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigEr
             endpoint_url: raw.aws.endpoint_url,
         },
         state,
+        prometheus,
         services,
         plugins,
+    })
+}
+
+/// `[prometheus]`: a URL deployer can query, and how requests are authorised.
+fn prometheus_spec(raw: &PrometheusConfig, problems: &mut Problems<'_>) -> Option<PrometheusSpec> {
+    let url = match url::Url::parse(&raw.url) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            problems.at(
+                "prometheus.url",
+                format!(
+                    "`{}` is not an http:// or https:// URL",
+                    printable(&raw.url)
+                ),
+            );
+            None
+        }
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            problems.at(
+                "prometheus.url",
+                "holds credentials: a URL ends up in logs\n  fix: remove them and set \
+                 bearer-token-env to the name of a variable holding the token",
+            );
+            None
+        }
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            problems.at(
+                "prometheus.url",
+                "is the server's base URL, without ?query or #fragment (deployer adds \
+                 /api/v1/query to it)",
+            );
+            None
+        }
+        Ok(url) => Some(url),
+        Err(err) => {
+            problems.at(
+                "prometheus.url",
+                format!(
+                    "`{}` is not a URL ({err}); e.g. url = \"http://prometheus.monitoring:9090\"",
+                    printable(&raw.url)
+                ),
+            );
+            None
+        }
+    };
+    let amp_region = url.as_ref().and_then(prometheus::amp_region);
+    let kind = raw.auth.unwrap_or(if amp_region.is_some() {
+        PrometheusAuthKind::Sigv4
+    } else if raw.bearer_token_env.is_some() {
+        PrometheusAuthKind::Bearer
+    } else {
+        PrometheusAuthKind::None
+    });
+    if raw.bearer_token_env.is_some() && kind != PrometheusAuthKind::Bearer {
+        problems.at(
+            "prometheus.bearer-token-env",
+            "is only used with auth = \"bearer\": remove it, or set auth = \"bearer\"",
+        );
+    }
+    if raw.region.is_some() && kind != PrometheusAuthKind::Sigv4 {
+        problems.at(
+            "prometheus.region",
+            "is SigV4's region, only used with auth = \"sigv4\"",
+        );
+    }
+    if raw
+        .region
+        .as_deref()
+        .is_some_and(|r| !check::valid_region(r))
+    {
+        problems.at(
+            "prometheus.region",
+            "is not an AWS region name, e.g. \"eu-west-1\"",
+        );
+    }
+    let auth = match kind {
+        PrometheusAuthKind::None => PrometheusAuth::None,
+        PrometheusAuthKind::Sigv4 => PrometheusAuth::SigV4 {
+            region: raw.region.clone().or(amp_region),
+        },
+        PrometheusAuthKind::Bearer => match &raw.bearer_token_env {
+            Some(env)
+                if !env.is_empty()
+                    && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && !env.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
+                PrometheusAuth::Bearer { env: env.clone() }
+            }
+            Some(env) => {
+                problems.at(
+                    "prometheus.bearer-token-env",
+                    format!(
+                        "`{}` is not an environment variable name: it names the variable \
+                         holding the token, never the token itself; e.g. \"PROMETHEUS_TOKEN\"",
+                        printable(&truncate(env, 40))
+                    ),
+                );
+                PrometheusAuth::None
+            }
+            None => {
+                problems.at(
+                    "prometheus.auth",
+                    "auth = \"bearer\" needs bearer-token-env, the name of the environment \
+                     variable holding the token; e.g. bearer-token-env = \"PROMETHEUS_TOKEN\"",
+                );
+                PrometheusAuth::None
+            }
+        },
+    };
+    let timeout = problems.duration_from(
+        "prometheus.timeout",
+        raw.timeout.as_deref(),
+        PROMETHEUS_TIMEOUT,
+        Floor {
+            min: Duration::from_secs(1),
+            why: "a query needs time to reach the server and come back",
+            default: Some(PROMETHEUS_TIMEOUT),
+        },
+    );
+    if timeout > Duration::from_secs(300) {
+        problems.at("prometheus.timeout", "at most 5m: a gate waits for it");
+    }
+    Some(PrometheusSpec {
+        url: url?,
+        auth,
+        timeout,
     })
 }
 
@@ -253,9 +388,30 @@ fn state(raw: &RawConfig, problems: &mut Problems<'_>) -> StateSpec {
     }
 }
 
-fn plugin_spec(name: &str, plugin: &PluginConfig, problems: &mut Problems<'_>) -> PluginSpec {
-    if let Some(message) = check::digest_problem(&plugin.sha256, &plugin.path) {
-        problems.at(&format!("plugins.{name}.sha256"), message);
+fn plugin_spec(
+    name: &str,
+    plugin: &PluginConfig,
+    raw: &RawConfig,
+    problems: &mut Problems<'_>,
+) -> PluginSpec {
+    let source = match plugin_source(name, plugin, &problems.source.path) {
+        Ok(source) => source,
+        Err((field, message)) => {
+            problems.at(&field, message);
+            PluginSource::Builtin(String::new())
+        }
+    };
+    for (i, metric) in plugin.prometheus_metrics.iter().enumerate() {
+        if let Some(why) = check::prometheus_grant_problem(metric) {
+            problems.at(&format!("plugins.{name}.prometheus-metrics[{i}]"), why);
+        }
+    }
+    if !plugin.prometheus_metrics.is_empty() && raw.prometheus.is_none() {
+        problems.at(
+            &format!("plugins.{name}.prometheus-metrics"),
+            "grants Prometheus queries, but no server is configured\n  fix: add a [prometheus] \
+             table with its url",
+        );
     }
     if plugin.actions {
         problems.at(
@@ -302,18 +458,77 @@ fn plugin_spec(name: &str, plugin: &PluginConfig, problems: &mut Problems<'_>) -
     }
     PluginSpec {
         kind,
-        source: PluginSource::File {
-            name: name.to_string(),
-            path: relative_to(&problems.source.path, &plugin.path),
-            sha256: plugin.sha256.clone(),
-        },
+        source,
         limits,
         grants: Grants {
             http_allow: plugin.http_allow.clone(),
             kv: plugin.kv,
             clock: plugin.clock,
             metrics_namespaces: plugin.metrics_namespaces.clone(),
+            prometheus_metrics: plugin.prometheus_metrics.clone(),
         },
+    }
+}
+
+/// Where `[plugins.NAME]` comes from: a component file with its digest, or a built-in.
+///
+/// # Errors
+/// (field, message) of the first problem.
+fn plugin_source(
+    name: &str,
+    plugin: &PluginConfig,
+    config: &Path,
+) -> Result<PluginSource, (String, String)> {
+    let field = |key: &str| format!("plugins.{name}.{key}");
+    match (&plugin.builtin, &plugin.path, &plugin.sha256) {
+        (Some(builtin), None, None) => {
+            let kind = match plugin.kind {
+                ConfigPluginKind::Strategy => PluginKind::Strategy,
+                ConfigPluginKind::Hook => PluginKind::Hook,
+            };
+            if builtin::get_kind(builtin, kind).is_none() {
+                let noun = kind.as_str();
+                let names: Vec<&str> = builtin::names_of(kind).collect();
+                return Err((
+                    field("builtin"),
+                    format!(
+                        "there is no built-in {noun} `{}`; the built-in {noun}s: {}",
+                        printable(&truncate(builtin, 40)),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Ok(PluginSource::Builtin(builtin.clone()))
+        }
+        (Some(_), _, _) => Err((
+            field("builtin"),
+            "a built-in plugin ships inside deployer: remove path and sha256, or remove builtin"
+                .into(),
+        )),
+        (None, Some(path), Some(sha256)) => {
+            if let Some(message) = check::digest_problem(sha256, path) {
+                return Err((field("sha256"), message));
+            }
+            Ok(PluginSource::File {
+                name: name.to_string(),
+                path: relative_to(config, path),
+                sha256: sha256.clone(),
+            })
+        }
+        (None, Some(path), None) => Err((
+            format!("plugins.{name}"),
+            format!(
+                "sha256 is required with path: deployer runs only the component you checked\n  \
+                 fix: run `deployer plugin inspect {}` and copy its sha256",
+                path.display()
+            ),
+        )),
+        (None, None, _) => Err((
+            format!("plugins.{name}"),
+            "says neither where the component is nor which built-in it is\n  fix: set path (a \
+             .wasm component) and sha256, or builtin = \"judge\""
+                .into(),
+        )),
     }
 }
 
@@ -403,7 +618,7 @@ fn service_config(
             gate_spec(
                 &format!("{prefix}.gates[{i}]"),
                 gate.get_ref(),
-                (name, service.traffic.is_some()),
+                (name, service.traffic.is_some(), raw.prometheus.is_some()),
                 problems,
             )
         })
@@ -697,14 +912,21 @@ fn gate_point(point: GatePoint) -> EngineGatePoint {
 }
 
 /// The gate at `field` of service `service.0`, which has a traffic table (two sides)
-/// when `service.1`.
+/// when `service.1`, in a config with a `[prometheus]` server when `service.2`.
 fn gate_spec(
     field: &str,
     gate: &GateConfig,
-    service: (&str, bool),
+    service: (&str, bool, bool),
     problems: &mut Problems<'_>,
 ) -> Option<GateSpec> {
-    let found = check::gate_problems(gate);
+    let mut found = check::gate_problems(gate);
+    if matches!(gate, GateConfig::Prometheus { .. }) && !service.2 {
+        found.push(
+            "queries Prometheus, but no server is configured\n  fix: add a [prometheus] table \
+             with its url"
+                .to_string(),
+        );
+    }
     let templates = check::placeholder_problems(gate, service.0, service.1);
     if !found.is_empty() || !templates.is_empty() {
         for message in found {
@@ -839,6 +1061,41 @@ fn gate_spec(
                 },
             }),
         ),
+        GateConfig::Prometheus {
+            name,
+            at,
+            query,
+            window,
+            step,
+            max,
+            min,
+            failures,
+        } => {
+            let range = window.as_ref().map(|_| {
+                let window = duration(window, Duration::ZERO);
+                let step = match step {
+                    Some(_) => duration(step, Duration::ZERO),
+                    None => default_step(window),
+                };
+                Range { window, step }
+            });
+            let bound = match (max, min) {
+                (Some(max), None) => Bound::Max(*max),
+                (None, Some(min)) => Bound::Min(*min),
+                _ => return None,
+            };
+            (
+                name.clone()
+                    .unwrap_or_else(|| format!("prometheus:{}", truncate(query.trim(), 60))),
+                at,
+                failures,
+                CheckSpec::Prometheus(PrometheusCheck {
+                    query: query.clone(),
+                    range,
+                    bound,
+                }),
+            )
+        }
     };
     Some(GateSpec {
         name,
@@ -846,6 +1103,12 @@ fn gate_spec(
         failures: failures.unwrap_or(1),
         check,
     })
+}
+
+/// A range query's step when the config gives none: thirty points in the window, at
+/// least one second apart.
+pub fn default_step(window: Duration) -> Duration {
+    (window / 30).max(Duration::from_secs(1))
 }
 
 /// Where strategy `name` comes from: a `[plugins.NAME]` strategy, else a built-in.
@@ -858,11 +1121,8 @@ pub fn strategy_source(name: &str, raw: &RawConfig, config: &Path) -> Result<Plu
         if plugin.kind != ConfigPluginKind::Strategy {
             return Err(format!("plugin `{name}` is a hook, not a strategy"));
         }
-        return Ok(PluginSource::File {
-            name: name.to_string(),
-            path: relative_to(config, &plugin.path),
-            sha256: plugin.sha256.clone(),
-        });
+        // Its own problems are reported at [plugins.NAME].
+        return plugin_source(name, plugin, config).map_err(|(_, message)| message);
     }
     builtin_strategy(name)
 }
@@ -918,6 +1178,159 @@ desired-count = 4
         for text in says {
             assert!(found[0].1.contains(text), "{text:?} in {found:?}");
         }
+    }
+
+    const PROMETHEUS: &str = "[prometheus]\nurl = \"http://prometheus:9090\"\n";
+
+    /// `SERVICE` with a Prometheus gate of `lines`, and `[prometheus]` when `server`.
+    fn prometheus_gate(server: bool, lines: &str) -> Vec<(String, String)> {
+        let top = if server { PROMETHEUS } else { "" };
+        problems(|text| {
+            format!(
+                "{top}{text}\n[[services.web.gates]]\nkind = \"prometheus\"\nat = [\"bake\"]\n{lines}\n"
+            )
+        })
+    }
+
+    #[test]
+    fn prometheus_gates_are_checked_before_anything_runs() {
+        let good = "query = 'sum(rate(http_requests_total{code=~\"5..\",release=\"{new-release}\"}[1m]))'\nmax = 0.05\nwindow = \"5m\"";
+        assert!(
+            prometheus_gate(true, good).is_empty(),
+            "{:?}",
+            prometheus_gate(true, good)
+        );
+        only(
+            &prometheus_gate(false, good),
+            "services.web.gates[0]",
+            &["no server is configured", "fix: add a [prometheus] table"],
+        );
+        only(
+            &prometheus_gate(true, "query = 'sum(rate(x[1m])'\nmax = 1.0"),
+            "services.web.gates[0]",
+            &["query is not PromQL"],
+        );
+        only(
+            &prometheus_gate(true, "query = 'up'\nmax = 1.0\nmin = 0.0"),
+            "services.web.gates[0]",
+            &["exactly one of max or min"],
+        );
+        only(
+            &prometheus_gate(true, "query = 'up'\nmax = 1.0\nstep = \"10s\""),
+            "services.web.gates[0]",
+            &["step without window"],
+        );
+        only(
+            &prometheus_gate(
+                true,
+                "query = 'up'\nmax = 1.0\nwindow = \"24h\"\nstep = \"1s\"",
+            ),
+            "services.web.gates[0]",
+            &["86400 points", "at most 11000"],
+        );
+        // An unknown placeholder is PromQL's to judge: `{newrelease}` is a bad matcher.
+        only(
+            &prometheus_gate(true, "query = 'x{newrelease}'\nmax = 1.0"),
+            "services.web.gates[0]",
+            &["query is not PromQL"],
+        );
+        only(
+            &prometheus_gate(
+                true,
+                "query = 'x{a=\"{new-target-group-name}\"}'\nmax = 1.0",
+            ),
+            "services.web.gates[0].query",
+            &["no [services.web.traffic] table"],
+        );
+    }
+
+    #[test]
+    fn the_prometheus_server_is_checked_and_never_holds_a_secret() {
+        let with = |table: &str| problems(|text| format!("[prometheus]\n{table}\n{text}"));
+        only(
+            &with("url = \"http://admin:hunter2@prometheus:9090\""),
+            "prometheus.url",
+            &["holds credentials", "bearer-token-env"],
+        );
+        only(
+            &with("url = \"prometheus:9090\""),
+            "prometheus.url",
+            &["http://"],
+        );
+        only(
+            &with("url = \"http://p:9090/?x=1\""),
+            "prometheus.url",
+            &["without ?query"],
+        );
+        only(
+            &with("url = \"http://p:9090\"\nbearer-token-env = \"eyJhbGciOi.J9\""),
+            "prometheus.bearer-token-env",
+            &["never the token itself"],
+        );
+        only(
+            &with("url = \"http://p:9090\"\nauth = \"bearer\""),
+            "prometheus.auth",
+            &["needs bearer-token-env"],
+        );
+        only(
+            &with("url = \"http://p:9090\"\nregion = \"eu-west-1\""),
+            "prometheus.region",
+            &["only used with auth = \"sigv4\""],
+        );
+        assert!(with("url = \"http://p:9090\"\nbearer-token-env = \"PROM_TOKEN\"").is_empty());
+        assert!(
+            with("url = \"https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1\"")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn plugins_say_where_they_come_from_and_what_metrics_they_read() {
+        let plugin = |table: &str| {
+            problems(|text| format!("{PROMETHEUS}{text}\n[plugins.j]\nkind = \"hook\"\n{table}\n"))
+        };
+        only(
+            &plugin(""),
+            "plugins.j",
+            &["neither where the component is", "builtin"],
+        );
+        only(
+            &plugin("path = \"j.wasm\""),
+            "plugins.j",
+            &["sha256 is required"],
+        );
+        only(
+            &plugin("builtin = \"canary\""),
+            "plugins.j.builtin",
+            &["no built-in hook `canary`"],
+        );
+        only(
+            &plugin(&format!(
+                "builtin = \"judge\"\npath = \"j.wasm\"\nsha256 = \"{}\"",
+                "a".repeat(64)
+            )),
+            "plugins.j.builtin",
+            &["remove path and sha256"],
+        );
+        only(
+            &plugin(&format!(
+                "path = \"j.wasm\"\nsha256 = \"{}\"\nprometheus-metrics = [\"ok_total\", \"{{job=\\\"x\\\"}}\"]",
+                "a".repeat(64)
+            )),
+            "plugins.j.prometheus-metrics[1]",
+            &["not a metric name"],
+        );
+        let without_server = problems(|text| {
+            format!(
+                "{text}\n[plugins.j]\nkind = \"hook\"\npath = \"j.wasm\"\nsha256 = \"{}\"\nprometheus-metrics = [\"x\"]\n",
+                "a".repeat(64)
+            )
+        });
+        only(
+            &without_server,
+            "plugins.j.prometheus-metrics",
+            &["no server is configured"],
+        );
     }
 
     #[test]

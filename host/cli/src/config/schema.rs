@@ -28,6 +28,10 @@ pub struct RawConfig {
     pub aws: Aws,
     #[serde(default)]
     pub state: StateConfig,
+    /// The Prometheus server that `kind = "prometheus"` gates and hooks granted
+    /// `prometheus-metrics` query.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusConfig>,
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, Service>")]
     pub services: BTreeMap<String, Spanned<Service>>,
@@ -68,6 +72,38 @@ pub struct StateConfig {
     /// that cannot renew it stops before its next change.
     #[serde(default)]
     pub lease: Option<String>,
+}
+
+/// A Prometheus server: self-run, or an Amazon Managed Service for Prometheus workspace.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PrometheusConfig {
+    /// Its base URL, e.g. "http://prometheus.monitoring:9090", or an AMP workspace
+    /// "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-…" (queries go to
+    /// URL/api/v1/query and URL/api/v1/query_range).
+    pub url: String,
+    /// "none", "bearer" (a token from `bearer-token-env`) or "sigv4" (AWS credentials,
+    /// for AMP). Default: "sigv4" for an AMP URL, "bearer" when `bearer-token-env` is
+    /// set, else "none".
+    #[serde(default)]
+    pub auth: Option<PrometheusAuthKind>,
+    /// The environment variable holding the bearer token (never the token itself).
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// SigV4's region (default: the AMP URL's, else aws.region / AWS_REGION).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The longest one query may take, e.g. "10s" (the default).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrometheusAuthKind {
+    None,
+    Bearer,
+    Sigv4,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, JsonSchema)]
@@ -216,6 +252,25 @@ pub enum GateConfig {
         no_data: Option<AlbNoData>,
         failures: Option<u32>,
     },
+    /// A PromQL query against a bound, on the `[prometheus]` server: the worst value of
+    /// any series (and, with a window, any point) decides; no series is `no-data`.
+    #[serde(rename_all = "kebab-case")]
+    Prometheus {
+        name: Option<String>,
+        at: Vec<GatePoint>,
+        /// PromQL; `{new-release}`, `{stable-release}`, `{service}` and the target-group
+        /// placeholders are replaced per run (escaped for a PromQL string).
+        query: String,
+        /// Judge every point of the last `window` (a range query), e.g. "5m"; without
+        /// it, the query's value now.
+        window: Option<String>,
+        /// One point per `step` within the window (default: a thirtieth of it, at least
+        /// "1s").
+        step: Option<String>,
+        max: Option<f64>,
+        min: Option<f64>,
+        failures: Option<u32>,
+    },
 }
 
 /// What an ALB gate's window without datapoints counts as.
@@ -340,10 +395,17 @@ pub struct HookRef {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
     pub kind: ConfigPluginKind,
-    /// Path of the `.wasm` component, relative to `deployer.toml`.
-    pub path: PathBuf,
-    /// Required: the component's sha256 (`deployer plugin inspect FILE` prints it).
-    pub sha256: String,
+    /// Path of the `.wasm` component, relative to `deployer.toml` (or `builtin`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The component's sha256 (`deployer plugin inspect FILE` prints it); required
+    /// with `path`.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// A hook shipped inside deployer instead of a file: "judge" (the canary judge,
+    /// built from plugins/judge).
+    #[serde(default)]
+    pub builtin: Option<String>,
     #[serde(default)]
     pub http_allow: Vec<String>,
     #[serde(default)]
@@ -352,6 +414,10 @@ pub struct PluginConfig {
     pub clock: bool,
     #[serde(default)]
     pub metrics_namespaces: Vec<String>,
+    /// Prometheus metric names the hook's PromQL may select, exact or `prefix_*`
+    /// (needs a `[prometheus]` server).
+    #[serde(default)]
+    pub prometheus_metrics: Vec<String>,
     /// Removed in contract 0.2.0: traffic and scale are the strategy's (refused when set,
     /// and left out of the published schema).
     #[serde(default)]

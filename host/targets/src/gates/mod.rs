@@ -1,5 +1,5 @@
 //! The checks gates run against a release: HTTP smoke tests, CloudWatch alarms and
-//! metric thresholds, the ALB gate, each an engine [`Check`]. [`GateSpec`] is what
+//! metric thresholds, the ALB gate, PromQL queries, each an engine [`Check`]. [`GateSpec`] is what
 //! config resolves a gate to; [`build`] turns specs into the engine's gates with the
 //! clients they need. Alarm names, dimension values and URLs may hold placeholders
 //! ([`placeholders`]), resolved at each check from the run's [`GateContext`].
@@ -8,6 +8,7 @@ mod alb;
 mod cloudwatch;
 mod http;
 pub mod placeholders;
+mod prometheus;
 
 use std::sync::Arc;
 
@@ -17,9 +18,11 @@ use deployer_engine::gates::{Check, CheckFuture, Gate, GateContext, GatePoint};
 pub use alb::{AlbCheck, AlbGate, NoData};
 pub use cloudwatch::{AlarmCheck, AlarmGate, Bound, MetricCheck, MetricGate, MetricStatistic};
 pub use http::{HttpCheck, HttpGate};
-use placeholders::{Placeholder, Resolver, Template, Values};
+use placeholders::{Placeholder, Resolver, Syntax, Template, Values};
+pub use prometheus::{PrometheusCheck, PrometheusGate};
 
 use crate::aws::Clients;
+use crate::prometheus::Prometheus;
 
 /// One kind of check, with everything it needs but clients.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +31,7 @@ pub enum CheckSpec {
     Alarm(AlarmCheck),
     Metric(MetricCheck),
     Alb(AlbCheck),
+    Prometheus(PrometheusCheck),
 }
 
 /// A gate as config resolves it.
@@ -40,17 +44,25 @@ pub struct GateSpec {
     pub check: CheckSpec,
 }
 
-/// The engine's gates for `specs`, sharing one HTTP client and the AWS clients.
+/// The engine's gates for `specs`, sharing one HTTP client, the AWS clients and the
+/// configured Prometheus server.
 ///
 /// # Errors
-/// The HTTP client cannot be created (no TLS roots).
-pub fn build(specs: &[GateSpec], clients: &Clients) -> Result<Vec<Gate>, reqwest::Error> {
-    let http = reqwest::Client::builder().build()?;
+/// The HTTP client cannot be created (no TLS roots), or a Prometheus gate has no server
+/// (config checking refuses that first).
+pub fn build(
+    specs: &[GateSpec],
+    clients: &Clients,
+    prometheus: Option<&Arc<Prometheus>>,
+) -> Result<Vec<Gate>, String> {
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|e| format!("cannot create an HTTP client: {e}"))?;
     // One per run, shared: the load balancer is described once, not per check.
     let resolver = Arc::new(Resolver::new(clients.elb.clone()));
-    Ok(specs
+    specs
         .iter()
-        .map(|spec| Gate {
+        .map(|spec| Ok(Gate {
             name: spec.name.clone(),
             at: spec.at.clone(),
             failures: spec.failures,
@@ -81,9 +93,23 @@ pub fn build(specs: &[GateSpec], clients: &Clients) -> Result<Vec<Gate>, reqwest
                     resolver: resolver.clone(),
                     check: check.clone(),
                 }),
+                CheckSpec::Prometheus(check) => Box::new(Resolved {
+                    gate: PrometheusGate {
+                        client: prometheus
+                            .ok_or_else(|| {
+                                format!(
+                                    "gate `{}` queries Prometheus, but no [prometheus] server is configured",
+                                    spec.name
+                                )
+                            })?
+                            .clone(),
+                        check: check.clone(),
+                    },
+                    resolver: resolver.clone(),
+                }),
             },
-        })
-        .collect())
+        }))
+        .collect()
 }
 
 /// A gate whose settings may hold placeholders, and what resolves them.
@@ -94,6 +120,8 @@ struct Resolved<G> {
 
 /// A gate's templated settings: which they are, and the gate with them resolved.
 trait Templated: Clone + Send + Sync {
+    /// How its settings write placeholders.
+    const SYNTAX: Syntax = Syntax::Setting;
     /// The settings that may hold placeholders.
     fn templates(&self) -> Vec<&str>;
     /// A copy with each templated setting rendered from `values`.
@@ -113,9 +141,18 @@ fn render(
     values: &Values,
     encode: impl Fn(&str) -> String,
 ) -> Result<String, placeholders::Unresolved> {
+    render_as(Syntax::Setting, text, values, encode)
+}
+
+fn render_as(
+    syntax: Syntax,
+    text: &str,
+    values: &Values,
+    encode: impl Fn(&str) -> String,
+) -> Result<String, placeholders::Unresolved> {
     // Config checking parsed every template: one that does not parse now is a bug, and
     // reported as such rather than used as written.
-    Template::parse(text)
+    Template::parse_as(syntax, text)
         .map_err(|message| placeholders::Unresolved {
             message,
             transient: false,
@@ -162,6 +199,24 @@ impl Templated for MetricGate {
     }
 }
 
+impl Templated for PrometheusGate {
+    const SYNTAX: Syntax = Syntax::PromQl;
+
+    fn templates(&self) -> Vec<&str> {
+        vec![&self.check.query]
+    }
+    fn resolve(&self, values: &Values) -> Result<Self, placeholders::Unresolved> {
+        let mut gate = self.clone();
+        gate.check.query = render_as(
+            Syntax::PromQl,
+            &self.check.query,
+            values,
+            placeholders::promql_escape,
+        )?;
+        Ok(gate)
+    }
+}
+
 impl<G: Templated> Resolved<G> {
     /// The gate with this run's values, or the gate's result when one has none:
     /// inconclusive when asking again may help (throttled), else a failure.
@@ -170,7 +225,7 @@ impl<G: Templated> Resolved<G> {
             .gate
             .templates()
             .into_iter()
-            .filter_map(|text| Template::parse(text).ok())
+            .filter_map(|text| Template::parse_as(G::SYNTAX, text).ok())
             .flat_map(|t| t.placeholders().collect::<Vec<_>>())
             .collect();
         if used.is_empty() {
@@ -193,7 +248,7 @@ impl<G: Templated> Resolved<G> {
     }
 
     fn needs_sides(&self) -> bool {
-        placeholders::any_need_sides(self.gate.templates())
+        placeholders::any_need_sides(G::SYNTAX, self.gate.templates())
     }
 }
 
@@ -222,7 +277,7 @@ macro_rules! resolved_check {
     )*};
 }
 
-resolved_check!(HttpGate, AlarmGate, MetricGate);
+resolved_check!(HttpGate, AlarmGate, MetricGate, PrometheusGate);
 
 impl Check for AlbGate {
     fn check<'a>(

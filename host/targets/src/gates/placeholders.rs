@@ -6,6 +6,12 @@
 //! Syntax: `{name}` is replaced; `{{` and `}}` are literal braces. Config checking
 //! parses every templated value with [`Template::parse`], so a run never meets an
 //! unknown name.
+//!
+//! PromQL is full of braces (`http_requests_total{code="500"}`), so a query is read
+//! with [`Syntax::PromQl`]: only `{name}` with a placeholder's name is replaced, every
+//! other brace is PromQL's. No valid query holds `{new-release}` as PromQL (a label
+//! matcher needs an operator), so the two never mix up; values are escaped for a PromQL
+//! string ([`promql_escape`]), so a release cannot end the string it is put in.
 
 use std::collections::HashMap;
 
@@ -112,7 +118,61 @@ pub struct Template {
     pieces: Vec<Piece>,
 }
 
+/// How a setting writes placeholders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// `{name}`; `{{` and `}}` for literal braces; any other brace is an error.
+    Setting,
+    /// PromQL: `{name}` for a placeholder's name; every other brace is literal.
+    PromQl,
+}
+
 impl Template {
+    /// Read `text` written in `syntax`.
+    ///
+    /// # Errors
+    /// As [`Template::parse`] for settings; PromQL templates always parse.
+    pub fn parse_as(syntax: Syntax, text: &str) -> Result<Template, String> {
+        match syntax {
+            Syntax::Setting => Template::parse(text),
+            Syntax::PromQl => Ok(Template::parse_promql(text)),
+        }
+    }
+
+    fn parse_promql(text: &str) -> Template {
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find('{') {
+            literal.push_str(&rest[..at]);
+            let brace = &rest[at..];
+            let known = brace.find('}').and_then(|end| {
+                PLACEHOLDERS
+                    .iter()
+                    .find(|(_, name, _)| *name == &brace[1..end])
+                    .map(|(p, ..)| (*p, end))
+            });
+            match known {
+                Some((placeholder, end)) => {
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(Piece::Value(placeholder));
+                    rest = &brace[end + 1..];
+                }
+                None => {
+                    literal.push('{');
+                    rest = &brace[1..];
+                }
+            }
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Template { pieces }
+    }
+
     /// Read `text`.
     ///
     /// # Errors
@@ -199,9 +259,10 @@ impl Template {
 
 /// Whether any of `texts` uses a side placeholder (texts that do not parse use none:
 /// config checking has refused them).
-pub fn any_need_sides<'a>(texts: impl IntoIterator<Item = &'a str>) -> bool {
+pub fn any_need_sides<'a>(syntax: Syntax, texts: impl IntoIterator<Item = &'a str>) -> bool {
     texts.into_iter().any(|text| {
-        Template::parse(text).is_ok_and(|t| t.placeholders().any(Placeholder::needs_sides))
+        Template::parse_as(syntax, text)
+            .is_ok_and(|t| t.placeholders().any(Placeholder::needs_sides))
     })
 }
 
@@ -229,6 +290,39 @@ pub struct Values {
 }
 
 impl Values {
+    /// A value of the right shape for every placeholder, for checking what a template
+    /// renders to before any run (a PromQL query must parse with real values in it).
+    pub fn example() -> Values {
+        let values = [
+            (
+                Placeholder::NewTargetGroup,
+                "targetgroup/web-green/0123456789abcdef",
+            ),
+            (
+                Placeholder::StableTargetGroup,
+                "targetgroup/web-blue/0123456789abcdef",
+            ),
+            (Placeholder::NewTargetGroupName, "web-green"),
+            (Placeholder::StableTargetGroupName, "web-blue"),
+            (Placeholder::LoadBalancer, "app/web/0123456789abcdef"),
+            (Placeholder::Service, "web"),
+            (
+                Placeholder::NewRelease,
+                "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:2",
+            ),
+            (
+                Placeholder::StableRelease,
+                "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:1",
+            ),
+        ];
+        Values {
+            values: values
+                .into_iter()
+                .map(|(p, v)| (p, Ok(v.to_string())))
+                .collect(),
+        }
+    }
+
     pub fn get(&self, placeholder: Placeholder) -> Result<&str, Unresolved> {
         match self.values.get(&placeholder) {
             Some(Ok(value)) => Ok(value),
@@ -368,6 +462,27 @@ impl Resolver {
     }
 }
 
+/// `value` escaped for a PromQL string literal, whichever quotes it sits in: a release
+/// such as `web"} or up{x="` stays one string. Quotes and backticks become hex escapes
+/// (`\x22`), which Prometheus reads in both `"…"` and `'…'` strings (where `\'` in
+/// double quotes, or `\"` in single ones, would be a syntax error).
+pub fn promql_escape(value: &str) -> String {
+    let mut out = String::new();
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\x22"),
+            '\'' => out.push_str("\\x27"),
+            '`' => out.push_str("\\x60"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `value` percent-encoded for a URL (everything but RFC 3986's unreserved characters),
 /// so a release such as `arn:…/web:2` cannot change the URL's structure.
 pub fn url_encode(value: &str) -> String {
@@ -396,6 +511,62 @@ mod tests {
             .values
             .insert(Placeholder::NewRelease, Ok("arn:x/web:2".into()));
         values
+    }
+
+    #[test]
+    fn promql_keeps_its_braces_and_a_hostile_release_stays_one_string() {
+        use promql_parser::parser::{Expr, parse};
+        let t = Template::parse_as(
+            Syntax::PromQl,
+            r#"sum(rate(x{code=~"5..",release="{new-release}"}[1m])) / sum(rate(x{release='{new-release}'}[1m])) + {unknown}"#,
+        )
+        .unwrap();
+        assert_eq!(t.placeholders().count(), 2);
+        // Releases that would end the string, start a new selector or break the quotes.
+        for release in [
+            r#"web"} or up{x=""#,
+            "web'} or up{x='",
+            r"web",
+            "web`x",
+            "web\x22",
+            "a
+b	c",
+            "arn:aws:ecs:eu-west-1:1:task-definition/web:2",
+        ] {
+            let mut values = Values::default();
+            values
+                .values
+                .insert(Placeholder::NewRelease, Ok(release.into()));
+            let query = t
+                .render(&values, promql_escape)
+                .unwrap()
+                .replace(" + {unknown}", "");
+            let expr = parse(&query).unwrap_or_else(|e| panic!("{release:?}: {query}: {e}"));
+            let Expr::Binary(binary) = expr else {
+                panic!("{query}")
+            };
+            for side in [&binary.lhs, &binary.rhs] {
+                let text = side.to_string();
+                let Expr::Aggregate(agg) = side.as_ref() else {
+                    panic!("{text}")
+                };
+                let Expr::Call(call) = agg.expr.as_ref() else {
+                    panic!("{text}")
+                };
+                let Expr::MatrixSelector(ms) = call.args.args[0].as_ref() else {
+                    panic!("{text}")
+                };
+                let got: Vec<&str> = ms
+                    .vs
+                    .matchers
+                    .matchers
+                    .iter()
+                    .filter(|m| m.name == "release")
+                    .map(|m| m.value.as_str())
+                    .collect();
+                assert_eq!(got, vec![release], "{query}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A hook that asks the `metrics` capability what its params say and reports the answer:
-//! how many datapoints and their sum, or the capability error.
+//! how many datapoints and their sum, or the capability error. With `promql` it asks
+//! Prometheus instead (`query-prometheus`, contract 0.3.1) and reports the series, their
+//! labels and the sum of their points.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,13 @@ use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct Params {
+    #[serde(default)]
+    promql: Option<String>,
+    #[serde(default)]
+    step_seconds: u32,
+    #[serde(default)]
     namespace: String,
+    #[serde(default)]
     metric: String,
     #[serde(default)]
     dimensions: BTreeMap<String, String>,
@@ -47,6 +55,42 @@ impl Hook for MetricsProbe {
     }
 
     fn run(params: &Params, _ctx: &HookContext) -> GateResult {
+        if let Some(promql) = &params.promql {
+            let query = metrics::PromqlQuery {
+                query: promql.clone(),
+                window_seconds: params.window_seconds,
+                step_seconds: params.step_seconds,
+            };
+            return match metrics::query_prometheus(&query) {
+                Ok(series) => {
+                    let labels: Vec<String> = series
+                        .iter()
+                        .map(|s| {
+                            let pairs: Vec<String> =
+                                s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                            format!("{{{}}}", pairs.join(","))
+                        })
+                        .collect();
+                    let points: usize = series.iter().map(|s| s.points.len()).sum();
+                    let total: f64 = series
+                        .iter()
+                        .flat_map(|s| s.points.iter())
+                        .map(|p| p.value)
+                        .filter(|v| v.is_finite())
+                        .sum();
+                    result(
+                        "metrics-probe",
+                        GateStatus::Pass,
+                        format!(
+                            "{} series {} with {points} points, total {total}",
+                            series.len(),
+                            labels.join(" ")
+                        ),
+                    )
+                }
+                Err(e) => result("metrics-probe", GateStatus::Fail, format!("prometheus: {e:?}")),
+            };
+        }
         let query = metrics::MetricQuery {
             namespace: params.namespace.clone(),
             name: params.metric.clone(),
