@@ -3,6 +3,7 @@
 mod control;
 mod history;
 mod inspect;
+pub mod metrics;
 mod plan;
 mod plugin;
 pub mod report;

@@ -3,7 +3,6 @@
 //! changed; the engine then checks the target and the plan.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use deployer_engine::gates::{ConfiguredGates, Gate};
@@ -12,16 +11,15 @@ use deployer_engine::state::{
     Fence, Journal, Lease, LocalStore, LockGuard, Record, Signal, StateError, Store as StoreBackend,
 };
 use deployer_plugin_host::HostServices;
-use deployer_plugin_host::bindings::metrics;
-use deployer_plugin_host::bindings::types::CapabilityError;
-use deployer_plugin_host::capabilities::{BoxFuture, KvStore, MetricsSource};
+use deployer_plugin_host::capabilities::KvStore;
 use deployer_plugin_host::hook::{HookGate, HookPlugin};
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{PluginHost, PluginSource};
 use deployer_targets::aws::Clients;
-use deployer_targets::prometheus::{Prometheus, QueryError, Range};
+use deployer_targets::prometheus::Prometheus;
 use deployer_targets::state::aws::{AwsLock, AwsStore};
 
+use super::metrics::RunMetrics;
 use super::report::Reporter;
 use crate::config::{Config, ConfigErrors, ServiceConfig, StateSpec};
 use crate::exit::BadInput;
@@ -400,10 +398,10 @@ pub async fn gates(
         // CloudWatch with this run's clients and by the configured Prometheus.
         let services = HostServices {
             kv: stores.entry(&hook.plugin).or_default().clone(),
-            metrics: Some(Arc::new(RunMetrics {
-                clients: clients.clone(),
-                prometheus: prometheus.clone(),
-            })),
+            metrics: Some(Arc::new(RunMetrics::new(
+                clients.clone(),
+                prometheus.clone(),
+            ))),
             ..loaded.services()
         };
         gates.push(Gate {
@@ -421,80 +419,4 @@ pub async fn gates(
         return Err(ConfigErrors(param_errors).into());
     }
     Ok(ConfiguredGates::new(gates))
-}
-
-/// The `metrics` capability: CloudWatch GetMetricData with this run's clients, PromQL
-/// on the configured Prometheus (the plugin host has checked the query against the
-/// plugin's grant).
-struct RunMetrics {
-    clients: Clients,
-    prometheus: Option<Arc<Prometheus>>,
-}
-
-impl MetricsSource for RunMetrics {
-    fn prometheus(
-        &self,
-        query: metrics::PromqlQuery,
-    ) -> BoxFuture<'_, Result<Vec<metrics::Series>, CapabilityError>> {
-        Box::pin(async move {
-            let Some(prometheus) = &self.prometheus else {
-                return Err(CapabilityError::Unavailable(
-                    "no Prometheus server is configured: add a [prometheus] table with its url \
-                     to deployer.toml"
-                        .into(),
-                ));
-            };
-            let range = (query.window_seconds > 0).then(|| Range {
-                window: Duration::from_secs(u64::from(query.window_seconds)),
-                step: Duration::from_secs(u64::from(query.step_seconds.max(1))),
-            });
-            match prometheus.query(&query.query, range).await {
-                Ok(series) => Ok(series
-                    .into_iter()
-                    .map(|s| metrics::Series {
-                        labels: s.labels.into_iter().collect(),
-                        points: s
-                            .points
-                            .into_iter()
-                            .map(|(timestamp_ms, value)| metrics::Datapoint {
-                                timestamp_ms,
-                                value,
-                            })
-                            .collect(),
-                    })
-                    .collect()),
-                Err(QueryError::Refused(why)) => Err(CapabilityError::Invalid(why)),
-                Err(QueryError::TooLarge(why)) => Err(CapabilityError::Limit(why)),
-                Err(QueryError::Unavailable(why)) => Err(CapabilityError::Unavailable(why)),
-            }
-        })
-    }
-
-    fn query(
-        &self,
-        query: metrics::MetricQuery,
-    ) -> BoxFuture<'_, Result<Vec<metrics::Datapoint>, CapabilityError>> {
-        Box::pin(async move {
-            let request = deployer_targets::aws::metrics::MetricRequest {
-                namespace: query.namespace,
-                name: query.name,
-                dimensions: query.dimensions,
-                statistic: query.statistic,
-                period: Duration::from_secs(u64::from(query.period_seconds)),
-                window: Duration::from_secs(u64::from(query.window_seconds)),
-            };
-            deployer_targets::aws::metrics::query(&self.clients, &request)
-                .await
-                .map(|points| {
-                    points
-                        .into_iter()
-                        .map(|(timestamp_ms, value)| metrics::Datapoint {
-                            timestamp_ms,
-                            value,
-                        })
-                        .collect()
-                })
-                .map_err(CapabilityError::Unavailable)
-        })
-    }
 }
