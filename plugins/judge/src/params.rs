@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use deployer_plugin_sdk::{Duration, ParamError, param_error};
 use serde::Deserialize;
 
-use crate::query::{RELEASE, SERVICE};
+use crate::query::{Placeholder, Quoting, RELEASE, SERVICE, promql_placeholders};
 
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
 pub const DEFAULT_STEP: Duration = Duration::from_secs(15);
@@ -241,7 +241,10 @@ fn check_promql(field: &str, query: &str, errors: &mut Vec<ParamError>) {
             "is empty; give a PromQL query that selects one release with `{release}`, e.g. \
              \"sum(rate(http_requests_total{release=\\\"{release}\\\"}[1m]))\"",
         ));
-    } else if !query.contains(RELEASE) {
+        return;
+    }
+    let placeholders = promql_placeholders(query);
+    if !placeholders.iter().any(|(p, _)| *p == Placeholder::Release) {
         errors.push(param_error(
             field,
             format!(
@@ -250,6 +253,26 @@ fn check_promql(field: &str, query: &str, errors: &mut Vec<ParamError>) {
                  (`{SERVICE}` is the service's name)"
             ),
         ));
+    }
+    // A value is escaped for the quoted literal around it; elsewhere it could not be.
+    for (placeholder, quoting) in placeholders {
+        let token = match placeholder {
+            Placeholder::Release => RELEASE,
+            Placeholder::Service => SERVICE,
+        };
+        let problem = match quoting {
+            Quoting::Quoted(_) => continue,
+            Quoting::Raw => "is inside a `raw` string, which has no escapes",
+            Quoting::Unquoted => "is not inside a quoted string",
+        };
+        errors.push(param_error(
+            field,
+            format!(
+                "`{token}` {problem}; it stands for a label value, so quote it: e.g. \
+                 release=\"{RELEASE}\" or service=\"{SERVICE}\""
+            ),
+        ));
+        break;
     }
 }
 
@@ -497,6 +520,49 @@ mod tests {
         let found = problems(r#"{"metrics":[]}"#);
         assert_eq!(found[0].0, "metrics");
         assert!(found[0].1.contains("needs at least one metric"));
+    }
+
+    #[test]
+    fn promql_placeholders_must_be_quoted_label_values() {
+        for (query, says) in [
+            (
+                "up{release=`{release}`}",
+                "`{release}` is inside a `raw` string",
+            ),
+            (
+                "up{release=\"{release}\"} + {service}",
+                "`{service}` is not inside a quoted string",
+            ),
+        ] {
+            let json = format!(
+                r#"{{"metrics":[{{"name":"a","prometheus":{}}}]}}"#,
+                serde_json_string(query)
+            );
+            let found = problems(&json);
+            assert_eq!(found.len(), 1, "{query}: {found:?}");
+            assert_eq!(found[0].0, "metrics[0].prometheus");
+            assert!(found[0].1.starts_with(says), "{query}: {}", found[0].1);
+        }
+        assert_eq!(
+            problems(&format!(
+                r#"{{"metrics":[{{"name":"a","prometheus":{}}}]}}"#,
+                serde_json_string("up{release='{release}', job=\"{service}\"}")
+            )),
+            vec![]
+        );
+    }
+
+    /// `text` as a JSON string literal.
+    fn serde_json_string(text: &str) -> String {
+        let escaped: String = text
+            .chars()
+            .flat_map(|c| match c {
+                '"' => vec!['\\', '"'],
+                '\\' => vec!['\\', '\\'],
+                c => vec![c],
+            })
+            .collect();
+        format!("\"{escaped}\"")
     }
 
     #[test]
