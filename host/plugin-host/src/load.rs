@@ -117,13 +117,12 @@ impl PluginHost {
         let name = source.name().to_string();
         let (bytes, digest) = match source {
             PluginSource::Builtin(builtin_name) => {
-                let bytes = builtin::get(builtin_name).ok_or_else(|| PluginError::WrongWorld {
-                    name: name.clone(),
-                    expected: "built-in",
-                    found: format!(
-                        "there is no built-in strategy `{builtin_name}` (built-ins: {})",
-                        builtin::names().collect::<Vec<_>>().join(", ")
-                    ),
+                let bytes = builtin::get_kind(builtin_name, kind).ok_or_else(|| {
+                    PluginError::WrongWorld {
+                        name: name.clone(),
+                        expected: "built-in",
+                        found: no_builtin(builtin_name, kind),
+                    }
                 })?;
                 (std::borrow::Cow::Borrowed(bytes), sha256_hex(bytes))
             }
@@ -171,6 +170,25 @@ impl PluginHost {
             grants: Arc::new(grants),
         })
     }
+}
+
+/// Why there is no built-in `name` of `kind`: the ones there are, and whether `name` is
+/// a built-in of the other kind.
+fn no_builtin(name: &str, kind: PluginKind) -> String {
+    let other = match kind {
+        PluginKind::Strategy => PluginKind::Hook,
+        PluginKind::Hook => PluginKind::Strategy,
+    };
+    let names = builtin::names_of(kind).collect::<Vec<_>>().join(", ");
+    let kinds = match kind {
+        PluginKind::Strategy => "strategies",
+        PluginKind::Hook => "hooks",
+    };
+    let mut why = format!("there is no built-in {kind} `{name}` (built-in {kinds}: {names})");
+    if builtin::get_kind(name, other).is_some() {
+        why += &format!("; `{name}` is a built-in {other}: use it where a {other} is expected");
+    }
+    why
 }
 
 fn normalize_digest(text: &str) -> Result<String, String> {
