@@ -57,15 +57,3 @@ mod tests {
     }
 }
 
-/// The component bytes of built-in `name` of `kind`.
-pub fn get_kind(name: &str, kind: crate::PluginKind) -> Option<&'static [u8]> {
-    match kind {
-        crate::PluginKind::Strategy => get(name),
-        crate::PluginKind::Hook => None,
-    }
-}
-
-/// Names of the built-ins of `kind`.
-pub fn names_of(kind: crate::PluginKind) -> impl Iterator<Item = &'static str> {
-    names().filter(move |_| kind == crate::PluginKind::Strategy)
-}
