@@ -47,13 +47,18 @@ mod tests {
 
     #[test]
     fn each_kind_has_its_own_names() {
-        assert_eq!(names().collect::<Vec<_>>(), ["canary", "blue-green", "rolling"]);
+        assert_eq!(
+            names().collect::<Vec<_>>(),
+            ["canary", "blue-green", "rolling"]
+        );
         assert_eq!(names_of(PluginKind::Hook).collect::<Vec<_>>(), ["judge"]);
-        assert!(get("judge").is_none(), "a strategy named `judge` is not the hook");
+        assert!(
+            get("judge").is_none(),
+            "a strategy named `judge` is not the hook"
+        );
         assert!(get_kind("judge", PluginKind::Strategy).is_none());
         assert!(get_kind("canary", PluginKind::Hook).is_none());
         assert!(get_kind("judge", PluginKind::Hook).is_some());
         assert_eq!(get("canary"), get_kind("canary", PluginKind::Strategy));
     }
 }
-

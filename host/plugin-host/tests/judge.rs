@@ -68,10 +68,7 @@ fn release_of(query: &str) -> Option<String> {
 }
 
 impl MetricsSource for Synthetic {
-    fn query(
-        &self,
-        _query: MetricQuery,
-    ) -> BoxFuture<'_, Result<Vec<Datapoint>, CapabilityError>> {
+    fn query(&self, _query: MetricQuery) -> BoxFuture<'_, Result<Vec<Datapoint>, CapabilityError>> {
         Box::pin(async { Err(CapabilityError::Unavailable("no CloudWatch here".into())) })
     }
 
@@ -159,8 +156,12 @@ async fn the_same_distribution_on_both_sides_passes() {
     let result = judge(&plugin, &ctx("web:3", Some("web:2")), &source).await;
     assert_eq!(result.status, GateStatus::Pass, "{result:?}");
     assert!(
-        result.detail.starts_with("error-rate: canary mean 0.02 vs baseline 0.02")
-            && result.detail.contains("60/60 samples): not significantly worse"),
+        result
+            .detail
+            .starts_with("error-rate: canary mean 0.02 vs baseline 0.02")
+            && result
+                .detail
+                .contains("60/60 samples): not significantly worse"),
         "{}",
         result.detail
     );
@@ -210,7 +211,9 @@ async fn a_first_deployment_has_no_data_and_queries_nothing() {
     let result = judge(&plugin, &ctx("web:1", None), &source).await;
     assert_eq!(result.status, GateStatus::NoData, "{result:?}");
     assert!(
-        result.detail.contains("no stable release to compare web:1 against"),
+        result
+            .detail
+            .contains("no stable release to compare web:1 against"),
         "{}",
         result.detail
     );
@@ -228,10 +231,15 @@ async fn each_side_is_queried_with_its_own_release_escaped_for_promql() {
     assert_eq!(source.releases_seen(), [new, stable]);
     let seen = source.seen.lock().unwrap();
     assert!(
-        seen.iter().all(|q| q.window_seconds == 300 && q.step_seconds == 15),
+        seen.iter()
+            .all(|q| q.window_seconds == 300 && q.step_seconds == 15),
         "{seen:?}"
     );
-    assert!(seen[0].query.contains(r#"service="web""#), "{}", seen[0].query);
+    assert!(
+        seen[0].query.contains(r#"service="web""#),
+        "{}",
+        seen[0].query
+    );
 }
 
 #[tokio::test]
@@ -273,7 +281,10 @@ fn the_judge_is_a_built_in_hook_only_and_no_strategy_is_a_hook() {
         &PluginSource::Builtin("judge".into()),
         Limits::strategy(),
     );
-    let error = as_strategy.err().expect("the judge loaded as a strategy").to_string();
+    let error = as_strategy
+        .err()
+        .expect("the judge loaded as a strategy")
+        .to_string();
     assert!(
         error.contains("there is no built-in strategy `judge` (built-in strategies: canary, blue-green, rolling); `judge` is a built-in hook"),
         "{error}"
