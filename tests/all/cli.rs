@@ -326,11 +326,11 @@ fn inspect_prints_world_digest_and_imports() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("kind:      hook (deployer:plugin@0.3.0"),
+        out.contains("kind:      hook (deployer:plugin@0.3.1"),
         "{out}"
     );
-    assert!(out.contains("deployer:plugin/http@0.3.0"), "{out}");
-    assert!(out.contains("export deployer:plugin/hook@0.3.0;"), "{out}");
+    assert!(out.contains("deployer:plugin/http@0.3.1"), "{out}");
+    assert!(out.contains("export deployer:plugin/hook@0.3.1;"), "{out}");
     let digest = deployer_plugin_host::sha256_hex(
         &std::fs::read(deployer_tests::components::HOSTILE_HOOK).unwrap(),
     );
@@ -363,7 +363,7 @@ fn inspect_names_a_core_module_and_how_to_make_it_a_component() {
             "does not start with the WebAssembly magic bytes",
         ),
         (missing.to_str().unwrap(), "cannot read"),
-        ("builtin:nope", "no built-in strategy `nope`"),
+        ("builtin:nope", "no built-in plugin `nope`"),
     ] {
         let (code, _, err) = run(&["plugin", "inspect", file]);
         assert_eq!(code, 3, "{file}: {err}");

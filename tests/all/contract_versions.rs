@@ -279,7 +279,7 @@ fn inspect_shows_the_version_and_that_it_still_runs() {
         assert!(
             out.contains(&format!(
                 "kind:      strategy (deployer:plugin@{version}; this deployer implements \
-                 0.3.0 and still runs {version} components unchanged)"
+                 0.3.1 and still runs {version} components unchanged)"
             )),
             "{out}"
         );

@@ -106,7 +106,7 @@ async fn an_incompatible_contract_version_is_refused_by_name() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("implements deployer:plugin@0.3.0 (and still runs components built against 0.1.0 and 0.2.0)"),
+        text.contains("implements deployer:plugin@0.3.1 (and still runs components built against 0.1.0 and 0.2.0)"),
         "{text}"
     );
     builtin_still_works(&host).await;

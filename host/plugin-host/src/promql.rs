@@ -267,7 +267,6 @@ mod tests {
             "max_over_time((process_open_fds)[5m:30s])",
             "topk(scalar(count(secret_metric)), http_requests_total)",
             r#"label_replace(secret_metric, "a", "$1", "b", "(.*)")"#,
-            r#"http_requests_total{__name__="secret_metric"}"#,
             "-http_requests_totalx",
             "http_requests_total unless http_requests_totally_secret",
         ] {
@@ -284,11 +283,26 @@ mod tests {
         for text in [
             r#"{__name__=~"http_requests_total|secret_metric"}"#,
             r#"{__name__=~".+"}"#,
-            r#"{__name__!="x"}"#,
             r#"{job="api"}"#,
             r#"http_requests_total{__name__=~".*"}"#,
         ] {
             denied(text);
+        }
+    }
+
+    #[test]
+    fn selectors_prometheus_itself_would_refuse_are_refused_before_it() {
+        for text in [
+            r#"http_requests_total{__name__="secret_metric"}"#,
+            r#"{__name__!="x"}"#,
+        ] {
+            assert!(
+                matches!(
+                    check(&grant(), &query(text)),
+                    Err(CapabilityError::Invalid(_))
+                ),
+                "{text}"
+            );
         }
     }
 

@@ -1,19 +1,26 @@
 use crate::exit::Outcome;
 use deployer_engine::files::Kind;
 use deployer_engine::redact::printable;
-use deployer_plugin_host::{CONTRACT_VERSION, Contract, PluginError, builtin, inspect};
+use deployer_plugin_host::{CONTRACT_VERSION, Contract, PluginError, PluginKind, builtin, inspect};
 
 pub fn run(component: &str) -> anyhow::Result<Outcome> {
     let bytes = match component.strip_prefix("builtin:") {
-        Some(name) => builtin::get(name)
+        // Built-in strategies and hooks have distinct names; either may be inspected.
+        Some(name) => builtin::get_kind(name, PluginKind::Strategy)
+            .or_else(|| builtin::get_kind(name, PluginKind::Hook))
             .ok_or_else(|| PluginError::Read {
                 name: component.to_string(),
                 path: component.into(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     format!(
-                        "no built-in strategy `{name}` (built-ins: {})",
-                        builtin::names().collect::<Vec<_>>().join(", ")
+                        "no built-in plugin `{name}` (strategies: {}; hooks: {})",
+                        builtin::names_of(PluginKind::Strategy)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        builtin::names_of(PluginKind::Hook)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ),
             })?
