@@ -4,7 +4,9 @@
 # moto (the AWS emulator the end-to-end suites run against) and componentize-py (which
 # builds the Python example plugin offline), and a local Kubernetes control plane
 # (kube-apiserver, kube-controller-manager, etcd; built once from Debian's sources by
-# scripts/k8s-local.sh, ~10 min) for the EKS suite.
+# scripts/k8s-local.sh, ~10 min) for the EKS suite, and Debian's Prometheus server
+# (/usr/bin/prometheus) that the Prometheus gate and metrics tests scrape real apps with.
+# Safe to run again: each step checks for what it installs first and skips it if present.
 #
 # Usage: setup.sh [--kubernetes]   (the control plane only with --kubernetes: test.sh
 # needs it, the demo and the benchmarks do not)
@@ -40,6 +42,17 @@ if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q ' 0.25.1'; then
 fi
 "$venv/bin/python" -c 'import moto; print("setup: moto", moto.__version__, "ready")'
 echo "setup: $("$venv/bin/componentize-py" --version) ready"
+
+# The Prometheus suites start /usr/bin/prometheus itself (tests/support/prometheus.rs).
+if [ ! -x /usr/bin/prometheus ]; then
+    echo "setup: installing Debian's prometheus package"
+    # Only the binary is used: the package's own service is not needed by the tests.
+    sudo_if_needed=()
+    [ "$(id -u)" -eq 0 ] || sudo_if_needed=(sudo)
+    "${sudo_if_needed[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_if_needed[@]}" apt-get install -y --no-install-recommends prometheus
+fi
+echo "setup: $(/usr/bin/prometheus --version 2>&1 | head -n1) ready"
 
 [ "${1:-}" = "--kubernetes" ] || exit 0
 k8s="$tools/k8s"
