@@ -3,8 +3,10 @@
 //! The submodules build on them: [`env`] (the environment of an end-to-end test),
 //! [`config`] (`deployer.toml`), [`cli`] (the binary), [`rollout`] (the engine against
 //! the simulated target), [`kube`] (a local Kubernetes control plane),
-//! [`fault_proxy`] (cloud faults in front of moto) and [`listener`] (a TCP listener that
-//! counts the connections a sandboxed request must not make).
+//! [`fault_proxy`] (cloud faults in front of moto), [`listener`] (a TCP listener that
+//! counts the connections a sandboxed request must not make) and [`prometheus`] (apps
+//! with request counters, a real Prometheus scraping them, and a SigV4-checking
+//! stand-in for Amazon Managed Service for Prometheus).
 
 pub mod cli;
 pub mod config;
@@ -12,6 +14,7 @@ pub mod env;
 pub mod fault_proxy;
 pub mod kube;
 pub mod listener;
+pub mod prometheus;
 pub mod rollout;
 
 use std::io::{Read, Write};
