@@ -5,8 +5,8 @@
 //! everything else it did, it still does, step for step.
 
 use deployer_contract::{
-    Approval, ApprovalTimeout, GateStatus, LifecyclePoint, RolloutState, Step, StepOutcome,
-    StepRecord,
+    Approval, ApprovalTimeout, CONTRACT_VERSION, GateStatus, LifecyclePoint, RolloutState, Step,
+    StepOutcome, StepRecord,
 };
 use deployer_engine::state::DeployResult;
 use deployer_plugin_host::capabilities::ReqwestTransport;
@@ -279,7 +279,7 @@ fn inspect_shows_the_version_and_that_it_still_runs() {
         assert!(
             out.contains(&format!(
                 "kind:      strategy (deployer:plugin@{version}; this deployer implements \
-                 0.3.1 and still runs {version} components unchanged)"
+                 {CONTRACT_VERSION} and still runs {version} components unchanged)"
             )),
             "{out}"
         );
