@@ -1,8 +1,9 @@
 //! Components built against earlier contract versions keep loading and running on this
-//! host, unchanged: the 0.1.0 and 0.2.0 canary and db-migration hook in
-//! `tests/fixtures/contract-*/`, built from the old commits with the old SDK (see the
-//! README there). A 0.2 strategy cannot ask for approval (its `step` has no such case);
-//! everything else it did, it still does, step for step.
+//! host, unchanged: the 0.1.0 and 0.2.0 canary and db-migration hook, and the 0.3.0
+//! metrics hook (from before 0.3.1's `query-prometheus`), in `tests/fixtures/contract-*/`,
+//! built from the old commits with the old SDK (see the README there). A 0.2 strategy
+//! cannot ask for approval (its `step` has no such case); everything else it did, it
+//! still does, step for step.
 
 use deployer_contract::{
     Approval, ApprovalTimeout, CONTRACT_VERSION, GateStatus, LifecyclePoint, RolloutState, Step,
@@ -288,4 +289,138 @@ fn inspect_shows_the_version_and_that_it_still_runs() {
             "{out}"
         );
     }
+    // A 0.3.0 component is of the contract this deployer implements (0.3.x, linked by
+    // semver): no "still runs" note, and never "cannot run it".
+    let path = metrics_hook_0_3_0();
+    let (code, out, err) = deployer_tests::support::cli::run(&["plugin", "inspect", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "kind:      hook (deployer:plugin@0.3.0; this deployer implements {CONTRACT_VERSION})"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("import deployer:plugin/metrics@0.3.0;"),
+        "{out}"
+    );
+}
+
+/// The 0.3.0 metrics hook (`tests/components/metrics-hook` as it was at 7f2aea7, built
+/// with that commit's SDK), from before `query-prometheus` (0.3.1).
+fn metrics_hook_0_3_0() -> String {
+    fixture("0.3.0", "metrics-hook.wasm")
+}
+
+/// A rebuilt 0.3.0 fixture must not silently become a 0.3.1 component: its names carry
+/// 0.3.0, and it imports the `metrics` interface of 0.3.0 (without `query-prometheus`).
+#[test]
+fn the_0_3_0_metrics_hook_carries_0_3_0_in_its_names() {
+    let path = metrics_hook_0_3_0();
+    let report =
+        deployer_plugin_host::inspect::inspect("metrics-hook.wasm", &std::fs::read(&path).unwrap())
+            .unwrap();
+    assert_eq!(report.kind.as_deref(), Some("hook"), "{path}");
+    assert_eq!(report.contract.as_deref(), Some("0.3.0"), "{path}");
+    assert!(
+        report
+            .exports
+            .contains(&"deployer:plugin/hook@0.3.0".to_string()),
+        "{path}: {:?}",
+        report.exports
+    );
+    assert!(
+        report
+            .imports
+            .contains(&"deployer:plugin/metrics@0.3.0".to_string()),
+        "{path}: {:?}",
+        report.imports
+    );
+    let current = format!("@{CONTRACT_VERSION}");
+    assert!(
+        !report
+            .exports
+            .iter()
+            .chain(&report.imports)
+            .any(|name| name.ends_with(&current)),
+        "{path}: {report:?}"
+    );
+}
+
+/// A hook built against 0.3.0 loads on today's host (which links 0.3.0 imports to its
+/// 0.3.1 `metrics` by semver) and its `metrics::query` is answered as a run answers it:
+/// by CloudWatch (moto) through the run's metrics source, within the plugin's
+/// `metrics-namespaces` grant and refused outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_0_3_0_metrics_hook_still_queries_cloudwatch() {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    use deployer::cli::metrics::RunMetrics;
+    use deployer_tests::support::Moto;
+
+    let moto = Moto::start(&[]);
+    let clients = moto.clients().await;
+    clients
+        .cloudwatch
+        .put_metric_data()
+        .namespace("Shop")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("CheckoutErrors")
+                .dimensions(Dimension::builder().name("Service").value("web").build())
+                .value(42.0)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let (host, _cache) = deployer_tests::host();
+    let grants = Grants {
+        metrics_namespaces: vec!["Shop".into()],
+        ..Grants::default()
+    };
+    let hook = HookPlugin::load(
+        &host,
+        &source("metrics", &metrics_hook_0_3_0()),
+        Limits::hook(),
+        grants,
+    )
+    .unwrap();
+    assert_eq!(hook.contract(), Contract::V0_3);
+    assert_eq!(hook.info().await.unwrap().name, "metrics-probe");
+    let services = HostServices {
+        metrics: Some(std::sync::Arc::new(RunMetrics::new(clients, None))),
+        ..hook.services()
+    };
+    let run = |namespace: &str| HookContext {
+        point: LifecyclePoint::PreTraffic,
+        deployment_id: "d-3".into(),
+        service: "web".into(),
+        new_release: "web:2".into(),
+        stable_release: Some("web:1".into()),
+        new_traffic_percent: 0,
+        params: format!(
+            r#"{{"namespace":"{namespace}","metric":"CheckoutErrors","dimensions":{{"Service":"web"}}}}"#
+        ),
+    };
+
+    let granted = hook.run_with(&run("Shop"), services.clone()).await.unwrap();
+    assert_eq!(granted.status, GateStatus::Pass, "{}", granted.detail);
+    assert_eq!(granted.detail, "1 points, total 42");
+
+    let refused = hook
+        .run_with(&run("AWS/ApplicationELB"), services)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, GateStatus::Fail, "{}", refused.detail);
+    assert!(
+        refused
+            .detail
+            .starts_with("metrics: CapabilityError::Denied(")
+            && refused
+                .detail
+                .contains("not in this plugin's metrics-namespaces"),
+        "{}",
+        refused.detail
+    );
 }
