@@ -290,13 +290,14 @@ fn inspect_shows_the_version_and_that_it_still_runs() {
         );
     }
     // A 0.3.0 component is of the contract this deployer implements (0.3.x, linked by
-    // semver): no "still runs" note, and never "cannot run it".
+    // semver): it runs unchanged, and never "cannot run it".
     let path = metrics_hook_0_3_0();
     let (code, out, err) = deployer_tests::support::cli::run(&["plugin", "inspect", &path]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!(
-            "kind:      hook (deployer:plugin@0.3.0; this deployer implements {CONTRACT_VERSION})"
+            "kind:      hook (deployer:plugin@0.3.0; this deployer implements {CONTRACT_VERSION} \
+             and runs 0.3.0 components unchanged)"
         )),
         "{out}"
     );

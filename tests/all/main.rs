@@ -53,6 +53,7 @@ mod plugin_capabilities;
 mod plugin_egress;
 mod plugin_loading;
 mod plugin_sandbox;
+mod prometheus;
 mod prometheus_ground;
 mod quickstart;
 mod releases;

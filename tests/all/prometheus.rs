@@ -16,7 +16,7 @@ use deployer_contract::{GateStatus, LifecyclePoint};
 use deployer_engine::gates::{GateContext, Gates};
 use deployer_plugin_host::capabilities::HostServices;
 use deployer_plugin_host::hook::{HookContext, HookPlugin};
-use deployer_plugin_host::{Grants, Limits, PluginHost, PluginSource};
+use deployer_plugin_host::{Grants, Limits, PluginSource};
 use deployer_targets::gates::{Bound, CheckSpec, GateSpec, PrometheusCheck};
 use deployer_targets::prometheus::{Prometheus as Client, PrometheusAuth, PrometheusSpec, Range};
 use deployer_tests::support::App;
@@ -116,15 +116,30 @@ async fn a_threshold_gate_passes_the_clean_side_fails_the_erroring_one_and_sees_
     });
     for range in [None, window] {
         // The placeholder follows the release being deployed.
-        let clean = gate(client.clone(), threshold(0.05, range), &context("web:1", "web:0")).await;
+        let clean = gate(
+            client.clone(),
+            threshold(0.05, range),
+            &context("web:1", "web:0"),
+        )
+        .await;
         assert_eq!(clean.status, GateStatus::Pass, "{clean:?}");
         assert!(clean.observed.unwrap() < 0.05, "{clean:?}");
-        let bad = gate(client.clone(), threshold(0.05, range), &context("web:2", "web:1")).await;
+        let bad = gate(
+            client.clone(),
+            threshold(0.05, range),
+            &context("web:2", "web:1"),
+        )
+        .await;
         assert_eq!(bad.status, GateStatus::Fail, "{bad:?}");
         let ratio = bad.observed.unwrap();
         assert!(ratio > 0.2 && ratio < 0.8, "about half fail: {bad:?}");
         assert!(bad.detail.contains("must be at most 0.05"), "{bad:?}");
-        let none = gate(client.clone(), threshold(0.05, range), &context("web:9", "web:1")).await;
+        let none = gate(
+            client.clone(),
+            threshold(0.05, range),
+            &context("web:9", "web:1"),
+        )
+        .await;
         assert_eq!(none.status, GateStatus::NoData, "{none:?}");
     }
     // A floor judges the other way round.
@@ -138,7 +153,12 @@ async fn a_threshold_gate_passes_the_clean_side_fails_the_erroring_one_and_sees_
     let mut passed = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let result = gate(client.clone(), threshold(0.05, None), &context("web:2", "web:1")).await;
+        let result = gate(
+            client.clone(),
+            threshold(0.05, None),
+            &context("web:2", "web:1"),
+        )
+        .await;
         if result.status == GateStatus::Pass {
             passed = true;
             break;
@@ -153,8 +173,17 @@ async fn a_release_that_would_break_out_of_its_string_stays_one_label_value() {
     let ground = ground(0, 0).await;
     let client = Arc::new(Client::new(spec(&ground.prometheus.url()), None).unwrap());
     // Unescaped, each would select every series (`or up`) or fail to parse.
-    for release in [r#"web:2"} or vector(1) or x{a=""#, "web:2'} or vector(1) or x{a='", r"web:2\"] {
-        let result = gate(client.clone(), threshold(0.05, None), &context(release, "web:1")).await;
+    for release in [
+        r#"web:2"} or vector(1) or x{a=""#,
+        "web:2'} or vector(1) or x{a='",
+        r"web:2\",
+    ] {
+        let result = gate(
+            client.clone(),
+            threshold(0.05, None),
+            &context(release, "web:1"),
+        )
+        .await;
         assert_eq!(
             result.status,
             GateStatus::NoData,
@@ -168,17 +197,23 @@ async fn a_query_prometheus_refuses_fails_and_an_unreachable_server_is_inconclus
     let ground = ground(0, 0).await;
     let client = Arc::new(Client::new(spec(&ground.prometheus.url()), None).unwrap());
     let mut check = threshold(1.0, None);
-    // Parses for deployer's checker only in a way Prometheus refuses at evaluation:
-    // a range vector where an instant one is needed.
-    check.query = "http_requests_total[5s]".into();
+    // `validate` would have refused it; a gate built without config checking meets
+    // Prometheus's own parser.
+    check.query = "sum(http_requests_total".into();
     let refused = gate(client.clone(), check, &context("web:1", "web:0")).await;
     assert_eq!(refused.status, GateStatus::Fail, "{refused:?}");
-    assert!(refused.detail.contains("Prometheus refused the query"), "{refused:?}");
+    assert!(
+        refused.detail.contains("Prometheus refused the query"),
+        "{refused:?}"
+    );
 
     let gone = Arc::new(Client::new(spec("http://127.0.0.1:9"), None).unwrap());
     let result = gate(gone, threshold(1.0, None), &context("web:1", "web:0")).await;
     assert_eq!(result.status, GateStatus::Inconclusive, "{result:?}");
-    assert!(result.detail.contains("cannot reach Prometheus"), "{result:?}");
+    assert!(
+        result.detail.contains("cannot reach Prometheus"),
+        "{result:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,7 +232,11 @@ async fn amp_queries_are_signed_with_the_runs_credentials_and_a_bad_signature_is
     let mut check = threshold(1.0, None);
     check.query = r#"sum(rate(http_requests_total{release="{new-release}"}[5m]))"#.into();
     let result = gate(client.clone(), check.clone(), &context("web:2", "web:1")).await;
-    assert_eq!(result.status, GateStatus::Pass, "botocore accepts the signature: {result:?}");
+    assert_eq!(
+        result.status,
+        GateStatus::Pass,
+        "botocore accepts the signature: {result:?}"
+    );
     assert_eq!(result.observed, Some(0.5));
     // A range query too (another endpoint, another body).
     check.range = Some(Range {
@@ -266,11 +305,20 @@ async fn probe(
     promql: &str,
     window: u32,
 ) -> deployer_contract::GateResult {
-    let (host, _cache) = deployer_tests::host();
     let grants = Grants {
         prometheus_metrics: grant.iter().map(|m| m.to_string()).collect(),
         ..Grants::default()
     };
+    probe_granted(ground, grants, promql, window).await
+}
+
+async fn probe_granted(
+    ground: &Ground,
+    grants: Grants,
+    promql: &str,
+    window: u32,
+) -> deployer_contract::GateResult {
+    let (host, _cache) = deployer_tests::host();
     let plugin = HookPlugin::load(
         &host,
         &deployer_tests::source("probe", deployer_tests::components::METRICS_HOOK),
@@ -278,7 +326,8 @@ async fn probe(
         grants,
     )
     .unwrap();
-    let params = serde_json::json!({ "promql": promql, "window-seconds": window, "step-seconds": 1 });
+    let params =
+        serde_json::json!({ "promql": promql, "window_seconds": window, "step_seconds": 1 });
     plugin
         .run_with(&hook_context(params), run_metrics(&ground.prometheus).await)
         .await
@@ -306,20 +355,37 @@ async fn a_hook_reads_the_metrics_its_grant_names_and_nothing_else() {
     // What Prometheus itself exports about the scrapes (`up`, `scrape_*`) is not granted;
     // neither is a selector that names no metric.
     for (query, why) in [
-        ("up", "metric `up` is not in this plugin's prometheus-metrics"),
+        (
+            "up",
+            "metric `up` is not in this plugin's prometheus-metrics",
+        ),
         (
             "http_requests_total + on() group_left sum(scrape_samples_scraped)",
             "`scrape_samples_scraped` is not in",
         ),
-        (r#"{__name__=~"http_requests_total|up"}"#, "names its metrics exactly"),
+        (
+            r#"{__name__=~"http_requests_total|up"}"#,
+            "names its metrics exactly",
+        ),
         (r#"{release="web:2"}"#, "selects no particular metric"),
     ] {
         let denied = probe(&ground, &["http_requests_total"], query, 0).await;
         assert_eq!(denied.status, GateStatus::Fail, "{query}: {denied:?}");
-        assert!(denied.detail.contains("Denied") && denied.detail.contains(why), "{query}: {denied:?}");
+        assert!(
+            denied.detail.contains("Denied") && denied.detail.contains(why),
+            "{query}: {denied:?}"
+        );
     }
-    let ungranted = probe(&ground, &[], "http_requests_total", 0).await;
-    assert!(ungranted.detail.contains("Denied"), "{ungranted:?}");
+    // Granted CloudWatch namespaces only: the import loads, PromQL is refused.
+    let cloudwatch_only = Grants {
+        metrics_namespaces: vec!["AWS/ApplicationELB".into()],
+        ..Grants::default()
+    };
+    let ungranted = probe_granted(&ground, cloudwatch_only, "http_requests_total", 0).await;
+    assert!(
+        ungranted.detail.contains("Denied") && ungranted.detail.contains("prometheus-metrics"),
+        "{ungranted:?}"
+    );
 }
 
 /// The built-in judge comparing the error ratio of `web:2` with `web:1`'s.
@@ -355,7 +421,11 @@ async fn judge(ground: &Ground, min_samples: u32) -> deployer_contract::GateResu
 }
 
 /// The judge's answer once Prometheus holds `samples` seconds of both sides.
-async fn judged_after(ground: &Ground, seconds: u64, min_samples: u32) -> deployer_contract::GateResult {
+async fn judged_after(
+    ground: &Ground,
+    seconds: u64,
+    min_samples: u32,
+) -> deployer_contract::GateResult {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     judge(ground, min_samples).await
 }
@@ -381,14 +451,17 @@ async fn the_judge_stays_inconclusive_until_it_has_enough_samples() {
     // Twenty seconds of window at one point a second hold at most 21 points a side.
     let result = judge(&ground, 500).await;
     assert_eq!(result.status, GateStatus::Inconclusive, "{result:?}");
-    assert!(result.detail.contains("500"), "says how many it needs: {result:?}");
+    assert!(
+        result.detail.contains("500"),
+        "says how many it needs: {result:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_gate_lets_a_clean_canary_through_and_rolls_an_erroring_one_back() {
     let app = App::start(200, "ok");
     let clean = ground(0, 0).await;
-    let env = world(&app, &clean).await;
+    let env = EcsEnv::start(&[]).await;
     let with_gate = |env: &EcsEnv, ground: &Ground| {
         env.task_sets(&app.url, STEPS)
             .prometheus(&ground.prometheus.url(), |p| p)
@@ -417,13 +490,24 @@ async fn a_prometheus_gate_lets_a_clean_canary_through_and_rolls_an_erroring_one
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_judge_as_a_bake_hook_rolls_back_a_canary_worse_than_its_baseline() {
     let app = App::start(200, "ok");
-    let ground = ground(2, 40).await;
+    // The ECS world names the live release by its task definition's ARN, the new one as
+    // `--release` gives it: the apps' labels follow what the judge is told.
+    let ground = ground_for(
+        "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1",
+        2,
+        "web:2",
+        40,
+    )
+    .await;
     // Enough seconds in Prometheus for the judge's first look to hold its ten samples.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let env = EcsEnv::start(&[]).await;
     let params = r#"{ window = "20s", step = "1s", min-samples = 10, metrics = [{ name = "error-rate", direction = "increase", tolerance = 0.5, min-difference = 0.02, prometheus = 'sum(rate(http_requests_total{code="500",release="{release}"}[5s])) / sum(rate(http_requests_total{release="{release}"}[5s]))' }] }"#;
     let config = env
-        .task_sets(&app.url, r#"[{ weight = 10, bake = "20s" }, { weight = 50 }]"#)
+        .task_sets(
+            &app.url,
+            r#"[{ weight = 10, bake = "20s" }, { weight = 50 }]"#,
+        )
         .prometheus(&ground.prometheus.url(), |p| p)
         .builtin_hook("judge", "judge", |t| {
             t.strs("prometheus-metrics", &["http_requests_total"])
@@ -432,7 +516,10 @@ async fn the_judge_as_a_bake_hook_rolls_back_a_canary_worse_than_its_baseline() 
     env.write(&config);
     let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:2"]).await;
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(out.contains("hook:judge") && out.contains("error-rate"), "{out}");
+    assert!(
+        out.contains("hook:judge") && out.contains("error-rate"),
+        "{out}"
+    );
     assert_eq!(env.primary().await.0, "web:1", "web:1 stays the release");
     assert_eq!(env.weights().await, (100, 0), "traffic back on web:1");
 }

@@ -41,6 +41,10 @@ pub fn run(component: &str) -> anyhow::Result<Outcome> {
     match (&report.kind, &report.contract) {
         (Some(kind), Some(version)) => {
             let runs = match Contract::of(version) {
+                // An earlier patch of the current minor links by semver (0.3.0 on 0.3.1).
+                Some(Contract::V0_3) if version != CONTRACT_VERSION => {
+                    format!(" and runs {version} components unchanged")
+                }
                 Some(Contract::V0_3) => String::new(),
                 Some(earlier) => {
                     format!(" and still runs {} components unchanged", earlier.version())
