@@ -85,6 +85,32 @@ pub enum Bound {
     Min(f64),
 }
 
+impl Bound {
+    /// Whether `value` is on the bad side, and the bound in words ("at most 5").
+    pub fn judge(self, value: f64) -> (GateStatus, String) {
+        let (bad, bound) = match self {
+            Bound::Max(max) => (value > max, format!("at most {max}")),
+            Bound::Min(min) => (value < min, format!("at least {min}")),
+        };
+        (
+            if bad {
+                GateStatus::Fail
+            } else {
+                GateStatus::Pass
+            },
+            bound,
+        )
+    }
+
+    /// Whether `value` is worse than `than` by this bound (higher for a max).
+    pub fn worse(self, value: f64, than: f64) -> bool {
+        match self {
+            Bound::Max(_) => value > than,
+            Bound::Min(_) => value < than,
+        }
+    }
+}
+
 /// The CloudWatch statistics a metric gate can judge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricStatistic {
@@ -207,16 +233,9 @@ impl MetricGate {
                 None,
             );
         };
-        let (bad, bound) = match self.check.bound {
-            Bound::Max(max) => (worst > max, format!("at most {max}")),
-            Bound::Min(min) => (worst < min, format!("at least {min}")),
-        };
+        let (status, bound) = self.check.bound.judge(worst);
         result(
-            if bad {
-                GateStatus::Fail
-            } else {
-                GateStatus::Pass
-            },
+            status,
             format!(
                 "{} {} is {worst} (must be {bound})",
                 self.check.metric,

@@ -55,12 +55,7 @@ impl PrometheusGate {
                 if value.is_nan() {
                     continue; // no measurement (0/0)
                 }
-                let worse = match (worst, self.check.bound) {
-                    (None, _) => true,
-                    (Some((w, _)), Bound::Max(_)) => value > w,
-                    (Some((w, _)), Bound::Min(_)) => value < w,
-                };
-                if worse {
+                if worst.is_none_or(|(w, _)| self.check.bound.worse(value, w)) {
                     worst = Some((value, &s.labels));
                 }
             }
@@ -83,10 +78,7 @@ impl PrometheusGate {
                 None,
             );
         };
-        let (bad, bound) = match self.check.bound {
-            Bound::Max(max) => (value > max, format!("at most {max}")),
-            Bound::Min(min) => (value < min, format!("at least {min}")),
-        };
+        let (status, bound) = self.check.bound.judge(value);
         let which = if labels.is_empty() {
             String::new()
         } else {
@@ -94,11 +86,7 @@ impl PrometheusGate {
             format!(" for {{{}}}", shown.join(", "))
         };
         result(
-            if bad {
-                GateStatus::Fail
-            } else {
-                GateStatus::Pass
-            },
+            status,
             format!(
                 "{} is {value}{which}{over} (must be {bound}; worst of {} series)",
                 if series.len() == 1 && labels.is_empty() {
