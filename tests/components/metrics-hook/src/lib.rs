@@ -88,7 +88,11 @@ impl Hook for MetricsProbe {
                         ),
                     )
                 }
-                Err(e) => result("metrics-probe", GateStatus::Fail, format!("prometheus: {e:?}")),
+                Err(e) => result(
+                    "metrics-probe",
+                    GateStatus::Fail,
+                    format!("prometheus: {e:?}"),
+                ),
             };
         }
         let query = metrics::MetricQuery {
