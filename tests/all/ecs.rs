@@ -242,6 +242,30 @@ async fn rolling_in_place_rolls_back_on_a_failed_smoke_test() {
     );
 }
 
+/// Found by an outside tester: a gate that fails before the rolling update began left
+/// nothing to undo, yet the rollback asked the in-place service to scale a stable side
+/// and reported ROLLBACK FAILED (exit 2, "remove what is left by hand").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_in_place_stopped_by_a_pre_deploy_gate_rolls_back_having_changed_nothing() {
+    let bad = App::start(503, "down");
+    let env = EcsEnv::start(&[]).await;
+    env.write(
+        &env.in_place(&bad.url)
+            .service("api", |s| s.http_gate(&["pre-deploy"], &bad.url, 2)),
+    );
+    let (code, out, err) = env
+        .deployer(&["run", "rolling", "--release", "web:2"])
+        .await;
+    assert_eq!(code, 1, "a rollback, not a failed one: {out}\n{err}");
+    assert!(
+        !out.contains("ROLLBACK FAILED") && !err.contains("by hand"),
+        "{out}\n{err}"
+    );
+    assert_eq!(env.api().await, settled("web:1"));
+    let (code, out, _) = env.deployer(&["status"]).await;
+    assert_eq!(code, 0, "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_in_place_rolls_back_when_the_circuit_breaker_trips() {
     let good = App::start(200, "ok");

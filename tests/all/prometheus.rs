@@ -523,3 +523,128 @@ async fn the_judge_as_a_bake_hook_rolls_back_a_canary_worse_than_its_baseline() 
     assert_eq!(env.primary().await.0, "web:1", "web:1 stays the release");
     assert_eq!(env.weights().await, (100, 0), "traffic back on web:1");
 }
+
+/// A stand-in Prometheus that puts the `Authorization` header it was sent into its
+/// answer, as a label of the one series it returns (value 5): what a misconfigured
+/// relabelling or a proxy's error page does.
+fn echoing_prometheus() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut auth, mut length) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if lower.starts_with("authorization:") {
+                    auth = line["authorization:".len()..].trim().to_string();
+                }
+                if let Some(n) = lower.strip_prefix("content-length:") {
+                    length = n.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = serde_json::json!({"status": "success", "data": {"resultType": "vector",
+                "result": [{"metric": {"tok": auth}, "value": [1, "5"]}]}})
+            .to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    url
+}
+
+/// Found by an outside tester: a server that echoed the bearer token put it in the
+/// gate's detail, hence the output, the JSON summary and the journal (and, through the
+/// capability, in a hook's hands).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_the_server_echoes_reaches_no_output_journal_or_summary() {
+    const TOKEN: &str = "s3cr3t-T0KEN-xyz-81f2";
+    // SAFETY: a variable of this test's own; no other test reads or writes it.
+    unsafe { std::env::set_var("DEPLOYER_TEST_PROM_TOKEN", TOKEN) };
+    let app = App::start(200, "ok");
+    let env = EcsEnv::start(&[]).await;
+    let config = env
+        .task_sets(&app.url, STEPS)
+        .prometheus(&echoing_prometheus(), |p| {
+            p.str("bearer-token-env", "DEPLOYER_TEST_PROM_TOKEN")
+        })
+        .service("web", |s| {
+            s.gate("prometheus", &["post-traffic"], |g| {
+                g.str("query", "sum(x)").raw("max", "1.0")
+            })
+        });
+    env.write(&config);
+    let (code, out, err) = env
+        .deployer(&["run", "canary", "--release", "web:2", "--output", "json"])
+        .await;
+    assert_eq!(code, 1, "the echoed series is 5, over 1: {out}\n{err}");
+    assert!(
+        out.contains("Bearer ***"),
+        "the label is shown, masked: {out}"
+    );
+    let journals = env.dir.path().join(".deployer/services/web/deployments");
+    let journal = deployer_tests::support::journals_oldest_first(&journals)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<String>();
+    for (what, text) in [("stdout", &out), ("stderr", &err), ("journal", &journal)] {
+        assert!(!text.contains(TOKEN), "the token in {what}: {text}");
+    }
+
+    // Unset, the run stops before any change, naming the setting.
+    unsafe { std::env::set_var("DEPLOYER_TEST_PROM_TOKEN", "") };
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "web:3"]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("prometheus.bearer-token-env"), "{err}");
+    assert_eq!(env.primary().await.0, "web:1");
+}
+
+#[test]
+fn the_judges_promql_is_held_to_its_grant_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let params =
+        |query: &str| format!("{{ metrics = [{{ name = \"errors\", prometheus = '{query}' }}] }}");
+    let config = |query: &str| {
+        deployer_tests::support::config::ConfigBuilder::new()
+            .prometheus("http://127.0.0.1:9", |p| p)
+            .service("web", |s| {
+                s.ecs("prod", "web", 2)
+                    .hook("judge", &["bake"], &params(query))
+            })
+            .builtin_hook("judge", "judge", |t| {
+                t.strs("prometheus-metrics", &["http_requests_total"])
+            })
+    };
+    let good = r#"sum(rate(http_requests_total{release="{release}"}[1m]))"#;
+    let (code, out, err) = deployer_tests::support::cli::validate(dir.path(), &config(good));
+    assert_eq!(code, 0, "{out}\n{err}");
+    for (query, says) in [
+        (
+            r#"sum(rate(http_requests_total{release="{release}"}[1m])"#,
+            "not PromQL",
+        ),
+        (
+            r#"sum(up{job="{release}"})"#,
+            "metric `up` is not in this plugin's prometheus-metrics",
+        ),
+    ] {
+        let (code, out, err) = deployer_tests::support::cli::validate(dir.path(), &config(query));
+        assert_eq!(code, 3, "{query}: {out}\n{err}");
+        assert!(
+            err.contains("services.web.hooks[0].params.metrics[0].prometheus")
+                && err.contains(says),
+            "{query}: {err}"
+        );
+    }
+}

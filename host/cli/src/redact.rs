@@ -85,6 +85,15 @@ impl Secrets {
                 params(json);
             }
         }
+        // The Prometheus bearer token, from the variable config names.
+        if let Some(deployer_targets::prometheus::PrometheusSpec {
+            auth: deployer_targets::prometheus::PrometheusAuth::Bearer { env },
+            ..
+        }) = &config.prometheus
+            && let Ok(token) = std::env::var(env)
+        {
+            found.push(token.trim().to_string());
+        }
         for service in config.services.values() {
             for gate in &service.gates {
                 if let CheckSpec::Http(http) = &gate.check {

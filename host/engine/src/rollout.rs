@@ -1925,6 +1925,12 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         let outcome = if rolled_in_place {
             self.undo(&mut run, RollbackAction::RollingUndo, deadline)
                 .await?
+        } else if run.target.native_rolling {
+            // Updated in place, and no rolling update began (a pre-deploy gate failed,
+            // the run was stopped first): nothing was changed, so there is nothing to
+            // undo. The side-by-side undo below would ask an in-place target to scale a
+            // "stable side" it does not have, and report a failed rollback.
+            Ok(())
         } else {
             let stable = RollbackAction::Scale(ScaleRequest {
                 side: Side::Stable,

@@ -20,8 +20,10 @@ use aws_sigv4::sign::v4;
 use reqwest::Url;
 use serde::Deserialize;
 
-/// The largest answer read: past this the query is refused as too large.
-pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// The largest answer read: past this the query is refused as too large. Parsed, an
+/// answer takes several times its size in memory; 16 MiB holds the 250,000 points a
+/// plugin may be handed, with room.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// How requests to the server are authorised.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,12 +120,33 @@ impl Prometheus {
 
     /// `query` now (instant), or over `range` up to now.
     ///
+    /// Nothing returned holds the bearer token: a server that echoes the Authorization
+    /// header into an error or a label (a proxy's error page, a misconfigured relabel)
+    /// must not hand it to a plugin, the journal or CI's log.
+    ///
     /// # Errors
     /// See [`QueryError`].
     pub async fn query(
         &self,
         query: &str,
         range: Option<Range>,
+    ) -> Result<Vec<Series>, QueryError> {
+        let token = match &self.spec.auth {
+            PrometheusAuth::Bearer { env } => Some(bearer_token(env).map_err(QueryError::Refused)?),
+            _ => None,
+        };
+        let answer = self.query_with(query, range, token.as_deref()).await;
+        match token {
+            Some(token) => scrub_answer(answer, &token),
+            None => answer,
+        }
+    }
+
+    async fn query_with(
+        &self,
+        query: &str,
+        range: Option<Range>,
+        token: Option<&str>,
     ) -> Result<Vec<Series>, QueryError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -151,7 +174,7 @@ impl Prometheus {
             .post(url.clone())
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body.clone());
-        for (name, value) in self.authorization(&url, &body).await? {
+        for (name, value) in self.authorization(&url, &body, token).await? {
             request = request.header(name, value);
         }
         let response = request.send().await.map_err(|e| {
@@ -184,7 +207,7 @@ impl Prometheus {
                 "Prometheus answered {status} without data"
             )));
         };
-        Ok(data.into_series())
+        data.into_series()
     }
 
     /// `BASE/api/v1/<endpoint>`.
@@ -197,25 +220,19 @@ impl Prometheus {
         Ok(url)
     }
 
-    /// The headers that authorise a POST of `body` to `url`.
+    /// The headers that authorise a POST of `body` to `url` (with `token` for bearer
+    /// auth).
     async fn authorization(
         &self,
         url: &Url,
         body: &str,
+        token: Option<&str>,
     ) -> Result<Vec<(String, String)>, QueryError> {
         match &self.spec.auth {
             PrometheusAuth::None => Ok(Vec::new()),
-            PrometheusAuth::Bearer { env } => {
-                let token = std::env::var(env).map_err(|_| {
-                    QueryError::Unavailable(format!(
-                        "environment variable {env} (prometheus.bearer-token-env) is not set"
-                    ))
-                })?;
-                Ok(vec![(
-                    "authorization".into(),
-                    format!("Bearer {}", token.trim()),
-                )])
-            }
+            PrometheusAuth::Bearer { .. } => Ok(token
+                .map(|token| vec![("authorization".into(), format!("Bearer {token}"))])
+                .unwrap_or_default()),
             PrometheusAuth::SigV4 { region } => {
                 let provider = self
                     .aws
@@ -247,6 +264,62 @@ impl Prometheus {
                     .map_err(QueryError::Unavailable)
             }
         }
+    }
+}
+
+/// The bearer token in environment variable `env`, trimmed.
+///
+/// # Errors
+/// The variable is unset or empty, or holds what no HTTP header can carry (a line
+/// break, a control or non-ASCII character): a setting to fix, not a failure to retry.
+pub fn bearer_token(env: &str) -> Result<String, String> {
+    let token = std::env::var(env).unwrap_or_default();
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "environment variable {env} (prometheus.bearer-token-env) is not set or empty: \
+             set it to the Prometheus token"
+        ));
+    }
+    if !token
+        .bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) || b == b' ')
+    {
+        return Err(format!(
+            "environment variable {env} (prometheus.bearer-token-env) holds a line break, \
+             control or non-ASCII character, which no HTTP header can carry"
+        ));
+    }
+    Ok(token.to_string())
+}
+
+/// `answer` with every occurrence of `token` in its texts and labels masked.
+fn scrub_answer(
+    answer: Result<Vec<Series>, QueryError>,
+    token: &str,
+) -> Result<Vec<Series>, QueryError> {
+    let scrub = |text: String| {
+        if text.contains(token) {
+            text.replace(token, "***")
+        } else {
+            text
+        }
+    };
+    match answer {
+        Ok(series) => Ok(series
+            .into_iter()
+            .map(|s| Series {
+                labels: s
+                    .labels
+                    .into_iter()
+                    .map(|(k, v)| (scrub(k), scrub(v)))
+                    .collect(),
+                points: s.points,
+            })
+            .collect()),
+        Err(QueryError::Refused(why)) => Err(QueryError::Refused(scrub(why))),
+        Err(QueryError::TooLarge(why)) => Err(QueryError::TooLarge(scrub(why))),
+        Err(QueryError::Unavailable(why)) => Err(QueryError::Unavailable(scrub(why))),
     }
 }
 
@@ -371,9 +444,15 @@ enum Data {
 struct Point(f64, String);
 
 impl Point {
-    fn point(&self) -> Option<(u64, f64)> {
-        let value = parse_value(&self.1)?;
-        Some(((self.0 * 1000.0).max(0.0) as u64, value))
+    /// (ms, value); a value that is not a number is an answer nobody can judge.
+    fn point(&self) -> Result<(u64, f64), QueryError> {
+        let value = parse_value(&self.1).ok_or_else(|| {
+            QueryError::Unavailable(format!(
+                "Prometheus answered a sample value that is not a number: `{}`",
+                deployer_engine::redact::printable(&self.1.chars().take(40).collect::<String>())
+            ))
+        })?;
+        Ok(((self.0 * 1000.0).max(0.0) as u64, value))
     }
 }
 
@@ -399,33 +478,42 @@ fn parse_value(text: &str) -> Option<f64> {
 }
 
 impl Data {
-    fn into_series(self) -> Vec<Series> {
+    fn into_series(self) -> Result<Vec<Series>, QueryError> {
         match self {
             Data::Vector(samples) => samples
                 .into_iter()
-                .map(|s| Series {
-                    labels: s.metric,
-                    points: s
-                        .value
-                        .as_ref()
-                        .and_then(Point::point)
-                        .into_iter()
-                        .collect(),
+                .map(|s| {
+                    Ok(Series {
+                        labels: s.metric,
+                        points: s
+                            .value
+                            .as_ref()
+                            .map(Point::point)
+                            .transpose()?
+                            .into_iter()
+                            .collect(),
+                    })
                 })
                 .collect(),
             Data::Matrix(series) => series
                 .into_iter()
-                .map(|s| Series {
-                    labels: s.metric,
-                    points: s.values.iter().filter_map(Point::point).collect(),
+                .map(|s| {
+                    Ok(Series {
+                        labels: s.metric,
+                        points: s
+                            .values
+                            .iter()
+                            .map(Point::point)
+                            .collect::<Result<_, _>>()?,
+                    })
                 })
                 .collect(),
-            Data::Scalar(point) => vec![Series {
+            Data::Scalar(point) => Ok(vec![Series {
                 labels: BTreeMap::new(),
-                points: point.point().into_iter().collect(),
-            }],
+                points: vec![point.point()?],
+            }]),
             // A string is no measurement: nothing to judge.
-            Data::String(_) => Vec::new(),
+            Data::String(_) => Ok(Vec::new()),
         }
     }
 }
@@ -436,7 +524,7 @@ mod tests {
 
     fn data(json: &str) -> Vec<Series> {
         let answer: Answer = serde_json::from_str(json).unwrap();
-        answer.data.unwrap().into_series()
+        answer.data.unwrap().into_series().unwrap()
     }
 
     #[test]
@@ -466,6 +554,40 @@ mod tests {
                 {"metric":{},"histogram":[1,{"count":"2","sum":"3","buckets":[]}]}]}}"#,
         );
         assert!(histogram[0].points.is_empty());
+    }
+
+    #[test]
+    fn a_value_that_is_no_number_makes_the_answer_unusable() {
+        let answer: Answer = serde_json::from_str(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{},"value":[1,"0"]},{"metric":{},"value":[1,"bogus"]}]}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            answer.data.unwrap().into_series(),
+            Err(QueryError::Unavailable(why)) if why.contains("`bogus`")
+        ));
+    }
+
+    #[test]
+    fn an_echoed_token_is_masked_in_errors_and_labels() {
+        let token = "s3cr3t-T0KEN-xyz";
+        let series = vec![Series {
+            labels: [("tok".to_string(), format!("Bearer {token}"))].into(),
+            points: vec![(1, 1.0)],
+        }];
+        let scrubbed = scrub_answer(Ok(series), token).unwrap();
+        assert_eq!(scrubbed[0].labels["tok"], "Bearer ***");
+        let error = scrub_answer(
+            Err(QueryError::Unavailable(format!(
+                "500: auth was Bearer {token}"
+            ))),
+            token,
+        );
+        assert_eq!(
+            error,
+            Err(QueryError::Unavailable("500: auth was Bearer ***".into()))
+        );
     }
 
     #[test]

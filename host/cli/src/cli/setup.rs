@@ -16,7 +16,7 @@ use deployer_plugin_host::hook::{HookGate, HookPlugin};
 use deployer_plugin_host::strategy::StrategyPlugin;
 use deployer_plugin_host::{PluginHost, PluginSource};
 use deployer_targets::aws::Clients;
-use deployer_targets::prometheus::Prometheus;
+use deployer_targets::prometheus::{Prometheus, PrometheusAuth};
 use deployer_targets::state::aws::{AwsLock, AwsStore};
 
 use super::metrics::RunMetrics;
@@ -339,7 +339,11 @@ pub async fn hook_param_errors(
     plugin: &HookPlugin,
 ) -> Vec<crate::config::ConfigError> {
     let at = format!("services.{service_name}.hooks[{index}]");
-    match plugin.validate(&hook.params).await {
+    let mut errors: Vec<crate::config::ConfigError> = judge_query_errors(config, hook)
+        .into_iter()
+        .map(|(field, message)| config.error_at_field(&format!("{at}.params.{field}"), message))
+        .collect();
+    errors.extend(match plugin.validate(&hook.params).await {
         Ok(Ok(())) => Vec::new(),
         Ok(Err(problems)) => problems
             .into_iter()
@@ -354,7 +358,52 @@ pub async fn hook_param_errors(
             })
             .collect(),
         Err(err) => vec![config.error_at_field(&at, err.to_string())],
+    });
+    errors
+}
+
+/// The built-in judge's PromQL held, before anything runs, to the check its
+/// `query-prometheus` calls will meet (a guest has no PromQL parser, so its own
+/// `validate` cannot): a query that does not parse, or reads a metric outside the
+/// plugin's `prometheus-metrics`, is refused at its field instead of failing the gate
+/// once traffic moved. As (field under `params`, message).
+fn judge_query_errors(config: &Config, hook: &crate::config::HookSpec) -> Vec<(String, String)> {
+    use deployer_plugin_host::bindings::metrics::PromqlQuery;
+    use deployer_plugin_host::bindings::types::CapabilityError;
+    let Some(plugin) = config.plugins.get(&hook.plugin) else {
+        return Vec::new();
+    };
+    if !matches!(&plugin.source, PluginSource::Builtin(name) if name == "judge") {
+        return Vec::new();
     }
+    let Ok(params) = serde_json::from_str::<serde_json::Value>(&hook.params) else {
+        return Vec::new();
+    };
+    let metrics = params.get("metrics").and_then(|m| m.as_array());
+    let mut errors = Vec::new();
+    for (i, metric) in metrics.into_iter().flatten().enumerate() {
+        let Some(query) = metric.get("prometheus").and_then(|q| q.as_str()) else {
+            continue;
+        };
+        // Each side's query is this one with a release put in.
+        let query = PromqlQuery {
+            query: query
+                .replace("{release}", "web:2")
+                .replace("{service}", "web"),
+            window_seconds: 0,
+            step_seconds: 0,
+        };
+        if let Err(
+            CapabilityError::Denied(why)
+            | CapabilityError::Invalid(why)
+            | CapabilityError::Limit(why)
+            | CapabilityError::Unavailable(why),
+        ) = deployer_plugin_host::promql::check(&plugin.grants.prometheus_metrics, &query)
+        {
+            errors.push((format!("metrics[{i}].prometheus"), why));
+        }
+    }
+    errors
 }
 
 pub async fn gates(
@@ -366,10 +415,20 @@ pub async fn gates(
 ) -> anyhow::Result<ConfiguredGates> {
     // One client for the run's gates and hooks; SigV4 signs with the run's credentials.
     let prometheus = match &config.prometheus {
-        Some(spec) => Some(Arc::new(
+        Some(spec) => Some(Arc::new({
+            // A missing or unusable token is a setting to fix before any change, not a
+            // gate to retry once traffic moved.
+            if let PrometheusAuth::Bearer { env } = &spec.auth
+                && let Err(why) = deployer_targets::prometheus::bearer_token(env)
+            {
+                return Err(ConfigErrors(vec![
+                    config.error_at_field("prometheus.bearer-token-env", why),
+                ])
+                .into());
+            }
             Prometheus::new(spec.clone(), Some(clients.config.clone()))
-                .context("creating the Prometheus client")?,
-        )),
+                .context("creating the Prometheus client")?
+        })),
         None => None,
     };
     let mut gates = deployer_targets::gates::build(&service.gates, clients, prometheus.as_ref())

@@ -440,6 +440,17 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
                     }),
                 ),
             ]);
+            if let (Some(Ok(window)), Some(Ok(step))) = (
+                window.as_deref().map(parse_duration),
+                step.as_deref().map(parse_duration),
+            ) && step > window
+            {
+                problems.push(
+                    "step is longer than window: the window would hold at most one point\n  \
+                     fix: a step shorter than the window (e.g. window = \"5m\", step = \"10s\")"
+                        .to_string(),
+                );
+            }
             if step.is_some() && window.is_none() {
                 problems.push(
                     "step without window: a step is the spacing of points within a window\n  \

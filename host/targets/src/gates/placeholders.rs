@@ -257,6 +257,35 @@ impl Template {
     }
 }
 
+/// The first placeholder of PromQL `text` that sits in a backtick (raw) string, where no
+/// escape works, so a value holding a backtick would end the string.
+pub fn promql_raw_placeholder(text: &str) -> Option<Placeholder> {
+    let mut quote: Option<char> = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match (quote, c) {
+            (Some('`'), '`') => quote = None,
+            (Some('`'), '{') => {
+                let rest = &text[at..];
+                if let Some(end) = rest.find('}')
+                    && let Some((p, ..)) = PLACEHOLDERS.iter().find(|(_, n, _)| *n == &rest[1..end])
+                {
+                    return Some(*p);
+                }
+            }
+            (Some('`'), _) => {}
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quote = Some(c),
+            (None, _) => {}
+        }
+    }
+    None
+}
+
 /// Whether any of `texts` uses a side placeholder (texts that do not parse use none:
 /// config checking has refused them).
 pub fn any_need_sides<'a>(syntax: Syntax, texts: impl IntoIterator<Item = &'a str>) -> bool {
