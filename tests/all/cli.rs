@@ -25,7 +25,12 @@ fn plan_canary_prints_the_steps_of_the_example() {
 
 #[test]
 fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
-    for example in ["eks-blue-green", "asg-canary", "ecs-service-pair"] {
+    for example in [
+        "eks-blue-green",
+        "eks-canary-prometheus",
+        "asg-canary",
+        "ecs-service-pair",
+    ] {
         let config = repo(&format!("examples/{example}/deployer.toml"));
         let (code, out, err) = run(&["validate", "--config", config.to_str().unwrap()]);
         assert_eq!(code, 0, "{example}: {out}{err}");
