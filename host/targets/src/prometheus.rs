@@ -196,10 +196,17 @@ impl Prometheus {
                 .error
                 .or(answer.message)
                 .unwrap_or_else(|| format!("status {status}"));
-            return Err(match answer.error_type.as_deref() {
-                Some("bad_data") => QueryError::Refused(why),
-                _ if status.as_u16() == 400 || status.as_u16() == 422 => QueryError::Refused(why),
-                _ => QueryError::Unavailable(format!("Prometheus answered {status}: {why}")),
+            // Only a query Prometheus cannot parse or type-check (`bad_data`, or a bare
+            // 400) will never pass as written; an execution error (422: too many samples,
+            // a timeout), refused credentials or a 5xx may pass when asked again.
+            let refused = match answer.error_type.as_deref() {
+                Some(kind) => kind == "bad_data",
+                None => status.as_u16() == 400,
+            };
+            return Err(if refused {
+                QueryError::Refused(why)
+            } else {
+                QueryError::Unavailable(format!("Prometheus answered {status}: {why}"))
             });
         }
         let Some(data) = answer.data else {
@@ -293,18 +300,12 @@ pub fn bearer_token(env: &str) -> Result<String, String> {
     Ok(token.to_string())
 }
 
-/// `answer` with every occurrence of `token` in its texts and labels masked.
+/// `answer` with the token masked in its texts and labels (see [`mask_token`]).
 fn scrub_answer(
     answer: Result<Vec<Series>, QueryError>,
     token: &str,
 ) -> Result<Vec<Series>, QueryError> {
-    let scrub = |text: String| {
-        if text.contains(token) {
-            text.replace(token, "***")
-        } else {
-            text
-        }
-    };
+    let scrub = |text: String| mask_token(&text, token);
     match answer {
         Ok(series) => Ok(series
             .into_iter()
@@ -321,6 +322,52 @@ fn scrub_answer(
         Err(QueryError::TooLarge(why)) => Err(QueryError::TooLarge(scrub(why))),
         Err(QueryError::Unavailable(why)) => Err(QueryError::Unavailable(scrub(why))),
     }
+}
+
+/// The shortest piece of a token that is masked on its own.
+const TOKEN_PIECE: usize = 8;
+
+/// `text` with every run that matches the token, or any piece of it of at least
+/// [`TOKEN_PIECE`] characters, ignoring ASCII case, replaced by `***`: a server that
+/// echoes the token upper-cased, cut in two or truncated gives none of it away. (One
+/// that encodes it cannot be stopped; it is the server the token is for.) Linear in
+/// `text`: each position is looked up among the token's pieces.
+pub fn mask_token(text: &str, token: &str) -> String {
+    let token = token.to_ascii_lowercase();
+    let lower = text.to_ascii_lowercase();
+    let (token, lower) = (token.as_bytes(), lower.as_bytes());
+    if token.is_empty() {
+        return text.to_string();
+    }
+    let piece = TOKEN_PIECE.min(token.len());
+    let pieces: std::collections::HashSet<&[u8]> = token.windows(piece).collect();
+    let mut masked = vec![false; lower.len()];
+    for (at, window) in lower.windows(piece).enumerate() {
+        if pieces.contains(window) {
+            masked[at..at + piece].fill(true);
+        }
+    }
+    if !masked.contains(&true) {
+        return text.to_string();
+    }
+    // The token is ASCII, so a masked run starts and ends on character boundaries.
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < text.len() {
+        if masked[at] {
+            out.push_str("***");
+            while at < text.len() && masked[at] {
+                at += 1;
+            }
+        } else {
+            let end = (at + 1..=text.len())
+                .find(|&i| text.is_char_boundary(i) && (i == text.len() || masked[i]))
+                .unwrap_or(text.len());
+            out.push_str(&text[at..end]);
+            at = end;
+        }
+    }
+    out
 }
 
 /// The SigV4 headers (`authorization`, `x-amz-date`, and `x-amz-security-token` for
@@ -588,6 +635,28 @@ mod tests {
             error,
             Err(QueryError::Unavailable("500: auth was Bearer ***".into()))
         );
+    }
+
+    #[test]
+    fn a_token_echoed_in_another_case_cut_in_two_or_in_part_is_masked() {
+        let token = "Tok3nSECRETvalue9876zz";
+        assert_eq!(
+            mask_token("auth: tok3nsecretvalue9876zz!", token),
+            "auth: ***!"
+        );
+        assert_eq!(mask_token("TOK3NSECRETVALUE9876ZZ", token), "***");
+        assert_eq!(
+            mask_token("a=Tok3nSECRET b=value9876zz", token),
+            "a=*** b=***"
+        );
+        assert_eq!(mask_token("first Tok3nSECRETva…", token), "first ***…");
+        assert_eq!(mask_token("é Tok3nSECRETvalue ü", token), "é *** ü");
+        assert_eq!(
+            mask_token("nothing secret here", token),
+            "nothing secret here"
+        );
+        // Seven characters of it say too little to mask every word that shares them.
+        assert_eq!(mask_token("see Tok3nSE.", token), "see Tok3nSE.");
     }
 
     #[test]

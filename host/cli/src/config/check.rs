@@ -528,12 +528,21 @@ fn bound_problems(max: Option<f64>, min: Option<f64>, problems: &mut Vec<String>
 
 /// Why `query` (placeholders rendered with example values) is not PromQL, if it is not.
 fn promql_problem(query: &str) -> Option<String> {
-    use deployer_targets::gates::placeholders::{Syntax, Template, Values, promql_escape};
+    use deployer_targets::gates::placeholders::{
+        Syntax, Template, Values, promql_escape, promql_raw_placeholder,
+    };
     if query.trim().is_empty() {
         return Some(
             "query is empty; e.g. query = 'sum(rate(http_requests_total{code=~\"5..\"}[1m]))'"
                 .into(),
         );
+    }
+    if let Some(placeholder) = promql_raw_placeholder(query) {
+        return Some(format!(
+            "query: placeholder `{{{}}}` is inside a backtick string, where PromQL has no \
+             escapes (a value holding a backtick would end it)\n  fix: put it in \"…\" or '…'",
+            placeholder.name()
+        ));
     }
     let rendered = Template::parse_as(Syntax::PromQl, query)
         .ok()?

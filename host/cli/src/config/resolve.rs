@@ -1235,6 +1235,19 @@ desired-count = 4
             &["query is not PromQL"],
         );
         only(
+            &prometheus_gate(true, "query = 'x{a=`{new-release}`}'\nmax = 1.0"),
+            "services.web.gates[0]",
+            &["inside a backtick string"],
+        );
+        only(
+            &prometheus_gate(
+                true,
+                "query = 'up'\nmax = 1.0\nwindow = \"10s\"\nstep = \"1m\"",
+            ),
+            "services.web.gates[0]",
+            &["step is longer than window"],
+        );
+        only(
             &prometheus_gate(
                 true,
                 "query = 'x{a=\"{new-target-group-name}\"}'\nmax = 1.0",
