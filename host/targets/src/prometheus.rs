@@ -280,7 +280,16 @@ impl Prometheus {
 /// The variable is unset or empty, or holds what no HTTP header can carry (a line
 /// break, a control or non-ASCII character): a setting to fix, not a failure to retry.
 pub fn bearer_token(env: &str) -> Result<String, String> {
-    let token = std::env::var(env).unwrap_or_default();
+    let token = match std::env::var(env) {
+        Ok(token) => token,
+        Err(std::env::VarError::NotPresent) => String::new(),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(format!(
+                "environment variable {env} (prometheus.bearer-token-env) is not valid UTF-8, \
+                 which no HTTP header can carry"
+            ));
+        }
+    };
     let token = token.trim();
     if token.is_empty() {
         return Err(format!(
@@ -657,6 +666,28 @@ mod tests {
         );
         // Seven characters of it say too little to mask every word that shares them.
         assert_eq!(mask_token("see Tok3nSE.", token), "see Tok3nSE.");
+    }
+
+    #[test]
+    fn a_token_no_header_can_carry_is_refused_saying_why() {
+        use std::os::unix::ffi::OsStrExt;
+        let var = "DEPLOYER_UNIT_PROM_TOKEN";
+        let set = |value: &std::ffi::OsStr| {
+            // SAFETY: a variable of this test's own; no other test reads or writes it.
+            unsafe { std::env::set_var(var, value) }
+        };
+        set(std::ffi::OsStr::from_bytes(b"abc\xff"));
+        assert!(bearer_token(var).unwrap_err().contains("not valid UTF-8"));
+        for (value, says) in [
+            ("", "not set or empty"),
+            ("  ", "not set or empty"),
+            ("a\r\nb", "line break"),
+        ] {
+            set(value.as_ref());
+            assert!(bearer_token(var).unwrap_err().contains(says), "{value:?}");
+        }
+        set(" tok-123\n".as_ref());
+        assert_eq!(bearer_token(var).unwrap(), "tok-123");
     }
 
     #[test]
