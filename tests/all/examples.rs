@@ -170,7 +170,9 @@ async fn the_doubling_strategy_plans_under_the_safety_rules() {
 }
 
 /// The Python example, built offline with componentize-py as its docstring says, runs in
-/// the host with WASI's empty context and only the capabilities its world imports.
+/// the host with WASI's empty context and only the capabilities its world imports. It is
+/// built the way an author with only the binary builds it: its two files copied out of
+/// the checkout, the contract from `deployer plugin wit --out wit/deps/deployer-plugin`.
 #[tokio::test]
 async fn the_python_health_check_runs_in_the_host() {
     let venv = std::env::var_os("DEPLOYER_MOTO_VENV")
@@ -184,8 +186,19 @@ async fn the_python_health_check_runs_in_the_host() {
         componentize.exists(),
         "componentize-py is missing: run scripts/setup.sh"
     );
-    let example =
+    let checkout =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/python-health");
+    let author = tempfile::tempdir().unwrap();
+    let example = author.path().to_path_buf();
+    std::fs::create_dir_all(example.join("wit")).unwrap();
+    for file in ["app.py", "wit/world.wit"] {
+        std::fs::copy(checkout.join(file), example.join(file)).unwrap();
+    }
+    let deps = example.join("wit/deps/deployer-plugin");
+    let (code, out, err) =
+        deployer_tests::support::cli::run(&["plugin", "wit", "--out", deps.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("wrote deployer:plugin@"), "{out}");
     let out_dir = tempfile::tempdir().unwrap();
     let wasm = out_dir.path().join("python-health.wasm");
     let built = std::process::Command::new(componentize)

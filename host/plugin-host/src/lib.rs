@@ -32,6 +32,7 @@ mod prepared;
 pub mod promql;
 pub mod strategy;
 mod ticker;
+pub mod wit_source;
 
 pub use capabilities::{Grants, HostServices};
 pub use engine::PluginHost;

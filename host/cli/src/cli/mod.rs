@@ -283,6 +283,14 @@ pub enum PluginCommand {
         #[arg(long)]
         scenario: PathBuf,
     },
+    /// Print the plugin contract's WIT package (`deployer:plugin`) this deployer
+    /// implements, or write its files into a directory, e.g. `wit/deps/deployer-plugin`
+    /// for componentize-py or componentize-js.
+    Wit {
+        /// Write the package's files into this directory (created if missing) instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Parse arguments, run, and map the outcome to an exit code.
@@ -439,6 +447,7 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
                 component,
                 scenario,
             } => plugin::test(&host()?, &component, &scenario).await,
+            PluginCommand::Wit { out } => plugin::wit(out.as_deref()),
         },
         Command::Run {
             strategy,

@@ -106,6 +106,28 @@ struct Package {
 }
 
 /// Build the plugin crate in `dir` into `dir/target/NAME.wasm` and print its digest.
+/// Print the contract's WIT package as one file, or write its files into `out`.
+pub fn wit(out: Option<&Path>) -> anyhow::Result<Outcome> {
+    use deployer_plugin_host::wit_source;
+    let Some(dir) = out else {
+        outln!("{}", wit_source::single_file().trim_end());
+        return Ok(Outcome::Success);
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating {} for the WIT package", dir.display()))?;
+    for (name, text) in wit_source::FILES {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    outln!(
+        "wrote deployer:plugin@{} ({}) to {}",
+        deployer_plugin_host::CONTRACT_VERSION,
+        wit_source::FILES.map(|(name, _)| name).join(", "),
+        dir.display()
+    );
+    Ok(Outcome::Success)
+}
+
 pub fn build(dir: &Path) -> anyhow::Result<Outcome> {
     let manifest_path = dir.join("Cargo.toml");
     let text = files::read_text(&manifest_path, Kind::Scenario).with_context(|| {
