@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
+use deployer_engine::describe::error_chain;
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -114,10 +115,6 @@ impl Prometheus {
         Ok(Prometheus { spec, http, aws })
     }
 
-    pub fn spec(&self) -> &PrometheusSpec {
-        &self.spec
-    }
-
     /// `query` now (instant), or over `range` up to now.
     ///
     /// Nothing returned holds the bearer token: a server that echoes the Authorization
@@ -178,7 +175,7 @@ impl Prometheus {
             request = request.header(name, value);
         }
         let response = request.send().await.map_err(|e| {
-            QueryError::Unavailable(format!("cannot reach Prometheus: {}", chain(&e)))
+            QueryError::Unavailable(format!("cannot reach Prometheus: {}", error_chain(&e)))
         })?;
         let status = response.status();
         let bytes = read_capped(response).await?;
@@ -437,7 +434,7 @@ fn serde_urlencoded(pairs: &[(&str, String)]) -> String {
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, QueryError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| {
-        QueryError::Unavailable(format!("reading Prometheus's answer: {}", chain(&e)))
+        QueryError::Unavailable(format!("reading Prometheus's answer: {}", error_chain(&e)))
     })? {
         if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(QueryError::TooLarge(format!(
@@ -460,18 +457,6 @@ fn preview(bytes: &[u8]) -> String {
     } else {
         format!("`{text}`")
     }
-}
-
-/// An error and its sources on one line (reqwest hides the cause: refused, timed out).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Prometheus's answer envelope (AMP's errors carry `message` instead).

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use deployer_plugin_host::promql::limits::MAX_STEPS;
+
 use super::schema::GateConfig;
 
 /// `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`: the duration syntax shared with plugins.
@@ -443,13 +445,21 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
             if let (Some(Ok(window)), Some(Ok(step))) = (
                 window.as_deref().map(parse_duration),
                 step.as_deref().map(parse_duration),
-            ) && step > window
-            {
-                problems.push(
-                    "step is longer than window: the window would hold at most one point\n  \
-                     fix: a step shorter than the window (e.g. window = \"5m\", step = \"10s\")"
-                        .to_string(),
-                );
+            ) {
+                if step > window {
+                    problems.push(
+                        "step is longer than window: the window would hold at most one point\n  \
+                         fix: a step shorter than the window (e.g. window = \"5m\", step = \"10s\")"
+                            .to_string(),
+                    );
+                }
+                let points = window.as_millis() / step.as_millis().max(1);
+                if !step.is_zero() && points > u128::from(MAX_STEPS) {
+                    problems.push(format!(
+                        "window / step is {points} points; Prometheus answers at most \
+                         {MAX_STEPS} per series\n  fix: use a longer step"
+                    ));
+                }
             }
             if step.is_some() && window.is_none() {
                 problems.push(
@@ -457,18 +467,6 @@ pub fn gate_problems(gate: &GateConfig) -> Vec<String> {
                      fix: add window = \"5m\", or remove step to judge the value now"
                         .to_string(),
                 );
-            }
-            if let (Some(Ok(window)), Some(Ok(step))) = (
-                window.as_deref().map(parse_duration),
-                step.as_deref().map(parse_duration),
-            ) && !step.is_zero()
-                && window.as_millis() / step.as_millis() > 11_000
-            {
-                problems.push(format!(
-                    "window / step is {} points; Prometheus answers at most 11000 per series\n  \
-                     fix: use a longer step",
-                    window.as_millis() / step.as_millis()
-                ));
             }
             bound_problems(*max, *min, &mut problems);
             if let Some(why) = promql_problem(query) {

@@ -76,6 +76,14 @@ pub const PLACEHOLDERS: [(Placeholder, &str, &str); 8] = [
 ];
 
 impl Placeholder {
+    /// The placeholder written `{name}`, if there is one.
+    pub fn named(name: &str) -> Option<Placeholder> {
+        PLACEHOLDERS
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(p, ..)| *p)
+    }
+
     pub fn name(self) -> &'static str {
         PLACEHOLDERS
             .iter()
@@ -146,12 +154,9 @@ impl Template {
         while let Some(at) = rest.find('{') {
             literal.push_str(&rest[..at]);
             let brace = &rest[at..];
-            let known = brace.find('}').and_then(|end| {
-                PLACEHOLDERS
-                    .iter()
-                    .find(|(_, name, _)| *name == &brace[1..end])
-                    .map(|(p, ..)| (*p, end))
-            });
+            let known = brace
+                .find('}')
+                .and_then(|end| Placeholder::named(&brace[1..end]).map(|p| (p, end)));
             match known {
                 Some((placeholder, end)) => {
                     if !literal.is_empty() {
@@ -209,7 +214,7 @@ impl Template {
                 ));
             };
             let name = &brace[1..end];
-            let Some((placeholder, ..)) = PLACEHOLDERS.iter().find(|(_, n, _)| *n == name) else {
+            let Some(placeholder) = Placeholder::named(name) else {
                 return Err(format!(
                     "`{text}`: unknown placeholder `{{{name}}}`; {}",
                     help()
@@ -218,7 +223,7 @@ impl Template {
             if !literal.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut literal)));
             }
-            pieces.push(Piece::Value(*placeholder));
+            pieces.push(Piece::Value(placeholder));
             rest = &brace[end + 1..];
         }
         literal.push_str(rest);
@@ -268,9 +273,9 @@ pub fn promql_raw_placeholder(text: &str) -> Option<Placeholder> {
             (Some('`'), '{') => {
                 let rest = &text[at..];
                 if let Some(end) = rest.find('}')
-                    && let Some((p, ..)) = PLACEHOLDERS.iter().find(|(_, n, _)| *n == &rest[1..end])
+                    && let Some(p) = Placeholder::named(&rest[1..end])
                 {
-                    return Some(*p);
+                    return Some(p);
                 }
             }
             (Some('`'), _) => {}
