@@ -2,9 +2,63 @@
 //! entry is recompiled rather than trusted or fatal. An entry is native code: one that
 //! changed, one that is another component's, or one that someone else could have written
 //! (a directory or entry others can write, a link, another owner) is never loaded.
+//!
+//! The built-ins ship compiled ahead of time and never touch the cache, so these tests
+//! load the built-ins' components as the files a user's plugins are.
 
+use deployer_plugin_host::hook::HookPlugin;
 use deployer_plugin_host::strategy::StrategyPlugin;
-use deployer_plugin_host::{Limits, PluginHost, PluginSource};
+use deployer_plugin_host::{Grants, Limits, PluginHost, PluginKind, PluginSource, builtin};
+
+/// Built-in strategy `name`'s component as a plugin file, the way config names one.
+fn builtin(name: &str) -> PluginSource {
+    let bytes = builtin::get(name).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin_cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.wasm"));
+    // Tests run at once: each writes its own copy and renames it into place, so none
+    // reads a file another is still writing.
+    let partial = tempfile::NamedTempFile::new_in(&dir).unwrap();
+    std::fs::write(partial.path(), bytes).unwrap();
+    partial.persist(&path).unwrap();
+    PluginSource::File {
+        name: name.into(),
+        path,
+        sha256: deployer_plugin_host::sha256_hex(bytes),
+    }
+}
+
+#[tokio::test]
+async fn built_ins_run_their_ahead_of_time_code_and_leave_the_cache_alone() {
+    // A fresh CI runner: an empty cache. Every built-in loads and works without writing
+    // an entry, which it would if its embedded code were refused and compiled here.
+    let cache = tempfile::tempdir().unwrap();
+    let host = PluginHost::new(Some(cache.path().to_path_buf())).unwrap();
+    let strategies: Vec<_> = builtin::names().collect();
+    assert!(strategies.len() >= 3, "{strategies:?}");
+    for name in strategies {
+        let source = PluginSource::Builtin(name.into());
+        let plugin = StrategyPlugin::load(&host, &source, Limits::strategy()).unwrap();
+        assert_works(&plugin, name).await;
+    }
+    for name in builtin::names_of(PluginKind::Hook) {
+        let source = PluginSource::Builtin(name.into());
+        // Every capability granted: the judge reads metrics.
+        let grants = Grants {
+            metrics_namespaces: vec!["*".into()],
+            prometheus_metrics: vec!["*".into()],
+            ..Grants::default()
+        };
+        let hook = HookPlugin::load(&host, &source, Limits::hook(), grants).unwrap();
+        assert_eq!(hook.info().await.unwrap().name, name);
+    }
+    assert_eq!(cwasm_files(cache.path()), Vec::<std::path::PathBuf>::new());
+
+    // The control: the same component as a file, in a new process, is compiled and cached.
+    let again = PluginHost::new(Some(cache.path().to_path_buf())).unwrap();
+    StrategyPlugin::load(&again, &builtin("canary"), Limits::strategy()).unwrap();
+    assert_eq!(cwasm_files(cache.path()).len(), 1);
+}
 
 fn cwasm_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
@@ -20,7 +74,7 @@ fn cwasm_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn a_second_process_loads_from_the_disk_cache() {
     let cache = tempfile::tempdir().unwrap();
-    let canary = PluginSource::Builtin("canary".into());
+    let canary = builtin("canary");
     let host = PluginHost::new(Some(cache.path().to_path_buf())).unwrap();
     let plugin = StrategyPlugin::load(&host, &canary, Limits::strategy()).unwrap();
     let files = cwasm_files(cache.path());
@@ -42,7 +96,7 @@ async fn a_second_process_loads_from_the_disk_cache() {
 #[tokio::test]
 async fn a_corrupt_cache_entry_is_replaced() {
     let cache = tempfile::tempdir().unwrap();
-    let canary = PluginSource::Builtin("canary".into());
+    let canary = builtin("canary");
     let host = PluginHost::new(Some(cache.path().to_path_buf())).unwrap();
     StrategyPlugin::load(&host, &canary, Limits::strategy()).unwrap();
     let entry = cwasm_files(cache.path()).remove(0);
@@ -60,12 +114,7 @@ async fn a_corrupt_cache_entry_is_replaced() {
 #[tokio::test]
 async fn an_unwritable_cache_only_costs_speed() {
     let host = PluginHost::new(Some("/proc/deployer-cannot-write-here".into())).unwrap();
-    let plugin = StrategyPlugin::load(
-        &host,
-        &PluginSource::Builtin("rolling".into()),
-        Limits::strategy(),
-    )
-    .unwrap();
+    let plugin = StrategyPlugin::load(&host, &builtin("rolling"), Limits::strategy()).unwrap();
     assert_eq!(plugin.info().await.unwrap().name, "rolling");
 }
 
@@ -95,10 +144,6 @@ fn forge(digest: &str, compiled: &[u8]) -> Vec<u8> {
     seal.update([0]);
     seal.update(compiled);
     [&MAGIC[..], &seal.finalize()[..], compiled].concat()
-}
-
-fn builtin(name: &str) -> PluginSource {
-    PluginSource::Builtin(name.into())
 }
 
 /// Load built-in `name` in a new host (a new process) on cache `dir`.

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::PluginError;
 use super::bindings::hook_world::HookPlugin;
 use super::cache::ComponentCache;
 use super::capabilities::{HostServices, HostState};
+use super::engine_config::engine_config;
 use super::limits::Limiter;
 use super::load::Loaded;
 use super::ticker::{TICK, Ticker};
@@ -46,10 +47,7 @@ impl PluginHost {
         cache_dir: Option<PathBuf>,
         services: HostServices,
     ) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config(None)?)?;
         let mut linker = Linker::new(&engine);
         HookPlugin::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
@@ -97,17 +95,38 @@ impl PluginHost {
         self.0.compiled.lock().unwrap().clear();
     }
 
-    pub(crate) fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    /// The compiled component for `bytes` (sha256 `digest`): from this process's memory,
+    /// else from `precompiled` (a built-in's code, compiled when the binary was built),
+    /// else from the disk cache, else compiled now.
+    pub(crate) fn compile(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+        precompiled: Option<&'static [u8]>,
+    ) -> wasmtime::Result<Component> {
         if let Some(component) = self.0.compiled.lock().unwrap().get(digest) {
             return Ok(component.clone());
         }
-        let component = self.0.cache.get_or_compile(&self.0.engine, digest, bytes)?;
+        let component = match precompiled.map(|code| self.deserialize_builtin(code)) {
+            Some(Ok(component)) => component,
+            // Code this engine refuses costs only speed: the component is compiled here
+            // (and cached) like any plugin. The built-ins' test checks it is not refused.
+            Some(Err(_)) | None => self.0.cache.get_or_compile(&self.0.engine, digest, bytes)?,
+        };
         self.0
             .compiled
             .lock()
             .unwrap()
             .insert(digest.to_string(), component.clone());
         Ok(component)
+    }
+
+    pub(crate) fn deserialize_builtin(&self, code: &'static [u8]) -> wasmtime::Result<Component> {
+        // SAFETY: `code` is part of this binary: the build script wrote it with
+        // `Engine::precompile_component` of the wasmtime this binary links, and the caller
+        // matched it to the component whose digest was just checked. wasmtime still
+        // refuses it if its version, settings or CPU features do not fit this engine.
+        unsafe { Component::deserialize(&self.0.engine, code) }
     }
 
     /// Run one plugin call in a fresh store under the plugin's limits. `body` gets the

@@ -23,6 +23,7 @@ pub mod capabilities;
 mod convert;
 pub mod egress;
 mod engine;
+mod engine_config;
 mod error;
 pub mod hook;
 pub mod inspect;

@@ -153,12 +153,16 @@ impl PluginHost {
             }
         };
         check_is_component(&name, &bytes)?;
-        let component = self
-            .compile(&digest, &bytes)
-            .map_err(|err| PluginError::Invalid {
-                name: name.clone(),
-                reason: format!("{err:#}"),
-            })?;
+        let precompiled = match source {
+            PluginSource::Builtin(builtin_name) => builtin::compiled(builtin_name, kind, &digest),
+            PluginSource::File { .. } => None,
+        };
+        let component =
+            self.compile(&digest, &bytes, precompiled)
+                .map_err(|err| PluginError::Invalid {
+                    name: name.clone(),
+                    reason: format!("{err:#}"),
+                })?;
         let contract = check_world(self, &name, &component, kind)?;
         check_imports(self, &name, &component, kind, contract, &grants)?;
         Ok(Loaded {
