@@ -25,10 +25,18 @@ use deployer_plugin_host::{PluginError, PluginHost};
 use crate::config::ConfigErrors;
 use crate::exit::Outcome;
 
+/// `0.1.0 (6ea3cbf1a2b3 2026-12-01)`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("DEPLOYER_BUILD_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "deployer",
-    version,
+    version = VERSION,
     about = "Progressive deployments (rolling, blue-green, canary) for ECS, EKS and EC2 Auto Scaling, \
              with strategies and hooks as sandboxed WebAssembly components.",
     after_help = "Examples:\n  \
