@@ -10,3 +10,4 @@ cargo bench --locked -p deployer-plugin-host --bench plugin_host
 cargo bench --locked -p deployer --bench fleet
 cargo bench --locked -p deployer-tests --bench hook_host
 cargo bench --locked -p deployer-tests --bench deploy_overhead
+cargo bench --locked -p deployer-tests --bench startup
