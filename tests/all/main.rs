@@ -33,6 +33,7 @@ mod chaos;
 mod ci_output;
 mod cli;
 mod cli_snapshots;
+mod container_image;
 mod contract_versions;
 mod control;
 mod crashes;
