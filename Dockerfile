@@ -6,8 +6,9 @@
 #
 # The build stage runs the README's install command. The runtime stage is
 # distroless/cc (glibc and libgcc, which the binary links; no shell, no package manager)
-# as its `nonroot` user (uid 65532). tests/all/container_image.rs checks both stages'
-# promises: the install command, the libraries, the user, the entrypoint.
+# as its `nonroot` user (uid 65532); `--target ci` is the same with a shell.
+# tests/all/container_image.rs checks the stages' promises: the install command, the
+# libraries, the user, the entrypoint.
 
 FROM docker.io/library/rust:1.95-bookworm AS build
 # The built-in strategies are WebAssembly components, built by the host's build script.
@@ -18,6 +19,18 @@ COPY . .
 ARG DEPLOYER_GIT_COMMIT=""
 RUN DEPLOYER_GIT_COMMIT="$DEPLOYER_GIT_COMMIT" cargo install --locked --path host/cli --root /out
 
+# `--target ci`: the same binary with a shell, for CI systems that run a job's script
+# inside the image (GitLab CI, Bitbucket Pipelines, Jenkins agents).
+FROM docker.io/library/debian:bookworm-slim AS ci
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 65532 --user-group --create-home nonroot
+COPY --from=build /out/bin/deployer /usr/local/bin/deployer
+WORKDIR /work
+USER 65532:65532
+
+# The default target: no shell, no package manager, deployer as the entrypoint.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/bin/deployer /usr/local/bin/deployer
 # The project's deployer.toml and its `.deployer/` state live in the mounted directory.

@@ -83,8 +83,19 @@ const BASE_GLIBC: (u32, u32) = (2, 36);
 fn the_image_is_built_by_the_install_command_and_runs_as_nonroot() {
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     let stages = stages(&dockerfile);
-    assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
-    let (build, runtime) = (&stages[0], &stages[1]);
+    assert_eq!(stages.len(), 3, "build, ci (with a shell) and the runtime stage");
+    let (build, ci, runtime) = (&stages[0], &stages[1], &stages[2]);
+
+    // The `ci` variant: the same binary, the same user, on Debian bookworm like the base.
+    assert_eq!(
+        args_of(ci, "FROM"),
+        ["docker.io/library/debian:bookworm-slim AS ci"]
+    );
+    assert_eq!(args_of(ci, "USER"), ["65532:65532"]);
+    assert_eq!(
+        args_of(ci, "COPY"),
+        ["--from=build /out/bin/deployer /usr/local/bin/deployer"]
+    );
 
     // The runtime stage: distroless, a non-root user, the installed binary as entrypoint.
     assert_eq!(

@@ -30,6 +30,7 @@ mod asg;
 mod aws_errors;
 mod bad_input;
 mod chaos;
+mod ci_action;
 mod ci_output;
 mod cli;
 mod cli_snapshots;

@@ -31,7 +31,15 @@ fn to_first_call(bin: &PathBuf, config: &std::path::Path, cache: &std::path::Pat
     std::fs::write(config, text.replace("{PORT}", &port.to_string())).unwrap();
     let started = Instant::now();
     let mut child = Command::new(bin)
-        .args(["run", "canary", "--service", "web", "--release", "web:2", "--config"])
+        .args([
+            "run",
+            "canary",
+            "--service",
+            "web",
+            "--release",
+            "web:2",
+            "--config",
+        ])
         .arg(config)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -98,7 +106,9 @@ fn main() {
     let warm: Vec<f64> = (0..RUNS)
         .map(|_| to_first_call(&bin, &path, &warm_cache))
         .collect();
-    println!("| binary size | `--version` (median) | to first AWS call, empty cache (median / p90) | to first AWS call, warm cache (median / p90) |");
+    println!(
+        "| binary size | `--version` (median) | to first AWS call, empty cache (median / p90) | to first AWS call, warm cache (median / p90) |"
+    );
     println!("| --- | --- | --- | --- |");
     println!(
         "| {:.1} MB | {:.1} ms | {:.1} ms / {:.1} ms | {:.1} ms / {:.1} ms |",

@@ -46,6 +46,11 @@ fn moto_venv() -> PathBuf {
     installed("DEPLOYER_MOTO_VENV", "moto-venv")
 }
 
+/// The Python of moto's venv (scripts/setup.sh), which has PyYAML (moto needs it).
+pub fn moto_python() -> PathBuf {
+    moto_venv().join("bin/python")
+}
+
 impl Moto {
     /// Start moto with the ECS deployment controller's progress (`support/moto_ecs.py`);
     /// deployments of the task definitions in `broken` fail.
