@@ -34,25 +34,24 @@ def lookup(name, ctx):
 
 
 def evaluate(expr, ctx):
-    """`a.b`, `'literal'`, `x == y`, `x != y`, joined by `&&`."""
+    """`a.b` or `'literal'` (a string); `x == y`, `x != y`, joined by `&&` (a boolean)."""
     def term(text):
         text = text.strip()
         if text.startswith("'") and text.endswith("'"):
             return text[1:-1]
         return lookup(text, ctx)
 
-    result = True
-    for clause in expr.split("&&"):
-        if "!=" in clause:
-            left, right = clause.split("!=", 1)
-            result = result and term(left) != term(right)
-        elif "==" in clause:
-            left, right = clause.split("==", 1)
-            result = result and term(left) == term(right)
-        else:
-            value = term(clause)
-            return value if len(expr.split("&&")) == 1 else (result and bool(value))
-    return result
+    def clause(text):
+        for op, test in (("!=", lambda a, b: a != b), ("==", lambda a, b: a == b)):
+            if op in text:
+                left, right = text.split(op, 1)
+                return test(term(left), term(right))
+        return bool(term(text))
+
+    clauses = expr.split("&&")
+    if len(clauses) == 1 and "==" not in expr and "!=" not in expr:
+        return term(expr)
+    return all(clause(c) for c in clauses)
 
 
 def substitute(text, ctx):
