@@ -2,13 +2,16 @@
 # The steps of the GitHub Actions composite action (action.yml), one per argument:
 #   source   the version this action is, and a key of its source for the build cache;
 #            `installed=true` when the `deployer` on PATH is that version already
-#   install  put a `deployer` of that version on PATH (INPUT_INSTALL: auto | path)
-#   run      run deployer with INPUT_COMMAND split into words (never through a shell),
+#   install  find or build a `deployer` of that version (INPUT_INSTALL: auto | path) and
+#            output its absolute `path`; on failure, `exit-code` 3 (bad input) or 4
+#   run      run that binary with INPUT_COMMAND split into words (never through a shell),
 #            `--config INPUT_CONFIG` if set; its exit code is the output `exit-code`
 #            and the step's own
+#
+# Nothing a caller passes is echoed into the log: the runner reads `::command::` lines
+# in a step's output, and a PR title in `command` must not become one.
 set -euo pipefail
 action="${GITHUB_ACTION_PATH:-$(cd "$(dirname "$0")/../.." && pwd)}"
-home="$HOME/.deployer-action"
 
 # `0.1.0`: the workspace version in the action's Cargo.toml.
 version() {
@@ -17,14 +20,27 @@ version() {
 
 # The version a `deployer` binary reports (`deployer 0.1.0 (…)` -> `0.1.0`).
 version_of() {
-    "$1" --version 2>/dev/null | sed -n 's/^deployer \([^ ]*\).*/\1/p'
+    "$1" --version 2>/dev/null | sed -n '1s/^deployer \([0-9A-Za-z.+-]*\) .*/\1/p'
+}
+
+# The absolute path of the `deployer` PATH finds from here, if any.
+on_path() {
+    local found
+    found=$(command -v deployer) || return 1
+    echo "$(cd "$(dirname "$found")" && pwd -P)/$(basename "$found")"
+}
+
+fail() { # exit-code message
+    echo "exit-code=$1" >>"$GITHUB_OUTPUT"
+    echo "::error title=deployer::$2"
+    exit "$1"
 }
 
 case "${1:-}" in
 source)
     want=$(version)
     installed=false
-    if command -v deployer >/dev/null && [ "$(version_of deployer)" = "$want" ]; then
+    if found=$(on_path) && [ "$(version_of "$found")" = "$want" ]; then
         installed=true
     fi
     # Everything the binary is built from; a branch ref moves, the sources' hash does not lie.
@@ -38,42 +54,56 @@ source)
     ;;
 install)
     want=$(version)
-    if command -v deployer >/dev/null && [ "$(version_of deployer)" = "$want" ]; then
-        echo "deployer: using $(command -v deployer) ($(deployer --version))"
+    case "${INPUT_INSTALL:-auto}" in
+    auto | path) ;;
+    *) fail 3 "the install input is auto or path" ;;
+    esac
+    if found=$(on_path) && [ "$(version_of "$found")" = "$want" ]; then
+        echo "deployer: using $found ($("$found" --version))"
+        echo "path=$found" >>"$GITHUB_OUTPUT"
         exit 0
     fi
     if [ "${INPUT_INSTALL:-auto}" = path ]; then
-        found=$(command -v deployer || echo "no deployer")
-        echo "::error title=deployer::install: path wants deployer $want on PATH; found: $found. Install it in an earlier step, or use install: auto"
-        exit 3
+        there="none"
+        [ -z "${found:-}" ] || there="another version at $found"
+        fail 3 "install: path needs deployer $want on PATH, and there is $there. Install it in an earlier step, or use install: auto"
     fi
-    if [ "$(version_of "$home/bin/deployer")" != "$want" ]; then
+    # One directory per source: a runner that keeps HOME never runs another source's build.
+    root="$HOME/.deployer-action/${DEPLOYER_SOURCE_KEY:?}"
+    if [ "$(version_of "$root/bin/deployer")" != "$want" ]; then
         echo "deployer: building $want from $action (cached for the next run)"
+        trap 'echo "exit-code=4" >>"$GITHUB_OUTPUT"' ERR
         rustup target add wasm32-unknown-unknown
-        cargo install --locked --path "$action/host/cli" --root "$home"
+        cargo install --locked --path "$action/host/cli" --root "$root"
+        trap - ERR
     fi
-    echo "$home/bin" >>"$GITHUB_PATH"
-    echo "deployer: using $home/bin/deployer ($("$home/bin/deployer" --version))"
+    echo "deployer: using $root/bin/deployer ($("$root/bin/deployer" --version))"
+    echo "path=$root/bin/deployer" >>"$GITHUB_OUTPUT"
     ;;
 run)
-    # Words as a shell splits them, without a shell: nothing in the command is executed.
+    # Words as a shell splits them (quotes group, `#` starts a comment), without a shell:
+    # nothing in the command is executed. A word with a control character (a quoted
+    # newline) is refused: no deploy needs one, and deployer may echo a word it refuses.
     words=$(mktemp)
-    if ! python3 -c '
+    problem=$(python3 -c '
 import os, shlex, sys
-for word in shlex.split(os.environ["INPUT_COMMAND"]):
-    sys.stdout.write(word + "\0")
-' >"$words"; then
-        echo "::error title=deployer::the command input is not words a shell could split (an unclosed quote?): $INPUT_COMMAND"
-        echo "exit-code=3" >>"$GITHUB_OUTPUT"
-        exit 3
-    fi
+try:
+    words = shlex.split(os.environ["INPUT_COMMAND"], comments=True)
+except ValueError as err:
+    sys.exit(f"the command input is not words a shell could split ({err}): check its quotes")
+if not words:
+    sys.exit("the command input is empty: give deployer arguments, e.g. run canary --service web --release web:42")
+if any(ord(c) < 32 or ord(c) == 127 for word in words for c in word):
+    sys.exit("a word of the command input holds a control character (a quoted newline?): write the command on one line")
+sys.stdout.write("".join(word + "\0" for word in words))
+' 2>&1 >"$words") || fail 3 "$problem"
     mapfile -d '' args <"$words"
     rm -f "$words"
     if [ -n "${INPUT_CONFIG:-}" ]; then
         args+=(--config "$INPUT_CONFIG")
     fi
     status=0
-    deployer "${args[@]}" || status=$?
+    "${DEPLOYER_BIN:?}" "${args[@]}" || status=$?
     echo "exit-code=$status" >>"$GITHUB_OUTPUT"
     exit "$status"
     ;;

@@ -128,11 +128,22 @@ fn install_path_refuses_a_missing_deployer_or_another_version() {
         &[],
         &[("command", "validate"), ("install", "path")],
     );
-    assert_eq!(missing.code, 3, "{}{}", missing.stdout, missing.stderr);
+    assert_eq!(
+        (missing.code, missing.exit_code_output.as_str()),
+        (3, "3"),
+        "{}{}",
+        missing.stdout,
+        missing.stderr
+    );
+    assert!(
+        missing.stdout.contains("there is none"),
+        "{}",
+        missing.stdout
+    );
     assert!(
         missing
             .stdout
-            .contains("::error title=deployer::install: path wants deployer"),
+            .contains("::error title=deployer::install: path needs deployer"),
         "{}",
         missing.stdout
     );
@@ -157,7 +168,62 @@ fn install_path_refuses_a_missing_deployer_or_another_version() {
         &[("command", "validate"), ("install", "path")],
     );
     assert_eq!(wrong.code, 3, "{}{}", wrong.stdout, wrong.stderr);
-    assert!(wrong.stdout.contains("found:"), "{}", wrong.stdout);
+    assert!(
+        wrong.stdout.contains("another version at"),
+        "{}",
+        wrong.stdout
+    );
+
+    // Only `auto` and `path`: a near miss is refused, not taken for a build from source.
+    let typo = run_action(
+        dir.path(),
+        &path_with(&empty),
+        &[],
+        &[("command", "validate"), ("install", "PATH")],
+    );
+    assert_eq!((typo.code, typo.exit_code_output.as_str()), (3, "3"));
+    assert!(
+        typo.stdout.contains("install input is auto or path"),
+        "{}",
+        typo.stdout
+    );
+}
+
+#[test]
+fn the_run_step_runs_the_binary_the_install_step_checked() {
+    // A relative PATH entry finds another binary from the working directory; the run
+    // step must still run the one that was checked (the real deployer in ws/tools).
+    let dir = workspace_with_example();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    symlink(deployer_bin(), tools.join("deployer")).unwrap();
+    let planted = dir.path().join("deploy/tools");
+    std::fs::create_dir_all(&planted).unwrap();
+    let marker = dir.path().join("planted-ran");
+    std::fs::write(
+        planted.join("deployer"),
+        format!(
+            "#!/bin/sh\necho 'deployer 0.1.0 (x)'\ntouch {}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        planted.join("deployer"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = run_action(
+        dir.path(),
+        "tools:/usr/local/bin:/usr/bin:/bin",
+        &[],
+        &[("command", "validate"), ("working-directory", "deploy")],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        !marker.exists(),
+        "the run step ran another deployer than the one checked"
+    );
 }
 
 #[test]
@@ -175,7 +241,35 @@ fn the_command_input_is_split_into_words_and_never_run_by_a_shell() {
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("$(touch"), "{}", out.stderr);
 
-    // Quotes group words; an unclosed one is bad input, said plainly.
+    // A quoted newline could carry a `::command::` line into the log (deployer echoes an
+    // argument it refuses): refused before deployer runs, and the input is not echoed.
+    let injected = run_action(
+        dir.path(),
+        &path,
+        &[],
+        &[("command", "validate 'x\n::error::INJECTED'")],
+    );
+    assert_eq!(
+        (injected.code, injected.exit_code_output.as_str()),
+        (3, "3")
+    );
+    assert!(
+        injected.stdout.contains("control character"),
+        "{}",
+        injected.stdout
+    );
+    for line in injected.stdout.lines().chain(injected.stderr.lines()) {
+        assert!(!line.contains("INJECTED"), "echoed: {line}");
+    }
+    let empty = run_action(dir.path(), &path, &[], &[("command", "  # nothing")]);
+    assert_eq!((empty.code, empty.exit_code_output.as_str()), (3, "3"));
+    assert!(
+        empty.stdout.contains("command input is empty"),
+        "{}",
+        empty.stdout
+    );
+
+    // Quotes group words; an unclosed one is bad input, said plainly, and not echoed.
     let unclosed = run_action(
         dir.path(),
         &path,
@@ -187,7 +281,7 @@ fn the_command_input_is_split_into_words_and_never_run_by_a_shell() {
         (3, "3")
     );
     assert!(
-        unclosed.stdout.contains("an unclosed quote?"),
+        unclosed.stdout.contains("check its quotes") && !unclosed.stdout.contains("'deploy"),
         "{}",
         unclosed.stdout
     );

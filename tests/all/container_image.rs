@@ -83,7 +83,11 @@ const BASE_GLIBC: (u32, u32) = (2, 36);
 fn the_image_is_built_by_the_install_command_and_runs_as_nonroot() {
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     let stages = stages(&dockerfile);
-    assert_eq!(stages.len(), 3, "build, ci (with a shell) and the runtime stage");
+    assert_eq!(
+        stages.len(),
+        3,
+        "build, ci (with a shell) and the runtime stage"
+    );
     let (build, ci, runtime) = (&stages[0], &stages[1], &stages[2]);
 
     // The `ci` variant: the same binary, the same user, on Debian bookworm like the base.

@@ -34,7 +34,8 @@ def lookup(name, ctx):
 
 
 def evaluate(expr, ctx):
-    """`a.b` or `'literal'` (a string); `x == y`, `x != y`, joined by `&&` (a boolean)."""
+    """`a.b` or `'literal'` (a string); `x == y`, `x != y`, joined by `&&` (a boolean);
+    `a || b`, the first that is not empty."""
     def term(text):
         text = text.strip()
         if text.startswith("'") and text.endswith("'"):
@@ -48,6 +49,8 @@ def evaluate(expr, ctx):
                 return test(term(left), term(right))
         return bool(term(text))
 
+    if "||" in expr:
+        return next((v for v in (evaluate(part, ctx) for part in expr.split("||")) if v), "")
     clauses = expr.split("&&")
     if len(clauses) == 1 and "==" not in expr and "!=" not in expr:
         return term(expr)
@@ -105,9 +108,14 @@ def main():
         cwd = os.path.join(workspace, substitute(step.get("working-directory", "."), ctx))
         with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as script:
             script.write(substitute(step["run"], ctx))
-        status = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", script.name], env=env, cwd=cwd
-        ).returncode
+        if not os.path.isdir(cwd):
+            # The runner fails such a step before its script starts.
+            print(f"run_action: working-directory {cwd} does not exist", file=sys.stderr)
+            status = 1
+        else:
+            status = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", script.name], env=env, cwd=cwd
+            ).returncode
         outputs = {}
         with open(output_file) as f:
             for line in f:

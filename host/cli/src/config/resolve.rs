@@ -480,6 +480,30 @@ fn plugin_source(
     config: &Path,
 ) -> Result<PluginSource, (String, String)> {
     let field = |key: &str| format!("plugins.{name}.{key}");
+    // A strategy plugin named like a built-in would replace it without a word wherever
+    // that name is used (`deployer run canary`). Hooks are only ever found in [plugins].
+    if plugin.kind == ConfigPluginKind::Strategy && builtin::get(name).is_some() {
+        return Err((
+            format!("plugins.{name}"),
+            format!(
+                "`{name}` is the name of a built-in strategy, so this plugin would silently                  replace it
+  fix: give your strategy another name, e.g. [plugins.{name}-custom],                  and use that name in `deployer run`"
+            ),
+        ));
+    }
+    if let Some(path) = &plugin.path
+        && path.to_string_lossy().starts_with("builtin:")
+    {
+        return Err((
+            field("path"),
+            format!(
+                "`{}` reads as a built-in, not a file
+  fix: for a built-in write builtin =                  \"NAME\" (no path, no sha256); for a file of that name write \"./{}\"",
+                printable(&truncate(&path.to_string_lossy(), 60)),
+                printable(&truncate(&path.to_string_lossy(), 60))
+            ),
+        ));
+    }
     match (&plugin.builtin, &plugin.path, &plugin.sha256) {
         (Some(builtin), None, None) => {
             let kind = match plugin.kind {
@@ -1317,6 +1341,31 @@ desired-count = 4
             "plugins.j.builtin",
             &["no built-in hook `canary`"],
         );
+        only(
+            &plugin(&format!(
+                "path = \"builtin:judge\"\nsha256 = \"{}\"",
+                "a".repeat(64)
+            )),
+            "plugins.j.path",
+            &["reads as a built-in", "./builtin:judge"],
+        );
+        // A strategy may not take a built-in strategy's name; a hook may (hooks are only
+        // ever looked up in [plugins]).
+        let named = |name: &str, kind: &str| {
+            problems(|text| {
+                format!(
+                    "{text}\n[plugins.{name}]\nkind = \"{kind}\"\npath = \"x.wasm\"\nsha256 = \"{}\"\n",
+                    "a".repeat(64)
+                )
+            })
+        };
+        only(
+            &named("canary", "strategy"),
+            "plugins.canary",
+            &["built-in strategy", "[plugins.canary-custom]"],
+        );
+        assert!(named("canary-custom", "strategy").is_empty());
+        assert!(named("rolling", "hook").is_empty());
         only(
             &plugin(&format!(
                 "builtin = \"judge\"\npath = \"j.wasm\"\nsha256 = \"{}\"",
