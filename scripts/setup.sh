@@ -2,7 +2,8 @@
 # Installs everything the build and the test suites need, idempotently, on a fresh
 # machine or an old one: the wasm targets for plugin components, and in a private venv
 # moto (the AWS emulator the end-to-end suites run against) and componentize-py (which
-# builds the Python example plugin offline), and a local Kubernetes control plane
+# builds the Python example plugin offline), an npm cache with componentize-js (the
+# JavaScript example's build), and a local Kubernetes control plane
 # (kube-apiserver, kube-controller-manager, etcd; built once from Debian's sources by
 # scripts/k8s-local.sh, ~10 min) for the EKS suite, and Debian's Prometheus server
 # (/usr/bin/prometheus) that the Prometheus gate and metrics tests scrape real apps with.
@@ -42,6 +43,27 @@ if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q ' 0.25.1'; then
 fi
 "$venv/bin/python" -c 'import moto; print("setup: moto", moto.__version__, "ready")'
 echo "setup: $("$venv/bin/componentize-py" --version) ready"
+
+# componentize-js (npm) builds the JavaScript example plugin. Its test runs `npm ci
+# --offline` from the example's lockfile against this npm cache, so the cache is filled
+# once per lockfile: the copy of the lockfile beside it says which one it holds.
+npm_cache="$tools/npm"
+js_lock="$(cd "$(dirname "$0")/.." && pwd)/plugins/examples/js-health/package-lock.json"
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if ! command -v npm >/dev/null 2>&1 || [ "$node_major" -lt 20 ]; then
+    echo "setup: Node.js 20+ with npm is missing (the JavaScript example needs it); install it first" >&2
+    exit 1
+fi
+if ! cmp -s "$js_lock" "$npm_cache/js-health.package-lock.json"; then
+    echo "setup: filling $npm_cache from plugins/examples/js-health/package-lock.json"
+    scratch=$(mktemp -d)
+    cp "$(dirname "$js_lock")/package.json" "$js_lock" "$scratch/"
+    (cd "$scratch" && npm ci --cache "$npm_cache" --no-audit --no-fund --loglevel=error >/dev/null)
+    "$scratch/node_modules/.bin/componentize-js" --version >/dev/null
+    cp "$js_lock" "$npm_cache/js-health.package-lock.json"
+    rm -rf "$scratch"
+fi
+echo "setup: componentize-js $(node -p 'require(process.argv[1]).packages["node_modules/@bytecodealliance/componentize-js"].version' "$js_lock") (npm cache $npm_cache) ready"
 
 # The Prometheus suites start /usr/bin/prometheus itself (tests/support/prometheus.rs).
 if [ ! -x /usr/bin/prometheus ]; then

@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --kubernetes
 export DEPLOYER_MOTO_VENV="${DEPLOYER_TOOLS:-$HOME/.cache/deployer}/moto-venv"
+export DEPLOYER_NPM_CACHE="${DEPLOYER_TOOLS:-$HOME/.cache/deployer}/npm"
 cargo test --locked --manifest-path plugins/examples/Cargo.toml
 exec cargo test --workspace --locked "$@"

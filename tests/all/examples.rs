@@ -261,3 +261,202 @@ async fn the_python_health_check_runs_in_the_host() {
         denied.detail
     );
 }
+
+/// Plugin log lines, kept so a test can see what a hook logged.
+#[derive(Default)]
+struct KeptLog(std::sync::Mutex<Vec<String>>);
+
+impl deployer_plugin_host::capabilities::LogSink for KeptLog {
+    fn log(&self, plugin: &str, level: deployer_plugin_host::bindings::log::Level, message: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("[{plugin}] {level:?}: {message}"));
+    }
+}
+
+/// The JavaScript example built the way an author with only the binary, Node.js and npm
+/// builds it: its files copied out of the checkout, `npm ci --offline` from its lockfile
+/// (against the npm cache scripts/setup.sh filled, so nothing is downloaded here), the
+/// contract from `deployer plugin wit`, then `npm run build` (componentize-js). Returns
+/// the author's directory (kept alive) and the component's path.
+fn build_js_health() -> (tempfile::TempDir, std::path::PathBuf) {
+    let npm_cache = std::env::var_os("DEPLOYER_NPM_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/deployer/npm")
+        });
+    assert!(
+        npm_cache.is_dir(),
+        "the npm cache {} is missing: run scripts/setup.sh",
+        npm_cache.display()
+    );
+    let checkout =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/js-health");
+    let author = tempfile::tempdir().unwrap();
+    let example = author.path().to_path_buf();
+    std::fs::create_dir_all(example.join("wit")).unwrap();
+    for file in [
+        "app.js",
+        "package.json",
+        "package-lock.json",
+        "wit/world.wit",
+    ] {
+        std::fs::copy(checkout.join(file), example.join(file)).unwrap();
+    }
+    let deps = example.join("wit/deps/deployer-plugin");
+    let (code, out, err) =
+        deployer_tests::support::cli::run(&["plugin", "wit", "--out", deps.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for args in [&["ci", "--offline"][..], &["run", "build"]] {
+        let step = std::process::Command::new("npm")
+            .args(args)
+            .current_dir(&example)
+            .env("npm_config_cache", &npm_cache)
+            .env("npm_config_audit", "false")
+            .env("npm_config_fund", "false")
+            .env("npm_config_update_notifier", "false")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run npm ({e}): install Node.js 20+ with npm"));
+        assert!(
+            step.status.success(),
+            "npm {args:?} failed (run scripts/setup.sh to fill the npm cache):\n{}{}",
+            String::from_utf8_lossy(&step.stdout),
+            String::from_utf8_lossy(&step.stderr)
+        );
+    }
+    let wasm = example.join("js-health.wasm");
+    assert!(wasm.is_file(), "npm run build wrote no {}", wasm.display());
+    (author, wasm)
+}
+
+/// The JavaScript example: componentize-js with every StarlingMonkey feature that needs
+/// WASI disabled, so the component imports the contract's log and http and nothing else;
+/// it passes a healthy app, fails an unhealthy one, is inconclusive where http is denied,
+/// and its `validate` names each bad parameter.
+#[tokio::test]
+async fn the_javascript_health_check_runs_in_the_host() {
+    let (_author, wasm) = build_js_health();
+    let (code, out, err) =
+        deployer_tests::support::cli::run(&["plugin", "inspect", wasm.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let imports: Vec<&str> = out
+        .split("imports:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("exports:").next())
+        .unwrap_or_else(|| panic!("no imports section in:\n{out}"))
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    assert_eq!(
+        imports,
+        [
+            "deployer:plugin/log@0.3.1",
+            "deployer:plugin/types@0.3.1",
+            "deployer:plugin/http@0.3.1"
+        ],
+        "{out}"
+    );
+
+    let (host, _cache) = host_with_http();
+    let grants = Grants {
+        http_allow: vec!["127.0.0.1".into()],
+        ..Grants::default()
+    };
+    let hook = HookPlugin::load(
+        &host,
+        &source("js-health", wasm.to_str().unwrap()),
+        Limits::hook(),
+        grants,
+    )
+    .unwrap();
+    assert_eq!(hook.info().await.unwrap().name, "js-health");
+
+    let healthy = App::start(200, r#"{"status":"ok","checks":{"db":"up"}}"#);
+    let unhealthy = App::start(503, r#"{"status":"down"}"#);
+    let kept = std::sync::Arc::new(KeptLog::default());
+    let services = HostServices {
+        log: kept.clone(),
+        ..hook.services()
+    };
+    for (url, expect_json, expected, detail) in [
+        (
+            &healthy.url,
+            r#"{"checks":{"db":"up"},"status":"ok"}"#,
+            GateStatus::Pass,
+            "status 200",
+        ),
+        (
+            &healthy.url,
+            r#"{"status":"degraded"}"#,
+            GateStatus::Fail,
+            r#"unexpected {"status":"ok"}"#,
+        ),
+        (
+            &unhealthy.url,
+            "{}",
+            GateStatus::Fail,
+            "status 503, expected 200",
+        ),
+    ] {
+        let params = format!(r#"{{"url":"{url}","expect-json":{expect_json}}}"#);
+        let result = hook
+            .run_with(&ctx(LifecyclePoint::PreTraffic, params), services.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (result.status, result.detail.as_str()),
+            (expected, detail),
+            "{url} {expect_json}"
+        );
+    }
+    assert_eq!(
+        *kept.0.lock().unwrap(),
+        [format!(
+            "[js-health] Level::Info: {} healthy for web:2",
+            healthy.url
+        )]
+    );
+
+    let denied = hook
+        .run(&ctx(
+            LifecyclePoint::PreTraffic,
+            r#"{"url":"http://evil.example.net/"}"#.into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(denied.status, GateStatus::Inconclusive, "{}", denied.detail);
+    // The capability-error reaches JS as a thrown ComponentError; its tag and text are kept.
+    assert!(
+        denied
+            .detail
+            .starts_with("cannot reach http://evil.example.net/: denied: ")
+            && denied
+                .detail
+                .contains("not on this plugin's http-allow list"),
+        "{}",
+        denied.detail
+    );
+
+    assert_eq!(
+        hook.validate(r#"{"url":"http://127.0.0.1/health","expect-status":204}"#)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let refused = hook
+        .validate(r#"{"url":"ftp://127.0.0.1/","expect-status":"200","expect-json":[1]}"#)
+        .await
+        .unwrap()
+        .unwrap_err();
+    let fields: Vec<&str> = refused.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["url", "expect-status", "expect-json"],
+        "{refused:?}"
+    );
+    let not_json = hook.validate("{url:").await.unwrap().unwrap_err();
+    assert_eq!(not_json.len(), 1, "{not_json:?}");
+    assert!(not_json[0].message.starts_with("not JSON"), "{not_json:?}");
+}
