@@ -69,6 +69,14 @@ fn relative(from: &Path, to: &Path) -> String {
     let from: Vec<_> = from.components().collect();
     let to: Vec<_> = to.components().collect();
     let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        // Another drive (Windows): no relative path reaches it.
+        return to
+            .iter()
+            .collect::<PathBuf>()
+            .to_string_lossy()
+            .into_owned();
+    }
     let ups = std::iter::repeat_n("..".to_string(), from.len() - common);
     let downs = to[common..]
         .iter()
@@ -105,7 +113,9 @@ fn sdk_dependency(root: &Path, sdk_path: Option<&Path>) -> (String, String) {
         }
         None => match checkout_sdk(root) {
             Some(sdk) => {
-                let written = relative(root, &sdk.canonicalize().unwrap_or(sdk));
+                // Not canonicalized: the ancestor of a canonical path is one, and a linked
+                // `plugins/sdk` is best named through the link, inside the checkout.
+                let written = relative(root, &sdk);
                 (
                     format!("path = {}", quoted(&written)),
                     format!("the SDK from {written}, this deployer checkout's"),
