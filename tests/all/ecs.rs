@@ -499,16 +499,36 @@ async fn a_scaffolded_hook_is_built_tested_and_used_in_a_run() {
         );
         cmd
     };
-    let out = plain(&["plugin", "new", "ready-check", "--kind", "hook"])
-        .output()
-        .await
-        .unwrap();
+    // The SDK of this checkout, as a contributor would point at it; a user outside any
+    // checkout gets it from crates.io by version (`plugin_sdk` builds that way).
+    let sdk = deployer_tests::support::cli::repo("plugins/sdk");
+    let sdk = sdk.to_str().unwrap();
+    let out = plain(&[
+        "plugin",
+        "new",
+        "ready-check",
+        "--kind",
+        "hook",
+        "--sdk-path",
+        sdk,
+    ])
+    .output()
+    .await
+    .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let crate_dir = dir.join("ready-check");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!(
+            "deployer-plugin-sdk = {{ path = {}, ",
+            toml_str(sdk)
+        )),
+        "{manifest}"
+    );
 
     let unit =
         tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -55,6 +55,7 @@ mod plugin_capabilities;
 mod plugin_egress;
 mod plugin_loading;
 mod plugin_sandbox;
+mod plugin_sdk;
 mod prometheus;
 mod prometheus_ground;
 mod quickstart;

@@ -12,10 +12,9 @@
 //! - [`params`]: parameter parsing with field paths in errors, and [`params::Duration`].
 //! - [`testing`]: run a strategy natively through a whole rollout, no WASM needed.
 //!
-//! Enable the `strategy` or `hook` feature to choose what the crate exports.
-
-#[cfg(not(any(feature = "strategy", feature = "hook")))]
-compile_error!("enable the `strategy` or `hook` feature of deployer-plugin-sdk");
+//! Enable the `strategy` or `hook` feature to choose what the crate exports. With
+//! neither, it is the shared part only (types, [`params`], [`script`], [`log`]): enough
+//! for a library of helpers that a hook crate and a strategy crate both use.
 
 pub mod bindings;
 #[cfg(feature = "hook")]

@@ -276,9 +276,12 @@ pub enum PluginCommand {
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The deployer plugin SDK crate (default: the one beside these sources).
-        #[arg(long)]
-        sdk: Option<PathBuf>,
+        /// Use the plugin SDK at this directory (its `plugins/sdk` in a deployer
+        /// checkout) instead of deployer-plugin-sdk from crates.io at this deployer's
+        /// version. Inside a deployer checkout the checkout's SDK is used by default.
+        /// Written relative to the new crate unless PATH is absolute.
+        #[arg(long, value_name = "PATH", alias = "sdk")]
+        sdk_path: Option<PathBuf>,
     },
     /// Build a plugin crate into a component and print its sha256.
     Build {
@@ -448,8 +451,8 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
                 name,
                 kind,
                 dir,
-                sdk,
-            } => plugin::new(&name, &kind, &dir, sdk.as_deref()),
+                sdk_path,
+            } => plugin::new(&name, &kind, &dir, sdk_path.as_deref()),
             PluginCommand::Build { dir } => plugin::build(&dir),
             PluginCommand::Test {
                 component,

@@ -20,16 +20,122 @@ use deployer_plugin_host::{
     Grants, Limits, PluginError, PluginHost, PluginSource, inspect, sha256_hex,
 };
 
-/// The SDK next to this deployer's sources, when it was built from a checkout.
-fn default_sdk() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/sdk");
-    sdk.join("Cargo.toml")
-        .is_file()
-        .then(|| sdk.canonicalize().unwrap_or(sdk))
+/// The SDK's crate name, as `plugins/sdk/Cargo.toml` and crates.io spell it.
+const SDK_CRATE: &str = "deployer-plugin-sdk";
+
+/// The SDK requirement a new plugin gets: this deployer's `MAJOR.MINOR`. The SDK is
+/// released with deployer, so its minor follows the contract this binary implements,
+/// and cargo's caret takes any later patch.
+fn sdk_version() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut parts = version.split('.');
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) => format!("{major}.{minor}"),
+        _ => version.to_string(),
+    }
 }
 
-/// Scaffold a plugin crate in `dir/name`.
-pub fn new(name: &str, kind: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<Outcome> {
+/// Whether `dir/Cargo.toml` is the SDK's manifest.
+fn is_sdk(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+        return false;
+    };
+    let Ok(manifest) = toml::from_str::<toml::Table>(&text) else {
+        return false;
+    };
+    manifest
+        .get("package")
+        .and_then(|package| package.get("name"))
+        .and_then(toml::Value::as_str)
+        == Some(SDK_CRATE)
+}
+
+/// The SDK of the deployer source checkout `dir` is inside, if any: the nearest ancestor
+/// whose Cargo.toml is a workspace and that has the SDK at `plugins/sdk`.
+fn checkout_sdk(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find_map(|root| {
+        let workspace = std::fs::read_to_string(root.join("Cargo.toml"))
+            .ok()
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+            .is_some_and(|manifest| manifest.contains_key("workspace"));
+        let sdk = root.join("plugins/sdk");
+        (workspace && is_sdk(&sdk)).then_some(sdk)
+    })
+}
+
+/// `to` as seen from `from`, both absolute and canonical, written with `/` so the
+/// Cargo.toml reads the same on every system.
+fn relative(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        // Another drive (Windows): no relative path reaches it.
+        return to
+            .iter()
+            .collect::<PathBuf>()
+            .to_string_lossy()
+            .into_owned();
+    }
+    let ups = std::iter::repeat_n("..".to_string(), from.len() - common);
+    let downs = to[common..]
+        .iter()
+        .map(|part| part.as_os_str().to_string_lossy().into_owned());
+    let parts: Vec<String> = ups.chain(downs).collect();
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// How the new crate at `root` (created, canonical) names the SDK, as the fields of its
+/// dependency table, and a line saying so. `sdk_path` is `--sdk-path`, already checked.
+///
+/// By version unless told or inside a checkout: a path into the checkout this binary was
+/// built from would not exist on any other machine.
+fn sdk_dependency(root: &Path, sdk_path: Option<&Path>) -> (String, String) {
+    let quoted = |text: &str| toml::Value::String(text.to_string()).to_string();
+    match sdk_path {
+        // As given when absolute; a relative one was taken from the current directory,
+        // as every path argument is, and cargo reads it from the crate's directory.
+        Some(path) if path.is_absolute() => (
+            format!("path = {}", quoted(&path.to_string_lossy())),
+            format!("the SDK from {} (--sdk-path)", path.display()),
+        ),
+        Some(path) => {
+            let target = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+            let written = relative(root, &target);
+            (
+                format!("path = {}", quoted(&written)),
+                format!("the SDK from {written} (--sdk-path)"),
+            )
+        }
+        None => match checkout_sdk(root) {
+            Some(sdk) => {
+                // Not canonicalized: the ancestor of a canonical path is one, and a linked
+                // `plugins/sdk` is best named through the link, inside the checkout.
+                let written = relative(root, &sdk);
+                (
+                    format!("path = {}", quoted(&written)),
+                    format!("the SDK from {written}, this deployer checkout's"),
+                )
+            }
+            None => {
+                let version = sdk_version();
+                (
+                    format!("version = {}", quoted(&version)),
+                    format!(
+                        "the SDK from crates.io, {SDK_CRATE} {version} (--sdk-path PATH for a local copy)"
+                    ),
+                )
+            }
+        },
+    }
+}
+
+/// Scaffold a plugin crate in `dir/name`. `sdk_path` is `--sdk-path`.
+pub fn new(name: &str, kind: &str, dir: &Path, sdk_path: Option<&Path>) -> anyhow::Result<Outcome> {
     if name.is_empty()
         || !name
             .chars()
@@ -39,12 +145,16 @@ pub fn new(name: &str, kind: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Re
             "`{name}` is not a plugin name: use lower-case letters, digits and dashes, e.g. `notify-slack`"
         );
     }
-    let sdk = match sdk {
-        Some(path) => path.to_path_buf(),
-        None => default_sdk().context(
-            "cannot find the deployer plugin SDK next to this binary's sources: pass --sdk PATH/TO/plugins/sdk",
-        )?,
-    };
+    if let Some(path) = sdk_path
+        && !is_sdk(path)
+    {
+        bail!(
+            "--sdk-path {}: no {SDK_CRATE} there (its Cargo.toml should name package `{SDK_CRATE}`); \
+             pass the SDK's directory, `plugins/sdk` in a deployer checkout, or leave the option out \
+             to use the SDK from crates.io",
+            path.display()
+        );
+    }
     let root = dir.join(name);
     if root.exists() {
         bail!(
@@ -63,13 +173,18 @@ pub fn new(name: &str, kind: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Re
         ),
         other => bail!("--kind must be `hook` or `strategy`, not `{other}`"),
     };
+    std::fs::create_dir_all(root.join("src"))
+        .with_context(|| format!("creating {}", root.display()))?;
+    // Canonical, so the relative path to the SDK goes through no symlink or `..`.
+    let canonical = root
+        .canonicalize()
+        .with_context(|| format!("resolving {}", root.display()))?;
+    let (sdk, sdk_note) = sdk_dependency(&canonical, sdk_path);
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{kind}}", kind)
-            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{sdk}}", &sdk)
     };
-    std::fs::create_dir_all(root.join("src"))
-        .with_context(|| format!("creating {}", root.display()))?;
     std::fs::write(
         root.join("Cargo.toml"),
         fill(include_str!("templates/Cargo.toml.tmpl")),
@@ -78,6 +193,7 @@ pub fn new(name: &str, kind: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Re
     std::fs::write(root.join("scenario.toml"), fill(scenario))?;
     std::fs::write(root.join(".gitignore"), "target/\n")?;
     outln!("created {kind} plugin `{name}` in {}", root.display());
+    outln!("  with {sdk_note}");
     outln!("next:");
     outln!(
         "  cd {} && cargo test            # unit tests, natively",
