@@ -560,6 +560,78 @@ fn a_hooks_bad_parameters_are_refused_by_validate_and_run_at_their_line() {
     assert!(err.contains("services.web.hooks[0].params"), "{err}");
 }
 
+/// The webhook-notify example as a new author configured it (issue #21): a webhook
+/// without scheme or host, or a parameter it does not have, is refused by the hook's own
+/// `validate` in `deployer validate` and before `run` changes anything, at the parameter's
+/// line, with what a valid value looks like.
+#[test]
+fn the_webhook_examples_bad_url_is_refused_by_validate_and_run_with_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("notify.wasm");
+    std::fs::copy(deployer_tests::components::EXAMPLE_WEBHOOK_NOTIFY, &wasm).unwrap();
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let path = dir.path().join("deployer.toml");
+    let path = path.to_str().unwrap();
+    for (params, field, says) in [
+        (
+            r#"{ webhook = "example.com" }"#,
+            "services.web.hooks[0].params.webhook",
+            "is not a URL: it has no `https://` scheme; write the webhook's full URL, e.g. \"https://hooks.slack.com/services/T000/B000/XXXX\"",
+        ),
+        (
+            r#"{ webhook = "https:///services/T000" }"#,
+            "services.web.hooks[0].params.webhook",
+            "has no host after the scheme; write the webhook's full URL, e.g.",
+        ),
+        (
+            r#"{ url = "example.com" }"#,
+            "services.web.hooks[0].params.url",
+            "unknown field `url`, expected `webhook` or `channel`",
+        ),
+    ] {
+        // The AWS endpoint answers nothing: a run that got past its pre-flight would
+        // stop there with exit 4, not 3.
+        let config = ConfigBuilder::new()
+            .aws("http://127.0.0.1:9")
+            .service("web", |s| {
+                s.ecs("c", "web", 2)
+                    .listener(
+                        "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                        None,
+                        [
+                            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                        ],
+                    )
+                    .canary_steps("[{ weight = 50 }]")
+                    .hook("notify", &["post-deploy", "post-rollback"], params)
+            })
+            .hook_plugin("notify", "notify.wasm", &digest, |p| {
+                p.strs("http-allow", &["hooks.slack.com"])
+            });
+        let (code, _, err) = validate(dir.path(), &config);
+        assert_eq!(code, 3, "{params}: {err}");
+        let written = std::fs::read_to_string(path).unwrap();
+        let line = 1 + written
+            .lines()
+            .position(|l| l.starts_with("params = "))
+            .unwrap();
+        assert_eq!(err.trim().lines().count(), 1, "{params}: one error: {err}");
+        assert!(
+            err.starts_with(&format!("error: {path}:{line}:")),
+            "{params}: names the file and the parameter's line ({line}): {err}"
+        );
+        assert!(err.contains(&format!("{field}: {says}")), "{params}: {err}");
+        let (code, out, err) = run(&["run", "canary", "--release", "web:2", "--config", path]);
+        assert_eq!(code, 3, "{params}: {out}{err}");
+        assert!(err.contains(&format!("{field}: {says}")), "{params}: {err}");
+        assert!(
+            !dir.path().join(".deployer").exists(),
+            "{params}: nothing journaled or locked"
+        );
+    }
+}
+
 /// A canary step that waits for approval: `plan` lists the pause where it waits and
 /// counts its timeout beside the bakes; `validate` counts that timeout against
 /// `max-duration` and refuses a bad `pause` or timeout at its field.
