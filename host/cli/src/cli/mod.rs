@@ -557,14 +557,7 @@ struct PluginLog(std::sync::Arc<report::Reporter>);
 
 impl deployer_plugin_host::capabilities::LogSink for PluginLog {
     fn log(&self, plugin: &str, level: deployer_plugin_host::bindings::log::Level, message: &str) {
-        use deployer_plugin_host::bindings::log::Level;
-        let level = match level {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
+        let level = deployer_plugin_host::capabilities::level_name(level);
         self.0.plugin_log(plugin, level, message);
     }
 }
