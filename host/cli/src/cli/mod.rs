@@ -278,8 +278,17 @@ pub enum PluginCommand {
         dir: PathBuf,
     },
     /// Run a built plugin in the real host against a scripted scenario.
+    #[command(
+        long_about = "Run a built plugin in the real host against a scripted scenario (TOML): \
+                      a hook's runs at lifecycle points with their grants and parameters, or \
+                      a strategy's whole rollouts under the host's safety rules with scripted \
+                      gate results. Prints what the plugin decided and checks each `expect`.",
+        after_help = plugin::SCENARIO_HELP
+    )]
     Test {
+        /// The built component (`.wasm`), e.g. target/NAME.wasm from `deployer plugin build`.
         component: PathBuf,
+        /// The scenario file (the format is below).
         #[arg(long)]
         scenario: PathBuf,
     },
