@@ -342,6 +342,68 @@ fn inspect_prints_world_digest_and_imports() {
     assert!(out.contains(&digest), "{out}");
 }
 
+/// `plugin inspect` says which `[plugins.NAME]` grant each of a hook's imports needs, in
+/// the keys deployer.toml takes; for `metrics`, by the functions the component calls.
+#[test]
+fn inspect_says_which_grants_a_hooks_imports_need() {
+    let line = |out: &str, import: &str| -> String {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{import}:")))
+            .unwrap_or_else(|| panic!("no grant line for {import} in {out}"))
+            .to_string()
+    };
+    let (code, out, err) = run(&[
+        "plugin",
+        "inspect",
+        deployer_tests::components::HOSTILE_HOOK,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("grants it needs, under [plugins.NAME] in deployer.toml:"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "deployer:plugin/http@0.3.1")
+            .ends_with("http-allow = [\"HOST\", …]: the hosts it may call"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "deployer:plugin/kv@0.3.1").ends_with(": kv = true"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "deployer:plugin/log@0.3.1").ends_with(": nothing: always granted"),
+        "{out}"
+    );
+
+    // The metrics hook calls both queries; the one built against 0.3.0 only `query`.
+    let (code, out, err) = run(&[
+        "plugin",
+        "inspect",
+        deployer_tests::components::METRICS_HOOK,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let metrics = line(&out, "deployer:plugin/metrics@0.3.1");
+    assert!(
+        metrics.contains("metrics-namespaces = [\"NAMESPACE\", …] for CloudWatch `query`")
+            && metrics.contains("prometheus-metrics = [\"METRIC\", …] for `query-prometheus`"),
+        "{out}"
+    );
+    let old = repo("tests/fixtures/contract-0.3.0/metrics-hook.wasm");
+    let (code, out, err) = run(&["plugin", "inspect", old.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let metrics = line(&out, "deployer:plugin/metrics@0.3.0");
+    assert!(
+        metrics.contains("metrics-namespaces") && !metrics.contains("prometheus-metrics"),
+        "{out}"
+    );
+
+    // A strategy is granted nothing.
+    let (code, out, err) = run(&["plugin", "inspect", "builtin:canary"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("grants it needs: none"), "{out}");
+}
+
 #[test]
 fn inspect_names_a_core_module_and_how_to_make_it_a_component() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,6 +483,22 @@ fn plugin_test_with_a_bad_scenario_is_bad_input_naming_file_and_field() {
             "kind = \"strategy\"\n[[cases]]\nname = \"x\"\ngates = { 2 = \"maybe\" }\n",
             "scenario.toml:4:15: cases[0].gates.2: `maybe` is not a gate status",
         ),
+        (
+            "kind = \"hook\"\n[[runs]]\npoint = \"pre-traffic\"\nexpect = \"passed\"\n",
+            "scenario.toml:4:10: runs[0].expect: `passed` is not something a hook scenario can expect: pass, fail, inconclusive or no-data",
+        ),
+        (
+            "kind = \"strategy\"\n[[cases]]\nname = \"x\"\nexpect = \"pass\"\n",
+            "scenario.toml:4:10: cases[0].expect: `pass` is not something a strategy scenario can expect: complete, abort or rolled-back",
+        ),
+        (
+            "kind = \"hook\"\n[[cases]]\nname = \"x\"\n",
+            "scenario.toml:2:1: cases: is not read in a hook scenario (it takes grants, runs)",
+        ),
+        (
+            "kind = \"strategy\"\ngrants = { kv = true }\n",
+            "scenario.toml:2:10: grants: is not read in a strategy scenario",
+        ),
     ] {
         std::fs::write(&scenario, text).unwrap();
         let (code, out, err) = plugin_test(hook);
@@ -437,6 +515,187 @@ fn plugin_test_with_a_bad_scenario_is_bad_input_naming_file_and_field() {
     let (code, _, err) = plugin_test(missing.to_str().unwrap());
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("plugin `missing`: cannot read"), "{err}");
+}
+
+/// What `plugin test` refuses of a scenario it has read is said of the scenario, at the
+/// field to change, as bad input (exit 3): a grant the hook needs, a kind the component
+/// is not, strategy parameters its `validate` refuses.
+#[test]
+fn plugin_test_points_its_errors_at_the_scenario_not_at_deployer_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let scenario_path = scenario.to_str().unwrap();
+    let plugin_test = |wasm: &str, text: &str| {
+        std::fs::write(&scenario, text).unwrap();
+        run(&["plugin", "test", wasm, "--scenario", scenario_path])
+    };
+    let hook = deployer_tests::components::HOSTILE_HOOK;
+    let strategy = deployer_tests::components::EXAMPLE_STEPPED_STRATEGY;
+
+    // The probe hook imports `http` and `kv`; the scenario grants only kv.
+    let (code, out, err) = plugin_test(
+        hook,
+        "kind = \"hook\"\ngrants = { kv = true }\n[[runs]]\npoint = \"pre-traffic\"\n",
+    );
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "{scenario_path}:2:10: grants: plugin `hostile_hook` imports `http`, which this scenario does not grant\n  \
+             fix: grant it in {scenario_path}: grants = {{ http-allow = [\"127.0.0.1\"] }}"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("deployer.toml") && !err.contains("[plugins."),
+        "{err}"
+    );
+    // Without any grants the error is at the file, and says the same.
+    let (code, _, err) = plugin_test(hook, "kind = \"hook\"\n");
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{scenario_path}: grants: plugin `hostile_hook` imports `"
+        )) && err.contains(&format!("fix: grant it in {scenario_path}: grants = {{ ")),
+        "{err}"
+    );
+
+    for (wasm, text, says) in [
+        (
+            strategy,
+            "kind = \"hook\"\n",
+            format!(
+                "{scenario_path}:1:8: kind: is \"hook\", but {strategy} is a strategy plugin\n  \
+                 fix: set kind = \"strategy\" and describe [[cases]]"
+            ),
+        ),
+        (
+            hook,
+            "kind = \"strategy\"\n",
+            format!("{scenario_path}:1:8: kind: is \"strategy\", but {hook} is a hook plugin"),
+        ),
+        (
+            strategy,
+            "kind = \"strategy\"\nparams = { start = 70 }\n",
+            format!("{scenario_path}:2:20: params.start: is 70; start between 1 and 50 percent"),
+        ),
+    ] {
+        let (code, out, err) = plugin_test(wasm, text);
+        assert_eq!(code, 3, "{text}: {out}{err}");
+        assert!(err.contains(&says), "{text}: expected `{says}` in {err}");
+        assert!(!out.contains("plugin "), "{text}: nothing ran: {out}");
+    }
+}
+
+/// Gate runs are numbered from 1 in a scenario's `gates`, the order the strategy asks
+/// for them, and the report says which run got the scripted result.
+#[test]
+fn plugin_test_scripts_gate_runs_counted_from_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    // The stepped strategy's first run-gates step is pre-deploy, before any change.
+    std::fs::write(
+        &scenario,
+        r#"kind = "strategy"
+params = { start = 25 }
+
+[[cases]]
+name = "all pass"
+expect = "complete"
+
+[[cases]]
+name = "the first gate run fails"
+gates = { 1 = "fail" }
+expect = "rolled-back"
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(&[
+        "plugin",
+        "test",
+        deployer_tests::components::EXAMPLE_STEPPED_STRATEGY,
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let second = out.split("case: the first gate run fails").nth(1).unwrap();
+    let steps: Vec<&str> = second.lines().skip(1).collect();
+    assert!(steps[0].ends_with("1. run pre-deploy gates"), "{second}");
+    assert!(
+        steps[1].contains("ends: rolled-back")
+            && steps[1].contains("scripted result of gate run 1"),
+        "{second}"
+    );
+    assert_eq!(out.matches("(as expected)").count(), 2, "{out}");
+}
+
+/// `plugin build` of a directory that is no plugin crate is bad input, as in the other
+/// `plugin` subcommands.
+#[test]
+fn plugin_build_of_something_that_is_no_crate_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(&["plugin", "build", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("Cargo.toml") && err.contains("fix: pass the plugin crate's directory"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\n").unwrap();
+    let (code, _, err) = run(&["plugin", "build", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("has no [package] name"), "{err}");
+}
+
+/// A hook's log lines in `plugin test` read `[plugin NAME] info: …`, the level in words
+/// (the host's default sink printed the bindings' `Level::Info`).
+#[test]
+fn plugin_test_prints_a_hooks_log_lines_with_the_level_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        r#"kind = "hook"
+grants = { http-allow = ["127.0.0.1"], kv = true }
+[[runs]]
+point = "pre-traffic"
+params = { mode = "log", message = "checked 3 targets\nok" }
+expect = "pass"
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(&[
+        "plugin",
+        "test",
+        deployer_tests::components::HOSTILE_HOOK,
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("[plugin "))
+            .collect::<Vec<_>>(),
+        ["deployer: [plugin hostile_hook] info: checked 3 targets\\nok"],
+        "{err}"
+    );
+}
+
+/// `deployer plugin test --help` documents the scenario format.
+#[test]
+fn plugin_test_help_describes_the_scenario_format() {
+    let (code, out, err) = run(&["plugin", "test", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    for text in [
+        "[[runs]]",
+        "[[cases]]",
+        "grants = { http-allow",
+        "pass, fail, inconclusive or no-data",
+        "complete, abort or rolled-back",
+        "counted from 1",
+        "new-traffic-percent",
+        "desired-count",
+    ] {
+        assert!(out.contains(text), "{text} in {out}");
+    }
 }
 
 #[test]
@@ -558,6 +817,156 @@ fn a_hooks_bad_parameters_are_refused_by_validate_and_run_at_their_line() {
     let (code, _, err) = run(&["run", "canary", "--release", "web:2", "--config", path]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("services.web.hooks[0].params"), "{err}");
+}
+
+/// The webhook-notify example as a new author configured it (issue #21): a webhook
+/// without scheme or host, or a parameter it does not have, is refused by the hook's own
+/// `validate` in `deployer validate` and before `run` changes anything, at the parameter's
+/// line, with what a valid value looks like.
+#[test]
+fn the_webhook_examples_bad_url_is_refused_by_validate_and_run_with_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("notify.wasm");
+    std::fs::copy(deployer_tests::components::EXAMPLE_WEBHOOK_NOTIFY, &wasm).unwrap();
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let path = dir.path().join("deployer.toml");
+    let path = path.to_str().unwrap();
+    for (params, field, says) in [
+        (
+            r#"{ webhook = "example.com" }"#,
+            "services.web.hooks[0].params.webhook",
+            "is not a URL: it has no `https://` scheme; write the webhook's full URL, e.g. \"https://hooks.slack.com/services/T000/B000/XXXX\"",
+        ),
+        (
+            r#"{ webhook = "https:///services/T000" }"#,
+            "services.web.hooks[0].params.webhook",
+            "has no host after the scheme; write the webhook's full URL, e.g.",
+        ),
+        (
+            r#"{ url = "example.com" }"#,
+            "services.web.hooks[0].params.url",
+            "unknown field `url`, expected `webhook` or `channel`",
+        ),
+    ] {
+        // The AWS endpoint answers nothing: a run that got past its pre-flight would
+        // stop there with exit 4, not 3.
+        let config = ConfigBuilder::new()
+            .aws("http://127.0.0.1:9")
+            .service("web", |s| {
+                s.ecs("c", "web", 2)
+                    .listener(
+                        "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                        None,
+                        [
+                            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                        ],
+                    )
+                    .canary_steps("[{ weight = 50 }]")
+                    .hook("notify", &["post-deploy", "post-rollback"], params)
+            })
+            .hook_plugin("notify", "notify.wasm", &digest, |p| {
+                p.strs("http-allow", &["hooks.slack.com"])
+            });
+        let (code, _, err) = validate(dir.path(), &config);
+        assert_eq!(code, 3, "{params}: {err}");
+        let written = std::fs::read_to_string(path).unwrap();
+        let line = 1 + written
+            .lines()
+            .position(|l| l.starts_with("params = "))
+            .unwrap();
+        assert_eq!(err.trim().lines().count(), 1, "{params}: one error: {err}");
+        assert!(
+            err.starts_with(&format!("error: {path}:{line}:")),
+            "{params}: names the file and the parameter's line ({line}): {err}"
+        );
+        assert!(err.contains(&format!("{field}: {says}")), "{params}: {err}");
+        let (code, out, err) = run(&["run", "canary", "--release", "web:2", "--config", path]);
+        assert_eq!(code, 3, "{params}: {out}{err}");
+        assert!(err.contains(&format!("{field}: {says}")), "{params}: {err}");
+        assert!(
+            !dir.path().join(".deployer").exists(),
+            "{params}: nothing journaled or locked"
+        );
+    }
+}
+
+/// A plugin's relative `path` is read from the folder `deployer.toml` is in, whatever
+/// directory deployer runs in: a file of the same name under the working directory (here
+/// a different component, whose digest would be refused) is never the one loaded.
+#[test]
+fn relative_plugin_paths_are_from_the_configs_folder_not_the_working_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    std::fs::create_dir_all(project.join("plugins")).unwrap();
+    let wasm = project.join("plugins/notify.wasm");
+    std::fs::copy(deployer_tests::components::EXAMPLE_WEBHOOK_NOTIFY, &wasm).unwrap();
+    let digest = deployer_plugin_host::sha256_hex(&std::fs::read(&wasm).unwrap());
+    // Elsewhere, the same relative path holds another component.
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("plugins")).unwrap();
+    std::fs::copy(
+        deployer_tests::components::HOSTILE_HOOK,
+        elsewhere.join("plugins/notify.wasm"),
+    )
+    .unwrap();
+    let config = ConfigBuilder::new()
+        .service("web", |s| {
+            s.ecs("c", "web", 2)
+                .listener(
+                    "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+                    None,
+                    [
+                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+                    ],
+                )
+                .canary_steps("[{ weight = 50 }]")
+                .hook(
+                    "notify",
+                    &["post-deploy"],
+                    r#"{ webhook = "https://hooks.slack.com/services/T000/B000/XXXX" }"#,
+                )
+        })
+        .hook_plugin("notify", "plugins/notify.wasm", &digest, |p| {
+            p.strs("http-allow", &["hooks.slack.com"])
+        });
+    config.write(&project);
+    for (cwd, config) in [
+        (root.path(), "project/deployer.toml"),
+        (elsewhere.as_path(), "../project/deployer.toml"),
+        (project.as_path(), "deployer.toml"),
+        (
+            std::path::Path::new("/"),
+            project.join("deployer.toml").to_str().unwrap(),
+        ),
+    ] {
+        let out = plain()
+            .args(["validate", "--config", config])
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "from {} with --config {config}: {err}",
+            cwd.display()
+        );
+    }
+    // A missing file is said with the path it was looked for at.
+    std::fs::remove_file(&wasm).unwrap();
+    let out = plain()
+        .args(["validate", "--config", "../project/deployer.toml"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("../project/plugins/notify.wasm"),
+        "names where it looked: {err}"
+    );
 }
 
 /// A canary step that waits for approval: `plan` lists the pause where it waits and

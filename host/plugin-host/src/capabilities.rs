@@ -71,13 +71,35 @@ pub trait LogSink: Send + Sync {
     fn log(&self, plugin: &str, level: log::Level, message: &str);
 }
 
+/// A log level as people read it (`info`), not as the bindings debug-print it
+/// (`Level::Info`).
+pub fn level_name(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Trace => "trace",
+        log::Level::Debug => "debug",
+        log::Level::Info => "info",
+        log::Level::Warn => "warn",
+        log::Level::Error => "error",
+    }
+}
+
+/// A plugin's log line as deployer prints it: `[plugin NAME] info: message`, escaped onto
+/// one line so a plugin cannot start a line of its own.
+pub fn log_line(plugin: &str, level: log::Level, message: &str) -> String {
+    format!(
+        "[plugin {}] {}: {}",
+        printable(plugin),
+        level_name(level),
+        printable(message)
+    )
+}
+
 /// Writes plugin logs to stderr, each escaped onto its own line.
 pub struct StderrLog;
 
 impl LogSink for StderrLog {
     fn log(&self, plugin: &str, level: log::Level, message: &str) {
-        let (plugin, message) = (printable(plugin), printable(message));
-        eprintln!("[plugin {plugin}] {level:?}: {message}");
+        eprintln!("{}", log_line(plugin, level, message));
     }
 }
 
@@ -631,5 +653,25 @@ mod tests {
         assert_eq!(grants.check("log"), Ok(()));
         assert_eq!(grants.check("kv"), Err("kv = true".into()));
         assert!(grants.check("http").unwrap_err().contains("http-allow"));
+    }
+
+    /// The level in words, as the CLI prints it, never the bindings' `Level::Info`.
+    #[test]
+    fn log_lines_name_the_plugin_and_the_level_in_words() {
+        assert_eq!(
+            log_line("notify", log::Level::Info, "sent"),
+            "[plugin notify] info: sent"
+        );
+        assert_eq!(
+            log_line("notify", log::Level::Warn, "slow\n::error::x"),
+            "[plugin notify] warn: slow\\n::error::x"
+        );
+        for (level, name) in [
+            (log::Level::Trace, "trace"),
+            (log::Level::Debug, "debug"),
+            (log::Level::Error, "error"),
+        ] {
+            assert_eq!(level_name(level), name);
+        }
     }
 }

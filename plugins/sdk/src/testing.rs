@@ -27,7 +27,8 @@ pub fn simulate<S: Strategy>(params: &str, target: TargetInfo) -> Result<Vec<Ste
 }
 
 /// Like [`simulate`], with `gates(step, n)` supplying the results of the `n`-th
-/// `run-gates` step (counting from 0).
+/// `run-gates` step, counting from 1 as `deployer plugin test` scenarios do
+/// (`gates = { 2 = "fail" }` is `n == 2` here).
 ///
 /// # Errors
 /// The strategy's error, or a rollout that does not end within [`MAX_STEPS`].
@@ -51,7 +52,7 @@ pub fn simulate_with<S: Strategy>(
         }
         let outcome = if matches!(step, Step::RunGates(_)) {
             gate_runs += 1;
-            StepOutcome::Gates(gates(&step, gate_runs - 1))
+            StepOutcome::Gates(gates(&step, gate_runs))
         } else {
             StepOutcome::Done
         };
@@ -60,4 +61,48 @@ pub fn simulate_with<S: Strategy>(
     Err(format!(
         "the strategy did not complete within {MAX_STEPS} steps"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LifecyclePoint, PluginInfo};
+
+    /// Runs the post-traffic gates three times, then completes.
+    struct ThreeGateRuns;
+
+    impl Strategy for ThreeGateRuns {
+        type Params = serde_json::Value;
+
+        fn info() -> PluginInfo {
+            PluginInfo {
+                name: "three-gate-runs".into(),
+                version: "0".into(),
+                description: String::new(),
+            }
+        }
+
+        fn next(_: &Self::Params, state: &RolloutState) -> Result<Step, String> {
+            Ok(if state.history.len() < 3 {
+                Step::RunGates(LifecyclePoint::PostTraffic)
+            } else {
+                Step::Complete
+            })
+        }
+    }
+
+    /// Gate runs are numbered from 1, as in `deployer plugin test` scenarios, so the
+    /// same number means the same run in a unit test and in a scenario.
+    #[test]
+    fn gate_runs_are_counted_from_one() {
+        let mut seen = Vec::new();
+        let steps = simulate_with::<ThreeGateRuns>("{}", target(4, false, false), |step, n| {
+            assert_eq!(*step, Step::RunGates(LifecyclePoint::PostTraffic));
+            seen.push(n);
+            Vec::new()
+        })
+        .unwrap();
+        assert_eq!(seen, [1, 2, 3]);
+        assert_eq!(steps.last(), Some(&Step::Complete));
+    }
 }

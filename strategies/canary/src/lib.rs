@@ -309,8 +309,9 @@ mod tests {
 
     #[test]
     fn a_failing_gate_aborts_instead_of_shifting_further() {
+        // The third gate run (counted from 1, as scenarios count them) fails.
         let steps = simulate_with::<Canary>(PARAMS, target(4, true, false), |_, n| {
-            let status = if n == 2 {
+            let status = if n == 3 {
                 GateStatus::Fail
             } else {
                 GateStatus::Pass

@@ -64,6 +64,26 @@ pub fn run(component: &str) -> anyhow::Result<Outcome> {
     for import in &report.imports {
         outln!("  {}", printable(import));
     }
+    // What to write in its `[plugins.NAME]` table, so a missing grant is found here and
+    // not as a refused load.
+    match report.kind.as_deref() {
+        Some("hook") => {
+            outln!("grants it needs, under [plugins.NAME] in deployer.toml:");
+            for need in &report.needs {
+                outln!("  {}: {}", printable(&need.import), need.grant);
+            }
+        }
+        Some("strategy") => {
+            outln!("grants it needs: none (a strategy is granted nothing; it may import only log)");
+            for need in report.needs.iter().filter(|n| !n.import.contains("/log@")) {
+                outln!(
+                    "  {}: refused at load for a strategy",
+                    printable(&need.import)
+                );
+            }
+        }
+        _ => {}
+    }
     outln!("exports:");
     for export in &report.exports {
         outln!("  {}", printable(export));

@@ -289,8 +289,17 @@ pub enum PluginCommand {
         dir: PathBuf,
     },
     /// Run a built plugin in the real host against a scripted scenario.
+    #[command(
+        long_about = "Run a built plugin in the real host against a scripted scenario (TOML): \
+                      a hook's runs at lifecycle points with their grants and parameters, or \
+                      a strategy's whole rollouts under the host's safety rules with scripted \
+                      gate results. Prints what the plugin decided and checks each `expect`.",
+        after_help = plugin::SCENARIO_HELP
+    )]
     Test {
+        /// The built component (`.wasm`), e.g. target/NAME.wasm from `deployer plugin build`.
         component: PathBuf,
+        /// The scenario file (the format is below).
         #[arg(long)]
         scenario: PathBuf,
     },
@@ -568,14 +577,7 @@ struct PluginLog(std::sync::Arc<report::Reporter>);
 
 impl deployer_plugin_host::capabilities::LogSink for PluginLog {
     fn log(&self, plugin: &str, level: deployer_plugin_host::bindings::log::Level, message: &str) {
-        use deployer_plugin_host::bindings::log::Level;
-        let level = match level {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
+        let level = deployer_plugin_host::capabilities::level_name(level);
         self.0.plugin_log(plugin, level, message);
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::config::source::Source;
 use crate::config::{ConfigError, ConfigErrors};
-use crate::exit::Outcome;
+use crate::exit::{BadInput, Outcome};
 use deployer_contract::{GateResult, GateStatus, LifecyclePoint, TargetInfo, TargetKind};
 use deployer_engine::describe;
 use deployer_engine::plan::{Ending, simulate_with};
@@ -246,14 +246,22 @@ pub fn wit(out: Option<&Path>) -> anyhow::Result<Outcome> {
 
 pub fn build(dir: &Path) -> anyhow::Result<Outcome> {
     let manifest_path = dir.join("Cargo.toml");
-    let text = files::read_text(&manifest_path, Kind::Scenario).with_context(|| {
-        format!(
-            "reading {}: is this a plugin crate?",
+    // A directory that is no plugin crate is bad input (exit 3), as in the other
+    // `plugin` subcommands.
+    let text = files::read_text(&manifest_path, Kind::Scenario).map_err(|err| {
+        BadInput(format!(
+            "reading {}: {err}\n  fix: pass the plugin crate's directory (the one with its \
+             Cargo.toml), e.g. `deployer plugin build ready-check`",
             manifest_path.display()
-        )
+        ))
     })?;
-    let manifest: Manifest = toml::from_str(&text)
-        .with_context(|| format!("{} has no [package] name", manifest_path.display()))?;
+    let manifest: Manifest = toml::from_str(&text).map_err(|err| {
+        BadInput(format!(
+            "{} has no [package] name: {}",
+            manifest_path.display(),
+            err.message()
+        ))
+    })?;
     let name = manifest.package.name;
     let target_dir = dir.join("target");
     let guest =
@@ -280,6 +288,53 @@ pub fn build(dir: &Path) -> anyhow::Result<Outcome> {
     outln!("sha256 = \"{}\"", report.sha256);
     Ok(Outcome::Success)
 }
+
+/// The scenario format, for `deployer plugin test --help` (and the same words in
+/// docs/plugins.md): every field, the `expect` values, how gate runs are counted.
+pub const SCENARIO_HELP: &str = "\
+Scenario file (TOML):
+  kind = \"hook\"                 or \"strategy\"; required, and must be what the
+                                component exports
+
+A hook scenario: each [[runs]] calls the hook's `run` once, in order, in one
+deployment (its kv store carries over from run to run).
+  grants = { http-allow = [\"127.0.0.1\"], kv = true, clock = true,
+             metrics-namespaces = [\"AWS/ApplicationELB\"] }
+                                what the hook may use, as under [plugins.NAME] in
+                                deployer.toml (default: nothing); metric queries
+                                are answered `unavailable` here
+  [[runs]]
+  point = \"pre-traffic\"         pre-deploy, pre-traffic, post-traffic, post-deploy,
+                                post-rollback or bake (run as post-traffic)
+  params = { url = \"...\" }      the hook's parameters (default: {})
+  new-traffic-percent = 0       the new release's share, 0 to 100 (default: 0)
+  expect = \"pass\"               pass, fail, inconclusive or no-data (optional); a
+                                call that traps or times out counts as fail
+
+A strategy scenario: each [[cases]] simulates one whole rollout under the host's
+safety rules, with scripted gate results.
+  params = { step = 25 }        the strategy's parameters (default: {}), checked
+                                by its `validate` first
+  desired-count = 4             units of the simulated target (default: 4)
+  native-rolling = false        the target updates in place (default: false)
+  test-traffic = false          the target has a test listener (default: false)
+  [[cases]]
+  name = \"the second gate run fails\"   required
+  gates = { 2 = \"fail\" }        result of the N-th run-gates step, counted from 1
+                                in the order the strategy asks for them: pass,
+                                fail, inconclusive or no-data; unlisted runs pass
+  expect = \"rolled-back\"        complete, abort or rolled-back (optional)
+  Without [[cases]], one case runs in which every gate passes.
+
+Exit codes: 0 every expect met, 1 an expect not met (or a case the host refused),
+3 a bad scenario or component (nothing run), 4 other error.
+
+Example: deployer plugin test target/my-hook.wasm --scenario scenario.toml";
+
+/// What `expect` may say of a hook run: the gate's status.
+const HOOK_EXPECTS: [&str; 4] = ["pass", "fail", "inconclusive", "no-data"];
+/// What `expect` may say of a strategy case: how the simulated rollout ended.
+const STRATEGY_EXPECTS: [&str; 3] = ["complete", "abort", "rolled-back"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -369,12 +424,35 @@ fn point(at: crate::config::schema::GatePoint) -> LifecyclePoint {
     }
 }
 
+/// A scenario read and checked: its text (to point errors into), and per strategy case
+/// the scripted gate statuses by run number.
+struct Checked {
+    scenario: Scenario,
+    scripted: Vec<BTreeMap<usize, GateStatus>>,
+    source: Source,
+}
+
+/// "`x` is not one of a, b or c" for an `expect` outside `allowed`.
+fn expect_error(
+    source: &Source,
+    field: &str,
+    kind: &str,
+    got: &str,
+    allowed: &[&str],
+) -> ConfigError {
+    let (last, rest) = allowed.split_last().expect("a list of values");
+    source.error_at_field(
+        field,
+        format!(
+            "`{got}` is not something a {kind} scenario can expect: {} or {last}",
+            rest.join(", ")
+        ),
+    )
+}
+
 /// Read and check the scenario at `path`: every problem is bad input (exit 3) naming the
-/// file, the line and the field, found before the plugin is loaded. Returns the
-/// scenario and, per strategy case, the scripted gate statuses by run number.
-fn read_scenario(
-    path: &Path,
-) -> Result<(Scenario, Vec<BTreeMap<usize, GateStatus>>), ConfigErrors> {
+/// file, the line and the field, found before the plugin is loaded.
+fn read_scenario(path: &Path) -> Result<Checked, ConfigErrors> {
     let text = files::read_text(path, Kind::Scenario).map_err(|err| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -394,14 +472,48 @@ fn read_scenario(
         ConfigErrors(vec![error])
     })?;
     let mut errors = Vec::new();
-    if !matches!(scenario.kind.as_str(), "hook" | "strategy") {
-        errors.push(source.error_at_field(
-            "kind",
-            format!(
-                "must be \"hook\" or \"strategy\", not \"{}\"",
-                scenario.kind
-            ),
-        ));
+    // Fields of the other kind would be ignored: say so rather than test something else
+    // than the author meant.
+    let (own, foreign): (&[&str], &[&str]) = match scenario.kind.as_str() {
+        "hook" => (
+            &["grants", "runs"],
+            &[
+                "cases",
+                "params",
+                "desired-count",
+                "native-rolling",
+                "test-traffic",
+            ],
+        ),
+        "strategy" => (
+            &[
+                "params",
+                "desired-count",
+                "native-rolling",
+                "test-traffic",
+                "cases",
+            ],
+            &["grants", "runs"],
+        ),
+        other => {
+            errors.push(source.error_at_field(
+                "kind",
+                format!("must be \"hook\" or \"strategy\", not \"{other}\""),
+            ));
+            (&[], &[])
+        }
+    };
+    for field in foreign {
+        if source.locate(field).is_some() {
+            errors.push(source.error_at_field(
+                field,
+                format!(
+                    "is not read in a {} scenario (it takes {})",
+                    scenario.kind,
+                    own.join(", ")
+                ),
+            ));
+        }
     }
     for (i, run) in scenario.runs.iter().enumerate() {
         if run.new_traffic_percent > 100 {
@@ -412,6 +524,12 @@ fn read_scenario(
                     run.new_traffic_percent
                 ),
             ));
+        }
+        if let Some(expect) = &run.expect
+            && !HOOK_EXPECTS.contains(&expect.as_str())
+        {
+            let field = format!("runs[{i}].expect");
+            errors.push(expect_error(&source, &field, "hook", expect, &HOOK_EXPECTS));
         }
     }
     let mut scripted = Vec::new();
@@ -430,19 +548,97 @@ fn read_scenario(
                 (Ok(_), Err(err)) => errors.push(source.error_at_field(&field, err.to_string())),
             }
         }
+        if let Some(expect) = &case.expect
+            && !STRATEGY_EXPECTS.contains(&expect.as_str())
+        {
+            let field = format!("cases[{i}].expect");
+            errors.push(expect_error(
+                &source,
+                &field,
+                "strategy",
+                expect,
+                &STRATEGY_EXPECTS,
+            ));
+        }
         scripted.push(statuses);
     }
     if errors.is_empty() {
-        Ok((scenario, scripted))
+        Ok(Checked {
+            scenario,
+            scripted,
+            source,
+        })
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// The scenario line that grants a hook capability `interface`, when a scenario can.
+fn scenario_grant(interface: &str) -> Option<&'static str> {
+    Some(match interface {
+        "http" => "http-allow = [\"127.0.0.1\"]",
+        "kv" => "kv = true",
+        "clock" => "clock = true",
+        "metrics" => "metrics-namespaces = [\"AWS/ApplicationELB\"]",
+        _ => return None,
+    })
+}
+
+/// A load error of the hook under test, said of the scenario where the scenario is what
+/// to change: a capability it does not grant is fixed in its `grants`, not in a
+/// deployer.toml the test never reads.
+fn load_error(source: &Source, err: PluginError) -> anyhow::Error {
+    match &err {
+        PluginError::NotGranted {
+            name, capability, ..
+        } => match scenario_grant(capability) {
+            Some(line) => ConfigErrors(vec![source.error_at_field(
+                "grants",
+                format!(
+                    "plugin `{name}` imports `{capability}`, which this scenario does not grant\n  \
+                     fix: grant it in {}: grants = {{ {line} }} (beside any grants already there)",
+                    source.path.display()
+                ),
+            )])
+            .into(),
+            None => err.into(),
+        },
+        _ => err.into(),
+    }
+}
+
+/// Refuse a scenario whose `kind` is not what the component exports, before loading it.
+fn check_kind(source: &Source, kind: &str, wasm: &Path, bytes: &[u8]) -> Result<(), ConfigErrors> {
+    let Ok(report) = inspect::inspect(&wasm.display().to_string(), bytes) else {
+        // Loading says what is wrong with the file itself.
+        return Ok(());
+    };
+    match report.kind.as_deref() {
+        Some(exported) if exported != kind => Err(ConfigErrors(vec![source.error_at_field(
+            "kind",
+            format!(
+                "is \"{kind}\", but {} is a {exported} plugin\n  fix: set kind = \"{exported}\" \
+                 and describe {} (see `deployer plugin test --help`), or test the {kind}'s .wasm",
+                wasm.display(),
+                if exported == "hook" {
+                    "[[runs]]"
+                } else {
+                    "[[cases]]"
+                }
+            ),
+        )])),
+        _ => Ok(()),
     }
 }
 
 /// Run a built plugin in the real host against a scripted scenario and print what it
 /// decided; exit 1 when an `expect` is not met.
 pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyhow::Result<Outcome> {
-    let (scenario, scripted) = read_scenario(scenario_path)?;
+    let Checked {
+        scenario,
+        scripted,
+        source: scenario_source,
+    } = read_scenario(scenario_path)?;
     let name = wasm
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -453,12 +649,12 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
         path: wasm.to_path_buf(),
         source: err.into_io(),
     })?;
+    check_kind(&scenario_source, &scenario.kind, wasm, &bytes)?;
     let source = PluginSource::File {
         name: name.clone(),
         path: wasm.to_path_buf(),
         sha256: sha256_hex(&bytes),
     };
-    outln!("plugin {name}, sha256 {}", sha256_hex(&bytes));
     let mut failures = 0;
     match scenario.kind.as_str() {
         "hook" => {
@@ -470,7 +666,9 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                 // `plugin test` has no metrics source to answer them with.
                 prometheus_metrics: Vec::new(),
             };
-            let plugin = HookPlugin::load(host, &source, Limits::hook(), grants)?;
+            let plugin = HookPlugin::load(host, &source, Limits::hook(), grants)
+                .map_err(|err| load_error(&scenario_source, err))?;
+            outln!("plugin {name}, sha256 {}", sha256_hex(&bytes));
             for (i, run) in scenario.runs.iter().enumerate() {
                 let ctx = HookContext {
                     point: point(run.point),
@@ -501,14 +699,27 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
             }
         }
         "strategy" => {
+            // Its load errors are the component's (a strategy is granted nothing).
             let plugin = StrategyPlugin::load(host, &source, Limits::strategy())?;
             let params = serde_json::to_string(&scenario.params)?;
             if let Err(errors) = plugin.validate(&params).await? {
-                for e in errors {
-                    outln!("parameter {}: {}", e.field, e.message);
-                }
-                return Ok(Outcome::BadInput);
+                // The parameters are the scenario's: errors at their lines in it.
+                return Err(ConfigErrors(
+                    errors
+                        .into_iter()
+                        .take(crate::config::MAX_PARAM_ERRORS)
+                        .map(|e| {
+                            let field = match e.field.as_str() {
+                                "" => "params".to_string(),
+                                field => format!("params.{field}"),
+                            };
+                            scenario_source.error_at_field(&field, e.message)
+                        })
+                        .collect(),
+                )
+                .into());
             }
+            outln!("plugin {name}, sha256 {}", sha256_hex(&bytes));
             let target = TargetInfo {
                 kind: TargetKind::Simulated,
                 desired_count: scenario.desired_count,
@@ -528,6 +739,9 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                 scenario.cases.into_iter().zip(scripted).collect()
             };
             for (case, scripted) in cases {
+                outln!("case: {}", case.name);
+                // Gate runs are numbered from 1 here, in scenarios and in the SDK's
+                // `testing::simulate_with` alike.
                 let plan = simulate_with(&plugin, &params, target, |n| {
                     vec![GateResult {
                         name: "scenario".into(),
@@ -536,8 +750,17 @@ pub async fn test(host: &PluginHost, wasm: &Path, scenario_path: &Path) -> anyho
                         observed: None,
                     }]
                 })
-                .await?;
-                outln!("case: {}", case.name);
+                .await;
+                let plan = match plan {
+                    Ok(plan) => plan,
+                    // A step the host refuses, a plugin failure or a rollout that never
+                    // ends is what the test is for: a failed case, not a crash.
+                    Err(err) => {
+                        failures += 1;
+                        outln!("  ends: error: {err}   <-- a deployment would roll back here");
+                        continue;
+                    }
+                };
                 for (i, step) in plan.steps.iter().enumerate() {
                     outln!("  {:>2}. {}", i + 1, describe::step(step));
                 }
@@ -568,5 +791,39 @@ fn check(expect: Option<&str>, got: &str, failures: &mut usize) -> String {
         }
         Some(_) => "   (as expected)".into(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The help names every value `expect` takes, so it cannot drift from what is checked.
+    #[test]
+    fn the_scenario_help_lists_every_expect_value() {
+        for value in HOOK_EXPECTS.iter().chain(&STRATEGY_EXPECTS) {
+            assert!(SCENARIO_HELP.contains(value), "{value}");
+        }
+        for field in [
+            "kind",
+            "grants",
+            "http-allow",
+            "kv",
+            "clock",
+            "metrics-namespaces",
+            "[[runs]]",
+            "point",
+            "params",
+            "new-traffic-percent",
+            "expect",
+            "desired-count",
+            "native-rolling",
+            "test-traffic",
+            "[[cases]]",
+            "name",
+            "gates",
+        ] {
+            assert!(SCENARIO_HELP.contains(field), "{field}");
+        }
     }
 }

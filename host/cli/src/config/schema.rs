@@ -395,7 +395,8 @@ pub struct HookRef {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
     pub kind: ConfigPluginKind,
-    /// Path of the `.wasm` component, relative to `deployer.toml` (or `builtin`).
+    /// Path of the `.wasm` component (or `builtin`): a relative path is from the folder
+    /// `deployer.toml` is in, not from the directory deployer runs in.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// The component's sha256 (`deployer plugin inspect FILE` prints it); required

@@ -58,6 +58,35 @@ pub fn message(params: &Params, ctx: &HookContext) -> String {
     body.to_string()
 }
 
+/// What is wrong with `url` as a webhook address, if anything: it needs an `http://` or
+/// `https://` scheme and a host, or every notification would fail at run time (after
+/// traffic moved) instead of at `deployer validate`. The value itself is never echoed: a
+/// webhook URL carries its secret in the path.
+pub fn webhook_problem(url: &str) -> Option<&'static str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some("is not a URL: it has no `https://` scheme");
+    };
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+        return Some("has a scheme other than `https://` or `http://`");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Some("has user info (`user@`) before its host; put credentials in the path");
+    }
+    // The host is what comes before an optional `:port` (an IPv6 literal keeps its `[…]`).
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Some("has no host after the scheme");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("contains spaces or control characters");
+    }
+    None
+}
+
 impl Hook for Notify {
     type Params = Params;
 
@@ -70,11 +99,18 @@ impl Hook for Notify {
     }
 
     fn check(params: &Params) -> Vec<ParamError> {
-        if params.webhook.starts_with("https://") || params.webhook.starts_with("http://") {
-            Vec::new()
-        } else {
-            vec![param_error("webhook", "must be an http(s) URL")]
-        }
+        webhook_problem(&params.webhook)
+            .map(|why| {
+                param_error(
+                    "webhook",
+                    format!(
+                        "{why}; write the webhook's full URL, e.g. \
+                         \"https://hooks.slack.com/services/T000/B000/XXXX\""
+                    ),
+                )
+            })
+            .into_iter()
+            .collect()
     }
 
     fn run(params: &Params, ctx: &HookContext) -> GateResult {
@@ -119,6 +155,44 @@ mod tests {
             new_traffic_percent: 100,
             params: String::new(),
         }
+    }
+
+    #[test]
+    fn a_webhook_needs_a_scheme_and_a_host() {
+        for good in [
+            "https://hooks.slack.com/services/T000/B000/XXXX",
+            "http://127.0.0.1:8080/hook",
+            "HTTPS://hooks.example.com",
+            "http://[::1]:9/x",
+        ] {
+            assert_eq!(webhook_problem(good), None, "{good}");
+        }
+        for (bad, says) in [
+            ("example.com", "no `https://` scheme"),
+            ("hooks.example.com/x", "no `https://` scheme"),
+            ("ftp://example.com", "other than `https://`"),
+            ("https://", "no host"),
+            ("https:///path", "no host"),
+            ("https://:443/x", "no host"),
+            ("https://user@example.com/", "user info"),
+            ("https://example.com/a b", "spaces"),
+        ] {
+            let problem = webhook_problem(bad).unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(problem.contains(says), "{bad}: {problem}");
+        }
+        let errors = <Notify as Hook>::check(&Params {
+            webhook: "example.com".into(),
+            channel: None,
+        });
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "webhook");
+        assert!(
+            errors[0]
+                .message
+                .contains("e.g. \"https://hooks.slack.com/"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
