@@ -11,6 +11,10 @@
 # Nothing a caller passes is echoed into the log: the runner reads `::command::` lines
 # in a step's output, and a PR title in `command` must not become one.
 set -euo pipefail
+# Only absolute PATH entries: a relative one finds programs in whatever directory a step
+# runs in, where a contributor could plant a `python3` or a `deployer`.
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep '^/' | paste -sd: -)
+export PATH
 action="${GITHUB_ACTION_PATH:-$(cd "$(dirname "$0")/../.." && pwd)}"
 
 # `0.1.0`: the workspace version in the action's Cargo.toml.
@@ -56,7 +60,7 @@ install)
     want=$(version)
     case "${INPUT_INSTALL:-auto}" in
     auto | path) ;;
-    *) fail 3 "the install input is auto or path" ;;
+    *) fail 3 "the install input is auto (the default) or path" ;;
     esac
     if found=$(on_path) && [ "$(version_of "$found")" = "$want" ]; then
         echo "deployer: using $found ($("$found" --version))"
@@ -76,32 +80,44 @@ install)
         rustup target add wasm32-unknown-unknown
         cargo install --locked --path "$action/host/cli" --root "$root"
         trap - ERR
+        if [ "$(version_of "$root/bin/deployer")" != "$want" ]; then
+            fail 4 "the build of deployer $want left no working $root/bin/deployer"
+        fi
     fi
     echo "deployer: using $root/bin/deployer ($("$root/bin/deployer" --version))"
     echo "path=$root/bin/deployer" >>"$GITHUB_OUTPUT"
     ;;
 run)
+    command -v python3 >/dev/null || fail 4 "python3 is needed to split the command input into words"
     # Words as a shell splits them (quotes group, `#` starts a comment), without a shell:
-    # nothing in the command is executed. A word with a control character (a quoted
-    # newline) is refused: no deploy needs one, and deployer may echo a word it refuses.
+    # nothing in the command is executed. A control character (a quoted newline, a C1
+    # control, a Unicode line separator) in a word or in `config` is refused: no deploy
+    # needs one, and deployer may echo a word it refuses into the log the runner reads.
     words=$(mktemp)
     problem=$(python3 -c '
 import os, shlex, sys
+def controlled(text):
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in text)
 try:
     words = shlex.split(os.environ["INPUT_COMMAND"], comments=True)
 except ValueError as err:
     sys.exit(f"the command input is not words a shell could split ({err}): check its quotes")
 if not words:
     sys.exit("the command input is empty: give deployer arguments, e.g. run canary --service web --release web:42")
-if any(ord(c) < 32 or ord(c) == 127 for word in words for c in word):
+if any(controlled(word) for word in words):
     sys.exit("a word of the command input holds a control character (a quoted newline?): write the command on one line")
+config = os.environ.get("INPUT_CONFIG", "")
+if controlled(config):
+    sys.exit("the config input holds a control character: give the path of deployer.toml")
+if config:
+    words.append("--config=" + config)
 sys.stdout.write("".join(word + "\0" for word in words))
 ' 2>&1 >"$words") || fail 3 "$problem"
     mapfile -d '' args <"$words"
     rm -f "$words"
-    if [ -n "${INPUT_CONFIG:-}" ]; then
-        args+=(--config "$INPUT_CONFIG")
-    fi
+    # Into the working directory only now, with every program above already found.
+    cd -- "${INPUT_WORKING_DIRECTORY:-.}" 2>/dev/null ||
+        fail 3 "the working-directory input is not a directory of the workspace"
     status=0
     "${DEPLOYER_BIN:?}" "${args[@]}" || status=$?
     echo "exit-code=$status" >>"$GITHUB_OUTPUT"

@@ -183,47 +183,115 @@ fn install_path_refuses_a_missing_deployer_or_another_version() {
     );
     assert_eq!((typo.code, typo.exit_code_output.as_str()), (3, "3"));
     assert!(
-        typo.stdout.contains("install input is auto or path"),
+        typo.stdout
+            .contains("install input is auto (the default) or path"),
         "{}",
         typo.stdout
     );
 }
 
 #[test]
-fn the_run_step_runs_the_binary_the_install_step_checked() {
-    // A relative PATH entry finds another binary from the working directory; the run
-    // step must still run the one that was checked (the real deployer in ws/tools).
+fn nothing_planted_in_the_repository_runs_in_the_actions_place() {
+    // A relative PATH entry (`tools`) would find programs in whatever directory a step
+    // runs in: a contributor could plant `deploy/tools/deployer` or `python3` next to
+    // the config. The action ignores relative entries and finds its programs first.
     let dir = workspace_with_example();
-    let tools = dir.path().join("tools");
-    std::fs::create_dir_all(&tools).unwrap();
-    symlink(deployer_bin(), tools.join("deployer")).unwrap();
-    let planted = dir.path().join("deploy/tools");
-    std::fs::create_dir_all(&planted).unwrap();
     let marker = dir.path().join("planted-ran");
-    std::fs::write(
-        planted.join("deployer"),
-        format!(
-            "#!/bin/sh\necho 'deployer 0.1.0 (x)'\ntouch {}\n",
-            marker.display()
+    // (Not `bash` at the top: the runner itself finds its shell through PATH.)
+    for (tools, programs) in [
+        (
+            dir.path().join("tools"),
+            &["deployer", "python3", "mktemp"][..],
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        planted.join("deployer"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+        (
+            dir.path().join("deploy/tools"),
+            &["deployer", "python3", "mktemp", "bash"][..],
+        ),
+    ] {
+        std::fs::create_dir_all(&tools).unwrap();
+        for program in programs {
+            std::fs::write(
+                tools.join(program),
+                format!(
+                    "#!/bin/sh\necho 'deployer 0.1.0 (x)'\ntouch {}\n",
+                    marker.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(
+                tools.join(program),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+        }
+    }
+    let real = bin_with_deployer(dir.path());
     let out = run_action(
         dir.path(),
-        "tools:/usr/local/bin:/usr/bin:/bin",
+        &format!("tools:{}", path_with(&real)),
         &[],
         &[("command", "validate"), ("working-directory", "deploy")],
     );
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(
-        !marker.exists(),
-        "the run step ran another deployer than the one checked"
+    assert!(!marker.exists(), "a program planted in the repository ran");
+
+    // A working directory that is not one is bad input, with the output set.
+    let nowhere = run_action(
+        dir.path(),
+        &path_with(&real),
+        &[],
+        &[
+            ("command", "validate"),
+            ("working-directory", "no/such/dir"),
+        ],
     );
+    assert_eq!((nowhere.code, nowhere.exit_code_output.as_str()), (3, "3"));
+}
+
+#[test]
+fn the_config_input_is_one_word_and_carries_no_control_characters() {
+    let dir = workspace_with_example();
+    let path = path_with(&bin_with_deployer(dir.path()));
+    // A config path starting with `-` is a path, not a flag.
+    let dash = run_action(
+        dir.path(),
+        &path,
+        &[],
+        &[("command", "validate"), ("config", "-deploy.toml")],
+    );
+    assert_eq!(dash.code, 3, "{}{}", dash.stdout, dash.stderr);
+    assert!(dash.stderr.contains("-deploy.toml"), "{}", dash.stderr);
+    assert!(
+        !dash.stderr.contains("unexpected argument"),
+        "{}",
+        dash.stderr
+    );
+    for config in [
+        "--x\n::error::INJECTED",
+        "--x\r::warning::INJECTED",
+        "a\u{2028}::error::INJECTED",
+    ] {
+        let out = run_action(
+            dir.path(),
+            &path,
+            &[],
+            &[("command", "validate"), ("config", config)],
+        );
+        assert_eq!(
+            (out.code, out.exit_code_output.as_str()),
+            (3, "3"),
+            "{config:?}"
+        );
+        assert!(
+            out.stdout
+                .contains("config input holds a control character"),
+            "{}",
+            out.stdout
+        );
+        for line in out.stdout.lines().chain(out.stderr.lines()) {
+            assert!(!line.contains("INJECTED"), "echoed: {line}");
+        }
+    }
 }
 
 #[test]

@@ -201,7 +201,9 @@ impl Config {
     pub fn strategy_source(&self, name: &str) -> Result<PluginSource, String> {
         match self.plugins.get(name) {
             Some(plugin) if plugin.kind == PluginKind::Strategy => Ok(plugin.source.clone()),
-            Some(_) => Err(format!("plugin `{name}` is a hook, not a strategy")),
+            // A hook's name never hides a built-in strategy.
+            Some(_) => resolve::builtin_strategy(name)
+                .map_err(|_| format!("plugin `{name}` is a hook, not a strategy")),
             None => resolve::builtin_strategy(name),
         }
     }

@@ -470,6 +470,16 @@ fn plugin_spec(
     }
 }
 
+/// `[a-z0-9][a-z0-9_-]*`, at most 64 characters: what `deployer plugin new` accepts too.
+fn is_plugin_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.len() <= 64
+}
+
 /// Where `[plugins.NAME]` comes from: a component file with its digest, or a built-in.
 ///
 /// # Errors
@@ -480,27 +490,41 @@ fn plugin_source(
     config: &Path,
 ) -> Result<PluginSource, (String, String)> {
     let field = |key: &str| format!("plugins.{name}.{key}");
+    // A name is what `deployer run NAME`, the plan and the reports show: one that could
+    // pass for another (`builtin:canary`, a Cyrillic `а`, a trailing space) is refused.
+    if !is_plugin_name(name) {
+        return Err((
+            format!("plugins.{}", printable(&truncate(name, 40))),
+            format!(
+                "`{}` is not a plugin name: use lower-case ASCII letters, digits, `-` and `_`, \
+                 starting with a letter or digit (at most 64)\n  fix: rename it, e.g. \
+                 [plugins.notify-slack]",
+                printable(&truncate(name, 40))
+            ),
+        ));
+    }
     // A strategy plugin named like a built-in would replace it without a word wherever
-    // that name is used (`deployer run canary`). Hooks are only ever found in [plugins].
+    // that name is used (`deployer run canary`).
     if plugin.kind == ConfigPluginKind::Strategy && builtin::get(name).is_some() {
         return Err((
             format!("plugins.{name}"),
             format!(
-                "`{name}` is the name of a built-in strategy, so this plugin would silently                  replace it
-  fix: give your strategy another name, e.g. [plugins.{name}-custom],                  and use that name in `deployer run`"
+                "`{name}` is the name of a built-in strategy, so this plugin would silently \
+                 replace it\n  fix: give your strategy another name, e.g. \
+                 [plugins.{name}-custom], and use that name in `deployer run`"
             ),
         ));
     }
     if let Some(path) = &plugin.path
         && path.to_string_lossy().starts_with("builtin:")
     {
+        let shown = printable(&truncate(&path.to_string_lossy(), 60)).to_string();
         return Err((
             field("path"),
             format!(
-                "`{}` reads as a built-in, not a file
-  fix: for a built-in write builtin =                  \"NAME\" (no path, no sha256); for a file of that name write \"./{}\"",
-                printable(&truncate(&path.to_string_lossy(), 60)),
-                printable(&truncate(&path.to_string_lossy(), 60))
+                "`{shown}` reads as a built-in, not a file\n  fix: for a built-in write \
+                 builtin = \"NAME\" (no path, no sha256); for a file of that name write \
+                 \"./{shown}\""
             ),
         ));
     }
@@ -516,8 +540,12 @@ fn plugin_source(
                 return Err((
                     field("builtin"),
                     format!(
-                        "there is no built-in {noun} `{}`; the built-in {noun}s: {}",
+                        "there is no built-in {noun} `{}`; the built-in {}: {}",
                         printable(&truncate(builtin, 40)),
+                        match kind {
+                            PluginKind::Strategy => "strategies",
+                            PluginKind::Hook => "hooks",
+                        },
                         names.join(", ")
                     ),
                 ));
@@ -1143,7 +1171,10 @@ pub fn strategy_source(name: &str, raw: &RawConfig, config: &Path) -> Result<Plu
     if let Some(plugin) = raw.plugins.get(name) {
         let plugin = plugin.get_ref();
         if plugin.kind != ConfigPluginKind::Strategy {
-            return Err(format!("plugin `{name}` is a hook, not a strategy"));
+            // A hook's name never hides a built-in strategy: hooks are only looked up
+            // by the services that list them.
+            return builtin_strategy(name)
+                .map_err(|_| format!("plugin `{name}` is a hook, not a strategy"));
         }
         // Its own problems are reported at [plugins.NAME].
         return plugin_source(name, plugin, config).map_err(|(_, message)| message);
@@ -1366,6 +1397,20 @@ desired-count = 4
         );
         assert!(named("canary-custom", "strategy").is_empty());
         assert!(named("rolling", "hook").is_empty());
+        // Names that could pass for another: a colon, a Cyrillic letter, a space, capitals.
+        for name in [
+            "\"builtin:canary\"",
+            "\"c\u{430}nary\"",
+            "\"canary \"",
+            "Canary",
+        ] {
+            let found = named(name, "strategy");
+            assert_eq!(found.len(), 1, "{name}: {found:?}");
+            assert!(
+                found[0].1.contains("is not a plugin name"),
+                "{name}: {found:?}"
+            );
+        }
         only(
             &plugin(&format!(
                 "builtin = \"judge\"\npath = \"j.wasm\"\nsha256 = \"{}\"",
