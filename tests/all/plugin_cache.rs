@@ -60,6 +60,35 @@ async fn built_ins_run_their_ahead_of_time_code_and_leave_the_cache_alone() {
     assert_eq!(cwasm_files(cache.path()).len(), 1);
 }
 
+#[tokio::test]
+async fn a_forged_cache_entry_under_a_built_ins_digest_is_never_read() {
+    // Someone who can write the cache puts rolling's code, with a valid checksum, under
+    // canary's digest: what a plugin file named by that digest would load. The built-in
+    // canary does not consult the cache, so it stays canary.
+    let cache = tempfile::tempdir().unwrap();
+    let canary = load_fresh(cache.path(), "canary").await;
+    let rolling = load_fresh(cache.path(), "rolling").await;
+    let rolling_code =
+        std::fs::read(entry_of(cache.path(), rolling.digest())).unwrap()[HEADER..].to_vec();
+    std::fs::write(
+        entry_of(cache.path(), canary.digest()),
+        forge(canary.digest(), &rolling_code),
+    )
+    .unwrap();
+    // Control: the canary component as a file does load the forged code.
+    let forged = load_fresh(cache.path(), "canary").await;
+    assert_eq!(forged.info().await.unwrap().name, "rolling");
+
+    let host = PluginHost::new(Some(cache.path().to_path_buf())).unwrap();
+    let builtin = StrategyPlugin::load(
+        &host,
+        &PluginSource::Builtin("canary".into()),
+        Limits::strategy(),
+    )
+    .unwrap();
+    assert_works(&builtin, "canary").await;
+}
+
 fn cwasm_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
         .map(|entries| {
