@@ -438,21 +438,41 @@ fn inspect_names_a_core_module_and_how_to_make_it_a_component() {
     }
 }
 
+/// A scenario file in a temp dir, for `deployer plugin test WASM --scenario FILE`.
+struct Scenario {
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl Scenario {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir
+            .path()
+            .join("scenario.toml")
+            .to_str()
+            .unwrap()
+            .to_string();
+        Scenario { _dir: dir, path }
+    }
+
+    /// `deployer plugin test WASM` on the file as it is.
+    fn run(&self, wasm: &str) -> (i32, String, String) {
+        run(&["plugin", "test", wasm, "--scenario", &self.path])
+    }
+
+    /// The same after writing `text` to the file.
+    fn test(&self, wasm: &str, text: &str) -> (i32, String, String) {
+        std::fs::write(&self.path, text).unwrap();
+        self.run(wasm)
+    }
+}
+
 #[test]
 fn plugin_test_with_a_bad_scenario_is_bad_input_naming_file_and_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("scenario.toml");
-    let plugin_test = |wasm: &str| {
-        run(&[
-            "plugin",
-            "test",
-            wasm,
-            "--scenario",
-            scenario.to_str().unwrap(),
-        ])
-    };
+    let scenario = Scenario::new();
     let hook = deployer_tests::components::HOSTILE_HOOK;
-    let (code, _, err) = plugin_test(hook);
+    let (code, _, err) = scenario.run(hook);
     assert_eq!(code, 3, "missing: {err}");
     assert!(
         err.contains("scenario.toml: cannot read the scenario"),
@@ -500,8 +520,7 @@ fn plugin_test_with_a_bad_scenario_is_bad_input_naming_file_and_field() {
             "scenario.toml:2:10: grants: is not read in a strategy scenario",
         ),
     ] {
-        std::fs::write(&scenario, text).unwrap();
-        let (code, out, err) = plugin_test(hook);
+        let (code, out, err) = scenario.test(hook, text);
         assert_eq!(code, 3, "{text}: {out}{err}");
         assert!(err.contains(says), "{text}: {err}");
         assert!(
@@ -510,9 +529,8 @@ fn plugin_test_with_a_bad_scenario_is_bad_input_naming_file_and_field() {
         );
     }
     // A good scenario with a plugin file that is not there.
-    std::fs::write(&scenario, "kind = \"hook\"\n").unwrap();
-    let missing = dir.path().join("missing.wasm");
-    let (code, _, err) = plugin_test(missing.to_str().unwrap());
+    let missing = scenario._dir.path().join("missing.wasm");
+    let (code, _, err) = scenario.test(missing.to_str().unwrap(), "kind = \"hook\"\n");
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("plugin `missing`: cannot read"), "{err}");
 }
@@ -522,13 +540,9 @@ fn plugin_test_with_a_bad_scenario_is_bad_input_naming_file_and_field() {
 /// is not, strategy parameters its `validate` refuses.
 #[test]
 fn plugin_test_points_its_errors_at_the_scenario_not_at_deployer_toml() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("scenario.toml");
-    let scenario_path = scenario.to_str().unwrap();
-    let plugin_test = |wasm: &str, text: &str| {
-        std::fs::write(&scenario, text).unwrap();
-        run(&["plugin", "test", wasm, "--scenario", scenario_path])
-    };
+    let scenario = Scenario::new();
+    let scenario_path = &scenario.path;
+    let plugin_test = |wasm: &str, text: &str| scenario.test(wasm, text);
     let hook = deployer_tests::components::HOSTILE_HOOK;
     let strategy = deployer_tests::components::EXAMPLE_STEPPED_STRATEGY;
 
@@ -590,11 +604,10 @@ fn plugin_test_points_its_errors_at_the_scenario_not_at_deployer_toml() {
 /// for them, and the report says which run got the scripted result.
 #[test]
 fn plugin_test_scripts_gate_runs_counted_from_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("scenario.toml");
+    let scenario = Scenario::new();
     // The stepped strategy's first run-gates step is pre-deploy, before any change.
-    std::fs::write(
-        &scenario,
+    let (code, out, err) = scenario.test(
+        deployer_tests::components::EXAMPLE_STEPPED_STRATEGY,
         r#"kind = "strategy"
 params = { start = 25 }
 
@@ -607,15 +620,7 @@ name = "the first gate run fails"
 gates = { 1 = "fail" }
 expect = "rolled-back"
 "#,
-    )
-    .unwrap();
-    let (code, out, err) = run(&[
-        "plugin",
-        "test",
-        deployer_tests::components::EXAMPLE_STEPPED_STRATEGY,
-        "--scenario",
-        scenario.to_str().unwrap(),
-    ]);
+    );
     assert_eq!(code, 0, "{out}{err}");
     let second = out.split("case: the first gate run fails").nth(1).unwrap();
     let steps: Vec<&str> = second.lines().skip(1).collect();
@@ -649,10 +654,9 @@ fn plugin_build_of_something_that_is_no_crate_is_bad_input() {
 /// (the host's default sink printed the bindings' `Level::Info`).
 #[test]
 fn plugin_test_prints_a_hooks_log_lines_with_the_level_in_words() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("scenario.toml");
-    std::fs::write(
-        &scenario,
+    let scenario = Scenario::new();
+    let (code, out, err) = scenario.test(
+        deployer_tests::components::HOSTILE_HOOK,
         r#"kind = "hook"
 grants = { http-allow = ["127.0.0.1"], kv = true }
 [[runs]]
@@ -660,15 +664,7 @@ point = "pre-traffic"
 params = { mode = "log", message = "checked 3 targets\nok" }
 expect = "pass"
 "#,
-    )
-    .unwrap();
-    let (code, out, err) = run(&[
-        "plugin",
-        "test",
-        deployer_tests::components::HOSTILE_HOOK,
-        "--scenario",
-        scenario.to_str().unwrap(),
-    ]);
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         err.lines()

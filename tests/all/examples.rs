@@ -24,6 +24,23 @@ fn host_with_http() -> (PluginHost, tempfile::TempDir) {
     )
 }
 
+/// Health-check example `name` built to `wasm`, loaded with only `http-allow = 127.0.0.1`.
+fn health_hook(name: &str, wasm: &std::path::Path) -> (HookPlugin, tempfile::TempDir) {
+    let (host, cache) = host_with_http();
+    let grants = Grants {
+        http_allow: vec!["127.0.0.1".into()],
+        ..Grants::default()
+    };
+    let hook = HookPlugin::load(
+        &host,
+        &source(name, wasm.to_str().unwrap()),
+        Limits::hook(),
+        grants,
+    )
+    .unwrap();
+    (hook, cache)
+}
+
 fn ctx(point: LifecyclePoint, params: String) -> HookContext {
     HookContext {
         point,
@@ -222,18 +239,7 @@ async fn the_python_health_check_runs_in_the_host() {
         String::from_utf8_lossy(&built.stderr)
     );
 
-    let (host, _cache) = host_with_http();
-    let grants = Grants {
-        http_allow: vec!["127.0.0.1".into()],
-        ..Grants::default()
-    };
-    let hook = HookPlugin::load(
-        &host,
-        &source("python-health", wasm.to_str().unwrap()),
-        Limits::hook(),
-        grants,
-    )
-    .unwrap();
+    let (hook, _cache) = health_hook("python-health", &wasm);
     let app = App::start(200, r#"{"status":"ok"}"#);
     for (expect_json, expected) in [
         (r#"{"status":"ok"}"#, GateStatus::Pass),
@@ -359,18 +365,7 @@ async fn the_javascript_health_check_runs_in_the_host() {
         "{out}"
     );
 
-    let (host, _cache) = host_with_http();
-    let grants = Grants {
-        http_allow: vec!["127.0.0.1".into()],
-        ..Grants::default()
-    };
-    let hook = HookPlugin::load(
-        &host,
-        &source("js-health", wasm.to_str().unwrap()),
-        Limits::hook(),
-        grants,
-    )
-    .unwrap();
+    let (hook, _cache) = health_hook("js-health", &wasm);
     assert_eq!(hook.info().await.unwrap().name, "js-health");
 
     let healthy = App::start(200, r#"{"status":"ok","checks":{"db":"up"}}"#);
