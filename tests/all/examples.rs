@@ -349,9 +349,10 @@ async fn the_javascript_health_check_runs_in_the_host() {
     let imports: Vec<&str> = out
         .split("imports:\n")
         .nth(1)
-        .and_then(|rest| rest.split("exports:").next())
         .unwrap_or_else(|| panic!("no imports section in:\n{out}"))
         .lines()
+        // The section's lines are indented; the next heading is not.
+        .take_while(|line| line.starts_with("  "))
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .collect();
