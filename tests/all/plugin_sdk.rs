@@ -314,3 +314,45 @@ fn sdk_path_names_the_given_sdk() {
         "a refused scaffold left files"
     );
 }
+
+/// What `plugin new` refuses is bad input (exit 3), as in the other `plugin` subcommands,
+/// and leaves nothing behind.
+#[test]
+fn plugin_new_refuses_bad_input_with_exit_code_3() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("taken")).unwrap();
+    for (args, says) in [
+        (
+            &["plugin", "new", "Notify_Slack", "--kind", "hook"][..],
+            "is not a plugin name",
+        ),
+        (
+            &["plugin", "new", "gate", "--kind", "gate"][..],
+            "invalid value 'gate' for '--kind",
+        ),
+        (
+            &["plugin", "new", "taken", "--kind", "hook"][..],
+            "already exists",
+        ),
+        (
+            &[
+                "plugin",
+                "new",
+                "elsewhere",
+                "--kind",
+                "hook",
+                "--sdk-path",
+                "nowhere",
+            ][..],
+            "no deployer-plugin-sdk there",
+        ),
+    ] {
+        let out = plain().args(args).current_dir(dir.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    for name in ["Notify_Slack", "gate", "elsewhere"] {
+        assert!(!dir.path().join(name).exists(), "{name} was left behind");
+    }
+}

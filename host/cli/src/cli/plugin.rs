@@ -141,26 +141,29 @@ pub fn new(name: &str, kind: &str, dir: &Path, sdk_path: Option<&Path>) -> anyho
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
-        bail!(
+        return Err(BadInput(format!(
             "`{name}` is not a plugin name: use lower-case letters, digits and dashes, e.g. `notify-slack`"
-        );
+        ))
+        .into());
     }
     if let Some(path) = sdk_path
         && !is_sdk(path)
     {
-        bail!(
+        return Err(BadInput(format!(
             "--sdk-path {}: no {SDK_CRATE} there (its Cargo.toml should name package `{SDK_CRATE}`); \
              pass the SDK's directory, `plugins/sdk` in a deployer checkout, or leave the option out \
              to use the SDK from crates.io",
             path.display()
-        );
+        ))
+        .into());
     }
     let root = dir.join(name);
     if root.exists() {
-        bail!(
+        return Err(BadInput(format!(
             "{} already exists; choose another name or directory",
             root.display()
-        );
+        ))
+        .into());
     }
     let (code, scenario) = match kind {
         "hook" => (
@@ -171,7 +174,12 @@ pub fn new(name: &str, kind: &str, dir: &Path, sdk_path: Option<&Path>) -> anyho
             include_str!("templates/strategy.rs.tmpl"),
             include_str!("templates/strategy-scenario.toml.tmpl"),
         ),
-        other => bail!("--kind must be `hook` or `strategy`, not `{other}`"),
+        other => {
+            return Err(BadInput(format!(
+                "--kind must be `hook` or `strategy`, not `{other}`"
+            ))
+            .into());
+        }
     };
     std::fs::create_dir_all(root.join("src"))
         .with_context(|| format!("creating {}", root.display()))?;
