@@ -1033,3 +1033,40 @@ fn an_approval_pause_is_planned_counted_and_checked_at_its_field() {
         assert!(err.contains(says), "{edit}: {err}");
     }
 }
+
+/// An argument deployer refuses is echoed escaped: a newline (or CR, or U+2028) inside it
+/// never starts a line of its own, where a CI runner would read `::error::…` as a
+/// workflow command. (A PR title in a hand-written `run: deployer …` step.)
+#[test]
+fn a_refused_argument_is_echoed_without_its_line_breaks() {
+    for args in [
+        vec!["bogus\n::error::INJECTED"],
+        vec!["validate", "--x\r::warning::INJECTED"],
+        vec!["validate", "--config", "a.toml", "--y=v\n::error::INJECTED"],
+        vec![
+            "run",
+            "canary",
+            "--output",
+            "json",
+            "--z\u{2028}::error::INJECTED",
+        ],
+    ] {
+        let out = plain().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("INJECTED") || text.contains("'--y'"),
+            "the argument is still named: {text}"
+        );
+        for line in text.split(['\n', '\r', '\u{2028}']) {
+            assert!(
+                !line.trim_start().starts_with("::"),
+                "{args:?} put a workflow command on a line: {text:?}"
+            );
+        }
+    }
+}

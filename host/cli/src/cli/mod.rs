@@ -383,17 +383,49 @@ fn argument_error(err: &clap::Error) -> Outcome {
         .windows(2)
         .any(|pair| pair[0] == "--output" && pair[1] == "json")
         || args.iter().any(|a| a == "--output=json");
+    let rendered = escape_echoed_arguments(&err.render().to_string(), &args);
     if json {
         let command = args
             .iter()
             .find(|a| Command::NAMES.contains(&a.as_str()))
             .map_or("", String::as_str);
         report::Reporter::new(report::OutputFormat::Json, report::LogFormat::Plain)
-            .refused_arguments(command, &clap_message(err), &err.render().to_string());
+            .refused_arguments(
+                command,
+                &escape_echoed_arguments(&clap_message(err), &args),
+                &rendered,
+            );
+    } else if rendered != err.render().to_string() {
+        // An argument was escaped: the plain text, without clap's colours.
+        errln!("{}", rendered.trim_end());
     } else {
         let _ = err.print();
     }
     Outcome::BadInput
+}
+
+/// `text` (clap's refusal) with every argument it echoes that holds a control character
+/// escaped (`\n`, `\u{2028}`): a newline inside an argument must not start a line of
+/// its own, where a CI runner would read `::error::…` as a command. clap echoes a whole
+/// argument, or the part of an option before or after its `=`.
+fn escape_echoed_arguments(text: &str, args: &[String]) -> String {
+    let controlled = |s: &str| {
+        s.chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    };
+    let mut echoed: Vec<&str> = Vec::new();
+    for arg in args.iter().filter(|a| controlled(a)) {
+        echoed.push(arg);
+        if let Some((name, value)) = arg.split_once('=') {
+            echoed.extend([name, value]);
+        }
+    }
+    echoed.retain(|part| controlled(part));
+    // Longest first, so a part never breaks up a whole argument it is inside of.
+    echoed.sort_by_key(|part| std::cmp::Reverse(part.len()));
+    echoed.into_iter().fold(text.to_string(), |text, part| {
+        text.replace(part, &part.escape_debug().to_string())
+    })
 }
 
 /// Bad input is anything the user can fix in their files or arguments.
