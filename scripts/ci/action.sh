@@ -34,6 +34,11 @@ on_path() {
     echo "$(cd "$(dirname "$found")" && pwd -P)/$(basename "$found")"
 }
 
+# Whether the `deployer` PATH finds is version $1; its absolute path in `found` if any.
+on_path_is() {
+    found=$(on_path) && [ "$(version_of "$found")" = "$1" ]
+}
+
 fail() { # exit-code message
     echo "exit-code=$1" >>"$GITHUB_OUTPUT"
     echo "::error title=deployer::$2"
@@ -44,7 +49,7 @@ case "${1:-}" in
 source)
     want=$(version)
     installed=false
-    if found=$(on_path) && [ "$(version_of "$found")" = "$want" ]; then
+    if on_path_is "$want"; then
         installed=true
     fi
     # Everything the binary is built from; a branch ref moves, the sources' hash does not lie.
@@ -62,7 +67,7 @@ install)
     auto | path) ;;
     *) fail 3 "the install input is auto (the default) or path" ;;
     esac
-    if found=$(on_path) && [ "$(version_of "$found")" = "$want" ]; then
+    if on_path_is "$want"; then
         echo "deployer: using $found ($("$found" --version))"
         echo "path=$found" >>"$GITHUB_OUTPUT"
         exit 0

@@ -94,14 +94,7 @@ fn a_rolling_update_of_too_many_batches_is_bad_input_before_any_change() {
     let dir = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new().service("web", |s| {
         s.asg_pair(["blue", "green"], 4_000)
-            .listener(
-                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-                None,
-                [
-                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-                ],
-            )
+            .unreachable_listener()
             .strategy("rolling", |t| t.int("batch-size", 1))
     });
     let why = "batch-size gives 4000 batches of 1 unit(s) for 4000 units, more than the 1000 a \
@@ -129,14 +122,7 @@ fn plan_refuses_a_plan_longer_than_the_services_max_steps() {
     let config = ConfigBuilder::new()
         .service("web", |s| {
             s.asg_pair(["blue", "green"], 4)
-                .listener(
-                    "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-                    None,
-                    [
-                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-                    ],
-                )
+                .unreachable_listener()
                 .settings(|t| t.int("max-steps", 5))
                 .canary_steps(r#"[ { weight = 10 } ]"#)
         })
@@ -182,14 +168,7 @@ fn a_plan_the_host_would_refuse_fails_validation_as_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new().service("web", |s| {
         s.ecs("c", "web", 2)
-            .listener(
-                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-                None,
-                [
-                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-                ],
-            )
+            .unreachable_listener()
             .canary_steps(r#"[ { weight = 25, bake = "2s" }, { weight = 50, bake = "48h" } ]"#)
     });
     let (code, _, err) = validate(dir.path(), &config);
@@ -728,16 +707,8 @@ fn a_reader_that_goes_away_is_not_a_crash() {
 #[test]
 fn max_steps_and_max_duration_are_checked_against_their_ranges_and_the_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let traffic = |s: deployer_tests::support::config::Service| {
-        s.ecs("c", "web", 2).listener(
-            "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-            None,
-            [
-                "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-            ],
-        )
-    };
+    let traffic =
+        |s: deployer_tests::support::config::Service| s.ecs("c", "web", 2).unreachable_listener();
     for (key, value, ok, says) in [
         ("max-steps", "0", false, "max-steps"),
         ("max-steps", "100001", false, "max-steps"),
@@ -850,14 +821,7 @@ fn the_webhook_examples_bad_url_is_refused_by_validate_and_run_with_a_fix() {
             .aws("http://127.0.0.1:9")
             .service("web", |s| {
                 s.ecs("c", "web", 2)
-                    .listener(
-                        "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-                        None,
-                        [
-                            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-                        ],
-                    )
+                    .unreachable_listener()
                     .canary_steps("[{ weight = 50 }]")
                     .hook("notify", &["post-deploy", "post-rollback"], params)
             })
@@ -909,14 +873,7 @@ fn relative_plugin_paths_are_from_the_configs_folder_not_the_working_directory()
     let config = ConfigBuilder::new()
         .service("web", |s| {
             s.ecs("c", "web", 2)
-                .listener(
-                    "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-                    None,
-                    [
-                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-                    ],
-                )
+                .unreachable_listener()
                 .canary_steps("[{ weight = 50 }]")
                 .hook(
                     "notify",
@@ -972,18 +929,9 @@ fn relative_plugin_paths_are_from_the_configs_folder_not_the_working_directory()
 fn an_approval_pause_is_planned_counted_and_checked_at_its_field() {
     let dir = tempfile::tempdir().unwrap();
     let service = |s: deployer_tests::support::config::Service| {
-        s.ecs("c", "web", 4)
-            .listener(
-                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-                None,
-                [
-                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                    "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-                ],
-            )
-            .canary_steps(
-                r#"[ { weight = 25, bake = "10m", pause = "approval" }, { weight = 50 } ]"#,
-            )
+        s.ecs("c", "web", 4).unreachable_listener().canary_steps(
+            r#"[ { weight = 25, bake = "10m", pause = "approval" }, { weight = 50 } ]"#,
+        )
     };
     let config = ConfigBuilder::new().service("web", service);
     let path = config.write(dir.path());

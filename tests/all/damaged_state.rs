@@ -88,16 +88,7 @@ impl Project {
         let dir = tempfile::tempdir().unwrap();
         let config = ConfigBuilder::new()
             .aws(&endpoint)
-            .service("web", |s| {
-                s.ecs("c", "web", 4).listener(
-                    "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-                    None,
-                    [
-                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-                    ],
-                )
-            })
+            .service("web", |s| s.ecs("c", "web", 4).unreachable_listener())
             .write(dir.path());
         let pristine = h.dir;
         Project {

@@ -252,13 +252,7 @@ async fn the_python_health_check_runs_in_the_host() {
             .unwrap();
         assert_eq!(result.status, expected, "{}", result.detail);
     }
-    let denied = hook
-        .run(&ctx(
-            LifecyclePoint::PreTraffic,
-            r#"{"url":"http://evil.example.net/"}"#.into(),
-        ))
-        .await
-        .unwrap();
+    let denied = check_unlisted_host(&hook).await;
     assert!(
         denied
             .detail
@@ -268,7 +262,17 @@ async fn the_python_health_check_runs_in_the_host() {
     );
 }
 
-/// Plugin log lines, kept so a test can see what a hook logged.
+/// A health hook's check of a host its `http-allow` does not list.
+async fn check_unlisted_host(hook: &HookPlugin) -> deployer_contract::GateResult {
+    hook.run(&ctx(
+        LifecyclePoint::PreTraffic,
+        r#"{"url":"http://evil.example.net/"}"#.into(),
+    ))
+    .await
+    .unwrap()
+}
+
+/// Plugin log lines as deployer prints them, kept so a test can see what a hook logged.
 #[derive(Default)]
 struct KeptLog(std::sync::Mutex<Vec<String>>);
 
@@ -277,7 +281,9 @@ impl deployer_plugin_host::capabilities::LogSink for KeptLog {
         self.0
             .lock()
             .unwrap()
-            .push(format!("[{plugin}] {level:?}: {message}"));
+            .push(deployer_plugin_host::capabilities::log_line(
+                plugin, level, message,
+            ));
     }
 }
 
@@ -410,18 +416,12 @@ async fn the_javascript_health_check_runs_in_the_host() {
     assert_eq!(
         *kept.0.lock().unwrap(),
         [format!(
-            "[js-health] Level::Info: {} healthy for web:2",
+            "[plugin js-health] info: {} healthy for web:2",
             healthy.url
         )]
     );
 
-    let denied = hook
-        .run(&ctx(
-            LifecyclePoint::PreTraffic,
-            r#"{"url":"http://evil.example.net/"}"#.into(),
-        ))
-        .await
-        .unwrap();
+    let denied = check_unlisted_host(&hook).await;
     assert_eq!(denied.status, GateStatus::Inconclusive, "{}", denied.detail);
     // The capability-error reaches JS as a thrown ComponentError; its tag and text are kept.
     assert!(

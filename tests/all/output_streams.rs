@@ -21,14 +21,7 @@ fn project(dir: &Path) -> std::path::PathBuf {
         .service("web", |s| {
             s.ecs("c", "web", 4)
                 .canary_steps("[ { weight = 50 } ]")
-                .listener(
-                    "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
-                    None,
-                    [
-                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
-                        "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
-                    ],
-                )
+                .unreachable_listener()
         })
         .write(dir)
 }

@@ -67,19 +67,11 @@ fn main() {
     }
     let bin = binary();
     let dir = tempfile::tempdir().unwrap();
-    let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012";
     let config = ConfigBuilder::new()
         .aws("http://127.0.0.1:{PORT}")
         .service("web", |s| {
             s.ecs("prod", "web", 4)
-                .listener(
-                    &format!("{arn}:listener/app/web/50dc6c495c0c9188/0467ef3c8400ae65"),
-                    None,
-                    [
-                        &format!("{arn}:targetgroup/web-blue/73e2d6bc24d8a067"),
-                        &format!("{arn}:targetgroup/web-green/2453ed029918f21f"),
-                    ],
-                )
+                .unreachable_listener()
                 .canary_steps("[{ weight = 10 }]")
         });
     let path = config.write(dir.path());

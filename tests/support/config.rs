@@ -215,6 +215,20 @@ impl Service {
 
     /// Production traffic on `listener`'s default action, split between `target_groups`
     /// (blue, green), with the new side's test traffic on `test_listener` if given.
+    /// A listener and blue and green target groups whose ARNs are well formed and name
+    /// nothing: for commands that stop before AWS answers (validate, bad input, the
+    /// start-up benchmark's first call).
+    pub fn unreachable_listener(self) -> Self {
+        self.listener(
+            "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/1",
+            None,
+            [
+                "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/blue/1",
+                "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/green/2",
+            ],
+        )
+    }
+
     pub fn listener(
         self,
         listener: &str,

@@ -136,11 +136,9 @@ fn sdk_dependency(root: &Path, sdk_path: Option<&Path>) -> (String, String) {
 
 /// Scaffold a plugin crate in `dir/name`. `sdk_path` is `--sdk-path`.
 pub fn new(name: &str, kind: &str, dir: &Path, sdk_path: Option<&Path>) -> anyhow::Result<Outcome> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
+    // A name `[plugins.NAME]` takes, and dashes only (no `_`), so the crate and the
+    // config spell it one way.
+    if !crate::config::resolve::is_plugin_name(name) || name.contains('_') {
         return Err(BadInput(format!(
             "`{name}` is not a plugin name: use lower-case letters, digits and dashes, e.g. `notify-slack`"
         ))

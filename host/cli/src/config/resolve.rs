@@ -470,8 +470,8 @@ fn plugin_spec(
     }
 }
 
-/// `[a-z0-9][a-z0-9_-]*`, at most 64 characters: what `deployer plugin new` accepts too.
-fn is_plugin_name(name: &str) -> bool {
+/// `[a-z0-9][a-z0-9_-]*`, at most 64 characters (`deployer plugin new` also refuses `_`).
+pub fn is_plugin_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
