@@ -44,6 +44,7 @@ mod ecs_pair;
 mod eks;
 mod examples;
 mod faults;
+mod fleet;
 mod gates;
 mod hostile;
 mod images;

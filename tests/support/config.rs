@@ -342,6 +342,7 @@ pub struct ConfigBuilder {
     prometheus: Option<Table>,
     services: Vec<Service>,
     plugins: Vec<(String, Table)>,
+    releases: Vec<(String, Table, Vec<Table>)>,
 }
 
 impl ConfigBuilder {
@@ -427,6 +428,36 @@ impl ConfigBuilder {
         self
     }
 
+    /// `[releases.NAME]` with these `waves` (service names, wave by wave), the strategy
+    /// `strategy` for every service, `edit` for the rest of the table, and `gates` (each
+    /// a `[[releases.NAME.gates]]` table).
+    pub fn release(
+        mut self,
+        name: &str,
+        waves: &[&[&str]],
+        strategy: &str,
+        edit: impl FnOnce(Table) -> Table,
+        gates: Vec<Table>,
+    ) -> Self {
+        let waves = waves
+            .iter()
+            .map(|wave| {
+                let names: Vec<String> = wave.iter().map(|s| quote(s)).collect();
+                format!("[{}]", names.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = edit(
+            Table::default()
+                .raw("waves", &format!("[{waves}]"))
+                .str("strategy", strategy),
+        );
+        // Set again, it replaces the table.
+        self.releases.retain(|(n, _, _)| n != name);
+        self.releases.push((name.to_string(), table, gates));
+        self
+    }
+
     /// The file's text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -444,6 +475,12 @@ impl ConfigBuilder {
         }
         for (name, table) in &self.plugins {
             table.render(&format!("[plugins.{name}]"), &mut out);
+        }
+        for (name, table, gates) in &self.releases {
+            table.render(&format!("[releases.{name}]"), &mut out);
+            for gate in gates {
+                gate.render(&format!("[[releases.{name}.gates]]"), &mut out);
+            }
         }
         out
     }

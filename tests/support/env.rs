@@ -88,6 +88,28 @@ impl<W> Env<W> {
 }
 
 impl<W, X> Env<W, X> {
+    /// Auto Scaling group `name` as it is now.
+    pub async fn group(&self, name: &str) -> Group {
+        let out = self
+            .clients
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .unwrap();
+        let g = &out.auto_scaling_groups()[0];
+        let mut versions = BTreeMap::new();
+        for i in g.instances() {
+            let v = i.launch_template().and_then(|t| t.version()).unwrap();
+            *versions.entry(v.to_string()).or_insert(0) += 1;
+        }
+        Group {
+            versions,
+            desired: g.desired_capacity().unwrap() as u32,
+        }
+    }
+
     /// A `deployer.toml` with only the `[aws]` header, pointing at moto.
     pub fn config(&self) -> ConfigBuilder {
         ConfigBuilder::new().aws(&self.moto.endpoint)
@@ -515,27 +537,6 @@ impl AsgEnv {
                     .http_gate(&["post-traffic"], url, 3)
                     .strategy("rolling", |p| p.int("batch-size", 1))
             })
-    }
-
-    pub async fn group(&self, name: &str) -> Group {
-        let out = self
-            .clients
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
-            .await
-            .unwrap();
-        let g = &out.auto_scaling_groups()[0];
-        let mut versions = BTreeMap::new();
-        for i in g.instances() {
-            let v = i.launch_template().and_then(|t| t.version()).unwrap();
-            *versions.entry(v.to_string()).or_insert(0) += 1;
-        }
-        Group {
-            versions,
-            desired: g.desired_capacity().unwrap() as u32,
-        }
     }
 
     /// Targets registered in `tg`.

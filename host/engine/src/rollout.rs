@@ -231,6 +231,9 @@ pub struct Engine<'a, S: Strategy, T: Target, G: Gates, St: Store> {
     events: Sink<'a>,
     /// The held lock's check, while a locked operation runs.
     fence: std::sync::Mutex<Fence>,
+    /// The lock's check when someone else took the lock for this engine and holds it
+    /// across its operations (a release takes all its services' locks first).
+    held: Option<Fence>,
 }
 
 /// A deployment in progress: its journal, what it knows, and its identity.
@@ -316,7 +319,42 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             cancel,
             events,
             fence: std::sync::Mutex::new(unfenced()),
+            held: None,
         }
+    }
+
+    /// This engine's operations run under a lock the caller holds (and releases), whose
+    /// check is `fence`, instead of taking the service's lock each. A release takes the
+    /// locks of all its services, in one order, before anything changes, and keeps them
+    /// until it ends: two releases sharing services cannot deadlock, and no single run
+    /// slips in between two waves.
+    #[must_use]
+    pub fn holding(mut self, fence: Fence) -> Self {
+        self.held = Some(fence);
+        self
+    }
+
+    /// What `deploy` checks before anything changes: the target can be read and the
+    /// strategy's plan fits it and would be accepted. A release checks every service so
+    /// before its first wave begins.
+    ///
+    /// # Errors
+    /// As [`Engine::deploy`] before its lock.
+    pub async fn preflight(&self, request: &DeployRequest) -> Result<(), EngineError> {
+        let mut request = request.clone();
+        let shape = self
+            .target
+            .inspect()
+            .await
+            .map_err(|source| EngineError::Preflight {
+                service: self.service.to_string(),
+                source,
+            })?;
+        request.target.native_rolling = !shape.side_by_side;
+        if request.target.desired_count == 0 {
+            request.target.desired_count = self.live_units(&shape)?;
+        }
+        self.check_fits(&request, &shape, 0).await
     }
 
     /// Deploy `request`. Before anything changes, the target is read and the strategy's
@@ -648,6 +686,14 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         work: impl AsyncFnOnce(String) -> Result<R, EngineError>,
     ) -> Result<R, EngineError> {
         let id = new_id(self.service);
+        if let Some(held) = &self.held {
+            held()?;
+            *self
+                .fence
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = held.clone();
+            return work(id).await;
+        }
         let lock = self.store.lock(self.service, &id).await?;
         *self
             .fence

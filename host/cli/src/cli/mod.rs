@@ -6,6 +6,7 @@ mod inspect;
 pub mod metrics;
 mod plan;
 mod plugin;
+pub mod release;
 pub mod report;
 mod rollback;
 mod run;
@@ -23,7 +24,7 @@ use deployer_engine::state::SignalKind;
 use deployer_plugin_host::{PluginError, PluginHost};
 
 use crate::config::ConfigErrors;
-use crate::exit::Outcome;
+use crate::exit::{BadInput, Outcome};
 
 /// `0.1.0 (6ea3cbf1a2b3 2026-12-01)`: the release and the commit it was built from.
 pub const VERSION: &str = concat!(
@@ -67,26 +68,46 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Deploy a new release with a strategy (canary, blue-green, rolling or a plugin).
-    #[command(group(clap::ArgGroup::new("what").args(["release", "image"]).required(true)))]
+    /// Deploy a new release with a strategy (canary, blue-green, rolling or a plugin), or
+    /// several services as one release: `deployer run release NAME --image api=… --image
+    /// web=…` deploys `[releases.NAME]` wave by wave and rolls all of it back if any fails.
+    #[command(group(
+        clap::ArgGroup::new("what")
+            .args(["release", "image", "manifest"])
+            .required(true)
+            .multiple(true)
+    ))]
     Run {
         strategy: String,
+        /// With `release`: the `[releases.NAME]` to deploy.
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
         /// The release to deploy: an ECS task definition (`web:42` or its ARN), a launch
-        /// template version (`web:3`) or, on EKS, an image.
-        #[arg(long)]
-        release: Option<String>,
+        /// template version (`web:3`) or, on EKS, an image. For a release of several
+        /// services, SERVICE=RELEASE, once per service.
+        #[arg(long, value_name = "[SERVICE=]RELEASE")]
+        release: Vec<String>,
         /// Deploy an image instead: the live release with only this image changed (ECS: a
         /// new task definition revision; Auto Scaling: a launch template version with
-        /// this AMI). Repeat as CONTAINER=IMAGE for several containers.
+        /// this AMI). Repeat as CONTAINER=IMAGE for several containers; for a release of
+        /// several services, SERVICE=[CONTAINER=]IMAGE.
         #[arg(long, value_name = "[CONTAINER=]IMAGE")]
         image: Vec<String>,
-        #[arg(long)]
+        /// For a release of several services: a JSON file of what each service gets,
+        /// `{"services": {"api": {"image": "…"}, "web": {"release": "web:42"}}}`.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<std::path::PathBuf>,
+        #[arg(long, conflicts_with = "name")]
         service: Option<String>,
     },
     /// Go back to the last good release: at once, or in steps with the service's gates.
     Rollback {
         #[arg(long)]
         service: Option<String>,
+        /// Take a whole `[releases.NAME]` back: its unfinished run, or its last promoted
+        /// one, every service it changed, last wave first.
+        #[arg(long = "release", value_name = "NAME", conflicts_with_all = ["service", "steps"])]
+        release_name: Option<String>,
         /// Walk traffic back in steps: the share left on the current release after each,
         /// ending with 0 (e.g. "50,0"). The service's gates run between the steps; a
         /// release that fails them stops the walk.
@@ -134,6 +155,9 @@ pub enum Command {
     Status {
         #[arg(long)]
         service: Option<String>,
+        /// A `[releases.NAME]`: its run under way, its last run and each of its services.
+        #[arg(long = "release", value_name = "NAME", conflicts_with_all = ["service", "watch"])]
+        release_name: Option<String>,
         /// Keep watching, refreshed every `--interval`, until interrupted.
         #[arg(long)]
         watch: bool,
@@ -145,6 +169,9 @@ pub enum Command {
     History {
         #[arg(long)]
         service: Option<String>,
+        /// A `[releases.NAME]`: its runs, newest first, each service's result.
+        #[arg(long = "release", value_name = "NAME", conflicts_with = "service")]
+        release_name: Option<String>,
     },
     /// Print the steps a strategy would take, computed by its component. Touches no cloud.
     Plan {
@@ -207,7 +234,7 @@ impl Command {
             | Command::Promote { service, .. }
             | Command::Tidy { service, .. }
             | Command::Status { service, .. }
-            | Command::History { service }
+            | Command::History { service, .. }
             | Command::Plan { service, .. } => service.as_deref(),
             _ => None,
         }
@@ -503,14 +530,62 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
         },
         Command::Run {
             strategy,
+            name,
             release,
             image,
+            manifest,
             service,
         } => {
-            // The argument group lets exactly one of the two through.
-            let wanted = match release {
-                Some(release) => run::Wanted::Release(release),
-                None => run::Wanted::Images(image),
+            if strategy == "release" {
+                let Some(name) = name else {
+                    return Err(BadInput(
+                        "`deployer run release` needs the release's name\n  fix: deployer run \
+                         release NAME --image SERVICE=IMAGE (NAME is a [releases.NAME] table)"
+                            .into(),
+                    )
+                    .into());
+                };
+                return release::run(
+                    reporter,
+                    &host()?,
+                    &cli.config,
+                    release::Args {
+                        name: &name,
+                        releases: &release,
+                        images: &image,
+                        manifest: manifest.as_deref(),
+                    },
+                )
+                .await;
+            }
+            if let Some(name) = name {
+                return Err(BadInput(format!(
+                    "unexpected argument `{}` after the strategy\n  fix: a release of several \
+                     services is `deployer run release NAME`; one service is `deployer run \
+                     STRATEGY --service NAME`",
+                    deployer_engine::redact::printable(&name)
+                ))
+                .into());
+            }
+            let wanted = match (release.as_slice(), image.is_empty(), manifest) {
+                ([release], true, None) => run::Wanted::Release(release.clone()),
+                ([], false, None) => run::Wanted::Images(image),
+                (_, _, Some(_)) => {
+                    return Err(BadInput(
+                        "--manifest is for a release of several services\n  fix: deployer run \
+                         release NAME --manifest FILE"
+                            .into(),
+                    )
+                    .into());
+                }
+                _ => {
+                    return Err(BadInput(
+                        "give one --release, or --image (repeated per container), not both\n  \
+                         fix: deployer run STRATEGY --release web:42, or --image repo/web:1.2"
+                            .into(),
+                    )
+                    .into());
+                }
             };
             run::run(
                 reporter,
@@ -523,9 +598,14 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             .await
         }
         Command::Rollback {
+            release_name: Some(name),
+            ..
+        } => release::rollback(reporter, &host()?, &cli.config, &name).await,
+        Command::Rollback {
             service,
             steps,
             bake,
+            release_name: None,
         } => {
             let walk = steps.map(|steps| rollback::Walk {
                 steps,
@@ -561,9 +641,18 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             tidy::tidy(reporter, &cli.config, service.as_deref(), now, wait).await
         }
         Command::Status {
+            release_name: Some(name),
+            ..
+        } => release::status(reporter, &cli.config, &name).await,
+        Command::History {
+            release_name: Some(name),
+            ..
+        } => release::history(reporter, &cli.config, &name, 20).await,
+        Command::Status {
             service,
             watch,
             interval,
+            release_name: None,
         } => {
             status::status(
                 reporter,
@@ -573,9 +662,10 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             )
             .await
         }
-        Command::History { service } => {
-            history::history(reporter, &cli.config, service.as_deref()).await
-        }
+        Command::History {
+            service,
+            release_name: None,
+        } => history::history(reporter, &cli.config, service.as_deref()).await,
         // Both render into memory first: `clap_complete` panics on a failed write.
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

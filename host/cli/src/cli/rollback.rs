@@ -57,25 +57,10 @@ pub async fn rollback(
     let shape = target.inspect().await?;
     reporter.start_ticker();
     let events = |event: &Event<'_>| reporter.event(event);
-    // One engine per strategy and gates, each of its own type.
-    macro_rules! engine {
-        ($strategy:expr, $gates:expr) => {
-            Engine::new(Parts {
-                service: service_name,
-                strategy: $strategy,
-                target: &target,
-                gates: $gates,
-                store: &store,
-                settings: setup::settings(service),
-                cancel: CancellationToken::new(),
-                events: &events,
-            })
-        };
-    }
     finish_despite_signals(reporter);
-    let rolled = if !shape.side_by_side {
-        // In place there are no weights to walk: the stable release is rolled back out.
-        if walk.is_some() {
+    let rolled = match &walk {
+        Some(_) if !shape.side_by_side => {
+            // In place there are no weights to walk: the stable release is rolled back out.
             return Err(BadInput(format!(
                 "--steps: `{service_name}` is updated in place, so there is no traffic to move \
                  in steps; run `deployer rollback` without --steps (it rolls the previous \
@@ -83,45 +68,45 @@ pub async fn rollback(
             ))
             .into());
         }
-        let rolling = StrategyPlugin::load(
-            host,
-            &PluginSource::Builtin("rolling".into()),
-            Limits::strategy(),
-        )?;
-        engine!(&rolling, &NoGates)
-            .roll_back("rolling", |_| "{}".to_string())
-            .await
-            .map_err(|err| engine_error(&config, service_name, "rolling", err))?
-    } else {
-        let (steps, bake_ms) = match &walk {
-            Some(walk) => (
-                walk.steps.clone(),
-                u64::try_from(walk.bake.as_millis()).unwrap_or(u64::MAX),
-            ),
-            None => (vec![0], 0),
-        };
-        let params = |warm_units| {
-            WalkBack {
-                steps: steps.clone(),
-                bake_ms,
-                warm_units,
-            }
-            .params()
-        };
-        if walk.is_some() {
+        Some(walk) => {
+            let bake_ms = u64::try_from(walk.bake.as_millis()).unwrap_or(u64::MAX);
+            let params = |warm_units| {
+                WalkBack {
+                    steps: walk.steps.clone(),
+                    bake_ms,
+                    warm_units,
+                }
+                .params()
+            };
             // Step by step, the service's gates run between the steps and watch the bakes,
             // as they do for a deployment: a release that fails them is not given more.
             let gates = setup::gates(host, &config, service_name, service, &clients).await?;
-            engine!(&WalkBackStrategy, &gates)
-                .roll_back("rollback", params)
-                .await
-        } else {
-            // At once, without gates or bakes: production goes back to what worked.
-            engine!(&WalkBackStrategy, &NoGates)
-                .roll_back("rollback", params)
-                .await
+            Engine::new(Parts {
+                service: service_name,
+                strategy: &WalkBackStrategy,
+                target: &target,
+                gates: &gates,
+                store: &store,
+                settings: setup::settings(service),
+                cancel: CancellationToken::new(),
+                events: &events,
+            })
+            .roll_back("rollback", params)
+            .await
+            .map_err(|err| engine_error(&config, service_name, "rollback", err))?
         }
-        .map_err(|err| engine_error(&config, service_name, "rollback", err))?
+        None => at_once(
+            host,
+            service_name,
+            service,
+            &target,
+            &store,
+            &events,
+            shape.side_by_side,
+            None,
+        )
+        .await
+        .map_err(|(strategy, err)| engine_error(&config, service_name, strategy, err))?,
     };
     match rolled {
         RolledBack::Recovered(report) => {
@@ -146,6 +131,73 @@ pub async fn rollback(
             Ok(Outcome::Success)
         }
     }
+}
+
+/// Back to the last good release at once, without gates or bakes: production goes back
+/// to what worked. In place, the previous release is rolled back out; side by side,
+/// traffic moves back (onto a side kept warm without scaling it): `side_by_side` is what
+/// the target's shape says. Under `held`, a lock
+/// the caller holds (a release's), else under the service's own.
+///
+/// # Errors
+/// The engine's, with the name of the strategy it ran, for [`engine_error`].
+pub async fn at_once(
+    host: &PluginHost,
+    service_name: &str,
+    service: &crate::config::ServiceConfig,
+    target: &ServiceTarget,
+    store: &setup::Store,
+    events: &(dyn Fn(&Event<'_>) + Send + Sync),
+    side_by_side: bool,
+    held: Option<deployer_engine::state::Fence>,
+) -> Result<RolledBack, (&'static str, deployer_engine::rollout::EngineError)> {
+    macro_rules! engine {
+        ($strategy:expr) => {{
+            let engine = Engine::new(Parts {
+                service: service_name,
+                strategy: $strategy,
+                target,
+                gates: &NoGates,
+                store,
+                settings: setup::settings(service),
+                cancel: CancellationToken::new(),
+                events,
+            });
+            match held.clone() {
+                Some(fence) => engine.holding(fence),
+                None => engine,
+            }
+        }};
+    }
+    if !side_by_side {
+        let rolling = StrategyPlugin::load(
+            host,
+            &PluginSource::Builtin("rolling".into()),
+            Limits::strategy(),
+        )
+        .map_err(|e| {
+            (
+                "rolling",
+                deployer_engine::rollout::EngineError::CannotRollBack(e.to_string()),
+            )
+        })?;
+        return engine!(&rolling)
+            .roll_back("rolling", |_| "{}".to_string())
+            .await
+            .map_err(|e| ("rolling", e));
+    }
+    let params = |warm_units| {
+        WalkBack {
+            steps: vec![0],
+            bake_ms: 0,
+            warm_units,
+        }
+        .params()
+    };
+    engine!(&WalkBackStrategy)
+        .roll_back("rollback", params)
+        .await
+        .map_err(|e| ("rollback", e))
 }
 
 /// SIGINT and SIGTERM (a CI cancel, a second Ctrl-C) do not stop a rollback midway: it

@@ -164,7 +164,7 @@ pub async fn run(
 }
 
 /// A release names a task definition, an image or a version: one printable line.
-fn check_release(release: &str) -> Result<(), crate::exit::BadInput> {
+pub(crate) fn check_release(release: &str) -> Result<(), crate::exit::BadInput> {
     if release.is_empty()
         || release.len() > 1024
         || release
@@ -181,7 +181,11 @@ fn check_release(release: &str) -> Result<(), crate::exit::BadInput> {
 }
 
 /// `--release` as the exact revision it names now (see [`ServiceTarget::pin_release`]).
-async fn pin(reporter: &Reporter, target: &ServiceTarget, release: &str) -> anyhow::Result<String> {
+pub(crate) async fn pin(
+    reporter: &Reporter,
+    target: &ServiceTarget,
+    release: &str,
+) -> anyhow::Result<String> {
     let pinned = match target.pin_release(release).await {
         Ok(pinned) => pinned,
         // ECS says it has no such task definition: the argument is wrong.
@@ -208,7 +212,7 @@ async fn pin(reporter: &Reporter, target: &ServiceTarget, release: &str) -> anyh
 
 /// The release `--image` makes, registered (or reused) before anything is journaled,
 /// so the run deploys and journals a pinned release like any `--release`.
-async fn release_from_images(
+pub(crate) async fn release_from_images(
     reporter: &Reporter,
     target: &ServiceTarget,
     images: &Images,

@@ -270,6 +270,34 @@ pub fn settings(service: &ServiceConfig) -> Settings {
 /// # Errors
 /// [`BadInput`] naming the variable and the fix.
 pub async fn clients(config: &Config) -> anyhow::Result<Clients> {
+    check_aws_environment(config)?;
+    Ok(Clients::new(
+        config.aws.region.as_deref(),
+        config.aws.endpoint_url.as_deref(),
+    )
+    .await)
+}
+
+/// Clients for `aws` (a service's own settings), counting calls in `calls`, once the
+/// environment is known usable (see [`clients`]).
+///
+/// # Errors
+/// [`BadInput`] naming the variable and the fix.
+pub async fn clients_for(
+    config: &Config,
+    aws: &crate::config::AwsSettings,
+    calls: deployer_targets::aws::CallCounter,
+) -> anyhow::Result<Clients> {
+    check_aws_environment(config)?;
+    Ok(Clients::counted(aws.region.as_deref(), aws.endpoint_url.as_deref(), calls).await)
+}
+
+/// The AWS settings the SDK reads from the environment and shared files, checked as
+/// what they claim to be before a client is built.
+///
+/// # Errors
+/// [`BadInput`] naming the variable and the fix.
+fn check_aws_environment(config: &Config) -> anyhow::Result<()> {
     for (name, value) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if name == "AWS_ENDPOINT_URL" || name.starts_with("AWS_ENDPOINT_URL_") {
@@ -319,11 +347,37 @@ pub async fn clients(config: &Config) -> anyhow::Result<Clients> {
         ))
         .into());
     }
-    Ok(Clients::new(
-        config.aws.region.as_deref(),
-        config.aws.endpoint_url.as_deref(),
-    )
-    .await)
+    Ok(())
+}
+
+/// The configured Prometheus server's client, one for the run's gates and hooks; SigV4
+/// signs with the run's credentials.
+///
+/// # Errors
+/// A bearer token that cannot be used (a setting to fix before any change, not a gate to
+/// retry once traffic moved), or a client that cannot be built.
+pub fn prometheus(
+    config: &Config,
+    clients: &Clients,
+) -> anyhow::Result<Option<Arc<deployer_targets::prometheus::Prometheus>>> {
+    // One client for the run's gates and hooks; SigV4 signs with the run's credentials.
+    Ok(match &config.prometheus {
+        Some(spec) => Some(Arc::new({
+            // A missing or unusable token is a setting to fix before any change, not a
+            // gate to retry once traffic moved.
+            if let PrometheusAuth::Bearer { env } = &spec.auth
+                && let Err(why) = deployer_targets::prometheus::bearer_token(env)
+            {
+                return Err(ConfigErrors(vec![
+                    config.error_at_field("prometheus.bearer-token-env", why),
+                ])
+                .into());
+            }
+            Prometheus::new(spec.clone(), Some(clients.config.clone()))
+                .context("creating the Prometheus client")?
+        })),
+        None => None,
+    })
 }
 
 /// The service's gates and hooks. Hook plugins are loaded (digest, world, grants)
@@ -413,24 +467,7 @@ pub async fn gates(
     service: &ServiceConfig,
     clients: &Clients,
 ) -> anyhow::Result<ConfiguredGates> {
-    // One client for the run's gates and hooks; SigV4 signs with the run's credentials.
-    let prometheus = match &config.prometheus {
-        Some(spec) => Some(Arc::new({
-            // A missing or unusable token is a setting to fix before any change, not a
-            // gate to retry once traffic moved.
-            if let PrometheusAuth::Bearer { env } = &spec.auth
-                && let Err(why) = deployer_targets::prometheus::bearer_token(env)
-            {
-                return Err(ConfigErrors(vec![
-                    config.error_at_field("prometheus.bearer-token-env", why),
-                ])
-                .into());
-            }
-            Prometheus::new(spec.clone(), Some(clients.config.clone()))
-                .context("creating the Prometheus client")?
-        })),
-        None => None,
-    };
+    let prometheus = prometheus(config, clients)?;
     let mut gates = deployer_targets::gates::build(&service.gates, clients, prometheus.as_ref())
         .map_err(anyhow::Error::msg)?;
     // One key/value store per plugin in this deployment, shared by its hooks at every

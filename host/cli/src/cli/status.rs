@@ -19,7 +19,7 @@ use crate::exit::Outcome;
 #[derive(Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct StatusView {
-    service: String,
+    pub(super) service: String,
     /// `idle` or `deploying`.
     state: &'static str,
     /// The release deployer last promoted.
@@ -71,7 +71,7 @@ pub fn releases(journal: &Journal) -> (String, String) {
     }
 }
 
-async fn status_view(
+pub(super) async fn status_view(
     store: &impl Store,
     service_name: &str,
     service: &ServiceConfig,
@@ -147,7 +147,7 @@ fn shifting_to(journal: &Journal, verified: u8) -> Option<u8> {
     }
 }
 
-fn render_status(view: &StatusView) -> String {
+pub(super) fn render_status(view: &StatusView) -> String {
     // Releases, reasons and ids come from the journal, which anyone with write access
     // to the state could have edited: each is escaped onto its line.
     let p = |text: &str| printable(text).into_owned();

@@ -12,6 +12,7 @@
 //! Nothing outside this module reads a config value as text again.
 
 pub mod check;
+pub mod release;
 pub mod resolve;
 pub mod schema;
 pub mod source;
@@ -49,6 +50,30 @@ pub struct Config {
     pub prometheus: Option<deployer_targets::prometheus::PrometheusSpec>,
     pub services: BTreeMap<String, ServiceConfig>,
     pub plugins: BTreeMap<String, PluginSpec>,
+    pub releases: BTreeMap<String, ReleaseConfig>,
+}
+
+/// A release of several services (`[releases.NAME]`), resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseConfig {
+    /// Service names, wave by wave; each service once.
+    pub waves: Vec<Vec<String>>,
+    /// The strategy of each service of the release.
+    pub strategies: BTreeMap<String, String>,
+    /// The wait between two waves, the release's gates watching.
+    pub bake: Duration,
+    pub watch_interval: Duration,
+    pub gates: Vec<GateSpec>,
+}
+
+impl ReleaseConfig {
+    /// The release's services, wave by wave.
+    pub fn services(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.waves
+            .iter()
+            .enumerate()
+            .flat_map(|(wave, names)| names.iter().map(move |name| (wave, name.as_str())))
+    }
 }
 
 /// AWS access. Credentials always come from the standard chain, never from config.
@@ -78,6 +103,8 @@ pub enum StateSpec {
 pub struct ServiceConfig {
     /// The target and how long its units may take.
     pub spec: ServiceSpec,
+    /// AWS access for this service: its own `aws` table over `[aws]`.
+    pub aws: AwsSettings,
     pub gates: Vec<GateSpec>,
     pub hooks: Vec<HookSpec>,
     /// Parameters per strategy name, as the JSON object strategies receive.
@@ -152,6 +179,7 @@ impl Config {
             prometheus: resolved.prometheus,
             services: resolved.services,
             plugins: resolved.plugins,
+            releases: resolved.releases,
         })
     }
 

@@ -48,16 +48,17 @@ pub struct Resolved {
     pub prometheus: Option<PrometheusSpec>,
     pub services: BTreeMap<String, ServiceConfig>,
     pub plugins: BTreeMap<String, PluginSpec>,
+    pub releases: BTreeMap<String, super::ReleaseConfig>,
 }
 
 /// Problems found so far, positioned in the file.
-struct Problems<'a> {
-    source: &'a Source,
-    found: Vec<ConfigError>,
+pub(super) struct Problems<'a> {
+    pub(super) source: &'a Source,
+    pub(super) found: Vec<ConfigError>,
 }
 
 impl Problems<'_> {
-    fn at(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn at(&mut self, field: &str, message: impl Into<String>) {
         self.found.push(self.source.error_at_field(field, message));
     }
 
@@ -70,7 +71,12 @@ impl Problems<'_> {
     }
 
     /// `text` as a duration, `default` when absent; a problem at `field` when it is not one.
-    fn duration(&mut self, field: &str, text: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        field: &str,
+        text: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         match text.map(parse_duration) {
             None => default,
             Some(Ok(duration)) => duration,
@@ -83,7 +89,7 @@ impl Problems<'_> {
 
     /// [`Problems::duration`] of a setting that must be at least `floor`; a problem at
     /// `field` when it is shorter.
-    fn duration_from(
+    pub(super) fn duration_from(
         &mut self,
         field: &str,
         text: Option<&str>,
@@ -161,7 +167,15 @@ pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigEr
             services.insert(name.to_string(), service);
         }
     }
-    aws_settings(&raw.aws, &mut problems);
+    aws_settings("aws", &raw.aws, &mut problems);
+    let mut releases = BTreeMap::new();
+    for (name, release) in &raw.releases {
+        if let Some(release) =
+            super::release::release_config(name, release, &raw, &services, &mut problems)
+        {
+            releases.insert(name.clone(), release);
+        }
+    }
     let mut found = problems.found;
     if !found.is_empty() {
         // In file order, as an editor lists them.
@@ -177,6 +191,7 @@ pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigEr
         prometheus,
         services,
         plugins,
+        releases,
     })
 }
 
@@ -317,11 +332,11 @@ fn truncate(text: &str, max: usize) -> String {
 /// `[aws]`: an endpoint the SDK can use (it panics on an empty one), and a region that
 /// is not empty. Both may also come from the environment (`AWS_ENDPOINT_URL`,
 /// `AWS_REGION`), which `run` checks the same way before building a client.
-fn aws_settings(aws: &super::schema::Aws, problems: &mut Problems<'_>) {
+fn aws_settings(field: &str, aws: &super::schema::Aws, problems: &mut Problems<'_>) {
     if let Some(endpoint) = &aws.endpoint_url
         && let Some(why) = check::endpoint_problem(endpoint)
     {
-        problems.at("aws.endpoint-url", why);
+        problems.at(&format!("{field}.endpoint-url"), why);
     }
     if aws
         .region
@@ -329,7 +344,7 @@ fn aws_settings(aws: &super::schema::Aws, problems: &mut Problems<'_>) {
         .is_some_and(|r| !check::valid_region(r))
     {
         problems.at(
-            "aws.region",
+            &format!("{field}.region"),
             "is not an AWS region name\n  fix: use a region such as \"eu-west-1\", or leave it \
              out to use AWS_REGION or the AWS config",
         );
@@ -515,6 +530,17 @@ fn plugin_source(
             ),
         ));
     }
+    // `deployer run release NAME` deploys a `[releases.NAME]`: a strategy of that name
+    // could never be run.
+    if plugin.kind == ConfigPluginKind::Strategy && name == "release" {
+        return Err((
+            format!("plugins.{name}"),
+            "`release` is the word `deployer run release NAME` uses for a release of several \
+             services, so this strategy could never be run\n  fix: give your strategy another \
+             name, e.g. [plugins.release-train]"
+                .to_string(),
+        ));
+    }
     if let Some(path) = &plugin.path
         && path.to_string_lossy().starts_with("builtin:")
     {
@@ -685,10 +711,22 @@ fn service_config(
             strategies.insert(strategy.to_string(), json);
         }
     }
+    if let Some(aws) = &service.aws {
+        aws_settings(&format!("{prefix}.aws"), aws, problems);
+    }
+    let own = service.aws.as_ref();
     Some(ServiceConfig {
         spec: ServiceSpec {
             target: target?,
             health_timeout,
+        },
+        aws: AwsSettings {
+            region: own
+                .and_then(|a| a.region.clone())
+                .or_else(|| raw.aws.region.clone()),
+            endpoint_url: own
+                .and_then(|a| a.endpoint_url.clone())
+                .or_else(|| raw.aws.endpoint_url.clone()),
         },
         gates,
         hooks,
@@ -965,7 +1003,7 @@ fn gate_point(point: GatePoint) -> EngineGatePoint {
 
 /// The gate at `field` of service `service.0`, which has a traffic table (two sides)
 /// when `service.1`, in a config with a `[prometheus]` server when `service.2`.
-fn gate_spec(
+pub(super) fn gate_spec(
     field: &str,
     gate: &GateConfig,
     service: (&str, bool, bool),
@@ -1396,6 +1434,11 @@ desired-count = 4
             &["built-in strategy", "[plugins.canary-custom]"],
         );
         assert!(named("canary-custom", "strategy").is_empty());
+        only(
+            &named("release", "strategy"),
+            "plugins.release",
+            &["deployer run release NAME", "[plugins.release-train]"],
+        );
         assert!(named("rolling", "hook").is_empty());
         // Names that could pass for another: a colon, a Cyrillic letter, a space, capitals.
         for name in [

@@ -38,6 +38,41 @@ pub struct RawConfig {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, PluginConfig>")]
     pub plugins: BTreeMap<String, Spanned<PluginConfig>>,
+    /// Several services deployed as one release (`deployer run release NAME`): in
+    /// waves, and rolled back together when any of them fails.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Release>")]
+    pub releases: BTreeMap<String, Spanned<Release>>,
+}
+
+/// A release of several services.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Release {
+    /// The services in the order they go out, e.g. `[["api", "worker"], ["web"]]`: the
+    /// services of a wave deploy at once, and a wave begins once every service of the
+    /// one before is promoted.
+    pub waves: Vec<Vec<String>>,
+    /// The strategy of every service of the release that `strategies` does not name,
+    /// e.g. "canary" (its parameters are the service's own `strategies.canary`).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// The strategy of single services, e.g. `{ web = "blue-green" }`.
+    #[serde(default)]
+    pub strategies: BTreeMap<String, String>,
+    /// How long to wait after each wave but the last before the next begins, the
+    /// release's gates watching, e.g. "5m" (default "0s").
+    #[serde(default)]
+    pub bake: Option<String>,
+    /// How often the release's gates are checked during a bake, e.g. "30s" (the
+    /// default; at least "1s").
+    #[serde(default)]
+    pub watch_interval: Option<String>,
+    /// Gates over the whole release (`at = ["bake"]`), checked during the bakes between
+    /// waves: a failure rolls every service of the release back.
+    #[serde(default)]
+    #[schemars(with = "Vec<GateConfig>")]
+    pub gates: Vec<Spanned<GateConfig>>,
 }
 
 /// AWS access. Credentials always come from the standard chain, never from here.
@@ -147,6 +182,10 @@ pub enum OnInterrupted {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Service {
     pub target: Target,
+    /// Where this service lives when it is not where `[aws]` says, e.g.
+    /// `{ region = "eu-west-1" }`: a release may span regions.
+    #[serde(default)]
+    pub aws: Option<Aws>,
     #[serde(default)]
     pub traffic: Option<Traffic>,
     /// Parameters per strategy name (`[services.web.strategies.canary]`).

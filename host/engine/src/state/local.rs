@@ -147,6 +147,98 @@ impl LocalStore {
         Ok(dir)
     }
 
+    /// The directory of release `release`'s documents (`releases/<release>/`).
+    fn release_dir(&self, release: &str) -> Result<PathBuf, StateError> {
+        if !names::valid_service(release) {
+            return Err(StateError::BadName {
+                what: "release name",
+                value: printable(release).into_owned(),
+            });
+        }
+        let releases = self.root.join("releases");
+        let dir = releases.join(release);
+        files::no_linked_dirs([releases.as_path(), dir.as_path()])
+            .map_err(|(path, err)| unreadable(path)(err))?;
+        Ok(dir)
+    }
+
+    /// Release `release`'s document `name` (`active.json`), if there is one.
+    ///
+    /// # Errors
+    /// I/O errors, or a file that is not what deployer writes there.
+    pub fn release_document(
+        &self,
+        release: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let path = self.release_dir(release)?.join(name);
+        match files::read(&path, Kind::Journal) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.not_found() => Ok(None),
+            Err(err) => Err(unreadable(&path)(err)),
+        }
+    }
+
+    /// Write release `release`'s document `name`, whole or not at all, synced.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn put_release_document(
+        &self,
+        release: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(), StateError> {
+        let path = self.release_dir(release)?.join(name);
+        let dir = path.parent().unwrap_or(&path).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        write_synced(&path, bytes)
+    }
+
+    /// The names of at most `max` of release `release`'s documents under `folder/`, in
+    /// name order.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn first_release_documents(
+        &self,
+        release: &str,
+        folder: &str,
+        max: usize,
+    ) -> Result<Vec<String>, StateError> {
+        let dir = self.release_dir(release)?.join(folder);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(io(&dir)(err)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(io(&dir))?.file_name();
+            // Only deployer's own names: a stray `.tmp` or editor file is not a release.
+            if let Some(name) = name.to_str()
+                && name.ends_with(".json")
+            {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        names.truncate(max);
+        Ok(names.into_iter().map(|n| format!("{folder}/{n}")).collect())
+    }
+
+    /// Remove release `release`'s document `name`; gone already is fine.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn remove_release_document(&self, release: &str, name: &str) -> Result<(), StateError> {
+        let path = self.release_dir(release)?.join(name);
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(err)),
+            _ => Ok(()),
+        }
+    }
+
     fn journal_path(&self, service: &str, id: &str) -> Result<PathBuf, StateError> {
         if !names::valid_id(id) {
             return Err(StateError::BadName {

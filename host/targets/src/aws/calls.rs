@@ -10,20 +10,61 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
 /// Calls by `Service.Operation`, shared by every client of one [`super::Clients`].
+///
+/// A release deploys many services at once through one set of clients per region (one
+/// shared request budget): each service's calls are made inside [`scoped`], and
+/// [`CallCounter::scope`] gives the view of one service's calls for its summary.
 #[derive(Clone, Debug, Default)]
-pub struct CallCounter(Arc<Mutex<BTreeMap<String, u32>>>);
+pub struct CallCounter {
+    calls: Arc<Mutex<BTreeMap<(Arc<str>, String), u32>>>,
+    /// `None`: every call; `Some(name)`: only calls made inside `scoped(name, …)`.
+    only: Option<Arc<str>>,
+}
+
+tokio::task_local! {
+    /// The scope the calls of the future being polled count under.
+    static SCOPE: Arc<str>;
+}
+
+/// Run `work` with its AWS calls counted under `name` (the service a release deploys):
+/// per future, not per task, so services joined in one task are still told apart.
+pub async fn scoped<F: std::future::Future>(name: &str, work: F) -> F::Output {
+    SCOPE.scope(Arc::from(name), work).await
+}
 
 impl CallCounter {
+    /// The same counter, seeing only the calls made inside `scoped(name, …)`.
+    pub fn scope(&self, name: &str) -> CallCounter {
+        CallCounter {
+            calls: self.calls.clone(),
+            only: Some(Arc::from(name)),
+        }
+    }
+
+    fn seen(&self, scope: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == scope)
+    }
+
     /// Calls so far, by operation.
     pub fn snapshot(&self) -> BTreeMap<String, u32> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut by_operation = BTreeMap::new();
+        for ((scope, operation), count) in
+            self.calls.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
+            if self.seen(scope) {
+                *by_operation.entry(operation.clone()).or_default() += count;
+            }
+        }
+        by_operation
     }
 
     pub fn total(&self) -> u32 {
-        self.0
+        self.calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
+            .iter()
+            .filter(|((scope, _), _)| self.seen(scope))
+            .map(|(_, count)| count)
             .sum()
     }
 }
@@ -43,11 +84,12 @@ impl Intercept for CallCounter {
             || "unknown".to_string(),
             |m| format!("{}.{}", m.service(), m.name()),
         );
+        let scope = SCOPE.try_with(Arc::clone).unwrap_or_else(|_| Arc::from(""));
         *self
-            .0
+            .calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(operation)
+            .entry((scope, operation))
             .or_default() += 1;
         Ok(())
     }

@@ -45,10 +45,17 @@ impl Clients {
     /// every service's endpoint (tests point it at moto); `AWS_ENDPOINT_URL` does too.
     ///
     /// Every call retries throttling and 5xx answers with exponential backoff and jitter,
-    /// and all clients share one retry partition: one token bucket and one adaptive
-    /// client-side rate limiter for the account, so a throttled ECS does not get hammered
-    /// harder by the ELB calls of the same run.
+    /// and all clients of one region share one retry partition: one token bucket and one
+    /// adaptive client-side rate limiter for the account in that region, so a throttled
+    /// ECS does not get hammered harder by the ELB calls of the same run, nor by the
+    /// other services of a release (whose clients of one region are these).
     pub async fn new(region: Option<&str>, endpoint: Option<&str>) -> Self {
+        Clients::counted(region, endpoint, CallCounter::default()).await
+    }
+
+    /// [`Clients::new`], counting calls in `calls` (a release's clients of several
+    /// regions count into one).
+    pub async fn counted(region: Option<&str>, endpoint: Option<&str>, calls: CallCounter) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
             aws_config::retry::RetryConfig::adaptive()
                 .with_max_attempts(5)
@@ -61,9 +68,14 @@ impl Clients {
             loader = loader.endpoint_url(endpoint);
         }
         let config = loader.load().await;
-        let calls = CallCounter::default();
-        let account =
-            aws_smithy_runtime::client::retries::RetryPartition::custom("deployer-account").build();
+        // Named by region: the account is the one credential chain's, and AWS limits
+        // requests per account and region, so services of a release in one region share
+        // one budget and another region's do not slow them.
+        let account = aws_smithy_runtime::client::retries::RetryPartition::custom(format!(
+            "deployer-{}",
+            config.region().map_or("default", |r| r.as_ref())
+        ))
+        .build();
         Clients {
             ecs: aws_sdk_ecs::Client::from_conf(
                 aws_sdk_ecs::config::Builder::from(&config)

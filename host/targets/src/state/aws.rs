@@ -208,6 +208,99 @@ impl AwsStore {
         Ok(keys)
     }
 
+    fn release_key(&self, release: &str, name: &str) -> Result<String, StateError> {
+        if !names::valid_service(release) {
+            return Err(StateError::BadName {
+                what: "release name",
+                value: printable(release).into_owned(),
+            });
+        }
+        Ok(format!("{}releases/{release}/{name}", self.prefix))
+    }
+
+    /// Release `release`'s document `name` (`active.json`, `history/…`), if there is one.
+    ///
+    /// # Errors
+    /// AWS errors.
+    pub async fn release_document(
+        &self,
+        release: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        self.get(&self.release_key(release, name)?).await
+    }
+
+    /// Write release `release`'s document `name` (S3 writes are whole or not at all).
+    ///
+    /// # Errors
+    /// AWS errors.
+    pub async fn put_release_document(
+        &self,
+        release: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), StateError> {
+        self.put(&self.release_key(release, name)?, bytes, false)
+            .await
+    }
+
+    /// Remove release `release`'s document `name`; gone already is fine.
+    ///
+    /// # Errors
+    /// AWS errors.
+    pub async fn remove_release_document(
+        &self,
+        release: &str,
+        name: &str,
+    ) -> Result<(), StateError> {
+        let key = self.release_key(release, name)?;
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| remote(&key, crate::aws::sdk_error(&e)))?;
+        Ok(())
+    }
+
+    /// The names of at most `max` of release `release`'s documents under `folder/`, in
+    /// key order: one request, however many there are.
+    ///
+    /// # Errors
+    /// AWS errors.
+    pub async fn first_release_documents(
+        &self,
+        release: &str,
+        folder: &str,
+        max: i32,
+    ) -> Result<Vec<String>, StateError> {
+        let prefix = self.release_key(release, &format!("{folder}/"))?;
+        let page = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .max_keys(max)
+            .send()
+            .await
+            .map_err(|e| {
+                remote(
+                    &format!("listing s3://{}/{prefix}", self.bucket),
+                    crate::aws::sdk_error(&e),
+                )
+            })?;
+        Ok(page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                o.key()?
+                    .strip_prefix(&prefix)
+                    .map(|k| format!("{folder}/{k}"))
+            })
+            .collect())
+    }
+
     /// Take the service's lease, or fail at once naming its holder.
     ///
     /// # Errors

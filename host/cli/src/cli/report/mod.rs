@@ -32,7 +32,8 @@ use deployer_targets::aws::CallCounter;
 use deployer_targets::aws::images::{ImageRelease, Made};
 
 pub use summary::{
-    ApiCalls, GateSummary, GateWord, StepSummary, Summary, SummaryResult, summary_schema,
+    ApiCalls, GateSummary, GateWord, ReleaseServiceSummary, ReleaseSummary, StepSummary, Summary,
+    SummaryResult, summary_schema,
 };
 
 use summary::SummaryFold;
@@ -126,9 +127,12 @@ pub struct Reporter {
     /// final report prints on stdout is not also logged on stderr.
     one_stream: bool,
     step_summary: Option<PathBuf>,
-    pub secrets: Secrets,
+    pub secrets: Arc<Secrets>,
     state: Mutex<State>,
     started: Instant,
+    /// A service of a release: its lines are logged as `[service] …`, and its results go
+    /// into the release's report instead of stdout.
+    scope: Option<String>,
 }
 
 impl Reporter {
@@ -149,10 +153,55 @@ impl Reporter {
             step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
                 .filter(|_| github)
                 .map(PathBuf::from),
-            secrets: Secrets::from_env(),
+            secrets: Arc::new(Secrets::from_env()),
             state: Mutex::new(State::default()),
             started: Instant::now(),
+            scope: None,
         })
+    }
+
+    /// The reporter of one service of a release: the same log, each line marked with
+    /// the service; no live line, annotations or stdout of its own (the release's
+    /// report says how each service ended). Its summary is [`Reporter::service_summary`].
+    pub fn scoped(&self, service: &str) -> Arc<Reporter> {
+        let child = Reporter {
+            output: OutputFormat::Text,
+            log_format: self.log_format,
+            live: false,
+            github: false,
+            one_stream: false,
+            step_summary: None,
+            secrets: self.secrets.clone(),
+            state: Mutex::new(State::default()),
+            started: Instant::now(),
+            scope: Some(service.to_string()),
+        };
+        child.lock().fold.begin("run", Some(service));
+        Arc::new(child)
+    }
+
+    /// What a release's service reporter saw, as a summary that ended with `outcome`.
+    pub fn service_summary(&self, outcome: Outcome, error: Option<&str>) -> Summary {
+        let mut state = self.lock();
+        let calls = state.calls.as_ref().map(CallCounter::snapshot);
+        state
+            .fold
+            .close(outcome, error, calls, self.started.elapsed())
+    }
+
+    /// The release this run deploys, for the summary.
+    pub fn release(&self, release: ReleaseSummary, result: SummaryResult, detail: String) {
+        self.lock().fold.release(release, result, detail);
+    }
+
+    /// The release's report, for people (stdout, text output only).
+    pub fn release_report(&self, text: &str) {
+        if self.json() {
+            return;
+        }
+        self.flush_held();
+        self.clear_status();
+        out!("{text}");
     }
 
     pub fn json(&self) -> bool {
@@ -207,6 +256,10 @@ impl Reporter {
     /// A progress line from the CLI itself.
     pub fn line(&self, text: &str) {
         let text = self.secrets.scrub(text);
+        let text = match &self.scope {
+            Some(scope) => format!("[{scope}] {text}"),
+            None => text,
+        };
         match self.log_format {
             LogFormat::Json => trace::line(&text),
             LogFormat::Plain => self.print_line(&text),
@@ -216,6 +269,10 @@ impl Reporter {
     /// A warning from the CLI or a part it drives (a repaired journal).
     pub fn warn(&self, text: &str) {
         let text = self.secrets.scrub(text);
+        let text = match &self.scope {
+            Some(scope) => format!("[{scope}] {text}"),
+            None => text,
+        };
         match self.log_format {
             LogFormat::Json => trace::warning(&text),
             LogFormat::Plain => self.print_line(&format!("warning: {text}")),
@@ -256,6 +313,10 @@ impl Reporter {
                 let Some(text) = plain::event_text(event, &scrub) else {
                     return;
                 };
+                let text = match &self.scope {
+                    Some(scope) => format!("[{scope}] {text}"),
+                    None => text,
+                };
                 match event {
                     // Held until the report says it or anything else is logged.
                     Event::Finished { id, .. } if self.one_stream => {
@@ -295,6 +356,10 @@ impl Reporter {
     /// An earlier deployment's result (one rolled back before this run began), on
     /// stdout unless the log, on the same stream, said it already.
     pub fn earlier(&self, report: &Report) {
+        if self.scope.is_some() {
+            let scrub = |text: &str| self.secrets.scrub(text);
+            return self.line(&plain::result_line(report, &scrub));
+        }
         if self.one_stream && self.lock().logged.contains(&report.id) {
             return;
         }
@@ -304,7 +369,7 @@ impl Reporter {
 
     /// The final report of an engine run, for people (stdout, text output only).
     pub fn report(&self, report: &Report) {
-        if self.json() {
+        if self.json() || self.scope.is_some() {
             return;
         }
         // The report's first line is the held result line: said once, here.
@@ -346,6 +411,9 @@ impl Reporter {
 
     /// A plain message on stdout (text output only).
     pub fn say(&self, text: &str) {
+        if self.scope.is_some() {
+            return self.line(text);
+        }
         if !self.json() {
             self.clear_status();
             outln!("{}", self.secrets.scrub(text));

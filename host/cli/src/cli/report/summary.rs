@@ -51,6 +51,51 @@ pub struct Summary {
     /// (`scale-down-delay`).
     pub kept_warm: Option<KeptWarmSummary>,
     pub steps: Vec<StepSummary>,
+    /// A release of several services (`deployer run release NAME`, `deployer rollback
+    /// --release NAME`): how each service ended. Absent for a single service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseSummary>,
+}
+
+/// A release run: its services wave by wave, and how each ended.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReleaseSummary {
+    /// The `[releases.NAME]` table.
+    pub name: String,
+    /// This release run's id (its journal).
+    pub id: String,
+    pub waves: Vec<Vec<String>>,
+    /// The service whose failure rolled the release back, when one did.
+    pub failed_service: Option<String>,
+    /// Why the release was rolled back.
+    pub rollback_reason: Option<String>,
+    /// An unfinished earlier run of the release that was taken back first.
+    pub recovered: Option<String>,
+    pub services: Vec<ReleaseServiceSummary>,
+}
+
+/// One service of a release run.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReleaseServiceSummary {
+    pub service: String,
+    /// Its wave, from 1.
+    pub wave: usize,
+    pub strategy: String,
+    /// The release it was deployed to.
+    pub new_release: String,
+    /// `promoted`, `rolled-back`, `rollback-failed`, `unchanged` (already live) or
+    /// `not-started`.
+    pub result: crate::cli::release::journal::ServiceResult,
+    pub detail: String,
+    /// How taking it back with the release ended, when the release was rolled back
+    /// after it was promoted.
+    pub undone: Option<crate::cli::release::journal::ServiceResult>,
+    /// Its deployment as a single run's summary describes it (steps, gates, calls).
+    pub run: Option<Box<Summary>>,
+    /// The deployment that took it back with the release.
+    pub rollback: Option<Box<Summary>>,
 }
 
 #[derive(Clone, Debug, Serialize, JsonSchema)]
@@ -219,6 +264,13 @@ impl SummaryFold {
         self.summary.image_release = Some(made);
     }
 
+    /// The release run this summary describes: its result is the release's.
+    pub fn release(&mut self, release: ReleaseSummary, result: SummaryResult, detail: String) {
+        self.summary.release = Some(release);
+        self.summary.result = result;
+        self.summary.detail = detail;
+    }
+
     /// Which command and service the summary describes.
     pub fn begin(&mut self, command: &str, service: Option<&str>) {
         self.summary.command = command.to_string();
@@ -385,7 +437,9 @@ impl SummaryFold {
                 summary.detail = text.to_string();
             }
             // Nothing was deployed and nothing went wrong: the release was already live.
-            (Outcome::Success, None) if summary.deployment.is_none() => {
+            (Outcome::Success, None)
+                if summary.deployment.is_none() && summary.release.is_none() =>
+            {
                 summary.result = SummaryResult::Unchanged;
             }
             _ => {}
