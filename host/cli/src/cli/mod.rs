@@ -141,10 +141,20 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = parse_interval)]
         interval: std::time::Duration,
     },
-    /// Show past deployments.
+    /// Show past deployments, newest first, a page at a time.
     History {
         #[arg(long)]
         service: Option<String>,
+        /// How many deployments to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Only deployments numbered below this: the next page is `--before` the number
+        /// of the last one shown (the `number` of `--output json`).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        before: Option<u64>,
+        /// Every deployment, however many (reads the whole history).
+        #[arg(long, conflicts_with_all = ["limit", "before"])]
+        all: bool,
     },
     /// Print the steps a strategy would take, computed by its component. Touches no cloud.
     Plan {
@@ -207,7 +217,7 @@ impl Command {
             | Command::Promote { service, .. }
             | Command::Tidy { service, .. }
             | Command::Status { service, .. }
-            | Command::History { service }
+            | Command::History { service, .. }
             | Command::Plan { service, .. } => service.as_deref(),
             _ => None,
         }
@@ -573,8 +583,17 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             )
             .await
         }
-        Command::History { service } => {
-            history::history(reporter, &cli.config, service.as_deref()).await
+        Command::History {
+            service,
+            limit,
+            before,
+            all,
+        } => {
+            let paging = history::Paging {
+                limit: (!all).then_some(limit as usize),
+                before,
+            };
+            history::history(reporter, &cli.config, service.as_deref(), paging).await
         }
         // Both render into memory first: `clap_complete` panics on a failed write.
         Command::Completions { shell } => {
