@@ -45,6 +45,7 @@ mod eks;
 mod examples;
 mod faults;
 mod gates;
+mod history_index;
 mod hostile;
 mod images;
 mod journal_faults;

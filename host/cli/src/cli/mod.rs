@@ -448,6 +448,7 @@ fn classify(err: &anyhow::Error) -> Outcome {
         // can mend (the message says how), and nothing was changed.
         if let Some(
             deployer_engine::state::StateError::Corrupt { .. }
+            | deployer_engine::state::StateError::Index { .. }
             | deployer_engine::state::StateError::Unreadable { .. }
             | deployer_engine::state::StateError::BadName { .. },
         ) = cause.downcast_ref::<deployer_engine::state::StateError>()

@@ -1068,4 +1068,49 @@ mod tests {
         assert_eq!(latest.finished, latest.promoted);
         assert_eq!(latest.finished.map(|s| s.id), Some("d-1".to_string()));
     }
+
+    /// Pages newest first, `before` a number, and the newest promoted found behind
+    /// rollbacks: the local backend answers the bounded queries as the S3 one does.
+    #[test]
+    fn history_pages_newest_first_and_latest_skips_rollbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        for n in 1..=5 {
+            let id = format!("d-{n}");
+            let result = if n <= 3 {
+                begin_promoted(&store, &id);
+                DeployResult::Promoted
+            } else {
+                store.begin_now("web", &id, &started(&id)).unwrap();
+                let rollback = Record::RollbackStarted {
+                    reason: "gate".into(),
+                    at_ms: 1,
+                };
+                store.append_now("web", &id, &rollback).unwrap();
+                DeployResult::RolledBack
+            };
+            let finished = Record::Finished {
+                result,
+                detail: String::new(),
+                at_ms: 2,
+            };
+            store.finish_now("web", &id, &finished).unwrap();
+        }
+        let numbers = |page: &Page| page.entries.iter().map(|s| s.number).collect::<Vec<_>>();
+        let first = store.recent_now("web", 2, None).unwrap();
+        assert_eq!((numbers(&first), first.more), (vec![5, 4], true));
+        let next = store.recent_now("web", 2, Some(4)).unwrap();
+        assert_eq!((numbers(&next), next.more), (vec![3, 2], true));
+        let last = store.recent_now("web", 2, Some(2)).unwrap();
+        assert_eq!((numbers(&last), last.more), (vec![1], false));
+        assert_eq!(last.entries[0].id, "d-1");
+        let past_the_end = store.recent_now("web", 2, Some(99)).unwrap();
+        assert_eq!(numbers(&past_the_end), vec![5, 4]);
+        let latest = store.latest_now("web").unwrap();
+        assert_eq!(latest.finished.map(|s| s.number), Some(5));
+        assert_eq!(
+            latest.promoted.map(|s| (s.number, s.id)),
+            Some((3, "d-3".into()))
+        );
+    }
 }
