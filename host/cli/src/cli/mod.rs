@@ -141,7 +141,9 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = parse_interval)]
         interval: std::time::Duration,
     },
-    /// Show past deployments, newest first, a page at a time.
+    /// Show past deployments.
+    ///
+    /// Newest first, a page at a time: `--before` the last number shown for the next.
     History {
         #[arg(long)]
         service: Option<String>,

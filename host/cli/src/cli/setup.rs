@@ -276,7 +276,11 @@ pub async fn read_state_first(store: &Store, service: &str) -> anyhow::Result<()
     check_state_files(store, service)?;
     store.active(service).await?;
     let latest = store.latest(service).await?;
-    for summary in [&latest.finished, &latest.promoted].into_iter().flatten() {
+    let promoted = latest
+        .promoted
+        .as_ref()
+        .filter(|p| latest.finished.as_ref().is_none_or(|f| f.id != p.id));
+    for summary in [latest.finished.as_ref(), promoted].into_iter().flatten() {
         deployer_engine::state::journal_of(store, service, summary).await?;
     }
     Ok(())
