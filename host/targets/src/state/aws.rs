@@ -59,6 +59,9 @@ pub struct AwsStore {
     /// a command that reads them before taking the lock (`read_state_first`) and then
     /// builds the index under it reads each journal once.
     legacy: Arc<Mutex<HashMap<(String, String), Summary>>>,
+    /// Whether this process has said that a history has no index yet (once is enough:
+    /// `history --all` reads it a page at a time).
+    warned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for AwsStore {
@@ -160,6 +163,7 @@ impl AwsStore {
             lease,
             warn: Arc::new(|message| eprintln!("deployer: warning: {message}")),
             legacy: Arc::default(),
+            warned: Arc::default(),
         }
     }
 
@@ -686,12 +690,15 @@ impl AwsStore {
                 .cloned()
         };
         let mut summaries = Vec::with_capacity(ids.len());
+        let mut unread = Vec::new();
+        for (key, id) in ids {
+            match memo(&id) {
+                Some(summary) => summaries.push(summary),
+                None => unread.push((key, id)),
+            }
+        }
         let mut reads = tokio::task::JoinSet::new();
-        let mut pending = ids
-            .into_iter()
-            .filter(|(_, id)| memo(id).map(|s| summaries.push(s)).is_none())
-            .collect::<Vec<_>>()
-            .into_iter();
+        let mut pending = unread.into_iter();
         loop {
             while reads.len() < CONCURRENT
                 && let Some((key, id)) = pending.next()
@@ -738,6 +745,9 @@ impl AwsStore {
 
     /// Say that `service`'s history has no index yet, so it was read whole.
     fn warn_unindexed(&self, service: &str, count: usize) {
+        if self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         (self.warn)(&format!(
             "the history of `{service}` in {} has no index yet (it was written by an earlier \
              deployer), so all {count} past deployments were read; the next `deployer run`, \
