@@ -46,7 +46,7 @@ fn started_ms(number: u64) -> u64 {
 pub fn shape(number: u64, count: u64) -> (DeployResult, &'static str, &'static str) {
     // Promotions alternate so that the newest (number == count) puts web:1 over web:2.
     let promoted = |n: u64| {
-        if (count - n) % 2 == 0 {
+        if (count - n).is_multiple_of(2) {
             ("web:1", "web:2")
         } else {
             ("web:2", "web:1")

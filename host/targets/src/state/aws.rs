@@ -78,7 +78,7 @@ impl std::fmt::Debug for AwsStore {
 /// The state of a service's history as stored: indexed, written by an earlier version
 /// (markers only: every summary, oldest first), or no history at all.
 enum Head {
-    Indexed(Latest),
+    Indexed(Box<Latest>),
     Legacy(Vec<Summary>),
     Empty,
 }
@@ -639,7 +639,7 @@ impl AwsStore {
     /// from an earlier version's markers, or nothing.
     async fn head(&self, service: &str) -> Result<Head, StateError> {
         if let Some(latest) = self.read_latest(service).await? {
-            return Ok(Head::Indexed(latest));
+            return Ok(Head::Indexed(Box::new(latest)));
         }
         let prefix = format!("{}/history/", self.service_key(service));
         let any = self
@@ -761,7 +761,7 @@ impl AwsStore {
     /// there is none. Only under the service's lock: it writes.
     async fn indexed_latest(&self, service: &str) -> Result<Latest, StateError> {
         let summaries = match self.head(service).await? {
-            Head::Indexed(latest) => return Ok(latest),
+            Head::Indexed(latest) => return Ok(*latest),
             Head::Empty => return Ok(Latest::default()),
             Head::Legacy(summaries) => summaries,
         };
@@ -808,7 +808,7 @@ impl AwsStore {
     /// AWS errors, a damaged or missing index entry.
     pub async fn latest(&self, service: &str) -> Result<Latest, StateError> {
         match self.head(service).await? {
-            Head::Indexed(latest) => Ok(latest),
+            Head::Indexed(latest) => Ok(*latest),
             Head::Empty => Ok(Latest::default()),
             Head::Legacy(summaries) => {
                 self.warn_unindexed(service, summaries.len());
@@ -826,7 +826,7 @@ impl AwsStore {
         before: Option<u64>,
     ) -> Result<Page, StateError> {
         let latest = match self.head(service).await? {
-            Head::Indexed(latest) => latest,
+            Head::Indexed(latest) => *latest,
             Head::Empty => return Ok(Page::default()),
             Head::Legacy(summaries) => {
                 self.warn_unindexed(service, summaries.len());
@@ -858,7 +858,7 @@ impl AwsStore {
             };
             entries.push(read.map_err(|e| remote("reading the history index", e))??);
         }
-        entries.sort_by(|a, b| b.number.cmp(&a.number));
+        entries.sort_by_key(|s| std::cmp::Reverse(s.number));
         Ok(Page {
             entries,
             more: bottom > 0,
