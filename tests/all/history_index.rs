@@ -359,3 +359,70 @@ async fn a_failed_rollback_at_the_head_of_the_index_is_retried() {
     let (page, _) = json(&env, &["history", "--limit", "1"]).await;
     assert_eq!(rows(&page)[0].0, 14, "the retry is numbered next");
 }
+
+/// The seeded history the tests and the benchmark read is what the store itself
+/// writes: the same journals finished through `AwsStore` leave byte for byte the same
+/// index entries, head and markers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeded_layout_is_the_one_the_store_writes() {
+    let env = EcsEnv::start(&[]).await;
+    let store = deployer_targets::state::aws::AwsStore::new(
+        env.clients.s3.clone(),
+        env.clients.dynamodb.clone(),
+        BUCKET,
+        "deployer-locks",
+        "written/",
+        std::time::Duration::from_secs(30),
+    );
+    let count = 6;
+    for number in 1..=count {
+        let journal = history::journal(number, count, Newest::Promoted);
+        let id = history::id(number);
+        let last = journal.records.len() - 1;
+        store.begin("web", &id, &journal.records[0]).await.unwrap();
+        for (i, record) in journal.records[1..last].iter().enumerate() {
+            store.append("web", &id, i + 1, record).await.unwrap();
+        }
+        store
+            .finish("web", &id, last, &journal.records[last])
+            .await
+            .unwrap();
+    }
+    history::seed(
+        &env.clients.s3,
+        BUCKET,
+        "seeded/",
+        count,
+        Layout::Indexed,
+        Newest::Promoted,
+    )
+    .await;
+    let objects = async |prefix: &str| {
+        let mut found = Vec::new();
+        for key in env.s3_keys().await {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                let body = env
+                    .clients
+                    .s3
+                    .get_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .send()
+                    .await;
+                let bytes = body.unwrap().body.collect().await.unwrap().into_bytes();
+                found.push((rest.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
+            }
+        }
+        found.sort();
+        found
+    };
+    let written = objects("written/").await;
+    let seeded = objects("seeded/").await;
+    let keys =
+        |objects: &[(String, String)]| objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&written), keys(&seeded));
+    assert!(keys(&written).contains(&"services/web/index/000000000006.json".to_string()));
+    for (written, seeded) in written.iter().zip(&seeded) {
+        assert_eq!(written, seeded);
+    }
+}
