@@ -363,14 +363,14 @@ async fn hook_plugins_gate_the_rollout_with_only_their_granted_capabilities() {
 
 /// The state backend [`with_aws_state`] configures, for a test to write to directly.
 fn state_store(env: &EcsEnv) -> deployer_targets::state::aws::AwsStore {
-    deployer_targets::state::aws::AwsStore {
-        s3: env.clients.s3.clone(),
-        dynamodb: env.clients.dynamodb.clone(),
-        bucket: "deployer-state".into(),
-        table: "deployer-locks".into(),
-        prefix: "shop/".into(),
-        lease: std::time::Duration::from_secs(30),
-    }
+    deployer_targets::state::aws::AwsStore::new(
+        env.clients.s3.clone(),
+        env.clients.dynamodb.clone(),
+        "deployer-state",
+        "deployer-locks",
+        "shop/",
+        std::time::Duration::from_secs(30),
+    )
 }
 
 /// The ECS world with `web` on task sets (see [`config`]), its journals and locks in S3
@@ -1111,11 +1111,13 @@ async fn an_s3_history_with_old_and_new_ids_reads_in_the_order_they_ran() {
         "the new id sorts first by key: {history_keys:?}"
     );
     let ids: Vec<String> = store
-        .history("api")
+        .recent("api", 10, None)
         .await
         .unwrap()
+        .entries
         .iter()
-        .map(|j| j.id().unwrap().to_string())
+        .rev()
+        .map(|s| s.id.clone())
         .collect();
     assert_eq!(ids, ["d1796048620720-4700-0".to_string(), new_id]);
 }

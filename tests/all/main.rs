@@ -46,6 +46,7 @@ mod examples;
 mod faults;
 mod fleet;
 mod gates;
+mod history_index;
 mod hostile;
 mod images;
 mod journal_faults;

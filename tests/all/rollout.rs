@@ -43,7 +43,15 @@ async fn a_good_canary_promotes_with_verified_weights_at_each_step() {
     assert_eq!(state.live_release(), Some("web:2"));
     assert_eq!(state.stable_units, 4);
     assert!(h.store.active("web").await.unwrap().is_none());
-    assert_eq!(h.store.history("web").await.unwrap().len(), 1);
+    assert_eq!(
+        h.store
+            .recent("web", 100, None)
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -283,11 +291,13 @@ async fn kill_then_recover(
         .await;
     let history = h
         .store
-        .history("web")
+        .recent("web", 100, None)
         .await
         .unwrap()
+        .entries
         .iter()
-        .filter_map(|j| j.finished().map(|f| f.0))
+        .rev()
+        .map(|s| s.result)
         .collect();
     (report, h, history)
 }
@@ -445,7 +455,15 @@ async fn a_promoted_run_whose_history_write_was_lost_is_never_deployed_over() {
     );
     assert_eq!(h.state().live_release(), Some("web:2"));
     // The paperwork was finished: the deployment is in the history, nothing is active.
-    assert_eq!(h.store.history("web").await.unwrap().len(), 1);
+    assert_eq!(
+        h.store
+            .recent("web", 100, None)
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
     assert!(h.store.active("web").await.unwrap().is_none());
     // The next release starts from what is live.
     let mut next = request("canary", CANARY);
@@ -631,11 +649,22 @@ impl Store for FlakyStore {
     ) -> Result<deployer_engine::state::Journal, deployer_engine::state::StateError> {
         self.inner.read(service, id).await
     }
-    async fn history(
+    async fn prepare(&self, service: &str) -> Result<(), deployer_engine::state::StateError> {
+        self.inner.prepare(service).await
+    }
+    async fn recent(
         &self,
         service: &str,
-    ) -> Result<Vec<deployer_engine::state::Journal>, deployer_engine::state::StateError> {
-        self.inner.history(service).await
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<deployer_engine::state::Page, deployer_engine::state::StateError> {
+        self.inner.recent(service, limit, before).await
+    }
+    async fn latest(
+        &self,
+        service: &str,
+    ) -> Result<deployer_engine::state::Latest, deployer_engine::state::StateError> {
+        self.inner.latest(service).await
     }
     async fn send(
         &self,
@@ -770,11 +799,13 @@ async fn rollback_after_a_failed_rollback_finishes_that_one() {
     h.assert_safe_on_stable();
     let history: Vec<DeployResult> = h
         .store
-        .history("web")
+        .recent("web", 100, None)
         .await
         .unwrap()
+        .entries
         .iter()
-        .filter_map(|j| j.finished().map(|f| f.0))
+        .rev()
+        .map(|s| s.result)
         .collect();
     assert_eq!(
         history,

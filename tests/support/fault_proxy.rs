@@ -67,6 +67,9 @@ struct Shared {
     /// Every operation answered, in the order the answers went out (a held call's when
     /// it was carried out).
     answered: Vec<String>,
+    /// The same calls with their request lines (`GET /bucket/key HTTP/1.1`): which
+    /// object each S3 call read or wrote.
+    requests: Vec<(String, String)>,
     /// Calls carried out whose answers are being kept ([`Fault::Hold`]).
     holding: usize,
     last: HashMap<String, Vec<u8>>,
@@ -161,6 +164,12 @@ impl FaultProxy {
     /// ([`Fault::Hold`]) counts when it was carried out, not when its answer goes.
     pub fn answered(&self) -> Vec<String> {
         self.shared.lock().unwrap().answered.clone()
+    }
+
+    /// [`FaultProxy::answered`] with each call's request line (method, path and query):
+    /// for S3, the object or prefix it named.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.shared.lock().unwrap().requests.clone()
     }
 
     /// Calls carried out whose answers are held now ([`Fault::Hold`]).
@@ -392,6 +401,7 @@ async fn serve(
                 let mut shared = shared.lock().unwrap();
                 shared.holding += 1;
                 // Carried out now; only its answer waits.
+                shared.requests.push((op.clone(), request_line.to_string()));
                 shared.answered.push(op);
             }
             let _ = released.wait_for(|n| *n > seen).await;
@@ -417,6 +427,10 @@ async fn serve(
         }
     };
     stream.write_all(&closing(response)).await?;
-    shared.lock().unwrap().answered.push(op);
+    {
+        let mut shared = shared.lock().unwrap();
+        shared.requests.push((op.clone(), request_line.to_string()));
+        shared.answered.push(op);
+    }
     stream.shutdown().await
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod env;
 pub mod fault_proxy;
+pub mod history;
 pub mod kube;
 pub mod listener;
 pub mod prometheus;

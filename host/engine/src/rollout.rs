@@ -26,7 +26,7 @@ use crate::state::journal::RollbackAction;
 use crate::state::local::now_ms;
 use crate::state::{
     Action, DeployResult, Fence, Journal, Lease, Record, Signal, SignalKind, StateError, Store,
-    unfenced,
+    journal_of, unfenced,
 };
 use crate::strategy::Strategy;
 
@@ -478,30 +478,33 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                     return Ok(RolledBack::Recovered(report));
                 }
             }
-            let history = self.store.history(self.service).await?;
+            // Two entries of the history index, not the whole history: its length must
+            // not slow a rollback down.
+            let latest = self.store.latest(self.service).await?;
             // The newest deployment's own rollback failed: finish putting traffic back on
             // its stable release (as a new, journaled rollback of it) rather than
             // redeploying an older release beside what it left behind.
             if warm_journal.is_none()
-                && let Some(failed) = history.last()
-                && failed
-                    .finished()
-                    .is_some_and(|(r, _)| r == DeployResult::RollbackFailed)
+                && let Some(failed) = &latest.finished
+                && failed.result == DeployResult::RollbackFailed
             {
-                return self.retry_rollback(id, failed).await.map(RolledBack::Recovered);
+                let failed = journal_of(self.store, self.service, failed).await?;
+                return self
+                    .retry_rollback(id, &failed)
+                    .await
+                    .map(RolledBack::Recovered);
             }
             let last = match &warm_journal {
-                Some(journal) => journal,
-                None => history
-                    .iter()
-                    .rev()
-                    .find(|j| j.finished().is_some_and(|(r, _)| r == DeployResult::Promoted))
-                    .ok_or_else(|| {
+                Some(journal) => journal.clone(),
+                None => {
+                    let promoted = latest.promoted.as_ref().ok_or_else(|| {
                         EngineError::CannotRollBack(format!(
                             "service `{}` has no promoted deployment to roll back",
                             self.service
                         ))
-                    })?,
+                    })?;
+                    journal_of(self.store, self.service, promoted).await?
+                }
             };
             let (previous, current, undoes) = match last.started() {
                 // A second `rollback` (a double click, a retried CI job) finds the first
@@ -692,6 +695,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
                 .fence
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = held.clone();
+            self.store.prepare(self.service).await?;
             return work(id).await;
         }
         let lock = self.store.lock(self.service, &id).await?;
@@ -699,7 +703,12 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             .fence
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = lock.fence();
-        let result = work(id).await;
+        // Under the lock, so that a store bringing its layout up to date (building its
+        // history index) races no other writer; the lock is released whatever happens.
+        let result = match self.store.prepare(self.service).await {
+            Ok(()) => work(id).await,
+            Err(err) => Err(err.into()),
+        };
         *self
             .fence
             .lock()

@@ -120,7 +120,10 @@ async fn a_native_canary_promotes_and_the_same_release_is_then_already_live() {
         operations,
         "nothing was done"
     );
-    assert_eq!(store.history("web").await.unwrap().len(), 1);
+    assert_eq!(
+        store.recent("web", 100, None).await.unwrap().entries.len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -139,7 +142,14 @@ async fn a_strategy_that_does_not_fit_the_target_is_refused_before_any_change() 
     );
     assert!(target.state().operations.is_empty(), "{:?}", target.state());
     assert!(store.active("web").await.unwrap().is_none());
-    assert!(store.history("web").await.unwrap().is_empty());
+    assert!(
+        store
+            .recent("web", 100, None)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
 
     // Rolling fits it, in place.
     let deployed = engine(&ROLLING, &target, &store)
@@ -231,7 +241,7 @@ async fn rollback_redeploys_the_release_a_promoted_deployment_replaced() {
     assert_eq!(report.result, DeployResult::Promoted, "{report:?}");
     assert_eq!(target.state().live_release(), Some("web:1"));
 
-    let history = store.history("web").await.unwrap();
+    let history = store.recent("web", 100, None).await.unwrap().entries;
     assert_eq!(history.len(), 2);
 
     // A second rollback (a double click, a retried CI job) must not put web:2 back.
@@ -245,7 +255,7 @@ async fn rollback_redeploys_the_release_a_promoted_deployment_replaced() {
     );
     assert_eq!(target.state().live_release(), Some("web:1"));
     assert_eq!(
-        store.history("web").await.unwrap().len(),
+        store.recent("web", 100, None).await.unwrap().entries.len(),
         2,
         "nothing was run"
     );

@@ -166,12 +166,24 @@ pub enum Command {
         interval: std::time::Duration,
     },
     /// Show past deployments.
+    ///
+    /// Newest first, a page at a time: `--before` the last number shown for the next.
     History {
         #[arg(long)]
         service: Option<String>,
         /// A `[releases.NAME]`: its runs, newest first, each service's result.
-        #[arg(long = "release", value_name = "NAME", conflicts_with = "service")]
+        #[arg(long = "release", value_name = "NAME", conflicts_with_all = ["service", "before"])]
         release_name: Option<String>,
+        /// How many deployments to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Only deployments numbered below this: the next page is `--before` the number
+        /// of the last one shown (the `number` of `--output json`).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        before: Option<u64>,
+        /// Every deployment, however many (reads the whole history).
+        #[arg(long, conflicts_with_all = ["limit", "before"])]
+        all: bool,
     },
     /// Print the steps a strategy would take, computed by its component. Touches no cloud.
     Plan {
@@ -465,6 +477,7 @@ fn classify(err: &anyhow::Error) -> Outcome {
         // can mend (the message says how), and nothing was changed.
         if let Some(
             deployer_engine::state::StateError::Corrupt { .. }
+            | deployer_engine::state::StateError::Index { .. }
             | deployer_engine::state::StateError::Unreadable { .. }
             | deployer_engine::state::StateError::BadName { .. },
         ) = cause.downcast_ref::<deployer_engine::state::StateError>()
@@ -646,8 +659,18 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
         } => release::status(reporter, &cli.config, &name).await,
         Command::History {
             release_name: Some(name),
+            limit,
+            all,
             ..
-        } => release::history(reporter, &cli.config, &name, 20).await,
+        } => {
+            release::history(
+                reporter,
+                &cli.config,
+                &name,
+                if all { usize::MAX } else { limit as usize },
+            )
+            .await
+        }
         Command::Status {
             service,
             watch,
@@ -664,8 +687,17 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
         }
         Command::History {
             service,
+            limit,
+            before,
+            all,
             release_name: None,
-        } => history::history(reporter, &cli.config, service.as_deref()).await,
+        } => {
+            let paging = history::Paging {
+                limit: (!all).then_some(limit as usize),
+                before,
+            };
+            history::history(reporter, &cli.config, service.as_deref(), paging).await
+        }
         // Both render into memory first: `clap_complete` panics on a failed write.
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -8,7 +8,8 @@ use anyhow::Context;
 use deployer_engine::gates::{ConfiguredGates, Gate};
 use deployer_engine::rollout::Settings;
 use deployer_engine::state::{
-    Fence, Journal, Lease, LocalStore, LockGuard, Record, Signal, StateError, Store as StoreBackend,
+    Fence, Journal, Latest, Lease, LocalStore, LockGuard, Page, Record, Signal, StateError,
+    Store as StoreBackend,
 };
 use deployer_plugin_host::HostServices;
 use deployer_plugin_host::capabilities::KvStore;
@@ -176,10 +177,29 @@ impl StoreBackend for Store {
         }
     }
 
-    async fn history(&self, service: &str) -> Result<Vec<Journal>, StateError> {
+    async fn prepare(&self, service: &str) -> Result<(), StateError> {
         match self {
-            Store::Local(s) => StoreBackend::history(s, service).await,
-            Store::Aws(s) => StoreBackend::history(s, service).await,
+            Store::Local(s) => StoreBackend::prepare(s, service).await,
+            Store::Aws(s) => StoreBackend::prepare(s, service).await,
+        }
+    }
+
+    async fn recent(
+        &self,
+        service: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page, StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::recent(s, service, limit, before).await,
+            Store::Aws(s) => StoreBackend::recent(s, service, limit, before).await,
+        }
+    }
+
+    async fn latest(&self, service: &str) -> Result<Latest, StateError> {
+        match self {
+            Store::Local(s) => StoreBackend::latest(s, service).await,
+            Store::Aws(s) => StoreBackend::latest(s, service).await,
         }
     }
 
@@ -213,14 +233,20 @@ pub fn store(config: &Config, clients: &Clients, reporter: &Arc<Reporter>) -> St
             table,
             prefix,
             lease,
-        } => Store::Aws(AwsStore {
-            s3: clients.s3.clone(),
-            dynamodb: clients.dynamodb.clone(),
-            bucket: bucket.clone(),
-            table: table.clone(),
-            prefix: prefix.clone(),
-            lease: *lease,
-        }),
+        } => {
+            let reporter = reporter.clone();
+            Store::Aws(
+                AwsStore::new(
+                    clients.s3.clone(),
+                    clients.dynamodb.clone(),
+                    bucket,
+                    table,
+                    prefix,
+                    *lease,
+                )
+                .with_warnings(Arc::new(move |message: &str| reporter.warn(message))),
+            )
+        }
     }
 }
 
@@ -237,20 +263,27 @@ pub fn check_state_files(store: &Store, service: &str) -> anyhow::Result<()> {
 }
 
 /// Read `service`'s state before anything touches its target: a damaged journal or
-/// history is reported (exit 3, with its file and line) with nothing changed and no
-/// cloud call made, instead of surfacing halfway through a command. The history read
-/// is returned for a caller that needs it.
+/// history index is reported (exit 3, with its file or key and line) with nothing
+/// changed and no cloud call made, instead of surfacing halfway through a command.
+/// What a command goes on from is read: the unfinished deployment, and the newest
+/// finished and promoted ones with their journals (a rollback's starting points) — a
+/// bounded amount, however long the history.
 ///
 /// # Errors
 /// What the store found wrong, or could not read.
-pub async fn read_state_first(
-    store: &Store,
-    service: &str,
-) -> anyhow::Result<Vec<deployer_engine::state::Journal>> {
+pub async fn read_state_first(store: &Store, service: &str) -> anyhow::Result<()> {
     use deployer_engine::state::Store as _;
     check_state_files(store, service)?;
     store.active(service).await?;
-    Ok(store.history(service).await?)
+    let latest = store.latest(service).await?;
+    let promoted = latest
+        .promoted
+        .as_ref()
+        .filter(|p| latest.finished.as_ref().is_none_or(|f| f.id != p.id));
+    for summary in [latest.finished.as_ref(), promoted].into_iter().flatten() {
+        deployer_engine::state::journal_of(store, service, summary).await?;
+    }
+    Ok(())
 }
 
 pub fn settings(service: &ServiceConfig) -> Settings {

@@ -8,7 +8,7 @@ use deployer_engine::events::short_release;
 use deployer_engine::redact::printable;
 use deployer_engine::safety::SafetyGuard;
 use deployer_engine::state::journal::RollbackAction;
-use deployer_engine::state::{Action, DeployResult, Journal, Record, Store};
+use deployer_engine::state::{Action, Journal, Record, Store};
 
 use super::report::Reporter;
 use super::setup;
@@ -106,16 +106,14 @@ pub(super) async fn status_view(
                 .map(|(_, action)| describe::action(action)),
         }
     });
-    let history = store.history(service_name).await?;
-    let live = history.iter().rev().find(|j| {
-        j.finished()
-            .is_some_and(|(r, _)| r == DeployResult::Promoted)
-    });
+    // One object of the history index, not the whole history.
+    let live = store.latest(service_name).await?.promoted;
     let (live, live_deployment, kept_warm) = match warm {
         Some((id, release, kept)) => (Some(release), Some(id), Some(kept)),
         None => (
-            live.map(|j| short_release(&releases(j).1).to_string()),
-            live.and_then(|j| j.id().map(str::to_string)),
+            live.as_ref()
+                .map(|s| short_release(&s.new_release).to_string()),
+            live.map(|s| s.id),
             None,
         ),
     };

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::names;
-use super::{Journal, Record, StateError};
+use super::{Journal, Latest, Page, Record, StateError, Summary};
 use crate::files::{self, Kind};
 use crate::redact::printable;
 
@@ -497,15 +497,17 @@ impl LocalStore {
         Ok(journal)
     }
 
-    /// Finished deployments of `service`, oldest first.
+    /// The ids `history.jsonl` lists, oldest first: the deployment numbered n is the
+    /// n-th. One file, read whole: cheap next to the journals, which are read only for
+    /// the deployments asked about.
     ///
     /// # Errors
-    /// I/O errors or a damaged journal.
-    fn history_now(&self, service: &str) -> Result<Vec<Journal>, StateError> {
+    /// I/O errors or a damaged line.
+    fn history_ids(&self, service: &str) -> Result<(PathBuf, Vec<String>), StateError> {
         let path = self.service_dir(service)?.join("history.jsonl");
         let text = match files::read_text(&path, Kind::History) {
             Ok(text) => text,
-            Err(err) if err.not_found() => return Ok(Vec::new()),
+            Err(err) if err.not_found() => return Ok((path, Vec::new())),
             Err(err) => return Err(unreadable(&path)(err)),
         };
         // As with a journal, a last line without its newline was cut short by a kill
@@ -513,7 +515,7 @@ impl LocalStore {
         // an entry naming a deployment, or the history is reported damaged rather than
         // read as shorter than it is.
         let (lines, _torn) = split_lines(text.as_bytes());
-        let mut journals = Vec::new();
+        let mut ids = Vec::new();
         for (n, line) in lines.enumerate() {
             let damaged = |reason: String| StateError::Corrupt {
                 path: path.clone(),
@@ -528,22 +530,78 @@ impl LocalStore {
                     printable(&entry.id)
                 )));
             }
-            let journal = self.read_now(service, &entry.id)?;
-            if journal.finished().is_none() {
-                return Err(StateError::Corrupt {
-                    path: self.journal_path(service, &entry.id)?,
-                    line: journal.records.len() + 1,
-                    reason: format!(
-                        "the deployment has no end record, yet {} lists it as finished \
-                         (line {})",
-                        path.display(),
-                        n + 1
-                    ),
-                });
-            }
-            journals.push(journal);
+            ids.push(entry.id);
         }
-        Ok(journals)
+        Ok((path, ids))
+    }
+
+    /// The summary of deployment `number` (`id`, line `number` of `history`), from its
+    /// journal, which must have ended.
+    fn summary_now(
+        &self,
+        service: &str,
+        history: &Path,
+        number: u64,
+        id: &str,
+    ) -> Result<Summary, StateError> {
+        let journal = self.read_now(service, id)?;
+        Summary::of(&journal, number).ok_or_else(|| StateError::Corrupt {
+            path: self.journal_path(service, id).unwrap_or_default(),
+            line: journal.records.len() + 1,
+            reason: format!(
+                "the deployment has no end record, yet {} lists it as finished (line {number})",
+                history.display(),
+            ),
+        })
+    }
+
+    /// Finished deployments of `service`, newest first: at most `limit` numbered below
+    /// `before`; only their journals are read.
+    ///
+    /// # Errors
+    /// I/O errors or a damaged journal.
+    fn recent_now(
+        &self,
+        service: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page, StateError> {
+        let (path, ids) = self.history_ids(service)?;
+        let top = before.map_or(ids.len() as u64, |b| {
+            b.saturating_sub(1).min(ids.len() as u64)
+        });
+        let mut entries = Vec::new();
+        let mut number = top;
+        while number > 0 && entries.len() < limit {
+            let id = &ids[number as usize - 1];
+            entries.push(self.summary_now(service, &path, number, id)?);
+            number -= 1;
+        }
+        Ok(Page {
+            entries,
+            more: number > 0,
+        })
+    }
+
+    /// The newest finished deployment of `service` and the newest promoted one.
+    ///
+    /// # Errors
+    /// I/O errors or a damaged journal.
+    fn latest_now(&self, service: &str) -> Result<Latest, StateError> {
+        let (path, ids) = self.history_ids(service)?;
+        let mut latest = Latest::default();
+        // Back from the newest to the first promoted one: a run of rollbacks is short,
+        // and local journals are cheap to read.
+        for (i, id) in ids.iter().enumerate().rev() {
+            let summary = self.summary_now(service, &path, i as u64 + 1, id)?;
+            let promoted = summary.result == super::DeployResult::Promoted;
+            latest.finished.get_or_insert_with(|| summary.clone());
+            if promoted {
+                latest.promoted = Some(summary);
+                break;
+            }
+        }
+        Ok(latest)
     }
 }
 
@@ -680,8 +738,22 @@ impl super::Store for LocalStore {
         LocalStore::read_now(self, service, id)
     }
 
-    async fn history(&self, service: &str) -> Result<Vec<Journal>, StateError> {
-        LocalStore::history_now(self, service)
+    /// Local files have kept one layout: nothing to prepare.
+    async fn prepare(&self, _service: &str) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    async fn recent(
+        &self,
+        service: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page, StateError> {
+        LocalStore::recent_now(self, service, limit, before)
+    }
+
+    async fn latest(&self, service: &str) -> Result<Latest, StateError> {
+        LocalStore::latest_now(self, service)
     }
 
     async fn send(&self, service: &str, signal: &super::Signal) -> Result<(), StateError> {
@@ -1058,12 +1130,13 @@ mod tests {
         begin_promoted(&store, "d-2");
         store.finish_now("web", "d-2", &finished).unwrap();
         let ids: Vec<_> = store
-            .history_now("web")
+            .recent_now("web", 10, None)
             .unwrap()
+            .entries
             .iter()
-            .map(|j| j.id().unwrap().to_string())
+            .map(|s| (s.number, s.id.clone()))
             .collect();
-        assert_eq!(ids, ["d-1", "d-2"]);
+        assert_eq!(ids, [(2, "d-2".to_string()), (1, "d-1".to_string())]);
         assert_eq!(warnings.lock().unwrap().len(), 1);
     }
 
@@ -1079,11 +1152,57 @@ mod tests {
         };
         store.finish_now("web", "d-1", &finished).unwrap();
         assert!(store.active_now("web").unwrap().is_none());
-        let history = store.history_now("web").unwrap();
-        assert_eq!(history.len(), 1);
+        let page = store.recent_now("web", 10, None).unwrap();
+        assert_eq!(page.entries.len(), 1);
+        assert!(!page.more);
+        assert_eq!(page.entries[0].result, DeployResult::Promoted);
+        let latest = store.latest_now("web").unwrap();
+        assert_eq!(latest.finished, latest.promoted);
+        assert_eq!(latest.finished.map(|s| s.id), Some("d-1".to_string()));
+    }
+
+    /// Pages newest first, `before` a number, and the newest promoted found behind
+    /// rollbacks: the local backend answers the bounded queries as the S3 one does.
+    #[test]
+    fn history_pages_newest_first_and_latest_skips_rollbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        for n in 1..=5 {
+            let id = format!("d-{n}");
+            let result = if n <= 3 {
+                begin_promoted(&store, &id);
+                DeployResult::Promoted
+            } else {
+                store.begin_now("web", &id, &started(&id)).unwrap();
+                let rollback = Record::RollbackStarted {
+                    reason: "gate".into(),
+                    at_ms: 1,
+                };
+                store.append_now("web", &id, &rollback).unwrap();
+                DeployResult::RolledBack
+            };
+            let finished = Record::Finished {
+                result,
+                detail: String::new(),
+                at_ms: 2,
+            };
+            store.finish_now("web", &id, &finished).unwrap();
+        }
+        let numbers = |page: &Page| page.entries.iter().map(|s| s.number).collect::<Vec<_>>();
+        let first = store.recent_now("web", 2, None).unwrap();
+        assert_eq!((numbers(&first), first.more), (vec![5, 4], true));
+        let next = store.recent_now("web", 2, Some(4)).unwrap();
+        assert_eq!((numbers(&next), next.more), (vec![3, 2], true));
+        let last = store.recent_now("web", 2, Some(2)).unwrap();
+        assert_eq!((numbers(&last), last.more), (vec![1], false));
+        assert_eq!(last.entries[0].id, "d-1");
+        let past_the_end = store.recent_now("web", 2, Some(99)).unwrap();
+        assert_eq!(numbers(&past_the_end), vec![5, 4]);
+        let latest = store.latest_now("web").unwrap();
+        assert_eq!(latest.finished.map(|s| s.number), Some(5));
         assert_eq!(
-            history[0].finished().map(|f| f.0),
-            Some(DeployResult::Promoted)
+            latest.promoted.map(|s| (s.number, s.id)),
+            Some((3, "d-3".into()))
         );
     }
 }

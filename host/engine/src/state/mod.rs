@@ -5,12 +5,14 @@
 //! one step that was in flight when a run died is always safe: that is what lets the
 //! next invocation resume or roll back a run killed at any point.
 
+pub mod index;
 pub mod journal;
 pub mod local;
 pub mod names;
 pub mod signal;
 mod store;
 
+pub use index::{Latest, Page, Summary, journal_of};
 pub use journal::{Action, DeployResult, Journal, Record};
 pub use local::{LocalStore, LockGuard};
 pub use signal::{Signal, SignalKind};
@@ -55,6 +57,21 @@ pub enum StateError {
         rule = names::NAME_RULE
     )]
     BadName { what: &'static str, value: String },
+    /// The history index (what bounds the reads of `history`, `status` and `rollback`)
+    /// disagrees with itself or with a journal. It is derived data: deleted, it is built
+    /// again from the journals.
+    #[error(
+        "the history index {location} is damaged: {reason}\n  \
+         fix: delete {head}; the next `deployer run`, `deployer rollback` or \
+         `deployer tidy` of the service builds the index again from its journals"
+    )]
+    Index {
+        /// Where: the object read, or the service.
+        location: String,
+        reason: String,
+        /// What to delete so that the index is built again: its head object.
+        head: String,
+    },
     #[error(
         "state file {path} is damaged at line {line}: {reason}\n  \
          fix: it was cut short or edited by hand; restore it from a backup, or move the \

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::{Journal, Record, Signal, StateError};
+use super::{Journal, Latest, Page, Record, Signal, StateError};
 
 /// Whether this run still holds the service's lock: cheap (no I/O), called before
 /// every journal write and every change to the target. An error (a lease that expired
@@ -99,14 +99,36 @@ pub trait Store: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Journal, StateError>> + Send;
 
-    /// Every finished deployment's journal, oldest first.
+    /// Bring the service's state up to this version's layout, holding its lock (called
+    /// right after [`Store::lock`]): the S3 backend builds its history index the first
+    /// time, from state an earlier version wrote, and says so. Nothing to do for a store
+    /// whose layout never changed.
     ///
     /// # Errors
     /// Backend errors or a damaged journal.
-    fn history(
+    fn prepare(&self, service: &str) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Finished deployments, newest first: at most `limit` of those numbered below
+    /// `before` (from the newest when `None`), and whether older ones remain. Reads a
+    /// bounded amount however long the history is (where the backend can: the local
+    /// files' history list is one file).
+    ///
+    /// # Errors
+    /// Backend errors, a damaged journal or index.
+    fn recent(
         &self,
         service: &str,
-    ) -> impl Future<Output = Result<Vec<Journal>, StateError>> + Send;
+        limit: usize,
+        before: Option<u64>,
+    ) -> impl Future<Output = Result<Page, StateError>> + Send;
+
+    /// The newest finished deployment and the newest promoted one, in a bounded number
+    /// of reads: what `status` shows as live and what `rollback` starts from. Their
+    /// journals are a [`journal_of`](super::journal_of) away.
+    ///
+    /// # Errors
+    /// Backend errors, a damaged journal or index.
+    fn latest(&self, service: &str) -> impl Future<Output = Result<Latest, StateError>> + Send;
 
     /// Leave `signal` for the service's running deployment, replacing an earlier signal
     /// of the same kind. Needs no lock: the run holds it.

@@ -4,8 +4,22 @@
 //! s3://BUCKET/PREFIX services/<service>/deployments/<id>/<n>.json   record n of a journal
 //! s3://BUCKET/PREFIX services/<service>/active                      id of the unfinished deployment
 //! s3://BUCKET/PREFIX services/<service>/history/<id>                one marker per finished deployment
+//! s3://BUCKET/PREFIX services/<service>/index/<number>.json         its summary, numbered 1, 2, 3…
+//! s3://BUCKET/PREFIX services/<service>/latest.json                 the newest finished and promoted
 //! dynamodb TABLE  pk = PREFIX<service>                              the lock: holder, owner, expires
 //! ```
+//!
+//! `history`, `status` and `rollback` read `latest.json` and the index entries they
+//! need, never every past deployment, so their cost does not grow with the history
+//! (BENCHMARKS.md). Entries are numbered in the order deployments finish, under the
+//! lock, and contiguously: a page is a known set of keys, and an entry that is missing
+//! is reported, not skipped. The markers are still written (deployers of earlier
+//! versions read them); they are what the index is built from when `latest.json` is
+//! missing, as in state an earlier version wrote: once, under the lock, said in a
+//! warning. Without the lock (`history`, `status`) the markers are read as before and
+//! nothing is written. The index is derived data: deleting `latest.json` rebuilds it.
+//! Once a service has an index, deployers older than this one must not deploy it (their
+//! deployments would be missing from the index).
 //!
 //! Records are written with `If-None-Match: *`, so two writers can never both write
 //! record n of one journal. The lock is a lease, judged by its expiry alone (never by
@@ -24,11 +38,13 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use deployer_engine::redact::printable;
 use deployer_engine::state::Fence;
-use deployer_engine::state::local::{LockHolder, hostname, now_ms};
+use deployer_engine::state::local::{LockHolder, Warn, hostname, now_ms};
 use deployer_engine::state::names;
-use deployer_engine::state::{Journal, Record, Signal, SignalKind, StateError};
+use deployer_engine::state::{
+    DeployResult, Journal, Latest, Page, Record, Signal, SignalKind, StateError, Summary,
+};
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AwsStore {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -37,7 +53,39 @@ pub struct AwsStore {
     pub prefix: String,
     /// How long a lock lives without renewal.
     pub lease: Duration,
+    /// Where the store's warnings go (an index built, or missing).
+    warn: Warn,
+    /// Summaries of journals read from an earlier version's markers, by service and id:
+    /// a command that reads them before taking the lock (`read_state_first`) and then
+    /// builds the index under it reads each journal once.
+    legacy: Arc<Mutex<HashMap<(String, String), Summary>>>,
+    /// Whether this process has said that a history has no index yet (once is enough:
+    /// `history --all` reads it a page at a time).
+    warned: Arc<std::sync::atomic::AtomicBool>,
 }
+
+impl std::fmt::Debug for AwsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsStore")
+            .field("bucket", &self.bucket)
+            .field("table", &self.table)
+            .field("prefix", &self.prefix)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state of a service's history as stored: indexed, written by an earlier version
+/// (markers only: every summary, oldest first), or no history at all.
+enum Head {
+    Indexed(Box<Latest>),
+    Legacy(Vec<Summary>),
+    Empty,
+}
+
+/// How many S3 requests the store makes at once when it reads or writes many objects
+/// (a page of the history, an index being built).
+const CONCURRENT: usize = 16;
 
 fn remote(what: &str, err: impl std::fmt::Display) -> StateError {
     StateError::Remote {
@@ -96,6 +144,36 @@ impl Drop for AwsLock {
 const MAX_OBJECT_BYTES: i64 = 4 * 1024 * 1024;
 
 impl AwsStore {
+    /// The store in `bucket` (keys under `prefix`) and `table`; warnings go to stderr
+    /// until [`AwsStore::with_warnings`] sends them elsewhere.
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+        bucket: impl Into<String>,
+        table: impl Into<String>,
+        prefix: impl Into<String>,
+        lease: Duration,
+    ) -> Self {
+        AwsStore {
+            s3,
+            dynamodb,
+            bucket: bucket.into(),
+            table: table.into(),
+            prefix: prefix.into(),
+            lease,
+            warn: Arc::new(|message| eprintln!("deployer: warning: {message}")),
+            legacy: Arc::default(),
+            warned: Arc::default(),
+        }
+    }
+
+    /// Send warnings (a history index built or missing) to `warn`.
+    #[must_use]
+    pub fn with_warnings(mut self, warn: Warn) -> Self {
+        self.warn = warn;
+        self
+    }
+
     fn service_key(&self, service: &str) -> String {
         format!("{}services/{service}", self.prefix)
     }
@@ -103,6 +181,28 @@ impl AwsStore {
     /// Where the service's signal of `kind` waits (one object per kind).
     fn signal_key(&self, service: &str, kind: SignalKind) -> String {
         format!("{}/signals/{}.json", self.service_key(service), kind.slot())
+    }
+
+    fn latest_key(&self, service: &str) -> String {
+        format!("{}/latest.json", self.service_key(service))
+    }
+
+    /// The index entry of deployment `number`: zero-padded, so keys sort by number.
+    fn entry_key(&self, service: &str, number: u64) -> String {
+        format!("{}/index/{number:012}.json", self.service_key(service))
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// An index object that is not what deployer writes there.
+    fn damaged_index(&self, service: &str, key: &str, reason: String) -> StateError {
+        StateError::Index {
+            location: self.url(key),
+            reason,
+            head: self.url(&self.latest_key(service)),
+        }
     }
 
     fn record_key(&self, service: &str, id: &str, index: usize) -> String {
@@ -520,8 +620,43 @@ impl AwsStore {
         finished: &Record,
     ) -> Result<(), StateError> {
         self.append(service, id, index, finished).await?;
+        // Before this deployment's marker is written: a first index built from the
+        // markers of an earlier version is of the deployments before it.
+        let latest = self.indexed_latest(service).await?;
         let marker = format!("{}/history/{id}", self.service_key(service));
         self.put(&marker, Vec::new(), false).await?;
+        let Record::Finished {
+            result,
+            detail,
+            at_ms,
+        } = finished
+        else {
+            return Err(remote(
+                &format!("finishing deployment {id}"),
+                "the record to finish with is not an end record",
+            ));
+        };
+        let first = self.record_key(service, id, 0);
+        let started = self
+            .get(&first)
+            .await?
+            .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok());
+        let summary = started
+            .as_ref()
+            .and_then(|s| Summary::begun(s, latest.number_for(id), *result, detail, *at_ms))
+            .ok_or_else(|| StateError::Corrupt {
+                path: self.url(&first).into(),
+                line: 1,
+                reason: "the deployment being finished has no readable start record".into(),
+            })?;
+        // The entry, then the head that counts it: a run killed in between left the
+        // deployment active, and the next run writes both again, with the same number.
+        let entry_key = self.entry_key(service, summary.number);
+        let body = serde_json::to_vec(&summary).expect("summaries serialize");
+        self.put(&entry_key, body, false).await?;
+        let latest = latest.after(summary);
+        let body = serde_json::to_vec(&latest).expect("summaries serialize");
+        self.put(&self.latest_key(service), body, false).await?;
         let active = format!("{}/active", self.service_key(service));
         self.s3
             .delete_object()
@@ -578,40 +713,282 @@ impl AwsStore {
         }
     }
 
-    /// # Errors
-    /// AWS errors or a damaged record.
-    pub async fn history(&self, service: &str) -> Result<Vec<Journal>, StateError> {
+    /// `latest.json` of `service`, checked, if there is one.
+    async fn read_latest(&self, service: &str) -> Result<Option<Latest>, StateError> {
+        let key = self.latest_key(service);
+        let Some(bytes) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        let latest: Latest = serde_json::from_slice(&bytes).map_err(|e| {
+            self.damaged_index(service, &key, format!("it is not an index head: {e}"))
+        })?;
+        if let Some(reason) = latest.damage() {
+            return Err(self.damaged_index(service, &key, reason));
+        }
+        Ok(Some(latest))
+    }
+
+    /// The service's history as stored: its index head, or (none yet) every summary
+    /// from an earlier version's markers, or nothing.
+    async fn head(&self, service: &str) -> Result<Head, StateError> {
+        if let Some(latest) = self.read_latest(service).await? {
+            return Ok(Head::Indexed(Box::new(latest)));
+        }
         let prefix = format!("{}/history/", self.service_key(service));
-        let mut journals = Vec::new();
+        let any = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| {
+                remote(
+                    &format!("listing {}", self.url(&prefix)),
+                    crate::aws::sdk_error(&e),
+                )
+            })?;
+        if any.contents().is_empty() {
+            return Ok(Head::Empty);
+        }
+        Ok(Head::Legacy(self.legacy_summaries(service).await?))
+    }
+
+    /// Every finished deployment from the markers (`history/<id>`) alone, as versions
+    /// before the index kept them: each journal read and checked, oldest first (by when
+    /// each began: ids of this version's form and of earlier ones do not sort by time
+    /// against each other), numbered from 1.
+    async fn legacy_summaries(&self, service: &str) -> Result<Vec<Summary>, StateError> {
+        let prefix = format!("{}/history/", self.service_key(service));
+        let mut ids = Vec::new();
         for key in self.list(&prefix).await? {
             let id = key.rsplit('/').next().unwrap_or_default().to_string();
             if !names::valid_id(&id) {
                 return Err(remote(
-                    &format!("s3://{}/{key}", self.bucket),
+                    &self.url(&key),
                     format!(
                         "`{}` is not a deployment id: the key is not deployer's",
                         printable(&id)
                     ),
                 ));
             }
-            let journal = self.read(service, &id).await?;
-            if journal.finished().is_none() {
-                return Err(StateError::Corrupt {
-                    path: format!("s3://{}/{key}", self.bucket).into(),
-                    line: 1,
-                    reason: "it marks a deployment finished whose journal has no end record".into(),
+            ids.push((key, id));
+        }
+        let memo = |id: &str| {
+            self.legacy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&(service.to_string(), id.to_string()))
+                .cloned()
+        };
+        let mut summaries = Vec::with_capacity(ids.len());
+        let mut unread = Vec::new();
+        for (key, id) in ids {
+            match memo(&id) {
+                Some(summary) => summaries.push(summary),
+                None => unread.push((key, id)),
+            }
+        }
+        let mut reads = tokio::task::JoinSet::new();
+        let mut pending = unread.into_iter();
+        loop {
+            while reads.len() < CONCURRENT
+                && let Some((key, id)) = pending.next()
+            {
+                let (store, service) = (self.clone(), service.to_string());
+                reads.spawn(async move {
+                    let journal = store.read(&service, &id).await?;
+                    Summary::of(&journal, 0).ok_or_else(|| StateError::Corrupt {
+                        path: store.url(&key).into(),
+                        line: 1,
+                        reason: "it marks a deployment finished whose journal has no end record"
+                            .into(),
+                    })
                 });
             }
-            journals.push(journal);
+            let Some(read) = reads.join_next().await else {
+                break;
+            };
+            let summary = read.map_err(|e| remote("reading the history", e))??;
+            self.legacy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((service.to_string(), summary.id.clone()), summary.clone());
+            summaries.push(summary);
         }
-        // Oldest first, by when each began: keys sort by id, and ids of two forms (this
-        // version's `web-20261201-…`, earlier versions' `d1796048620720-…`) do not sort
-        // by time against each other.
-        journals.sort_by_key(|j| match j.started() {
-            Some(Record::Started { at_ms, .. }) => *at_ms,
-            _ => 0,
-        });
-        Ok(journals)
+        summaries.sort_by(|a, b| (a.started_ms, &a.id).cmp(&(b.started_ms, &b.id)));
+        for (n, summary) in summaries.iter_mut().enumerate() {
+            summary.number = n as u64 + 1;
+        }
+        Ok(summaries)
+    }
+
+    /// The newest finished and promoted of summaries oldest first.
+    fn latest_of(summaries: &[Summary]) -> Latest {
+        Latest {
+            finished: summaries.last().cloned(),
+            promoted: summaries
+                .iter()
+                .rev()
+                .find(|s| s.result == DeployResult::Promoted)
+                .cloned(),
+        }
+    }
+
+    /// Say that `service`'s history has no index yet, so it was read whole.
+    fn warn_unindexed(&self, service: &str, count: usize) {
+        if self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        (self.warn)(&format!(
+            "the history of `{service}` in {} has no index yet (it was written by an earlier \
+             deployer), so all {count} past deployments were read; the next `deployer run`, \
+             `deployer rollback` or `deployer tidy` of `{service}` builds the index, after which \
+             this reads a bounded amount",
+            self.url(&self.service_key(service))
+        ));
+    }
+
+    /// The index head, building the index first from an earlier version's markers when
+    /// there is none. Only under the service's lock: it writes.
+    async fn indexed_latest(&self, service: &str) -> Result<Latest, StateError> {
+        let summaries = match self.head(service).await? {
+            Head::Indexed(latest) => return Ok(*latest),
+            Head::Empty => return Ok(Latest::default()),
+            Head::Legacy(summaries) => summaries,
+        };
+        let mut writes = tokio::task::JoinSet::new();
+        let mut pending = summaries.iter().cloned();
+        loop {
+            while writes.len() < CONCURRENT
+                && let Some(summary) = pending.next()
+            {
+                let store = self.clone();
+                let key = self.entry_key(service, summary.number);
+                writes.spawn(async move {
+                    let body = serde_json::to_vec(&summary).expect("summaries serialize");
+                    store.put(&key, body, false).await
+                });
+            }
+            let Some(written) = writes.join_next().await else {
+                break;
+            };
+            written.map_err(|e| remote("building the history index", e))??;
+        }
+        // The head last: until it is written the index counts as missing, so a build
+        // cut short is done again.
+        let latest = Self::latest_of(&summaries);
+        let body = serde_json::to_vec(&latest).expect("summaries serialize");
+        self.put(&self.latest_key(service), body, false).await?;
+        (self.warn)(&format!(
+            "built the history index of `{service}` in {} from its {} past deployments \
+             (written by an earlier deployer): `history`, `status` and `rollback` now read a \
+             bounded amount; deployers older than this one must no longer deploy `{service}`",
+            self.url(&self.service_key(service)),
+            summaries.len()
+        ));
+        Ok(latest)
+    }
+
+    /// # Errors
+    /// AWS errors or a damaged journal.
+    pub async fn prepare(&self, service: &str) -> Result<(), StateError> {
+        self.indexed_latest(service).await.map(drop)
+    }
+
+    /// # Errors
+    /// AWS errors, a damaged or missing index entry.
+    pub async fn latest(&self, service: &str) -> Result<Latest, StateError> {
+        match self.head(service).await? {
+            Head::Indexed(latest) => Ok(*latest),
+            Head::Empty => Ok(Latest::default()),
+            Head::Legacy(summaries) => {
+                self.warn_unindexed(service, summaries.len());
+                Ok(Self::latest_of(&summaries))
+            }
+        }
+    }
+
+    /// # Errors
+    /// AWS errors, a damaged or missing index entry.
+    pub async fn recent(
+        &self,
+        service: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page, StateError> {
+        let latest = match self.head(service).await? {
+            Head::Indexed(latest) => *latest,
+            Head::Empty => return Ok(Page::default()),
+            Head::Legacy(summaries) => {
+                self.warn_unindexed(service, summaries.len());
+                let top = before.map_or(summaries.len(), |b| {
+                    (b.saturating_sub(1) as usize).min(summaries.len())
+                });
+                let from = top.saturating_sub(limit);
+                return Ok(Page {
+                    entries: summaries[from..top].iter().rev().cloned().collect(),
+                    more: from > 0,
+                });
+            }
+        };
+        let newest = latest.finished.as_ref().map_or(0, |s| s.number);
+        let top = before.map_or(newest, |b| b.saturating_sub(1).min(newest));
+        let bottom = top.saturating_sub(limit as u64);
+        let mut reads = tokio::task::JoinSet::new();
+        let mut pending = (bottom + 1..=top).rev();
+        let mut entries = Vec::new();
+        loop {
+            while reads.len() < CONCURRENT
+                && let Some(number) = pending.next()
+            {
+                let (store, service) = (self.clone(), service.to_string());
+                reads.spawn(async move { store.entry(&service, number, newest).await });
+            }
+            let Some(read) = reads.join_next().await else {
+                break;
+            };
+            entries.push(read.map_err(|e| remote("reading the history index", e))??);
+        }
+        entries.sort_by_key(|s| std::cmp::Reverse(s.number));
+        Ok(Page {
+            entries,
+            more: bottom > 0,
+        })
+    }
+
+    /// Index entry `number` of `service`, whose newest is `newest`: it must be there
+    /// (numbers are contiguous) and hold a summary of that number.
+    async fn entry(&self, service: &str, number: u64, newest: u64) -> Result<Summary, StateError> {
+        let key = self.entry_key(service, number);
+        let Some(bytes) = self.get(&key).await? else {
+            return Err(self.damaged_index(
+                service,
+                &key,
+                format!(
+                    "entry {number} is missing, though {} counts {newest} finished deployments",
+                    self.url(&self.latest_key(service))
+                ),
+            ));
+        };
+        let summary: Summary = serde_json::from_slice(&bytes).map_err(|e| {
+            self.damaged_index(service, &key, format!("it is not a history entry: {e}"))
+        })?;
+        if let Some(reason) = summary.damage() {
+            return Err(self.damaged_index(service, &key, reason));
+        }
+        if summary.number != number {
+            return Err(self.damaged_index(
+                service,
+                &key,
+                format!(
+                    "it holds entry {} where entry {number} belongs",
+                    summary.number
+                ),
+            ));
+        }
+        Ok(summary)
     }
 }
 
@@ -693,8 +1070,21 @@ impl deployer_engine::state::Store for AwsStore {
         AwsStore::read(self, service, id).await
     }
 
-    async fn history(&self, service: &str) -> Result<Vec<Journal>, StateError> {
-        AwsStore::history(self, service).await
+    async fn prepare(&self, service: &str) -> Result<(), StateError> {
+        AwsStore::prepare(self, service).await
+    }
+
+    async fn recent(
+        &self,
+        service: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page, StateError> {
+        AwsStore::recent(self, service, limit, before).await
+    }
+
+    async fn latest(&self, service: &str) -> Result<Latest, StateError> {
+        AwsStore::latest(self, service).await
     }
 
     async fn send(&self, service: &str, signal: &Signal) -> Result<(), StateError> {

@@ -233,32 +233,32 @@ async fn changed_by_release(
     {
         return Ok(Ok(true));
     }
-    let history = store.history(service).await?;
-    let Some(last) = history.last().filter(|j| started_ms(j) >= since) else {
+    let Some(last) = store
+        .latest(service)
+        .await?
+        .finished
+        .filter(|last| last.started_ms >= since)
+    else {
         return Ok(Ok(false));
     };
-    let finished = last.finished().map(|(result, _)| result);
-    if let Some(Record::Started {
-        undoes: Some(_), ..
-    }) = last.started()
-    {
+    if last.undoes.is_some() {
         // A rollback of the service since: promoted, it took the release's deployment
         // back; rolled back or failed, the release's deployment is still there.
-        return Ok(Ok(finished != Some(DeployResult::Promoted)));
+        return Ok(Ok(last.result != DeployResult::Promoted));
     }
-    if let (Some(ours), Some(last_id)) = (&entry.deployment, last.id())
-        && ours != last_id
+    if let Some(ours) = &entry.deployment
+        && *ours != last.id
         && entry.result == Some(ServiceResult::Promoted)
     {
         return Ok(Err(format!(
             "deployment {} replaced the release's {ours} since; take it back with `deployer \
              rollback --service {service}`",
-            printable(last_id)
+            printable(&last.id)
         )));
     }
     Ok(Ok(matches!(
-        finished,
-        Some(DeployResult::Promoted | DeployResult::RollbackFailed)
+        last.result,
+        DeployResult::Promoted | DeployResult::RollbackFailed
     )))
 }
 
