@@ -1,19 +1,23 @@
 //! Releases of several services (`[releases.NAME]`, `deployer run release`), end to end
-//! against moto with the real binary: three services — `api` (ECS, in place), `bets`
-//! (Auto Scaling, two groups behind an ALB) in the first wave, `web` (ECS task sets
-//! behind an ALB) in the second — promoted wave by wave; the second wave's gate failing
+//! against moto with the real binary: three services — `api` (ECS, in place, us-east-1),
+//! `bets` (Auto Scaling, two groups behind an ALB, in eu-west-1: its own `aws` region) in
+//! the first wave, `web` (ECS task sets behind an ALB) in the second — promoted wave by
+//! wave; the second wave's gate failing
 //! takes all three back; a run killed mid-wave is taken back as a whole by the next
 //! `deployer run release` and by `deployer rollback --release`.
 
 use aws_sdk_cloudwatch::types::StateValue;
 use deployer_tests::support::config::{ConfigBuilder, Table};
-use deployer_tests::support::env::{Alb, EcsEnv, group};
+use deployer_tests::support::env::{Alb, EcsEnv, Group, group};
 use deployer_tests::support::{AsgWorld, Moto};
 
-/// The ECS world and the Auto Scaling world in one moto, with the ECS agent.
+/// The ECS world (us-east-1) and the Auto Scaling world (eu-west-1) in one moto, with
+/// the ECS agent.
 struct Fleet {
     env: EcsEnv,
     asg: AsgWorld,
+    /// Clients of eu-west-1, where `bets` lives.
+    eu: deployer_targets::aws::Clients,
 }
 
 const RELEASE: &[&str] = &[
@@ -31,8 +35,9 @@ const RELEASE: &[&str] = &[
 impl Fleet {
     async fn start() -> Fleet {
         let env = EcsEnv::start(&[]).await;
-        let asg = Moto::asg_world(&env.moto);
-        Fleet { env, asg }
+        let asg = Moto::asg_world_in(&env.moto, "eu-west-1");
+        let eu = env.moto.clients_in("eu-west-1").await;
+        Fleet { env, asg, eu }
     }
 
     /// `api` rolled in place, `bets` and `web` by canary with these steps for `web`; the
@@ -54,6 +59,7 @@ impl Fleet {
             })
             .service("bets", |s| {
                 s.health_timeout("10s")
+                    .settings(|t| t.raw("aws", "{ region = \"eu-west-1\" }"))
                     .asg_pair(["web-blue", "web-green"], 2)
                     .listener(listener, None, [blue, green])
                     .canary_steps("[{ weight = 50 }]")
@@ -85,8 +91,7 @@ impl Fleet {
     /// bets' listener weights (blue, green).
     async fn weights_bets(&self) -> (u8, u8) {
         let out = self
-            .env
-            .clients
+            .eu
             .elb
             .describe_listeners()
             .listener_arns(&self.asg.listener)
@@ -106,6 +111,28 @@ impl Fleet {
                 .unwrap_or(0) as u8
         };
         (weight(&self.asg.blue), weight(&self.asg.green))
+    }
+
+    /// Auto Scaling group `name` of eu-west-1.
+    async fn group(&self, name: &str) -> Group {
+        let out = self
+            .eu
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .unwrap();
+        let g = &out.auto_scaling_groups()[0];
+        let mut versions = std::collections::BTreeMap::new();
+        for i in g.instances() {
+            let v = i.launch_template().and_then(|t| t.version()).unwrap();
+            *versions.entry(v.to_string()).or_insert(0) += 1;
+        }
+        Group {
+            versions,
+            desired: g.desired_capacity().unwrap() as u32,
+        }
     }
 
     async fn json(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
@@ -165,7 +192,7 @@ async fn a_release_of_three_services_is_promoted_wave_by_wave() {
         fleet.live().await,
         ("web:2".into(), "web:2".into(), "web-green".into())
     );
-    assert_eq!(fleet.env.group("web-green").await, group(&[("2", 2)], 2));
+    assert_eq!(fleet.group("web-green").await, group(&[("2", 2)], 2));
     // The second wave began only after the first was promoted: web's first shift is
     // logged after both first-wave services' results.
     let first_web = stderr.find("[web]").expect("web logged");
@@ -263,7 +290,7 @@ async fn a_failing_gate_in_the_second_wave_takes_all_three_back() {
         fleet.live().await,
         ("web:1".into(), "web:1".into(), "web-blue".into())
     );
-    assert_eq!(fleet.env.group("web-blue").await, group(&[("1", 2)], 2));
+    assert_eq!(fleet.group("web-blue").await, group(&[("1", 2)], 2));
     // The release's rollback is journaled and shown.
     let (_, status, _) = fleet.json(&["status", "--release", "shop"]).await;
     assert_eq!(status["last"]["finished"]["result"], "rolled-back");

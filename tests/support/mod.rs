@@ -100,6 +100,15 @@ impl Moto {
     /// Run `support/SCRIPT ENDPOINT`, which builds a world and prints its ARNs as JSON,
     /// and return the ARNs named `keys`.
     fn world<const N: usize>(&self, script: &str, keys: [&str; N]) -> [String; N] {
+        self.world_with(script, &[], keys)
+    }
+
+    fn world_with<const N: usize>(
+        &self,
+        script: &str,
+        args: &[&str],
+        keys: [&str; N],
+    ) -> [String; N] {
         let out = Command::new(moto_venv().join("bin/python"))
             .arg(
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -107,6 +116,7 @@ impl Moto {
                     .join(script),
             )
             .arg(&self.endpoint)
+            .args(args)
             .output()
             .unwrap();
         assert!(
@@ -120,8 +130,16 @@ impl Moto {
 
     /// Create the Auto Scaling world (see `support/moto_asg_world.py`).
     pub fn asg_world(&self) -> AsgWorld {
-        let [listener, blue, green, api] =
-            self.world("moto_asg_world.py", ["listener", "blue", "green", "api"]);
+        self.asg_world_in("us-east-1")
+    }
+
+    /// The Auto Scaling world in `region`.
+    pub fn asg_world_in(&self, region: &str) -> AsgWorld {
+        let [listener, blue, green, api] = self.world_with(
+            "moto_asg_world.py",
+            &[region],
+            ["listener", "blue", "green", "api"],
+        );
         AsgWorld {
             listener,
             blue,
@@ -156,8 +174,13 @@ impl Moto {
     }
 
     pub async fn clients(&self) -> deployer_targets::aws::Clients {
+        self.clients_in("us-east-1").await
+    }
+
+    /// Clients for `region` of this moto.
+    pub async fn clients_in(&self, region: &str) -> deployer_targets::aws::Clients {
         set_test_credentials();
-        deployer_targets::aws::Clients::new(Some("us-east-1"), Some(&self.endpoint)).await
+        deployer_targets::aws::Clients::new(Some(region), Some(&self.endpoint)).await
     }
 }
 

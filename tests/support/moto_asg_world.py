@@ -5,7 +5,8 @@ An ALB whose production listener forwards to two instance target groups (blue at
 deployments (`web-blue`: web:1 x2 behind blue; `web-green`: web:1 x0 behind green) and
 one group updated in place (`api`: web:1 x3, min 2 max 6, behind its own group).
 
-Usage: python moto_asg_world.py ENDPOINT  -> prints the ARNs as JSON.
+Usage: python moto_asg_world.py ENDPOINT [REGION]  -> prints the ARNs as JSON. REGION
+(default us-east-1) puts the world in another region of the same moto.
 """
 import json
 import sys
@@ -13,12 +14,13 @@ import sys
 import boto3
 
 endpoint = sys.argv[1]
-kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+region = sys.argv[2] if len(sys.argv) > 2 else "us-east-1"
+kw = dict(endpoint_url=endpoint, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing")
 ec2, elb, asg = (boto3.client(s, **kw) for s in ("ec2", "elbv2", "autoscaling"))
 
 vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
 subnets = [
-    ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
+    ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"]["SubnetId"]
     for i, az in ((1, "a"), (2, "b"))
 ]
 lb = elb.create_load_balancer(Name="bets", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]

@@ -133,12 +133,17 @@ def sweep_target_groups():
     """Deregister instances no group holds any more, as the ALB does for terminated ones."""
     for regions in list(autoscaling_backends.values()):
         for region, backend in list(regions.items()):
-            held = {s.instance.id for g in list(backend.autoscaling_groups.values()) for s in list(g.instance_states)}
             elb = elbv2_backends[backend.account_id][region]
-            for tg in list(elb.target_groups.values()):
-                gone = [t for t in list(tg.targets) if t.startswith("i-") and t not in held]
-                for target in gone:
-                    tg.targets.pop(target, None)
+            # The targets first, the instances groups hold second: an instance launched
+            # (and registered) between the two reads is in a group by the second, so it is
+            # never taken for a terminated one. The other order dropped new instances from
+            # their target groups now and then, and they never became healthy.
+            registered = [(tg, [t for t in list(tg.targets) if t.startswith("i-")]) for tg in list(elb.target_groups.values())]
+            held = {s.instance.id for g in list(backend.autoscaling_groups.values()) for s in list(g.instance_states)}
+            for tg, targets in registered:
+                for target in targets:
+                    if target not in held:
+                        tg.targets.pop(target, None)
 
 
 refreshes = {}  # id -> {group, backend, status}

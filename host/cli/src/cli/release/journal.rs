@@ -183,7 +183,8 @@ impl ReleaseStore<'_> {
         self.put(ACTIVE, journal).await
     }
 
-    /// The run has ended: into the history, then no longer active.
+    /// The run has ended: into the history (replacing its earlier entry, for a run taken
+    /// back after it was promoted), then no longer active.
     ///
     /// # Errors
     /// Backend errors.
@@ -193,15 +194,6 @@ impl ReleaseStore<'_> {
             Store::Local(s) => s.remove_release_document(self.release, ACTIVE),
             Store::Aws(s) => s.remove_release_document(self.release, ACTIVE).await,
         }
-    }
-
-    /// Rewrite a finished run in the history (`deployer rollback --release` marks the
-    /// run it took back).
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn amend(&self, journal: &ReleaseJournal) -> Result<(), StateError> {
-        self.put(&history_name(journal), journal).await
     }
 
     /// The newest `max` finished runs, newest first: one listing and `max` reads.

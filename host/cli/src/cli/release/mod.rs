@@ -1061,7 +1061,17 @@ async fn rollback_locked(
             other => other,
         });
     }
-    let Some(mut last) = journals.recent(1).await?.into_iter().next() else {
+    // The newest run that changed something: a run that found every service live
+    // already (a CI retry) is passed over. Bounded: the last 20 runs.
+    let changed = |run: &ReleaseJournal| {
+        run.services.values().any(|e| {
+            !matches!(
+                e.result,
+                None | Some(ServiceResult::Unchanged | ServiceResult::NotStarted)
+            )
+        })
+    };
+    let Some(mut last) = journals.recent(20).await?.into_iter().find(changed) else {
         return Err(BadInput(format!(
             "release `{}` has no run to roll back\n  fix: deploy it first with `deployer run \
              release {}`",
@@ -1091,10 +1101,13 @@ async fn rollback_locked(
         service: None,
         at_ms: now(),
     });
+    // Active again while it is taken back: a rollback killed halfway is finished by the
+    // next command like any interrupted run.
+    journals.save(&last).await?;
     let rollbacks = take_back(host, reporter, world, fences, &mut last).await?;
     let result = rolled_back_result(&last);
     last.undone_by = Some(id.to_string());
-    journals.amend(&last).await?;
+    journals.finish(&last).await?;
     let finished = Finished {
         result,
         detail: format!("release run {} taken back", last.id),
