@@ -427,3 +427,52 @@ async fn a_release_is_checked_whole_before_anything_changes() {
         "nothing changed"
     );
 }
+
+/// While a release runs, its services are locked for it — even one whose wave is done —
+/// so neither a single-service run nor a second run of the release changes anything; a
+/// CI cancel (SIGTERM) then takes all of it back, and a second SIGTERM during that
+/// rollback does not stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_holds_its_services_and_sigterm_takes_it_all_back() {
+    let fleet = Fleet::start().await;
+    fleet
+        .env
+        .write(&fleet.config("[{ weight = 25, bake = \"1h\" }, { weight = 50 }]"));
+    let child = fleet.env.spawn_captured(RELEASE);
+    fleet
+        .env
+        .wait_for_weights("web at 25%", |(_, green)| green == 25)
+        .await;
+
+    let (code, _, stderr) = fleet.env.run("rolling", "api", "web:3").await;
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("already being deployed by"), "{stderr}");
+    let (code, _, stderr) = fleet.env.deployer(RELEASE).await;
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("already being deployed by"), "{stderr}");
+    assert_eq!(
+        fleet.env.api().await.0,
+        "web:2",
+        "api is left as the release put it"
+    );
+
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // SAFETY: as above; the child may still be taking the release back.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("rolled back"), "{stdout}");
+    assert_eq!(
+        fleet.live().await,
+        ("web:1".into(), "web:1".into(), "web-blue".into())
+    );
+    // Every lock was given back: the release runs again.
+    fleet.env.write(&fleet.config("[{ weight = 50 }]"));
+    let (code, _, stderr) = fleet.env.deployer(RELEASE).await;
+    assert_eq!(code, 0, "{stderr}");
+}
