@@ -30,6 +30,7 @@ fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
         "eks-canary-prometheus",
         "asg-canary",
         "ecs-service-pair",
+        "release",
     ] {
         let config = repo(&format!("examples/{example}/deployer.toml"));
         let (code, out, err) = run(&["validate", "--config", config.to_str().unwrap()]);

@@ -408,6 +408,11 @@ async fn a_release_is_checked_whole_before_anything_changes() {
             |t: Table| t.raw("strategies", "{ db = \"canary\" }"),
             "releases.shop.strategies.db",
         ),
+        // api has parameters for rolling only.
+        (
+            |t: Table| t.raw("strategies", "{ api = \"canary\" }"),
+            "strategy `canary` needs parameters",
+        ),
     ] {
         let config = fleet.config("[{ weight = 25 }]").release(
             "shop",

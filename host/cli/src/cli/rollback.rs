@@ -97,13 +97,15 @@ pub async fn rollback(
         }
         None => at_once(
             host,
-            service_name,
-            service,
-            &target,
-            &store,
-            &events,
-            shape.side_by_side,
-            None,
+            Undo {
+                name: service_name,
+                service,
+                target: &target,
+                store: &store,
+                events: &events,
+                side_by_side: shape.side_by_side,
+                held: None,
+            },
         )
         .await
         .map_err(|(strategy, err)| engine_error(&config, service_name, strategy, err))?,
@@ -133,24 +135,39 @@ pub async fn rollback(
     }
 }
 
+/// A service to take back at once ([`at_once`]).
+pub struct Undo<'a> {
+    pub name: &'a str,
+    pub service: &'a crate::config::ServiceConfig,
+    pub target: &'a ServiceTarget,
+    pub store: &'a setup::Store,
+    pub events: &'a (dyn Fn(&Event<'_>) + Send + Sync),
+    /// What the target's shape says.
+    pub side_by_side: bool,
+    /// The check of a lock the caller holds (a release's); `None`: take the service's own.
+    pub held: Option<deployer_engine::state::Fence>,
+}
+
 /// Back to the last good release at once, without gates or bakes: production goes back
 /// to what worked. In place, the previous release is rolled back out; side by side,
-/// traffic moves back (onto a side kept warm without scaling it): `side_by_side` is what
-/// the target's shape says. Under `held`, a lock
-/// the caller holds (a release's), else under the service's own.
+/// traffic moves back (onto a side kept warm without scaling it). Under a lock the
+/// caller holds (a release's), else under the service's own.
 ///
 /// # Errors
 /// The engine's, with the name of the strategy it ran, for [`engine_error`].
 pub async fn at_once(
     host: &PluginHost,
-    service_name: &str,
-    service: &crate::config::ServiceConfig,
-    target: &ServiceTarget,
-    store: &setup::Store,
-    events: &(dyn Fn(&Event<'_>) + Send + Sync),
-    side_by_side: bool,
-    held: Option<deployer_engine::state::Fence>,
+    service: Undo<'_>,
 ) -> Result<RolledBack, (&'static str, deployer_engine::rollout::EngineError)> {
+    let Undo {
+        name: service_name,
+        service,
+        target,
+        store,
+        events,
+        side_by_side,
+        held,
+    } = service;
     macro_rules! engine {
         ($strategy:expr) => {{
             let engine = Engine::new(Parts {

@@ -104,6 +104,29 @@ pub async fn run(host: &PluginHost, config_path: &Path, account: bool) -> anyhow
             }
         }
     }
+    // A release runs each service with the strategy it names: one the service has no
+    // parameters for (canary needs its steps) is refused here as `run` would refuse it.
+    for (name, release) in &config.releases {
+        for (_, service_name) in release.services() {
+            let strategy = &release.strategies[service_name];
+            let Some(service) = config.services.get(service_name) else {
+                continue;
+            };
+            if service.strategies.contains_key(strategy) {
+                continue; // checked with the service above
+            }
+            if let Err(err) =
+                super::setup::strategy(host, &config, service_name, service, strategy).await
+            {
+                match err.downcast::<ConfigErrors>() {
+                    Ok(found) => errors.extend(found.0),
+                    Err(other) => errors.push(
+                        config.error_at_field(&format!("releases.{name}"), other.to_string()),
+                    ),
+                }
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors).into());
     }
@@ -111,10 +134,14 @@ pub async fn run(host: &PluginHost, config_path: &Path, account: bool) -> anyhow
         check_account(&config).await?;
     }
     outln!(
-        "{}: ok ({} service(s), {} plugin(s))",
+        "{}: ok ({} service(s), {} plugin(s){})",
         config.path.display(),
         config.services.len(),
-        config.plugins.len()
+        config.plugins.len(),
+        match config.releases.len() {
+            0 => String::new(),
+            n => format!(", {n} release(s)"),
+        }
     );
     Ok(Outcome::Success)
 }

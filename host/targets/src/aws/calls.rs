@@ -14,9 +14,12 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 /// A release deploys many services at once through one set of clients per region (one
 /// shared request budget): each service's calls are made inside [`scoped`], and
 /// [`CallCounter::scope`] gives the view of one service's calls for its summary.
+/// Calls by (scope, operation); the scope is "" outside any [`scoped`].
+type Counts = BTreeMap<(Arc<str>, String), u32>;
+
 #[derive(Clone, Debug, Default)]
 pub struct CallCounter {
-    calls: Arc<Mutex<BTreeMap<(Arc<str>, String), u32>>>,
+    calls: Arc<Mutex<Counts>>,
     /// `None`: every call; `Some(name)`: only calls made inside `scoped(name, …)`.
     only: Option<Arc<str>>,
 }

@@ -321,13 +321,15 @@ async fn take_back(
                         &name,
                         super::rollback::at_once(
                             host,
-                            &name,
-                            member.service,
-                            &member.target,
-                            &world.store,
-                            &events,
-                            side_by_side,
-                            fences.get(&name).cloned(),
+                            super::rollback::Undo {
+                                name: &name,
+                                service: member.service,
+                                target: &member.target,
+                                store: &world.store,
+                                events: &events,
+                                side_by_side,
+                                held: fences.get(&name).cloned(),
+                            },
                         ),
                     )
                     .await;
