@@ -69,8 +69,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Deploy a new release with a strategy (canary, blue-green, rolling or a plugin), or
-    /// several services as one release: `deployer run release NAME --image api=… --image
-    /// web=…` deploys `[releases.NAME]` wave by wave and rolls all of it back if any fails.
+    /// several services as one release
+    ///
+    /// `deployer run release NAME --image api=… --image web=…` deploys `[releases.NAME]`
+    /// wave by wave and takes all of it back if any service fails.
     #[command(group(
         clap::ArgGroup::new("what")
             .args(["release", "image", "manifest"])
