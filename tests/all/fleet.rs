@@ -8,7 +8,7 @@
 
 use aws_sdk_cloudwatch::types::StateValue;
 use deployer_tests::support::config::{ConfigBuilder, Table};
-use deployer_tests::support::env::{Alb, EcsEnv, Group, group};
+use deployer_tests::support::env::{Alb, EcsEnv, Group, group, group_of};
 use deployer_tests::support::{AsgWorld, Moto};
 
 /// The ECS world (us-east-1) and the Auto Scaling world (eu-west-1) in one moto, with
@@ -115,24 +115,7 @@ impl Fleet {
 
     /// Auto Scaling group `name` of eu-west-1.
     async fn group(&self, name: &str) -> Group {
-        let out = self
-            .eu
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
-            .await
-            .unwrap();
-        let g = &out.auto_scaling_groups()[0];
-        let mut versions = std::collections::BTreeMap::new();
-        for i in g.instances() {
-            let v = i.launch_template().and_then(|t| t.version()).unwrap();
-            *versions.entry(v.to_string()).or_insert(0) += 1;
-        }
-        Group {
-            versions,
-            desired: g.desired_capacity().unwrap() as u32,
-        }
+        group_of(&self.eu, name).await
     }
 
     async fn json(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
@@ -480,4 +463,40 @@ async fn a_release_holds_its_services_and_sigterm_takes_it_all_back() {
     fleet.env.write(&fleet.config("[{ weight = 50 }]"));
     let (code, _, stderr) = fleet.env.deployer(RELEASE).await;
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// A second CI job deploys a service of a release after the release's run was killed:
+/// taking the killed run back leaves that later deployment alone (it is not the
+/// release's), says so, and takes back the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_made_after_a_killed_release_is_not_taken_back_with_it() {
+    let fleet = Fleet::start().await;
+    fleet
+        .env
+        .write(&fleet.config("[{ weight = 25, bake = \"60s\" }, { weight = 50 }]"));
+    fleet
+        .env
+        .kill_when(RELEASE, "web at 25%", |(_, green)| green == 25)
+        .await;
+    assert_eq!(fleet.env.api().await.0, "web:2", "api went out in wave 1");
+
+    // Another job, on its own: api to web:3 (the dead run's locks are free).
+    fleet
+        .env
+        .write(&fleet.config("[{ weight = 25 }, { weight = 50 }]"));
+    let (code, _, stderr) = fleet.env.run("rolling", "api", "web:3").await;
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = fleet.env.deployer(&["rollback", "--release", "shop"]).await;
+    assert_eq!(code, 2, "a person must look:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("[api]") || stderr.contains("service `api` is not taken back"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("replaced the release's"), "{stderr}");
+    assert_eq!(
+        fleet.live().await,
+        ("web:3".into(), "web:1".into(), "web-blue".into()),
+        "api keeps the later deployment; web and bets are back"
+    );
 }

@@ -373,12 +373,25 @@ fn release_and_image_are_one_or_the_other() {
     ]);
     assert_eq!(code, 3, "{err}");
     assert!(
-        err.contains("'--release <RELEASE>' cannot be used with"),
+        err.contains("give one --release, or --image (repeated per container), not both"),
         "{err}"
     );
+    // Two releases, or a manifest, are for a release of several services.
+    for args in [
+        &["run", "canary", "--release", "web:2", "--release", "web:3"][..],
+        &["run", "canary", "--manifest", "m.json"][..],
+        &["run", "canary", "web", "--release", "web:2"][..],
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(err.contains("deployer run"), "{args:?}: {err}");
+    }
     let (code, _, err) = run(&["run", "canary"]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("--release <RELEASE>|--image"), "{err}");
+    assert!(
+        err.contains("--release <[SERVICE=]RELEASE>|--image"),
+        "{err}"
+    );
     // Several images without container names are refused before any config is read.
     let (code, _, err) = run(&[
         "run",

@@ -90,24 +90,7 @@ impl<W> Env<W> {
 impl<W, X> Env<W, X> {
     /// Auto Scaling group `name` as it is now.
     pub async fn group(&self, name: &str) -> Group {
-        let out = self
-            .clients
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
-            .await
-            .unwrap();
-        let g = &out.auto_scaling_groups()[0];
-        let mut versions = BTreeMap::new();
-        for i in g.instances() {
-            let v = i.launch_template().and_then(|t| t.version()).unwrap();
-            *versions.entry(v.to_string()).or_insert(0) += 1;
-        }
-        Group {
-            versions,
-            desired: g.desired_capacity().unwrap() as u32,
-        }
+        group_of(&self.clients, name).await
     }
 
     /// A `deployer.toml` with only the `[aws]` header, pointing at moto.
@@ -500,6 +483,27 @@ impl EcsEnv {
 pub struct Group {
     pub versions: BTreeMap<String, u32>,
     pub desired: u32,
+}
+
+/// Auto Scaling group `name` as `clients` (of its region) see it now.
+pub async fn group_of(clients: &Clients, name: &str) -> Group {
+    let out = clients
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .unwrap();
+    let g = &out.auto_scaling_groups()[0];
+    let mut versions = BTreeMap::new();
+    for i in g.instances() {
+        let v = i.launch_template().and_then(|t| t.version()).unwrap();
+        *versions.entry(v.to_string()).or_insert(0) += 1;
+    }
+    Group {
+        versions,
+        desired: g.desired_capacity().unwrap() as u32,
+    }
 }
 
 /// A [`Group`] with these (version, instances) and desired capacity.

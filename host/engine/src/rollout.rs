@@ -234,6 +234,9 @@ pub struct Engine<'a, S: Strategy, T: Target, G: Gates, St: Store> {
     /// The lock's check when someone else took the lock for this engine and holds it
     /// across its operations (a release takes all its services' locks first).
     held: Option<Fence>,
+    /// The id the next locked operation's deployment gets, when the caller chose it (a
+    /// release journals it before the deployment begins).
+    next_id: std::sync::Mutex<Option<String>>,
 }
 
 /// A deployment in progress: its journal, what it knows, and its identity.
@@ -320,7 +323,20 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
             events,
             fence: std::sync::Mutex::new(unfenced()),
             held: None,
+            next_id: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The next deployment this engine begins is `id` (a valid deployment id of the
+    /// service): a release writes it into its own journal before the deployment begins,
+    /// so what the release did can be told from what another run did later.
+    #[must_use]
+    pub fn with_deployment_id(self, id: String) -> Self {
+        *self
+            .next_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id);
+        self
     }
 
     /// This engine's operations run under a lock the caller holds (and releases), whose
@@ -688,7 +704,12 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
         &self,
         work: impl AsyncFnOnce(String) -> Result<R, EngineError>,
     ) -> Result<R, EngineError> {
-        let id = new_id(self.service);
+        let chosen = self
+            .next_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let id = chosen.unwrap_or_else(|| new_id(self.service));
         if let Some(held) = &self.held {
             held()?;
             *self

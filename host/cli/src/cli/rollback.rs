@@ -222,6 +222,13 @@ pub async fn at_once(
 /// traffic split. Each signal is acknowledged; the rollback finishes, then the process
 /// exits with its outcome. (SIGKILL cannot be caught: the next invocation resumes it.)
 fn finish_despite_signals(reporter: &Arc<Reporter>) {
+    on_signals(reporter, None);
+}
+
+/// Watch for SIGINT and SIGTERM: the first cancels `cancel` (a release run, which then
+/// rolls back), every other one — or each, without `cancel` — is acknowledged, not
+/// obeyed: taking production back must finish.
+pub fn on_signals(reporter: &Arc<Reporter>, cancel: Option<CancellationToken>) {
     let reporter = reporter.clone();
     tokio::spawn(async move {
         let Ok(mut term) =
@@ -234,7 +241,14 @@ fn finish_despite_signals(reporter: &Arc<Reporter>) {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
-            reporter.line("signal received: the rollback finishes first, then deployer exits");
+            match &cancel {
+                Some(token) if !token.is_cancelled() => {
+                    reporter.line("cancel received: rolling back");
+                    token.cancel();
+                }
+                _ => reporter
+                    .line("signal received: the rollback finishes first, then deployer exits"),
+            }
         }
     });
 }

@@ -215,51 +215,54 @@ fn started_ms(journal: &deployer_engine::state::Journal) -> u64 {
     }
 }
 
-/// Whether `entry`'s service still carries what the release did to it: an unfinished or
-/// warm deployment, a promoted one or one whose rollback failed, begun since the
-/// release began the service (the release held its lock all along), and not taken back
-/// since by a rollback that ended. `Err` when the service was deployed again after the
-/// release was promoted: that later deployment is not the release's to take back.
+/// Whether `entry`'s service still carries what the release did to it: the release's
+/// own deployment of it (journaled by id before it began) unfinished, warm, promoted or
+/// with a failed rollback, and not taken back since by a rollback that ended promoted.
+/// `Err` when another run deployed the service after the release's deployment: that
+/// later deployment is not the release's to take back.
 async fn changed_by_release(
     store: &Store,
     service: &str,
     entry: &ServiceEntry,
 ) -> anyhow::Result<Result<bool, String>> {
-    let Some(since) = entry.started_ms else {
+    let (Some(ours), Some(since)) = (&entry.deployment, entry.started_ms) else {
         return Ok(Ok(false));
     };
-    if let Some(active) = store.active(service).await?
-        && started_ms(&active) >= since
-    {
-        return Ok(Ok(true));
+    let undoes_ours = |journal: &deployer_engine::state::Journal| matches!(journal.started(), Some(Record::Started { undoes: Some(u), .. }) if u == ours);
+    if let Some(active) = store.active(service).await? {
+        if active.id() == Some(ours.as_str()) || undoes_ours(&active) {
+            return Ok(Ok(true));
+        }
+        if started_ms(&active) >= since {
+            return Ok(Err(format!(
+                "deployment {} of another run is under way on it",
+                printable(active.id().unwrap_or("?"))
+            )));
+        }
     }
-    let Some(last) = store
-        .latest(service)
-        .await?
-        .finished
-        .filter(|last| last.started_ms >= since)
-    else {
+    let Some(last) = store.latest(service).await?.finished else {
         return Ok(Ok(false));
     };
-    if last.undoes.is_some() {
-        // A rollback of the service since: promoted, it took the release's deployment
-        // back; rolled back or failed, the release's deployment is still there.
+    if last.id == *ours {
+        return Ok(Ok(matches!(
+            last.result,
+            DeployResult::Promoted | DeployResult::RollbackFailed
+        )));
+    }
+    if last.undoes.as_deref() == Some(ours.as_str()) {
+        // A rollback of it since: promoted, it took the release's deployment back;
+        // rolled back or failed, the release's deployment is still there.
         return Ok(Ok(last.result != DeployResult::Promoted));
     }
-    if let Some(ours) = &entry.deployment
-        && *ours != last.id
-        && entry.result == Some(ServiceResult::Promoted)
-    {
+    if last.started_ms >= since {
         return Ok(Err(format!(
             "deployment {} replaced the release's {ours} since; take it back with `deployer \
              rollback --service {service}`",
             printable(&last.id)
         )));
     }
-    Ok(Ok(matches!(
-        last.result,
-        DeployResult::Promoted | DeployResult::RollbackFailed
-    )))
+    // The release's deployment never began (the run stopped before it journaled).
+    Ok(Ok(false))
 }
 
 /// Take every service of `journal` the release changed back, last wave first, each as
@@ -305,7 +308,7 @@ async fn take_back(
                         child.warn(&format!("cannot read the target: {err}"));
                         journal.services.get_mut(&name).expect("listed").undone =
                             Some(ServiceResult::RollbackFailed);
-                        world.journals().save(journal).await?;
+                        save_while_rolling_back(world, reporter, journal).await;
                         continue;
                     }
                 };
@@ -370,9 +373,20 @@ async fn take_back(
             }
         };
         journal.services.get_mut(&name).expect("listed").undone = Some(undone);
-        world.journals().save(journal).await?;
+        save_while_rolling_back(world, reporter, journal).await;
     }
     Ok(summaries)
+}
+
+/// Write the release journal during a rollback: a write that fails does not stop the
+/// rollback (production goes back first); it is said, and the journal left active says
+/// the run is unfinished, so the next command takes it back again (idempotently).
+async fn save_while_rolling_back(world: &World<'_>, reporter: &Reporter, journal: &ReleaseJournal) {
+    if let Err(err) = world.journals().save(journal).await {
+        reporter.warn(&format!(
+            "writing the release journal failed ({err}); the rollback goes on"
+        ));
+    }
 }
 
 /// End `journal` as rolled back (or rollback failed, when a service's rollback did).
@@ -524,11 +538,11 @@ async fn deploy_one(
     config: &Config,
     world: &World<'_>,
     d: &Deploying<'_, '_>,
-    fence: Fence,
+    (fence, id): (Fence, String),
     cancel: CancellationToken,
 ) -> Ended {
     let events = |event: &Event<'_>| d.member.reporter.event(event);
-    let engine = engine(world, d, &events, cancel.clone(), Some(fence));
+    let engine = engine(world, d, &events, cancel.clone(), Some(fence)).with_deployment_id(id);
     let deployed = scoped(d.member.name, engine.deploy(d.request.clone())).await;
     let reporter = &d.member.reporter;
     let (result, deployment, detail, error) = match deployed {
@@ -632,27 +646,7 @@ async fn bake(
 /// that is acknowledged, not obeyed: taking production back must finish.
 fn cancel_on_signals(reporter: &Arc<Reporter>) -> CancellationToken {
     let cancel = CancellationToken::new();
-    let token = cancel.clone();
-    let reporter = reporter.clone();
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            if token.is_cancelled() {
-                reporter.line("signal received: the release's rollback finishes first");
-            } else {
-                reporter.line("cancel received: rolling the release back");
-                token.cancel();
-            }
-        }
-    });
+    super::rollback::on_signals(reporter, Some(cancel.clone()));
     cancel
 }
 
@@ -811,11 +805,9 @@ async fn run_locked(
         journal.wave = Some(wave);
         let at = now();
         for d in &members {
-            journal
-                .services
-                .get_mut(d.member.name)
-                .expect("listed")
-                .started_ms = Some(at);
+            let entry = journal.services.get_mut(d.member.name).expect("listed");
+            entry.started_ms = Some(at);
+            entry.deployment = Some(deployer_engine::state::names::deployment_id(d.member.name));
         }
         journals.save(&journal).await?;
         reporter.line(&format!(
@@ -830,11 +822,15 @@ async fn run_locked(
         ));
         let wave_cancel = cancel.child_token();
         let ended = futures_util::future::join_all(members.iter().map(|d| {
+            let id = journal.services[d.member.name]
+                .deployment
+                .clone()
+                .expect("chosen above");
             deploy_one(
                 config,
                 world,
                 d,
-                fences[d.member.name].clone(),
+                (fences[d.member.name].clone(), id),
                 wave_cancel.clone(),
             )
         }))
@@ -842,7 +838,14 @@ async fn run_locked(
         for (d, ended) in members.iter().zip(ended) {
             let entry = journal.services.get_mut(d.member.name).expect("listed");
             entry.result = Some(ended.result);
-            entry.deployment = ended.deployment;
+            match ended.deployment {
+                // The deployment that ran (a resumed earlier one keeps its own id).
+                Some(id) => entry.deployment = Some(id),
+                // Nothing began: no deployment of the release to take back.
+                None if ended.result == ServiceResult::Unchanged => entry.deployment = None,
+                // Stopped by an error: the chosen id may have begun; it is looked for.
+                None => {}
+            }
             entry.detail = ended.detail.clone();
             runs.insert(d.member.name.to_string(), ended.summary);
             if failure.is_none()
@@ -858,10 +861,11 @@ async fn run_locked(
                 });
             }
         }
-        journals.save(&journal).await?;
         if failure.is_some() {
+            save_while_rolling_back(world, reporter, &journal).await;
             break;
         }
+        journals.save(&journal).await?;
     }
     let mut rollbacks = BTreeMap::new();
     match failure {
@@ -876,7 +880,7 @@ async fn run_locked(
             reporter.line(&format!("rolling the release back: {}", why.reason));
             let reason = why.reason.clone();
             journal.rolling_back = Some(why);
-            journals.save(&journal).await?;
+            save_while_rolling_back(world, reporter, &journal).await;
             rollbacks = take_back(host, reporter, world, fences, &mut journal).await?;
             let result = rolled_back_result(&journal);
             journal.finished = Some(Finished {
@@ -1031,7 +1035,7 @@ pub async fn rollback(
     let locks = lock_all(&world, &id).await?;
     let fences = fences(&locks);
     // Taking production back must finish: signals are acknowledged, not obeyed.
-    let _ = cancel_on_signals(reporter);
+    super::rollback::on_signals(reporter, None);
     reporter.start_ticker();
     let result = rollback_locked(host, reporter, &world, &fences, &id).await;
     release_all(locks).await;
