@@ -434,7 +434,7 @@ async fn a_release_holds_its_services_and_sigterm_takes_it_all_back() {
 
     let (code, _, stderr) = fleet.env.run("rolling", "api", "web:3").await;
     assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("already being deployed by"), "{stderr}");
+    assert!(stderr.contains("belongs to run"), "{stderr}");
     let (code, _, stderr) = fleet.env.deployer(RELEASE).await;
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("already being deployed by"), "{stderr}");
@@ -465,11 +465,12 @@ async fn a_release_holds_its_services_and_sigterm_takes_it_all_back() {
     assert_eq!(code, 0, "{stderr}");
 }
 
-/// A second CI job deploys a service of a release after the release's run was killed:
-/// taking the killed run back leaves that later deployment alone (it is not the
-/// release's), says so, and takes back the rest.
+/// A second CI job, or a person in a hurry, after a release's run was killed: changing
+/// one of its services alone is refused (it would split the release); a rollback of the
+/// release that fails (the config pointed `web` at the wrong region meanwhile) is retried
+/// by the next one, which takes back what the first left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deployment_made_after_a_killed_release_is_not_taken_back_with_it() {
+async fn a_killed_release_is_taken_back_whole_and_a_failed_take_back_is_retried() {
     let fleet = Fleet::start().await;
     fleet
         .env
@@ -480,23 +481,63 @@ async fn a_deployment_made_after_a_killed_release_is_not_taken_back_with_it() {
         .await;
     assert_eq!(fleet.env.api().await.0, "web:2", "api went out in wave 1");
 
-    // Another job, on its own: api to web:3 (the dead run's locks are free).
-    fleet
-        .env
-        .write(&fleet.config("[{ weight = 25 }, { weight = 50 }]"));
-    let (code, _, stderr) = fleet.env.run("rolling", "api", "web:3").await;
-    assert_eq!(code, 0, "{stderr}");
+    let good = fleet.config("[{ weight = 25 }, { weight = 50 }]");
+    fleet.env.write(&good);
+    for args in [
+        &["run", "rolling", "--service", "api", "--release", "web:3"][..],
+        &["rollback", "--service", "web"][..],
+    ] {
+        let (code, _, stderr) = fleet.env.deployer(args).await;
+        assert_eq!(code, 4, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("belongs to run")
+                && stderr.contains("deployer rollback --release shop"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(fleet.env.api().await.0, "web:2", "nothing changed");
 
+    // web looked for in the wrong region: its take-back fails, the rest goes back.
+    fleet.env.write(&good.clone().service("web", |s| {
+        s.settings(|t| t.raw("aws", "{ region = \"eu-west-1\" }"))
+    }));
     let (code, stdout, stderr) = fleet.env.deployer(&["rollback", "--release", "shop"]).await;
-    assert_eq!(code, 2, "a person must look:\n{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("[api]") || stderr.contains("service `api` is not taken back"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("replaced the release's"), "{stderr}");
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert_eq!(fleet.env.weights().await, (75, 25), "web is still split");
+
+    // Fixed: the next rollback takes back what is left.
+    fleet.env.write(&good);
+    let (code, stdout, stderr) = fleet.env.deployer(&["rollback", "--release", "shop"]).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(
         fleet.live().await,
-        ("web:3".into(), "web:1".into(), "web-blue".into()),
-        "api keeps the later deployment; web and bets are back"
+        ("web:1".into(), "web:1".into(), "web-blue".into())
+    );
+    let (code, stdout, _) = fleet.env.deployer(&["rollback", "--release", "shop"]).await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("nothing to do"), "{stdout}");
+}
+
+/// A service that fails in a wave is named as the cause, not the sibling it cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_that_failed_first_is_named_not_the_sibling_it_cancelled() {
+    let fleet = Fleet::start().await;
+    fleet.env.write(&fleet.config("[{ weight = 25 }]"));
+    let mut args = RELEASE.to_vec();
+    // Launch template version 99 does not exist: bets fails in wave 1.
+    args[6] = "bets=web:99";
+    let (code, summary, stderr) = fleet.json(&args).await;
+    assert_eq!(code, 1, "{summary:#}\n{stderr}");
+    assert_eq!(summary["release"]["failed-service"], "bets", "{summary:#}");
+    assert!(
+        summary["release"]["rollback-reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("service `bets`"),
+        "{summary:#}"
+    );
+    assert_eq!(
+        fleet.live().await,
+        ("web:1".into(), "web:1".into(), "web-blue".into())
     );
 }

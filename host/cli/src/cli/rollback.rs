@@ -53,6 +53,7 @@ pub async fn rollback(
     reporter.count_calls(clients.calls.clone());
     let store = setup::store(&config, &clients, reporter);
     setup::read_state_first(&store, service_name).await?;
+    super::release::refuse_if_in_unfinished_release(&config, &store, service_name, None).await?;
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
     let shape = target.inspect().await?;
     reporter.start_ticker();

@@ -111,6 +111,7 @@ pub async fn run(
     let gates = setup::gates(host, &config, service_name, service, &clients).await?;
     let store = setup::store(&config, &clients, reporter);
     setup::read_state_first(&store, service_name).await?;
+    super::release::refuse_if_in_unfinished_release(&config, &store, service_name, None).await?;
     let target = ServiceTarget::connect(&clients, service.spec.clone()).await?;
     let pinned = match (wanted, &images) {
         (_, Some(images)) => release_from_images(reporter, &target, images).await?,

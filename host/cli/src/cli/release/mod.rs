@@ -285,9 +285,10 @@ async fn take_back(
             journal.services.get_mut(&name).expect("listed").undone =
                 Some(ServiceResult::RollbackFailed);
             reporter.warn(&format!(
-                "service `{name}` of release run {} is no longer in [releases.{}]: take it back \
-                 with `deployer rollback --service {name}`",
-                journal.id, world.name
+                "service `{name}` of release run {} is no longer in [releases.{}], so it is not \
+                 taken back\n  fix: put it back into the release's waves (and its [services.{name}] \
+                 table) and run `deployer rollback --release {}` again",
+                journal.id, world.name, world.name
             ));
             continue;
         };
@@ -457,9 +458,16 @@ async fn prepare<'m, 'c>(
     world: &'m World<'c>,
     wanted: &BTreeMap<String, Wanted>,
 ) -> anyhow::Result<Vec<Deploying<'m, 'c>>> {
-    let mut deploying = Vec::new();
+    // Config first (strategies, their parameters, gates and hooks) for every service,
+    // then the releases named (read only), and images last: `--image` registers a task
+    // definition revision or template version, which only a release that passed every
+    // other check may cost.
+    let mut checked = Vec::new();
     for member in &world.members {
         let Some(value) = wanted.get(member.name) else {
+            member
+                .reporter
+                .line("not deployed this run: no release given for it");
             continue;
         };
         let strategy_name = world.release.strategies[member.name].clone();
@@ -467,21 +475,37 @@ async fn prepare<'m, 'c>(
             setup::strategy(host, config, member.name, member.service, &strategy_name).await?;
         let gates =
             setup::gates(host, config, member.name, member.service, &member.clients).await?;
-        let release = scoped(member.name, async {
-            match value {
-                Wanted::Release(release) => {
-                    super::run::pin(&member.reporter, &member.target, release).await
+        checked.push((member, value, strategy_name, strategy, params, gates));
+    }
+    let mut releases = BTreeMap::new();
+    for images_now in [false, true] {
+        for (member, value, ..) in &checked {
+            let release = match value {
+                Wanted::Release(release) if !images_now => {
+                    scoped(
+                        member.name,
+                        super::run::pin(&member.reporter, &member.target, release),
+                    )
+                    .await
                 }
-                Wanted::Images(images) => {
-                    super::run::release_from_images(&member.reporter, &member.target, images).await
+                Wanted::Images(images) if images_now => {
+                    scoped(
+                        member.name,
+                        super::run::release_from_images(&member.reporter, &member.target, images),
+                    )
+                    .await
                 }
+                _ => continue,
             }
-        })
-        .await
-        .map_err(|err| err.context(format!("service `{}`", member.name)))?;
+            .map_err(|err| err.context(format!("service `{}`", member.name)))?;
+            releases.insert(member.name, release);
+        }
+    }
+    let mut deploying = Vec::new();
+    for (member, _, strategy_name, strategy, params, gates) in checked {
         let request = DeployRequest {
             strategy: strategy_name.clone(),
-            new_release: release,
+            new_release: releases.remove(member.name).expect("made above"),
             params,
             target: Config::target_info(member.service),
         };
@@ -540,6 +564,7 @@ async fn deploy_one(
     d: &Deploying<'_, '_>,
     (fence, id): (Fence, String),
     cancel: CancellationToken,
+    first_failed: &std::sync::Mutex<Option<String>>,
 ) -> Ended {
     let events = |event: &Event<'_>| d.member.reporter.event(event);
     let engine = engine(world, d, &events, cancel.clone(), Some(fence)).with_deployment_id(id);
@@ -580,7 +605,15 @@ async fn deploy_one(
         }
     };
     if !matches!(result, ServiceResult::Promoted | ServiceResult::Unchanged) {
-        // The rest of the wave stops and rolls itself back.
+        // The rest of the wave stops and rolls itself back; the release names this
+        // service as the cause unless the wave was cancelled before (a signal, or a
+        // sibling that failed first).
+        if !cancel.is_cancelled() {
+            first_failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(|| d.member.name.to_string());
+        }
         cancel.cancel();
     }
     let outcome = match result {
@@ -711,6 +744,12 @@ async fn run_locked(
     id: String,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Outcome> {
+    // A service shared with another release whose run did not finish is that run's to
+    // take back first.
+    for member in &world.members {
+        refuse_if_in_unfinished_release(config, &world.store, member.name, Some(world.name))
+            .await?;
+    }
     let journals = world.journals();
     let recovered = match journals.active().await? {
         Some(earlier) => {
@@ -821,6 +860,7 @@ async fn run_locked(
                 .join(", ")
         ));
         let wave_cancel = cancel.child_token();
+        let first_failed = std::sync::Mutex::new(None);
         let ended = futures_util::future::join_all(members.iter().map(|d| {
             let id = journal.services[d.member.name]
                 .deployment
@@ -832,10 +872,17 @@ async fn run_locked(
                 d,
                 (fences[d.member.name].clone(), id),
                 wave_cancel.clone(),
+                &first_failed,
             )
         }))
         .await;
-        for (d, ended) in members.iter().zip(ended) {
+        let first_failed = first_failed
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The service that failed first leads; the siblings it cancelled follow.
+        let mut ended: Vec<_> = members.iter().zip(ended).collect();
+        ended.sort_by_key(|(d, _)| Some(d.member.name) != first_failed.as_deref());
+        for (d, ended) in ended {
             let entry = journal.services.get_mut(d.member.name).expect("listed");
             entry.result = Some(ended.result);
             match ended.deployment {
@@ -1085,15 +1132,26 @@ async fn rollback_locked(
         ))
         .into());
     };
-    let promoted = last.finished.as_ref().map(|f| f.result) == Some(ReleaseResult::Promoted);
-    if !promoted || last.undone_by.is_some() {
+    // Whatever of it is still in place is taken back: after a clean rollback nothing is,
+    // after one that failed (or was stopped), what it left is retried.
+    let mut left = false;
+    for name in last.services_backwards() {
+        if let Some(entry) = last.services.get(&name)
+            && changed_by_release(&world.store, &name, entry).await? != Ok(false)
+        {
+            left = true;
+        }
+    }
+    if !left {
         reporter.say(&format!(
-            "release {}: its last run {} {}; nothing to do",
+            "release {}: nothing of its last run {} is left to take back ({}); nothing to do",
             world.name,
             last.id,
-            match &last.undone_by {
-                Some(by) => format!("was taken back already (by {by})"),
-                None => "was rolled back already".to_string(),
+            match (&last.undone_by, last.finished.as_ref().map(|f| f.result)) {
+                (Some(by), _) => format!("it was taken back already, by {by}"),
+                (None, Some(ReleaseResult::Promoted)) =>
+                    "its services were taken back one by one".to_string(),
+                _ => "it was rolled back already".to_string(),
             }
         ));
         return Ok(Outcome::Success);
@@ -1293,4 +1351,41 @@ fn result_name(result: ReleaseResult) -> &'static str {
         ReleaseResult::RolledBack => "rolled back",
         ReleaseResult::RollbackFailed => "ROLLBACK FAILED",
     }
+}
+
+/// Refuse a change to `service` while a release other than `except` that holds it has an
+/// unfinished run (it was killed): changing one of its services on its own would split
+/// that release, and leave its rollback unable to take back what it did.
+///
+/// # Errors
+/// The refusal (exit 4), naming the release run and the command that takes it back; or
+/// what the store could not read.
+pub async fn refuse_if_in_unfinished_release(
+    config: &Config,
+    store: &Store,
+    service: &str,
+    except: Option<&str>,
+) -> anyhow::Result<()> {
+    for (name, release) in &config.releases {
+        if Some(name.as_str()) == except || !release.services().any(|(_, s)| s == service) {
+            continue;
+        }
+        let journals = ReleaseStore {
+            store,
+            release: name,
+        };
+        if let Some(run) = journals.active().await?
+            && run.services.contains_key(service)
+        {
+            anyhow::bail!(
+                "service `{service}` belongs to run {} of release `{name}`, which has not \
+                 finished (it is running, or it was interrupted); changing it alone would split \
+                 that release\n  fix: wait for it; if it died, `deployer rollback --release \
+                 {name}` takes the run back as a whole (or the next `deployer run release \
+                 {name}` does, then deploys afresh)",
+                printable(&run.id)
+            );
+        }
+    }
+    Ok(())
 }
