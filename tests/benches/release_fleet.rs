@@ -22,7 +22,8 @@
 //! for 100 target groups would keep moto busy on its own and be measured as deployer's.
 //!
 //! `cargo bench -p deployer-tests --bench release_fleet [-- SIZE...]` (e.g. `-- 50`);
-//! `DEPLOYER_BENCH_BIN` measures another binary. Results: BENCHMARKS.md.
+//! `DEPLOYER_BENCH_BIN` measures another binary, `RELEASE_FLEET_KEEP=DIR` keeps each
+//! run's JSON summary and timed log. Results: BENCHMARKS.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
@@ -278,6 +279,8 @@ struct Sample {
     calls: u64,
     calls_per_service: Vec<u64>,
     shift_calls: Vec<u64>,
+    /// Each operation's calls, service by service (a service that made none counts 0).
+    by_operation: BTreeMap<String, Vec<u64>>,
 }
 
 /// Run `deployer run release fleet` deploying revision `revision` of every service, as a
@@ -352,6 +355,15 @@ fn release_run(
     assert_eq!(code, 0, "the release must be promoted:\n{}", text(&log));
     let summary: serde_json::Value = serde_json::from_slice(&stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&stdout)));
+    // `RELEASE_FLEET_KEEP=DIR` keeps each run's summary and timed log there, to read
+    // where a service's calls and time went step by step.
+    if let Some(keep) = std::env::var_os("RELEASE_FLEET_KEEP") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        let name = format!("{}-services-r{revision}", services.len());
+        std::fs::write(keep.join(format!("{name}.json")), &stdout).unwrap();
+        std::fs::write(keep.join(format!("{name}.log")), text(&log)).unwrap();
+    }
     assert_eq!(summary["result"], "promoted", "{summary:#}");
 
     let wave_starts: Vec<Duration> = log
@@ -359,7 +371,11 @@ fn release_run(
         .filter(|(_, l)| l.contains("wave ") && l.contains(" of "))
         .map(|(at, _)| *at)
         .collect();
-    assert!(!wave_starts.is_empty(), "no wave in the log:\n{}", text(&log));
+    assert!(
+        !wave_starts.is_empty(),
+        "no wave in the log:\n{}",
+        text(&log)
+    );
     let mut bounds = wave_starts.clone();
     bounds.push(wall);
     let waves = bounds.windows(2).map(|w| w[1] - w[0]).collect();
@@ -368,10 +384,16 @@ fn release_run(
     assert_eq!(members.len(), services.len(), "{summary:#}");
     let mut calls_per_service = Vec::new();
     let mut shift_calls = Vec::new();
-    for member in members {
+    let mut by_operation: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (i, member) in members.iter().enumerate() {
         assert_eq!(member["result"], "promoted", "{member:#}");
         let run = &member["run"];
         calls_per_service.push(run["aws-api-calls"]["total"].as_u64().unwrap());
+        for (op, n) in run["aws-api-calls"]["by-operation"].as_object().unwrap() {
+            let counts = by_operation.entry(op.clone()).or_default();
+            counts.resize(i, 0);
+            counts.push(n.as_u64().unwrap());
+        }
         let shifts: Vec<u64> = run["steps"]
             .as_array()
             .unwrap()
@@ -381,6 +403,9 @@ fn release_run(
             .collect();
         assert_eq!(shifts.len(), 3, "10%, 50%, 100%: {run:#}");
         shift_calls.extend(shifts);
+    }
+    for counts in by_operation.values_mut() {
+        counts.resize(members.len(), 0);
     }
     let time = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
@@ -396,6 +421,7 @@ fn release_run(
         calls: summary["aws-api-calls"]["total"].as_u64().unwrap(),
         calls_per_service,
         shift_calls,
+        by_operation,
     }
 }
 
@@ -481,6 +507,17 @@ async fn measure(count: usize) {
         format_args!("{} ({agent_calls} agent calls)", secs(moto_cpu)),
         rss as f64 / 1024.0,
     );
+    // Where a service's calls go: median and max per service, and the run's total, of
+    // the median run (by wall time).
+    let typical = samples.iter().find(|s| s.wall == wall).unwrap();
+    for (op, counts) in &typical.by_operation {
+        eprintln!(
+            "  {op}: {} per service (max {}), {} in all",
+            median(counts.clone()),
+            counts.iter().max().unwrap(),
+            counts.iter().sum::<u64>()
+        );
+    }
     for (i, s) in samples.iter().enumerate() {
         eprintln!(
             "  run {}: wall {}, first wave at {}, waves {:?}, deployer cpu {}, moto cpu {}, {} calls, rss {} KiB",
