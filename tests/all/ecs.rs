@@ -323,6 +323,47 @@ async fn a_canary_on_a_listener_rule_leaves_the_default_action_alone() {
     );
 }
 
+/// A traffic step is three AWS calls — the service's task sets (which group is which
+/// side), the route's actions, and the write, whose answer is the read-back — on a
+/// listener's default action and on a listener rule alike: the budget BENCHMARKS.md's
+/// deployment overhead and release benchmarks hold every step to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traffic_step_is_three_calls_on_a_listener_and_on_a_rule() {
+    let good = App::start(200, "ok");
+    for route in ["listener", "rule"] {
+        let env = EcsEnv::start(&[]).await;
+        let config = env.task_sets(&good.url, STEPS);
+        env.write(&match route {
+            "rule" => config.service("web", |s| {
+                s.traffic(|t| t.remove("listener-arn").str("rule-arn", &env.world.rule))
+            }),
+            _ => config,
+        });
+        let (code, out, err) = env
+            .deployer(&["run", "canary", "--release", "web:2", "--output", "json"])
+            .await;
+        assert_eq!(code, 0, "{route}: {out}\n{err}");
+        let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let shifts: Vec<(String, u64)> = summary["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"].as_str().unwrap().starts_with("shift traffic"))
+            .map(|s| {
+                (
+                    s["step"].as_str().unwrap().to_string(),
+                    s["aws-api-calls"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(shifts.len(), 3, "{route}: 10%, 50%, 100%: {shifts:?}");
+        assert!(
+            shifts.iter().all(|(_, calls)| *calls == 3),
+            "{route}: {shifts:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hook_plugins_gate_the_rollout_with_only_their_granted_capabilities() {
     for (url, expected) in [("GOOD", 0), ("http://evil.example.net/steal", 1)] {

@@ -2,7 +2,11 @@
 //!
 //! Weights are written as percentages (0-100, inside the ALB's 0-999) to exactly two
 //! target groups and always read back: the share the load balancer reports is the one
-//! the engine records, and a mismatch fails the step.
+//! the engine records, and a mismatch fails the step. The write's own answer is the
+//! first read-back: ModifyListener and ModifyRule answer with the route as the load
+//! balancer now has it, so a traffic step is three calls (the side's read, the route's
+//! actions, the write); the route is read again only when that answer does not show the
+//! share asked for.
 //!
 //! A traffic change rewrites only the target groups of the route's forward action: the
 //! route's actions are read and written back in their order with every other action
@@ -82,40 +86,48 @@ impl AlbRouter {
     }
 
     /// Forward `route` to `groups` (ARN, weight), every other action and forward setting
-    /// of it unchanged. `what` names the change in errors.
+    /// of it unchanged. `what` names the change in errors. Returns the route's actions
+    /// as the load balancer's answer to the write reports them (empty when the answer
+    /// names no listener or rule).
     async fn retarget(
         &self,
         route: &Route,
         groups: &[(&str, i32)],
         what: &str,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Vec<Action>, DriverError> {
         let actions = retargeted(&self.actions(route).await?, groups)?;
-        match route {
-            Route::Listener(arn) => {
-                self.elb
-                    .modify_listener()
-                    .listener_arn(arn)
-                    .set_default_actions(Some(actions))
-                    .send()
-                    .await
-                    .map_err(|e| classify(what, e))?;
-            }
-            Route::Rule(arn) => {
-                self.elb
-                    .modify_rule()
-                    .rule_arn(arn)
-                    .set_actions(Some(actions))
-                    .send()
-                    .await
-                    .map_err(|e| classify(what, e))?;
-            }
-        }
-        Ok(())
+        let answered = match route {
+            Route::Listener(arn) => self
+                .elb
+                .modify_listener()
+                .listener_arn(arn)
+                .set_default_actions(Some(actions))
+                .send()
+                .await
+                .map_err(|e| classify(what, e))?
+                .listeners()
+                .first()
+                .map(|l| l.default_actions().to_vec()),
+            Route::Rule(arn) => self
+                .elb
+                .modify_rule()
+                .rule_arn(arn)
+                .set_actions(Some(actions))
+                .send()
+                .await
+                .map_err(|e| classify(what, e))?
+                .rules()
+                .first()
+                .map(|r| r.actions().to_vec()),
+        };
+        Ok(answered.unwrap_or_default())
     }
 
     /// Route `new_percent` to `new_tg` and the rest to `stable_tg`, then read back and
-    /// return the share of `new_tg`. Only the forward's target groups change. Reads are
-    /// retried briefly because the ALB API is eventually consistent.
+    /// return the share of `new_tg`. Only the forward's target groups change. The write's
+    /// answer is the first read-back; when it does not show `new_percent` (or shows no
+    /// route), the route is read, retried briefly because the ALB API's reads are
+    /// eventually consistent.
     ///
     /// # Errors
     /// AWS errors; a percentage over 100; a route that does not forward.
@@ -138,7 +150,10 @@ impl AlbRouter {
             Route::Listener(_) => "setting listener weights",
             Route::Rule(_) => "setting rule weights",
         };
-        self.retarget(&self.production, &groups, what).await?;
+        let answered = self.retarget(&self.production, &groups, what).await?;
+        if confirms(&answered, new_tg, new_percent) {
+            return Ok(new_percent);
+        }
         let mut read = 0;
         for attempt in 0..5 {
             read = share_of(&self.weights().await?, new_tg);
@@ -166,6 +181,7 @@ impl AlbRouter {
             "routing the test listener",
         )
         .await
+        .map(drop)
     }
 
     /// After a rollback: a test listener still forwarding to the rolled-back side's
@@ -192,6 +208,7 @@ impl AlbRouter {
             "pointing the test listener back at the stable side",
         )
         .await
+        .map(drop)
     }
 
     /// The share of the production route's weight on `tg`, read from the load balancer.
@@ -322,6 +339,13 @@ fn forward_weights(actions: &[Action]) -> Result<Vec<(String, i32)>, DriverError
             "the forward action names no target group".into(),
         )),
     }
+}
+
+/// Whether `answered`, the route's actions in the load balancer's answer to a write,
+/// gives `tg` exactly `percent` of the traffic. An answer without a forward (none at
+/// all, or one the SDK could not read) confirms nothing: the route is read instead.
+fn confirms(answered: &[Action], tg: &str, percent: u8) -> bool {
+    forward_weights(answered).is_ok_and(|weights| share_of(&weights, tg) == percent)
 }
 
 /// The percentage of traffic `tg` gets from `weights` (rounded to the nearest point).
@@ -614,5 +638,27 @@ mod tests {
         let w = vec![("a".to_string(), 2), ("b".to_string(), 1)];
         assert_eq!(share_of(&w, "b"), 33);
         assert_eq!(share_of(&[], "b"), 0);
+    }
+
+    #[test]
+    fn a_writes_answer_confirms_a_shift_only_when_it_shows_the_share_asked_for() {
+        let answered = [
+            oidc(1),
+            forward_to(&[("blue", 90), ("green", 10)], None, Some(2)),
+        ];
+        assert!(confirms(&answered, "green", 10), "the share asked for");
+        assert!(
+            !confirms(&answered, "green", 50),
+            "another share: read the route"
+        );
+        assert!(!confirms(&answered, "red", 10), "a group it does not name");
+        assert!(
+            !confirms(&[], "green", 10),
+            "no route in the answer: read it"
+        );
+        assert!(
+            !confirms(&[fixed_response(1)], "green", 0),
+            "an answer without a forward confirms nothing, not even 0%"
+        );
     }
 }

@@ -197,7 +197,8 @@ impl EcsTaskSets {
     }
 
     /// (stable, new) target groups, from one read of the service: a traffic step costs
-    /// three calls (this read, the weight change, the read-back).
+    /// three calls (this read, the route's actions, the weight change, whose answer is
+    /// the read-back).
     async fn groups(&self) -> Result<(String, String), DriverError> {
         let sets = self.task_sets().await?;
         let find = |side: Side| {
