@@ -305,6 +305,8 @@ fn release_run(
     let moto_before = cpu_of(moto);
     let agent_before = agent_calls.load(Ordering::Relaxed);
     let started = Instant::now();
+    // Reaped below by wait4, which also gives its resource usage (peak RSS).
+    #[allow(clippy::zombie_processes)]
     let mut child = Command::new(bin)
         .args(&args)
         .current_dir(dir)
