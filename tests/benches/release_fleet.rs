@@ -370,7 +370,7 @@ fn release_run(
 
     let wave_starts: Vec<Duration> = log
         .iter()
-        .filter(|(_, l)| l.contains("wave ") && l.contains(" of "))
+        .filter(|(_, l)| l.contains(": wave ") && l.contains(" of "))
         .map(|(at, _)| *at)
         .collect();
     assert!(
