@@ -33,6 +33,13 @@ forward naming one group in TargetGroupArn and others in ForwardConfig (AWS refu
 reports a forward to one group with only the field it was written with (AWS reports
 both). This refuses and reports as AWS does.
 
+Lambda: provisioned concurrency (moto has none). Put, get and delete on a version or
+an alias, as AWS answers them: a new configuration is IN_PROGRESS, then READY 300 ms
+later (FAILED for the `FUNCTION:VERSION`s listed in MOTO_LAMBDA_PC_FAILS); none is
+ProvisionedConcurrencyConfigNotFoundException; `$LATEST` and an alias with weights are
+refused ("Alias with weights can not be used with Provisioned Concurrency"). It does not
+allocate anything: nothing here invokes a function.
+
 Usage: python moto_ecs.py PORT
 """
 import copy
@@ -216,6 +223,65 @@ if os.environ.get("MOTO_INSTANCE_REFRESH"):
     AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes
     AutoScalingResponse.cancel_instance_refresh = cancel_instance_refresh
 
+
+def provisioned_concurrency():
+    import json
+    from datetime import datetime, timezone
+    from urllib.parse import unquote
+
+    from moto.awslambda import urls as lambda_urls
+    from moto.awslambda.exceptions import LambdaClientError
+    from moto.awslambda.responses import LambdaResponse
+
+    failing = {f for f in os.environ.get("MOTO_LAMBDA_PC_FAILS", "").split(",") if f}
+    configs = {}  # (account, region, function, qualifier) -> {"n", "at"}
+
+    def key(self):
+        function = unquote(self.path.rsplit("/", 2)[-2])
+        qualifier = self.querystring.get("Qualifier", [""])[0]
+        if not qualifier or qualifier == "$LATEST":
+            raise LambdaClientError("InvalidParameterValueException", "Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+        # The function must exist, and the qualifier name one of its versions or aliases.
+        self.backend.get_function(function, qualifier)
+        return (self.current_account, self.region, function, qualifier), function, qualifier
+
+    def put_provisioned_concurrency_config(self):
+        k, function, qualifier = key(self)
+        if not qualifier.isdigit():
+            alias = self.backend.get_alias(qualifier, function)
+            if (alias.routing_config or {}).get("AdditionalVersionWeights"):
+                raise LambdaClientError("InvalidParameterValueException", "Alias with weights can not be used with Provisioned Concurrency")
+        n = int(json.loads(self.body)["ProvisionedConcurrentExecutions"])
+        configs[k] = {"n": n, "at": time.time()}
+        return 202, {"status": 202}, json.dumps({"RequestedProvisionedConcurrentExecutions": n, "Status": "IN_PROGRESS"})
+
+    def get_provisioned_concurrency_config(self):
+        k, function, qualifier = key(self)
+        config = configs.get(k)
+        if config is None:
+            raise LambdaClientError("ProvisionedConcurrencyConfigNotFoundException", "No Provisioned Concurrency Config found for this function")
+        body = {"RequestedProvisionedConcurrentExecutions": config["n"], "LastModified": datetime.now(timezone.utc).isoformat()}
+        if f"{function}:{qualifier}" in failing:
+            body.update(Status="FAILED", StatusReason="FUNCTION_ERROR_INIT_FAILURE: the function failed to initialize", AllocatedProvisionedConcurrentExecutions=0, AvailableProvisionedConcurrentExecutions=0)
+        elif time.time() - config["at"] < 0.3:
+            body.update(Status="IN_PROGRESS", AllocatedProvisionedConcurrentExecutions=0, AvailableProvisionedConcurrentExecutions=0)
+        else:
+            body.update(Status="READY", AllocatedProvisionedConcurrentExecutions=config["n"], AvailableProvisionedConcurrentExecutions=config["n"])
+        return 200, {}, json.dumps(body)
+
+    def delete_provisioned_concurrency_config(self):
+        k, _, _ = key(self)
+        if configs.pop(k, None) is None:
+            raise LambdaClientError("ResourceNotFoundException", "No Provisioned Concurrency Config found for this function")
+        return 204, {"status": 204}, ""
+
+    LambdaResponse.put_provisioned_concurrency_config = put_provisioned_concurrency_config
+    LambdaResponse.get_provisioned_concurrency_config = get_provisioned_concurrency_config
+    LambdaResponse.delete_provisioned_concurrency_config = delete_provisioned_concurrency_config
+    lambda_urls.url_paths[r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/provisioned-concurrency/?$"] = LambdaResponse.dispatch
+
+
+provisioned_concurrency()
 
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
 server.start()
