@@ -50,6 +50,7 @@ mod history_index;
 mod hostile;
 mod images;
 mod journal_faults;
+mod lambda;
 mod output_streams;
 mod plan;
 mod plugin_cache;

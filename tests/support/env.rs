@@ -16,7 +16,7 @@ use kube::api::{Api, PostParams};
 
 use super::config::{ConfigBuilder, Service};
 use super::kube::{Kubelet, cluster, deployment};
-use super::{AsgWorld, EcsAgent, Moto, PairWorld, World, cli, ecs_service};
+use super::{AsgWorld, EcsAgent, LambdaWorld, Moto, PairWorld, World, cli, ecs_service};
 
 /// Moto, the world created in it, clients for it and a working directory; `extra` is
 /// what else the world needs kept alive (or knows) while the test runs.
@@ -38,6 +38,60 @@ pub type EksEnv = Env<World, Namespace>;
 /// A team's autoscaled ECS service pair (`support/moto_pair_world.py`), its agent playing
 /// the tasks.
 pub type EcsPairEnv = Env<PairWorld, EcsAgent>;
+
+/// The Lambda world (`support/moto_lambda_world.py`): function `api` behind alias `live`.
+pub type LambdaEnv = Env<LambdaWorld>;
+
+impl LambdaEnv {
+    /// The world with `provisioned` concurrency on the alias (0: none), in `moto`.
+    pub async fn start_on(moto: Moto, provisioned: u32) -> LambdaEnv {
+        Env::new(moto, |m| m.lambda_world(provisioned)).await
+    }
+
+    /// A `deployer.toml` with service `api` on function `api` alias `live`.
+    pub fn function(&self) -> ConfigBuilder {
+        self.config().service("api", |s| {
+            s.health_timeout("10s").target(|t| {
+                t.str("kind", "lambda")
+                    .str("function", "api")
+                    .str("alias", "live")
+            })
+        })
+    }
+
+    /// The alias as Lambda reports it: its version and its weights, sorted.
+    pub async fn alias(&self) -> (String, Vec<(String, f64)>) {
+        let out = self
+            .clients
+            .lambda
+            .get_alias()
+            .function_name("api")
+            .name("live")
+            .send()
+            .await
+            .unwrap();
+        let mut weights: Vec<(String, f64)> = out
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .map(|w| w.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        (out.function_version().unwrap().to_string(), weights)
+    }
+
+    /// Provisioned concurrency asked for version or alias `qualifier`, if any.
+    pub async fn provisioned(&self, qualifier: &str) -> Option<i32> {
+        self.clients
+            .lambda
+            .get_provisioned_concurrency_config()
+            .function_name("api")
+            .qualifier(qualifier)
+            .send()
+            .await
+            .ok()
+            .and_then(|c| c.requested_provisioned_concurrent_executions())
+    }
+}
 
 /// An ALB listener whose default action splits traffic between two target groups.
 pub trait Alb {

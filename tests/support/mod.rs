@@ -64,7 +64,7 @@ impl Moto {
         Self::start_with(&[], &[("MOTO_INSTANCE_REFRESH", "1")])
     }
 
-    fn start_with(broken: &[&str], env: &[(&str, &str)]) -> Moto {
+    pub fn start_with(broken: &[&str], env: &[(&str, &str)]) -> Moto {
         let venv = moto_venv();
         assert!(
             venv.join("bin/moto_server").exists(),
@@ -173,6 +173,17 @@ impl Moto {
         }
     }
 
+    /// Create the Lambda world (see `support/moto_lambda_world.py`): function `api`,
+    /// versions 1–3, alias `live` on 1 with `provisioned` concurrency (0: none).
+    pub fn lambda_world(&self, provisioned: u32) -> LambdaWorld {
+        let [function, alias] = self.world_with(
+            "moto_lambda_world.py",
+            &[&provisioned.to_string()],
+            ["function", "alias"],
+        );
+        LambdaWorld { function, alias }
+    }
+
     pub async fn clients(&self) -> deployer_targets::aws::Clients {
         self.clients_in("us-east-1").await
     }
@@ -189,6 +200,13 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The Lambda world's function name and alias ARN.
+#[derive(Clone, Debug)]
+pub struct LambdaWorld {
+    pub function: String,
+    pub alias: String,
 }
 
 /// ARNs of the Auto Scaling world.

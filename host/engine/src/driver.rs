@@ -273,6 +273,10 @@ pub struct Shape {
     /// route sends traffic to it. Checked under the lock, after recovery, before anything
     /// is journaled, so such a run changes nothing.
     pub blocked: Option<String>,
+    /// The target serves on demand without units (Lambda: units are provisioned
+    /// concurrency, which may be none), so a live side at 0 units is a size to deploy
+    /// at, not a sign that the service's size is unknown.
+    pub serves_on_demand: bool,
 }
 
 /// A deployment target as the engine sees it before and between deployments: read what

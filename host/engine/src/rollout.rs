@@ -662,7 +662,7 @@ impl<'a, S: Strategy, T: Target, G: Gates, St: Store> Engine<'a, S, T, G, St> {
     /// the live side runs now, as its autoscaler left it.
     fn live_units(&self, shape: &Shape) -> Result<u32, EngineError> {
         match shape.live_units {
-            Some(units) if units > 0 => Ok(units),
+            Some(units) if units > 0 || shape.serves_on_demand => Ok(units),
             found => Err(EngineError::Target(DriverError::Failed(format!(
                 "service `{}` has no desired-count in its config, so the new side is sized from the live \
                  one, but {}; set `desired-count` under the service's target",

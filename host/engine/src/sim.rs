@@ -345,6 +345,7 @@ impl Target for SimDriver {
             live_units: None,
             scaling: None,
             blocked: None,
+            serves_on_demand: false,
         })
     }
 

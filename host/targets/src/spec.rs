@@ -65,6 +65,10 @@ pub enum TargetSpec {
         container: Option<String>,
         desired: Option<u32>,
     },
+    /// A Lambda function behind an alias: the alias points at the stable version and
+    /// its routing config sends a weighted share to the new one. A unit is one
+    /// provisioned concurrent execution (see [`crate::aws::lambda`]).
+    Lambda { function: String, alias: String },
 }
 
 /// What a release of a target is, which decides how `--release` is pinned and what
@@ -77,6 +81,8 @@ pub enum ReleaseKind {
     LaunchTemplateVersion,
     /// A container image (the image is the release).
     Image,
+    /// A published Lambda function version (`42`).
+    FunctionVersion,
 }
 
 impl TargetSpec {
@@ -88,6 +94,7 @@ impl TargetSpec {
                 ReleaseKind::LaunchTemplateVersion
             }
             TargetSpec::EksPair { .. } | TargetSpec::EksOne { .. } => ReleaseKind::Image,
+            TargetSpec::Lambda { .. } => ReleaseKind::FunctionVersion,
         }
     }
 
@@ -101,6 +108,8 @@ impl TargetSpec {
             | TargetSpec::AsgOne { desired, .. }
             | TargetSpec::EksPair { desired, .. }
             | TargetSpec::EksOne { desired, .. } => *desired,
+            // Sized from the alias's provisioned concurrency when a deployment begins.
+            TargetSpec::Lambda { .. } => None,
         }
     }
 
@@ -111,7 +120,9 @@ impl TargetSpec {
             TargetSpec::EcsPair { traffic, .. }
             | TargetSpec::AsgPair { traffic, .. }
             | TargetSpec::EksPair { traffic, .. } => Some(traffic),
-            TargetSpec::AsgOne { .. } | TargetSpec::EksOne { .. } => None,
+            TargetSpec::AsgOne { .. } | TargetSpec::EksOne { .. } | TargetSpec::Lambda { .. } => {
+                None
+            }
         }
     }
 
@@ -126,6 +137,7 @@ impl TargetSpec {
                 crate::aws::asg::same_release(a, b)
             }
             TargetSpec::EksPair { .. } | TargetSpec::EksOne { .. } => a == b,
+            TargetSpec::Lambda { .. } => crate::aws::lambda::same_version(a, b),
         }
     }
 }

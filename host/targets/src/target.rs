@@ -15,6 +15,7 @@ use crate::aws::ecs::EcsTaskSets;
 use crate::aws::ecs_pair::EcsServices;
 use crate::aws::ecs_rolling::EcsRolling;
 use crate::aws::images::{self, ImageError, ImageRelease, Images};
+use crate::aws::lambda::{self, FunctionAlias, LambdaVersions};
 use crate::aws::scaling::{self, Saved};
 use crate::k8s::Cluster;
 use crate::k8s::deployments::{Deployments, EksDeployments, EksRolling};
@@ -80,6 +81,9 @@ impl ServiceTarget {
     /// # Errors
     /// No such task definition; AWS errors.
     pub async fn pin_release(&self, release: &str) -> Result<String, DriverError> {
+        if let TargetSpec::Lambda { function, alias } = &self.service.target {
+            return lambda::pin(&function_alias(&self.access, function, alias), release).await;
+        }
         if self.service.target.release_kind() != ReleaseKind::TaskDefinition {
             return Ok(release.to_string());
         }
@@ -114,6 +118,23 @@ impl ServiceTarget {
 }
 
 impl ServiceTarget {
+    /// `deployer run --publish`: the function's current code published as a version (or
+    /// the newest version, when nothing changed since it was published).
+    ///
+    /// # Errors
+    /// A target that is not a Lambda function; AWS errors.
+    pub async fn publish(&self) -> Result<String, DriverError> {
+        match &self.service.target {
+            TargetSpec::Lambda { function, alias } => {
+                lambda::publish(&function_alias(&self.access, function, alias)).await
+            }
+            _ => Err(DriverError::Failed(
+                "--publish publishes a Lambda function's code as a version; this service is                  not a Lambda function: deploy it with --release or --image"
+                    .into(),
+            )),
+        }
+    }
+
     /// The release `deployer run --image` deploys: the live release with only these
     /// images changed (see [`images`]), registered or reused, pinned. Made before the
     /// engine runs, so it is journaled like any `--release`.
@@ -139,6 +160,10 @@ impl ServiceTarget {
                 };
                 images::image_release("", container, wanted)
             }
+            ReleaseKind::FunctionVersion => Err(ImageError::Refused(
+                "a Lambda function's release is a published version, not an image: deploy                  with --release VERSION, or --publish to publish its current code"
+                    .into(),
+            )),
         }
     }
 }
@@ -169,6 +194,14 @@ impl Target for ServiceTarget {
 
     fn same_release(&self, a: &str, b: &str) -> bool {
         self.service.target.same_release(a, b)
+    }
+}
+
+fn function_alias(access: &Access, function: &str, alias: &str) -> FunctionAlias {
+    FunctionAlias {
+        clients: access.clients.clone(),
+        function: function.to_string(),
+        alias: alias.to_string(),
     }
 }
 
@@ -207,6 +240,7 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
         live_units: Some(live_units),
         scaling: saved.to_journal(),
         blocked: None,
+        serves_on_demand: false,
     };
     let pair = |live: side_by_side::Live, saved: Saved| Shape {
         blocked: live.blocked,
@@ -290,6 +324,9 @@ pub async fn inspect(access: &Access, target: &TargetSpec) -> Result<Shape, Driv
             let router = router(access, traffic);
             let live = side_by_side::live(&slots, &router, &traffic.target_groups).await?;
             Ok(pair(live, Saved::default()))
+        }
+        TargetSpec::Lambda { function, alias } => {
+            lambda::inspect(&function_alias(access, function, alias)).await
         }
     }
 }
@@ -514,6 +551,13 @@ pub fn driver(
             }),
             traffic,
         ),
+        TargetSpec::Lambda { function, alias } => AnyDriver::Lambda(LambdaVersions {
+            target: function_alias(access, function, alias),
+            stable: stable.to_string(),
+            new: new.to_string(),
+            health_timeout,
+            poll: POLL,
+        }),
     };
     Ok(TargetDriver {
         inner,
@@ -608,6 +652,7 @@ pub enum AnyDriver {
     AsgInPlace(InPlaceDriver<AsgRolling>),
     EksInPlace(InPlaceDriver<EksRolling>),
     Pair(SideBySide<AnySlots>),
+    Lambda(LambdaVersions),
 }
 
 /// A target's driver, and the clients that hold its own scaling still during a
@@ -625,6 +670,7 @@ macro_rules! delegate {
             AnyDriver::AsgInPlace($d) => $call,
             AnyDriver::EksInPlace($d) => $call,
             AnyDriver::Pair($d) => $call,
+            AnyDriver::Lambda($d) => $call,
         }
     };
 }

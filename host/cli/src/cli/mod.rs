@@ -75,7 +75,7 @@ pub enum Command {
     /// wave by wave and takes all of it back if any service fails.
     #[command(group(
         clap::ArgGroup::new("what")
-            .args(["release", "image", "manifest"])
+            .args(["release", "image", "manifest", "publish"])
             .required(true)
             .multiple(true)
     ))]
@@ -99,6 +99,10 @@ pub enum Command {
         /// `{"services": {"api": {"image": "…"}, "web": {"release": "web:42"}}}`.
         #[arg(long, value_name = "FILE")]
         manifest: Option<std::path::PathBuf>,
+        /// Lambda: publish the function's current code and configuration as a version
+        /// and deploy that version (the newest one, when nothing changed since).
+        #[arg(long, conflicts_with_all = ["release", "image", "manifest", "name"])]
+        publish: bool,
         #[arg(long, conflicts_with = "name")]
         service: Option<String>,
     },
@@ -549,8 +553,17 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
             release,
             image,
             manifest,
+            publish,
             service,
         } => {
+            if strategy == "release" && publish {
+                return Err(BadInput(
+                    "--publish deploys one Lambda function; a release of several services names \
+                     each function's version\n  fix: deployer run release NAME --release FUNCTION=VERSION"
+                        .into(),
+                )
+                .into());
+            }
             if strategy == "release" {
                 let Some(name) = name else {
                     return Err(BadInput(
@@ -583,6 +596,7 @@ pub async fn run(reporter: &std::sync::Arc<report::Reporter>, cli: Cli) -> anyho
                 .into());
             }
             let wanted = match (release.as_slice(), image.is_empty(), manifest) {
+                ([], true, None) if publish => run::Wanted::Publish,
                 ([release], true, None) => run::Wanted::Release(release.clone()),
                 ([], false, None) => run::Wanted::Images(image),
                 (_, _, Some(_)) => {

@@ -6,6 +6,8 @@ use deployer_engine::plan::{Ending, PlanError, over_caps, simulate};
 use deployer_engine::rollout::{EngineError, fit_problem};
 use deployer_plugin_host::{PluginHost, PluginSource};
 
+use deployer_targets::spec::TargetSpec;
+
 use crate::config::Config;
 use crate::exit::Outcome;
 
@@ -60,14 +62,24 @@ pub async fn run(
         PluginSource::Builtin(_) => "built-in".to_string(),
         PluginSource::File { path, .. } => path.display().to_string(),
     };
-    let kind = kind_words(target.kind);
+    let lambda = matches!(service.spec.target, TargetSpec::Lambda { .. });
+    let kind = match &service.spec.target {
+        TargetSpec::Lambda { function, alias } => {
+            format!("Lambda function {function} alias {alias}")
+        }
+        _ => kind_words(target.kind).to_string(),
+    };
     outln!(
         "Plan: `{strategy}` for service `{service_name}` ({kind}, {} units{}{})",
         target.desired_count,
-        if sized_at_run {
-            " as an example: a run sizes it from the live side; --desired N to plan for N"
-        } else {
-            ""
+        match (sized_at_run, lambda) {
+            (true, true) => {
+                " as an example: a run sizes it from the alias's provisioned concurrency; --desired N to plan for N"
+            }
+            (true, false) => {
+                " as an example: a run sizes it from the live side; --desired N to plan for N"
+            }
+            _ => "",
         },
         if target.test_traffic {
             ", test listener"
@@ -75,6 +87,15 @@ pub async fn run(
             ""
         }
     );
+    if lambda {
+        // Lambda has no instances: say what the scale steps below do there.
+        outln!(
+            "A unit is one provisioned concurrent execution: a scale step provisions the new version \
+             (READY before it gets traffic) and 0 removes it. An alias without provisioned \
+             concurrency sizes the run at 0 units: scale steps provision nothing and Lambda \
+             scales the function itself."
+        );
+    }
     outln!("Strategy component: {origin}, sha256 {}", plugin.digest());
     outln!();
     let width = plan.steps.len().to_string().len();

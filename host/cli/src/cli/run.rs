@@ -80,6 +80,8 @@ pub enum Wanted {
     Release(String),
     /// `--image`, each value as given.
     Images(Vec<String>),
+    /// `--publish`: a Lambda function's current code, published as a version.
+    Publish,
 }
 
 pub async fn run(
@@ -94,7 +96,7 @@ pub async fn run(
     reporter.begin("run", service);
     // `--image` values are checked before anything is read: they stand on their own.
     let images = match wanted {
-        Wanted::Release(_) => None,
+        Wanted::Release(_) | Wanted::Publish => None,
         Wanted::Images(values) => Some(Images::parse(values).map_err(crate::exit::BadInput)?),
     };
     let config = Config::load(config_path)?;
@@ -116,6 +118,7 @@ pub async fn run(
     let pinned = match (wanted, &images) {
         (_, Some(images)) => release_from_images(reporter, &target, images).await?,
         (Wanted::Release(release), None) => pin(reporter, &target, release).await?,
+        (Wanted::Publish, None) => publish(reporter, &target).await?,
         (Wanted::Images(_), None) => unreachable!("images are parsed above"),
     };
     let release = pinned.as_str();
@@ -189,6 +192,20 @@ pub(crate) async fn pin(
 ) -> anyhow::Result<String> {
     let pinned = match target.pin_release(release).await {
         Ok(pinned) => pinned,
+        // Lambda has no such version, or it is not one: the argument is wrong.
+        Err(deployer_engine::driver::DriverError::Failed(message))
+            if matches!(
+                target.service.target,
+                deployer_targets::spec::TargetSpec::Lambda { .. }
+            ) =>
+        {
+            return Err(crate::exit::BadInput(format!(
+                "--release `{}`: {message}\n  fix: name a published version (see `aws lambda \
+                 list-versions-by-function`), or deploy with --publish",
+                printable(release)
+            ))
+            .into());
+        }
         // ECS says it has no such task definition: the argument is wrong.
         Err(err) if err.to_string().contains("ClientException") => {
             return Err(crate::exit::BadInput(format!(
@@ -209,6 +226,25 @@ pub(crate) async fn pin(
         ));
     }
     Ok(pinned)
+}
+
+/// `--publish`: the version Lambda published (or its newest, when nothing changed).
+async fn publish(reporter: &Reporter, target: &ServiceTarget) -> anyhow::Result<String> {
+    match target.publish().await {
+        Ok(version) => {
+            reporter.line(&format!("published: deploying version {version}"));
+            Ok(version)
+        }
+        Err(deployer_engine::driver::DriverError::Failed(message))
+            if !matches!(
+                target.service.target,
+                deployer_targets::spec::TargetSpec::Lambda { .. }
+            ) =>
+        {
+            Err(crate::exit::BadInput(message).into())
+        }
+        Err(err) => Err(anyhow::Error::from(err).context("publishing a version")),
+    }
 }
 
 /// The release `--image` makes, registered (or reused) before anything is journaled,

@@ -155,6 +155,54 @@ pub fn desired_count_problem(count: u32, max: u32, most: &str) -> Option<String>
     })
 }
 
+/// What is wrong with a Lambda function's name, if anything: Lambda takes 1 to 64 of
+/// letters, digits, `-` and `_`, or the function's ARN (without a version or alias:
+/// the release names the version).
+pub fn lambda_function_problem(function: &str) -> Option<String> {
+    let name_ok = |name: &str| {
+        (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let ok = match function.strip_prefix("arn:") {
+        Some(_) => {
+            let parts: Vec<&str> = function.split(':').collect();
+            function.len() <= 140
+                && parts.len() == 7
+                && parts[2] == "lambda"
+                && parts[5] == "function"
+                && name_ok(parts[6])
+        }
+        None => name_ok(function),
+    };
+    (!ok).then(|| {
+        format!(
+            "`{}` is not a Lambda function name\n  fix: the function's name (1 to 64 letters, \
+             digits, - or _) or its ARN, without a version or alias (the release names the \
+             version; `alias` names the alias)",
+            function.escape_debug()
+        )
+    })
+}
+
+/// What is wrong with a Lambda alias's name, if anything: 1 to 128 letters, digits, `-`
+/// and `_`, not all digits (that would be a version).
+pub fn lambda_alias_problem(alias: &str) -> Option<String> {
+    let ok = (1..=128).contains(&alias.len())
+        && alias
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !alias.bytes().all(|b| b.is_ascii_digit());
+    (!ok).then(|| {
+        format!(
+            "`{}` is not a Lambda alias name\n  fix: the alias production invokes (1 to 128 \
+             letters, digits, - or _, not only digits: `live`, `prod`)",
+            alias.escape_debug()
+        )
+    })
+}
+
 /// What is wrong with a plugin's `sha256`, if anything.
 pub fn digest_problem(sha256: &str, path: &Path) -> Option<String> {
     let digest = sha256.trim().trim_start_matches("sha256:");

@@ -275,6 +275,10 @@ impl Config {
             TargetSpec::AsgPair { .. } => (TargetKind::AutoScalingGroup, false),
             TargetSpec::EksOne { .. } => (TargetKind::EksDeployment, true),
             TargetSpec::EksPair { .. } => (TargetKind::EksDeployment, false),
+            // The contract (0.3) has no kind for a Lambda function; a strategy sees it
+            // as what it drives the same way: two sides, traffic by weights, units to
+            // scale (docs/targets.md, "Lambda functions").
+            TargetSpec::Lambda { .. } => (TargetKind::EcsService, false),
         };
         TargetInfo {
             kind,

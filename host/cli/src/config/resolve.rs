@@ -856,6 +856,7 @@ fn target(
             check::MAX_DESIRED,
             "deployer rolls out in one Kubernetes Deployment",
         ),
+        Target::Lambda { .. } => (0, "a Lambda function has"),
     };
     if let Some(count) = service.target.desired_count()
         && let Some(message) = check::desired_count_problem(count, max, most)
@@ -915,6 +916,9 @@ fn target(
                     traffic,
                 },
             })
+        }
+        Target::Lambda { function, alias } => {
+            lambda_target(field, function, alias, service, problems)
         }
         Target::Eks {
             namespace,
@@ -988,6 +992,41 @@ fn target(
             })
         }
     }
+}
+
+/// A Lambda function and alias, each a name Lambda accepts; no traffic table (the
+/// alias's weights are the traffic).
+fn lambda_target(
+    field: &str,
+    function: &str,
+    alias: &str,
+    service: &Service,
+    problems: &mut Problems<'_>,
+) -> Option<TargetSpec> {
+    let mut ok = true;
+    if let Some(message) = check::lambda_function_problem(function) {
+        problems.at(&format!("{field}.function"), message);
+        ok = false;
+    }
+    if let Some(message) = check::lambda_alias_problem(alias) {
+        problems.at(&format!("{field}.alias"), message);
+        ok = false;
+    }
+    if service.traffic.is_some() {
+        let traffic = field.rsplit_once('.').map_or(field, |(service, _)| service);
+        problems.at(
+            &format!("{traffic}.traffic"),
+            "a Lambda function's traffic is its alias's weights, not a load balancer's\n  \
+             fix: remove the traffic table; API Gateway (or whatever invokes the function) \
+             calls the alias"
+                .to_string(),
+        );
+        ok = false;
+    }
+    ok.then(|| TargetSpec::Lambda {
+        function: function.to_string(),
+        alias: alias.to_string(),
+    })
 }
 
 fn gate_point(point: GatePoint) -> EngineGatePoint {

@@ -386,6 +386,17 @@ pub enum Target {
         #[serde(default)]
         desired_count: Option<u32>,
     },
+    /// A Lambda function deployed through an alias: a release is a published version,
+    /// traffic moves by the alias's weights, and a unit is one provisioned concurrent
+    /// execution (sized from the alias's provisioned concurrency when a run begins).
+    #[serde(rename_all = "kebab-case")]
+    Lambda {
+        /// The function's name (or ARN).
+        function: String,
+        /// The alias production invokes (API Gateway, function URL, event sources),
+        /// pointing at a published version.
+        alias: String,
+    },
 }
 
 impl Target {
@@ -395,6 +406,7 @@ impl Target {
             Target::Ecs { desired_count, .. }
             | Target::Eks { desired_count, .. }
             | Target::Asg { desired_count, .. } => *desired_count,
+            Target::Lambda { .. } => None,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod ecs_pair;
 pub mod ecs_rolling;
 pub mod eks_token;
 pub mod images;
+pub mod lambda;
 pub mod metrics;
 pub mod scaling;
 
@@ -34,6 +35,8 @@ pub struct Clients {
     pub app_autoscaling: aws_sdk_applicationautoscaling::Client,
     /// Launch template versions (`--image ami-…`).
     pub ec2: aws_sdk_ec2::Client,
+    /// Lambda functions: aliases, versions, provisioned concurrency.
+    pub lambda: aws_sdk_lambda::Client,
     /// The resolved SDK config (credentials and region), for presigning EKS tokens.
     pub config: aws_config::SdkConfig,
     /// Every call these clients make, counted.
@@ -129,6 +132,12 @@ impl Clients {
             ),
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(&config)
+                    .interceptor(calls.clone())
+                    .retry_partition(account.clone())
+                    .build(),
+            ),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::config::Builder::from(&config)
                     .interceptor(calls.clone())
                     .retry_partition(account.clone())
                     .build(),

@@ -1,0 +1,664 @@
+//! Lambda functions behind an alias. A release is a published version (`42`); the stable
+//! side is the version the alias points at, the new side the version its routing config
+//! adds with a weight. API Gateway, function URLs and event sources invoke the alias,
+//! so moving its weights moves production traffic, as an ALB's weights do.
+//!
+//! Every operation is absolute and idempotent, as the driver contract asks: a share of
+//! `p`% is written as the whole alias — `(stable, {new: p/100})`, `(stable, {})` at 0%,
+//! `(new, {})` at 100% — never as a change to what was there, and read back.
+//!
+//! Units. Lambda has no instances to scale: it starts execution environments as
+//! requests come. What a team can hold warm is *provisioned concurrency*, and that is
+//! what a unit is here: one provisioned concurrent execution of a version. A service
+//! is sized from the alias's provisioned concurrency when a deployment begins, so the
+//! host's capacity rules hold as for other targets: before the new version gets `p`% of
+//! traffic it has its share of that concurrency, provisioned on the version and READY.
+//! After promotion the alias's own configuration covers the new version, and the
+//! version's is removed; after a rollback the new version's is removed. An alias
+//! without provisioned concurrency sizes the service at 0 units: every share needs
+//! none, scale steps provision nothing, and Lambda scales the function itself.
+//!
+//! Provisioned concurrency is put on the version, not on the alias, because Lambda
+//! refuses to change an alias's provisioned concurrency while the alias has weights;
+//! the alias's own configuration is never changed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_lambda::error::ProvideErrorMetadata;
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, ProvisionedConcurrencyStatusEnum, State};
+use deployer_contract::{RollingUpdate, Side};
+use deployer_engine::driver::{Backoff, Driver, DriverError, Shape};
+
+use super::{Clients, classify};
+
+/// `a` and `b` name the same version: `42`, or a version ARN ending in `:42`.
+pub fn same_version(a: &str, b: &str) -> bool {
+    version_of(a) == version_of(b)
+}
+
+/// The version number a release names: `42` of `42` or `arn:…:function:NAME:42`.
+fn version_of(release: &str) -> &str {
+    release.rsplit(':').next().unwrap_or(release)
+}
+
+/// Whether `release` names a published version (digits), not `$LATEST` or an alias.
+fn is_version(release: &str) -> bool {
+    let version = version_of(release);
+    !version.is_empty() && version.len() <= 10 && version.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An alias as Lambda reports it: the version it points at, and the weights its routing
+/// config gives other versions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alias {
+    pub version: String,
+    pub weights: Vec<(String, f64)>,
+}
+
+impl Alias {
+    fn from_parts(version: Option<&str>, routing: Option<&AliasRoutingConfiguration>) -> Alias {
+        let mut weights: Vec<(String, f64)> = routing
+            .and_then(|r| r.additional_version_weights())
+            .map(|w| w.iter().map(|(v, w)| (v.clone(), *w)).collect())
+            .unwrap_or_default();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        Alias {
+            version: version.unwrap_or_default().to_string(),
+            weights,
+        }
+    }
+
+    /// The share of traffic (whole percent) on version `new`, with `stable` the version
+    /// the run started from; `None` when the alias points neither at `stable` (with or
+    /// without weight on `new`) nor wholly at `new`: something else changed it.
+    fn share_of(&self, stable: &str, new: &str) -> Option<u8> {
+        let others = self.weights.iter().filter(|(v, _)| v != new).count();
+        if others > 0 {
+            return None;
+        }
+        if self.version == new {
+            return self.weights.is_empty().then_some(100);
+        }
+        if self.version != stable {
+            return None;
+        }
+        let weight = self
+            .weights
+            .iter()
+            .find(|(v, _)| v == new)
+            .map_or(0.0, |(_, w)| *w);
+        // A weight is a fraction; shares are whole percents. Rounded, and clamped so a
+        // damaged weight cannot wrap.
+        Some((weight * 100.0).round().clamp(0.0, 100.0) as u8)
+    }
+}
+
+/// The function and alias a service deploys through.
+#[derive(Clone, Debug)]
+pub struct FunctionAlias {
+    pub clients: Clients,
+    pub function: String,
+    pub alias: String,
+}
+
+impl FunctionAlias {
+    fn describe(&self) -> String {
+        format!("Lambda function {} alias {}", self.function, self.alias)
+    }
+
+    /// The alias as Lambda reports it now.
+    ///
+    /// # Errors
+    /// No such function or alias; AWS errors.
+    pub async fn read(&self) -> Result<Alias, DriverError> {
+        let out = self
+            .clients
+            .lambda
+            .get_alias()
+            .function_name(&self.function)
+            .name(&self.alias)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("reading {}", self.describe()), e))?;
+        Ok(Alias::from_parts(
+            out.function_version(),
+            out.routing_config(),
+        ))
+    }
+
+    /// Point the alias wholly at `version` with `weights` for others; Lambda's answer.
+    async fn write(
+        &self,
+        version: &str,
+        weights: HashMap<String, f64>,
+    ) -> Result<Alias, DriverError> {
+        let out = self
+            .clients
+            .lambda
+            .update_alias()
+            .function_name(&self.function)
+            .name(&self.alias)
+            .function_version(version)
+            // An empty map clears the weights; leaving the field out would keep them.
+            .routing_config(
+                AliasRoutingConfiguration::builder()
+                    .set_additional_version_weights(Some(weights))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(&format!("updating {}", self.describe()), e))?;
+        Ok(Alias::from_parts(
+            out.function_version(),
+            out.routing_config(),
+        ))
+    }
+
+    /// Provisioned concurrency configured on `qualifier` (a version or the alias): what
+    /// was asked, and its status. `None`: there is none.
+    async fn provisioned(
+        &self,
+        qualifier: &str,
+    ) -> Result<Option<(u32, Provisioning)>, DriverError> {
+        let out = self
+            .clients
+            .lambda
+            .get_provisioned_concurrency_config()
+            .function_name(&self.function)
+            .qualifier(qualifier)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(err) if is_not_found(&err) => return Ok(None),
+            Err(err) => {
+                return Err(classify(
+                    &format!(
+                        "reading the provisioned concurrency of {}:{qualifier}",
+                        self.function
+                    ),
+                    err,
+                ));
+            }
+        };
+        let requested = out
+            .requested_provisioned_concurrent_executions()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        let status = match out.status() {
+            Some(ProvisionedConcurrencyStatusEnum::Ready) => Provisioning::Ready,
+            Some(ProvisionedConcurrencyStatusEnum::Failed) => Provisioning::Failed(
+                out.status_reason()
+                    .unwrap_or("Lambda gave no reason")
+                    .to_string(),
+            ),
+            _ => Provisioning::InProgress(
+                out.allocated_provisioned_concurrent_executions()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0),
+            ),
+        };
+        Ok(Some((requested, status)))
+    }
+
+    /// Remove the provisioned concurrency of version `version`; nothing when it has none.
+    async fn unprovision(&self, version: &str) -> Result<(), DriverError> {
+        let out = self
+            .clients
+            .lambda
+            .delete_provisioned_concurrency_config()
+            .function_name(&self.function)
+            .qualifier(version)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(err) if is_not_found(&err) => Ok(()),
+            Err(err) => Err(classify(
+                &format!(
+                    "removing the provisioned concurrency of {}:{version}",
+                    self.function
+                ),
+                err,
+            )),
+        }
+    }
+
+    /// Version `version` as Lambda reports it: waits while it is `Pending` (Lambda
+    /// prepares a new version before it can run), up to `timeout`.
+    async fn wait_active(
+        &self,
+        version: &str,
+        timeout: Duration,
+        poll: Duration,
+    ) -> Result<(), DriverError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Backoff::new(poll);
+        loop {
+            let out = self
+                .clients
+                .lambda
+                .get_function_configuration()
+                .function_name(&self.function)
+                .qualifier(version)
+                .send()
+                .await
+                .map_err(|e| {
+                    classify(
+                        &format!(
+                            "reading version {version} of Lambda function {}",
+                            self.function
+                        ),
+                        e,
+                    )
+                })?;
+            match out.state() {
+                Some(State::Failed) | Some(State::Inactive) => {
+                    return Err(DriverError::Failed(format!(
+                        "version {version} of Lambda function {} is {}: {}",
+                        self.function,
+                        out.state().map_or("", |s| s.as_str()),
+                        out.state_reason().unwrap_or("Lambda gave no reason")
+                    )));
+                }
+                Some(State::Pending) => {}
+                // Active, or a Lambda that reports no state (older API shapes).
+                _ => return Ok(()),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Failed(format!(
+                    "version {version} of Lambda function {} was still Pending after {timeout:?}",
+                    self.function
+                )));
+            }
+            backoff.sleep().await;
+        }
+    }
+}
+
+/// Where a provisioned concurrency configuration stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Provisioning {
+    Ready,
+    /// Allocated so far.
+    InProgress(u32),
+    Failed(String),
+}
+
+fn is_not_found<E: ProvideErrorMetadata>(err: &E) -> bool {
+    matches!(
+        err.code(),
+        Some("ProvisionedConcurrencyConfigNotFoundException" | "ResourceNotFoundException")
+    )
+}
+
+/// Read what the alias serves, and its provisioned concurrency (the service's units).
+///
+/// # Errors
+/// No such function or alias; an alias on `$LATEST` (which cannot be weighted); AWS
+/// errors.
+pub async fn inspect(target: &FunctionAlias) -> Result<Shape, DriverError> {
+    let alias = target.read().await?;
+    if !is_version(&alias.version) {
+        return Err(DriverError::Failed(format!(
+            "{} points at `{}`, not a published version: Lambda can only weight traffic \
+             between published versions. Publish one (`aws lambda publish-version`) and point \
+             the alias at it, then deploy",
+            target.describe(),
+            alias.version
+        )));
+    }
+    let units = match target.provisioned(&target.alias).await? {
+        Some((requested, _)) => requested,
+        None => 0,
+    };
+    let blocked = (!alias.weights.is_empty()).then(|| {
+        let split: Vec<String> = alias
+            .weights
+            .iter()
+            .map(|(v, w)| format!("{:.0}% to version {v}", w * 100.0))
+            .collect();
+        format!(
+            "{} sends {} besides version {}: a deployment is unfinished, or another tool split \
+             it. Run `deployer rollback` for a deployment of deployer's, or clear the alias's \
+             routing config",
+            target.describe(),
+            split.join(", "),
+            alias.version
+        )
+    });
+    Ok(Shape {
+        primary_release: alias.version,
+        side_by_side: true,
+        live_units: Some(units),
+        scaling: None,
+        blocked,
+        serves_on_demand: true,
+    })
+}
+
+/// `release` as the version number it names, once Lambda has confirmed the function has
+/// it. `$LATEST` and aliases are refused: they are not fixed code, and an alias can
+/// only weight published versions.
+///
+/// # Errors
+/// Not a version, or the function has no such version; AWS errors.
+pub async fn pin(target: &FunctionAlias, release: &str) -> Result<String, DriverError> {
+    if !is_version(release) {
+        return Err(DriverError::Failed(format!(
+            "`{release}` is not a published version of Lambda function {}: a release is a \
+             version number such as 42 (or its ARN); `$LATEST` and aliases are not fixed code",
+            target.function
+        )));
+    }
+    let version = version_of(release);
+    target
+        .clients
+        .lambda
+        .get_function_configuration()
+        .function_name(&target.function)
+        .qualifier(version)
+        .send()
+        .await
+        .map_err(|err| {
+            if is_not_found(&err) {
+                DriverError::Failed(format!(
+                    "Lambda function {} has no version {version}",
+                    target.function
+                ))
+            } else {
+                classify(
+                    &format!(
+                        "finding version {version} of Lambda function {}",
+                        target.function
+                    ),
+                    err,
+                )
+            }
+        })?;
+    Ok(version.to_string())
+}
+
+/// Publish the function's current code and configuration (`$LATEST`) as a version: the
+/// one it returns. Lambda returns the newest version instead when nothing changed since
+/// it was published, so publishing twice deploys once.
+///
+/// # Errors
+/// No such function; AWS errors.
+pub async fn publish(target: &FunctionAlias) -> Result<String, DriverError> {
+    let out = target
+        .clients
+        .lambda
+        .publish_version()
+        .function_name(&target.function)
+        .description("published by deployer")
+        .send()
+        .await
+        .map_err(|e| {
+            classify(
+                &format!(
+                    "publishing a version of Lambda function {}",
+                    target.function
+                ),
+                e,
+            )
+        })?;
+    out.version()
+        .filter(|v| is_version(v))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            DriverError::Failed(format!(
+                "Lambda did not say which version of {} it published",
+                target.function
+            ))
+        })
+}
+
+/// The driver between two versions of a function behind its alias.
+pub struct LambdaVersions {
+    pub target: FunctionAlias,
+    pub stable: String,
+    pub new: String,
+    pub health_timeout: Duration,
+    pub poll: Duration,
+}
+
+impl LambdaVersions {
+    /// Write the alias for `percent`% on the new version and read it back: Lambda's
+    /// answer first, then reads (its API is eventually consistent), a few times.
+    async fn route(&self, percent: u8) -> Result<u8, DriverError> {
+        if percent > 100 {
+            return Err(DriverError::Failed(format!(
+                "{percent}% is not a traffic share"
+            )));
+        }
+        let (stable, new) = (version_of(&self.stable), version_of(&self.new));
+        let (version, weights) = match percent {
+            0 => (stable, HashMap::new()),
+            100 => (new, HashMap::new()),
+            p => (
+                stable,
+                HashMap::from([(new.to_string(), f64::from(p) / 100.0)]),
+            ),
+        };
+        let mut read = self.target.write(version, weights).await?;
+        for attempt in 0..5u64 {
+            match read.share_of(stable, new) {
+                Some(share) if share == percent => return Ok(share),
+                _ if attempt == 4 => break,
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            read = self.target.read().await?;
+        }
+        read.share_of(stable, new).ok_or_else(|| {
+            DriverError::Failed(format!(
+                "{} points at version {} with weights {:?} after deployer set it: neither version \
+                 {stable} nor {new} as asked. Another tool is changing it",
+                self.target.describe(),
+                read.version,
+                read.weights
+            ))
+        })
+    }
+
+    /// Wait until version `version` has `count` provisioned concurrency READY.
+    async fn wait_provisioned(&self, version: &str, count: u32) -> Result<(), DriverError> {
+        let deadline = tokio::time::Instant::now() + self.health_timeout;
+        let mut backoff = Backoff::new(self.poll);
+        loop {
+            let allocated = match self.target.provisioned(version).await? {
+                Some((requested, Provisioning::Ready)) if requested >= count => return Ok(()),
+                Some((_, Provisioning::Failed(reason))) => {
+                    return Err(DriverError::Failed(format!(
+                        "provisioned concurrency of {} for version {version} failed: {reason}",
+                        self.target.function
+                    )));
+                }
+                Some((_, Provisioning::InProgress(allocated))) => allocated,
+                Some((_, Provisioning::Ready)) | None => 0,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Failed(format!(
+                    "only {allocated} of {count} provisioned concurrent executions of {} version \
+                     {version} were ready within {:?}",
+                    self.target.function, self.health_timeout
+                )));
+            }
+            backoff.sleep().await;
+        }
+    }
+}
+
+impl Driver for LambdaVersions {
+    fn describe(&self) -> String {
+        self.target.describe()
+    }
+
+    /// Nothing to create: the version exists (pinned before the run). Waits until Lambda
+    /// has it Active, so no traffic goes to a version still being prepared.
+    async fn prepare(&self, release: &str) -> Result<(), DriverError> {
+        self.target
+            .wait_active(version_of(release), self.health_timeout, self.poll)
+            .await
+    }
+
+    /// The new version's provisioned concurrency, READY before this returns; 0 removes
+    /// it. The stable version's is the alias's own, which Lambda keeps: nothing to do.
+    async fn scale(&self, side: Side, count: u32) -> Result<(), DriverError> {
+        if side == Side::Stable {
+            return Ok(());
+        }
+        let new = version_of(&self.new);
+        if count == 0 {
+            return self.target.unprovision(new).await;
+        }
+        let asked = match self.target.provisioned(new).await? {
+            Some((requested, _)) => requested,
+            None => 0,
+        };
+        if asked != count {
+            self.target
+                .clients
+                .lambda
+                .put_provisioned_concurrency_config()
+                .function_name(&self.target.function)
+                .qualifier(new)
+                .provisioned_concurrent_executions(i32::try_from(count).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| {
+                    classify(
+                        &format!(
+                            "provisioning {count} concurrent executions of {} version {new}",
+                            self.target.function
+                        ),
+                        e,
+                    )
+                })?;
+        }
+        self.wait_provisioned(new, count).await
+    }
+
+    async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
+        self.route(new_percent).await
+    }
+
+    async fn traffic_share(&self) -> Result<Option<u8>, DriverError> {
+        let alias = self.target.read().await?;
+        let (stable, new) = (version_of(&self.stable), version_of(&self.new));
+        alias.share_of(stable, new).map(Some).ok_or_else(|| {
+            DriverError::Failed(format!(
+                "{} points at version {} with weights {:?}: neither version {stable} nor {new}",
+                self.target.describe(),
+                alias.version,
+                alias.weights
+            ))
+        })
+    }
+
+    async fn route_test_traffic(&self) -> Result<(), DriverError> {
+        Err(DriverError::Failed(format!(
+            "{} has no test route: test the new version by invoking it by its qualifier \
+             ({}:{{new-release}}) in a pre-traffic gate or hook",
+            self.target.describe(),
+            self.target.function
+        )))
+    }
+
+    async fn rolling_update(
+        &self,
+        _release: &str,
+        _update: &RollingUpdate,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Failed(format!(
+            "{} has no units to replace in place: deploy it with canary (or its linear steps) \
+             or blue-green (all at once)",
+            self.target.describe()
+        )))
+    }
+
+    /// The alias wholly on the new version, no weights.
+    async fn promote(&self) -> Result<(), DriverError> {
+        match self.route(100).await? {
+            100 => Ok(()),
+            share => Err(DriverError::Failed(format!(
+                "{} reads {share}% on version {} after promotion",
+                self.target.describe(),
+                self.new
+            ))),
+        }
+    }
+
+    /// The alias's own provisioned concurrency now serves the new version: once Lambda
+    /// has it READY there, the version's own is removed.
+    async fn finalize(&self) -> Result<(), DriverError> {
+        let new = version_of(&self.new);
+        if self.target.provisioned(new).await?.is_none() {
+            return Ok(());
+        }
+        if let Some((count, _)) = self.target.provisioned(&self.target.alias).await? {
+            self.wait_provisioned(&self.target.alias, count).await?;
+        }
+        self.target.unprovision(new).await
+    }
+
+    /// The version stays (versions are Lambda's history, and cost nothing idle); its
+    /// provisioned concurrency, which does cost, goes.
+    async fn discard_new(&self) -> Result<(), DriverError> {
+        self.target.unprovision(version_of(&self.new)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alias(version: &str, weights: &[(&str, f64)]) -> Alias {
+        Alias {
+            version: version.into(),
+            weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_share_is_read_from_the_alias_as_lambda_reports_it() {
+        assert_eq!(alias("1", &[]).share_of("1", "2"), Some(0));
+        assert_eq!(alias("1", &[("2", 0.1)]).share_of("1", "2"), Some(10));
+        assert_eq!(alias("1", &[("2", 0.335)]).share_of("1", "2"), Some(34));
+        assert_eq!(alias("2", &[]).share_of("1", "2"), Some(100));
+        // Someone else's hand: the alias on a third version, or weights on one.
+        assert_eq!(alias("3", &[]).share_of("1", "2"), None);
+        assert_eq!(alias("1", &[("3", 0.1)]).share_of("1", "2"), None);
+        assert_eq!(alias("2", &[("1", 0.5)]).share_of("1", "2"), None);
+        // A damaged weight does not wrap.
+        assert_eq!(alias("1", &[("2", 7.0)]).share_of("1", "2"), Some(100));
+        assert_eq!(alias("1", &[("2", -1.0)]).share_of("1", "2"), Some(0));
+    }
+
+    #[test]
+    fn every_whole_percent_survives_the_round_trip_through_a_weight() {
+        for p in 0..=100u8 {
+            let weight = f64::from(p) / 100.0;
+            assert_eq!((weight * 100.0).round() as u8, p);
+        }
+    }
+
+    #[test]
+    fn a_release_is_a_version_number_or_its_arn() {
+        assert!(is_version("42"));
+        assert!(is_version(
+            "arn:aws:lambda:eu-west-1:123456789012:function:api:42"
+        ));
+        assert!(!is_version("$LATEST"));
+        assert!(!is_version("live"));
+        assert!(!is_version(""));
+        assert!(!is_version("12345678901"));
+        assert!(same_version(
+            "42",
+            "arn:aws:lambda:eu-west-1:123456789012:function:api:42"
+        ));
+        assert!(!same_version("42", "4"));
+    }
+}

@@ -1,0 +1,301 @@
+//! Lambda functions end to end, against a real moto server (its Lambda keeps versions,
+//! aliases and their routing config; provisioned concurrency is the test ground's, see
+//! `support/moto_ecs.py`) and the real `deployer` binary: a canary moves the alias's
+//! weights step by step and promotes, a metric over its bound rolls back, `deployer
+//! rollback` returns, a run killed mid-canary is taken back, and the new version has its
+//! provisioned concurrency READY before any traffic reaches it.
+
+use std::time::{Duration, Instant};
+
+use deployer_tests::support::Moto;
+use deployer_tests::support::env::{LambdaEnv, sigkill};
+
+type Alias = (String, Vec<(String, f64)>);
+
+fn on(version: &str) -> Alias {
+    (version.to_string(), Vec::new())
+}
+
+fn split(stable: &str, new: &str, weight: f64) -> Alias {
+    (stable.to_string(), vec![(new.to_string(), weight)])
+}
+
+/// `deployer run STRATEGY ARGS…` while the alias is read every 20 ms: the exit code,
+/// the output, and every state of the alias seen, in order, each once.
+async fn run_watched(env: &LambdaEnv, args: &[&str]) -> (i32, String, Vec<Alias>) {
+    let mut child = env.spawn_captured(args);
+    let mut seen: Vec<Alias> = Vec::new();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        let now = env.alias().await;
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the run hung");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now = env.alias().await;
+    if seen.last() != Some(&now) {
+        seen.push(now);
+    }
+    (out.status.code().unwrap_or(-1), text, seen)
+}
+
+const STEPS: &str = r#"[{ weight = 10, bake = "1s" }, { weight = 40, bake = "1s" }]"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_moves_the_alias_weights_step_by_step_then_rollback_returns() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+    env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));
+
+    let (code, out, seen) = run_watched(&env, &["run", "canary", "--release", "2"]).await;
+    assert_eq!(code, 0, "{out}");
+    // Every step as Lambda reported it, in order, and nothing else: no moment on a
+    // third version, no weight the strategy did not ask for.
+    assert_eq!(
+        seen,
+        vec![on("1"), split("1", "2", 0.1), split("1", "2", 0.4), on("2")],
+        "{out}"
+    );
+    // The alias had no provisioned concurrency: nothing was provisioned for a version.
+    assert_eq!(env.provisioned("2").await, None);
+
+    let (code, out, err) = env.deployer(&["status"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("live:    2"), "{out}");
+
+    // All at once: blue-green moves the alias in one step.
+    let (code, out, seen) = run_watched(&env, &["run", "blue-green", "--release", "3"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(seen, vec![on("2"), on("3")], "{out}");
+
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.alias().await, on("2"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_metric_of_the_new_version_over_its_bound_rolls_back() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+    // CloudWatch's AWS/Lambda metrics of invocations through the alias, per version.
+    env.write(&env.function().service("api", |s| {
+        s.canary_steps(STEPS).gate("metric", &["post-traffic"], |g| {
+            g.str("namespace", "AWS/Lambda")
+                .str("metric", "Errors")
+                .raw(
+                    "dimensions",
+                    r#"{ FunctionName = "api", Resource = "api:live", ExecutedVersion = "{new-release}" }"#,
+                )
+                .str("statistic", "Sum")
+                .str("period", "60s")
+                .str("window", "10m")
+                .raw("max", "0.0")
+        })
+    }));
+    let dimension = |name: &str, value: &str| {
+        aws_sdk_cloudwatch::types::Dimension::builder()
+            .name(name)
+            .value(value)
+            .build()
+    };
+    let errors = |version: &str, count: f64| {
+        env.clients
+            .cloudwatch
+            .put_metric_data()
+            .namespace("AWS/Lambda")
+            .metric_data(
+                aws_sdk_cloudwatch::types::MetricDatum::builder()
+                    .metric_name("Errors")
+                    .dimensions(dimension("FunctionName", "api"))
+                    .dimensions(dimension("Resource", "api:live"))
+                    .dimensions(dimension("ExecutedVersion", version))
+                    .value(count)
+                    .build(),
+            )
+            .send()
+    };
+    errors("2", 3.0).await.unwrap();
+
+    let (code, out, seen) = run_watched(&env, &["run", "canary", "--release", "2"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Errors Sum is 3"), "{out}");
+    // It reached its first step, failed there, and the alias went back, verified.
+    assert_eq!(seen, vec![on("1"), split("1", "2", 0.1), on("1")], "{out}");
+
+    // Version 3 serves without errors: it is promoted past the failed one.
+    errors("3", 0.0).await.unwrap();
+    let (code, out, _) = run_watched(&env, &["run", "canary", "--release", "3"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(env.alias().await, on("3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_canary_is_taken_back_by_rollback() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+    env.write(&env.function().service("api", |s| {
+        s.canary_steps(r#"[{ weight = 25, bake = "5m" }]"#)
+    }));
+    let child = env.spawn(&["run", "canary", "--release", "2"]);
+    let started = Instant::now();
+    while env.alias().await != split("1", "2", 0.25) {
+        assert!(started.elapsed() < Duration::from_secs(60), "never at 25%");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sigkill(child).await;
+    assert_eq!(
+        env.alias().await,
+        split("1", "2", 0.25),
+        "killed mid-canary"
+    );
+
+    // A person runs `rollback` (a new `run` would take it back first, then deploy).
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.alias().await, on("1"), "{out}\n{err}");
+    // Nothing was ever promoted before it: a second rollback has nothing to go back to.
+    let (code, out, err) = env.deployer(&["rollback"]).await;
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(err.contains("no promoted deployment"), "{err}");
+    assert_eq!(
+        env.alias().await,
+        on("1"),
+        "a second rollback changes nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_version_has_its_provisioned_concurrency_ready_before_any_traffic() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 10).await;
+    env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));
+
+    // Watch the alias and the new version's provisioned concurrency together: at no
+    // moment may version 2 carry traffic without its share of 10 provisioned.
+    let mut child = env.spawn_captured(&["run", "canary", "--release", "2"]);
+    let started = Instant::now();
+    let mut shares_seen = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        let provisioned = env.provisioned("2").await;
+        let (version, weights) = env.alias().await;
+        let share = match (version.as_str(), weights.as_slice()) {
+            ("2", []) => 100,
+            ("1", [(v, w)]) if v == "2" => (w * 100.0).round() as u32,
+            _ => 0,
+        };
+        if share > 0 && share < 100 {
+            // units_needed(10, share): 10 × (share − 1)% rounded up, at least 1.
+            let needs = (10 * (share - 1)).div_ceil(100).max(1) as i32;
+            assert!(
+                provisioned.unwrap_or(0) >= needs,
+                "version 2 carries {share}% with {provisioned:?} provisioned (needs {needs})"
+            );
+        }
+        if shares_seen.last() != Some(&share) {
+            shares_seen.push(share);
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the run hung");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        shares_seen.contains(&10) && shares_seen.contains(&40),
+        "{shares_seen:?}"
+    );
+    assert_eq!(env.alias().await, on("2"));
+    // Promoted: the alias's own 10 serve version 2; the version's own are removed.
+    assert_eq!(env.provisioned("live").await, Some(10));
+    assert_eq!(env.provisioned("2").await, None, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_concurrency_that_fails_rolls_back_before_any_traffic() {
+    let moto = Moto::start_with(&[], &[("MOTO_LAMBDA_PC_FAILS", "api:2")]);
+    let env = LambdaEnv::start_on(moto, 4).await;
+    env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));
+    let (code, out, seen) = run_watched(&env, &["run", "canary", "--release", "2"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FUNCTION_ERROR_INIT_FAILURE"), "{out}");
+    assert_eq!(
+        seen,
+        vec![on("1")],
+        "no traffic ever reached version 2: {out}"
+    );
+    assert_eq!(env.provisioned("2").await, None, "its provisioning removed");
+    assert_eq!(
+        env.provisioned("live").await,
+        Some(4),
+        "the alias's untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_deploys_the_functions_current_code_once() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+    env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));
+    let (code, out, err) = env.deployer(&["run", "blue-green", "--publish"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("deploying version 4"), "{err}");
+    assert_eq!(env.alias().await, on("4"));
+    // Nothing changed since: Lambda answers with version 4 again, which is live.
+    let (code, out, err) = env.deployer(&["run", "blue-green", "--publish"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("already live"), "{out}\n{err}");
+    assert_eq!(env.alias().await, on("4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_releases_and_configs_are_refused_before_anything_changes() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+    env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));
+    for (args, says) in [
+        (vec!["run", "canary", "--release", "9"], "has no version 9"),
+        (
+            vec!["run", "canary", "--release", "$LATEST"],
+            "not a published version",
+        ),
+        (
+            vec!["run", "canary", "--release", "live"],
+            "not a published version",
+        ),
+        (
+            vec!["run", "canary", "--image", "repo/api:2"],
+            "not an image",
+        ),
+    ] {
+        let (code, out, err) = env.deployer(&args).await;
+        assert_eq!(code, 3, "{args:?}\n{out}\n{err}");
+        assert!(err.contains(says), "{args:?}\n{err}");
+        assert_eq!(env.alias().await, on("1"), "{args:?}");
+    }
+    // A traffic table, a name Lambda would refuse: at their fields.
+    env.write(&env.function().service("api", |s| {
+        s.canary_steps(STEPS)
+            .target(|t| t.str("alias", "42"))
+            .traffic(|t| {
+                t.str(
+                    "listener-arn",
+                    "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/x/1/2",
+                )
+                .strs("target-groups", &["a", "b"])
+            })
+    }));
+    let (code, out, err) = env.deployer(&["validate"]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("services.api.target.alias"), "{err}");
+    assert!(err.contains("services.api.traffic"), "{err}");
+
+    // The plan says what a unit is on Lambda.
+    env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));
+    let (code, out, err) = env.deployer(&["plan", "canary"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Lambda function api alias live"), "{out}");
+    assert!(out.contains("provisioned concurrent execution"), "{out}");
+}
