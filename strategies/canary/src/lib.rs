@@ -6,6 +6,8 @@
 //!   strictly increasing; `bake` and `pause` are optional. A final step to 100% is added
 //!   when the list stops short of it. `pause = "approval"` waits, after the step's gates
 //!   and bake, until a person runs `deployer promote` (or `deployer abort`).
+//! - or `linear = { step = 10, bake = "1m" }`: equal steps of `step`% (1 to 99), each
+//!   baked, then 100% — CodeDeploy's "Linear10PercentEvery1Minute". One of the two.
 //! - `approval-timeout` (default `"1h"`, at most `"24h"`): how long a pause waits.
 //! - `on-approval-timeout` (`"roll-back"`, the default, or `"continue"`): what happens
 //!   when nobody answered in time.
@@ -25,7 +27,11 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Params {
+    #[serde(default)]
     pub steps: Vec<CanaryStep>,
+    /// Equal steps instead of `steps`.
+    #[serde(default)]
+    pub linear: Option<Linear>,
     #[serde(default = "yes")]
     pub scale_with_traffic: bool,
     #[serde(default)]
@@ -46,6 +52,16 @@ pub struct CanaryStep {
     pub bake: Duration,
     #[serde(default)]
     pub pause: Option<Pause>,
+}
+
+/// `linear`: the same share added at every step, each step baked the same.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Linear {
+    /// Percent of traffic added at each step, 1 to 99.
+    pub step: u32,
+    #[serde(default)]
+    pub bake: Duration,
 }
 
 /// What a step waits for after its gates and bake.
@@ -109,11 +125,30 @@ impl Strategy for Canary {
 
     fn check(params: &Params) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        if params.steps.is_empty() {
-            errors.push(param_error(
+        match (&params.linear, params.steps.is_empty()) {
+            (Some(_), false) => errors.push(param_error(
+                "linear",
+                "is set with `steps`; give one: `steps` for shares of your choosing, or \
+                 `linear` for equal ones",
+            )),
+            (Some(linear), true) => {
+                if !(1..=99).contains(&linear.step) {
+                    errors.push(param_error(
+                        "linear.step",
+                        format!(
+                            "is {}; it is the percent of traffic added at each step, from 1 to 99",
+                            linear.step
+                        ),
+                    ));
+                }
+                errors.extend(check_bake("linear.bake".to_string(), linear.bake));
+            }
+            (None, true) => errors.push(param_error(
                 "steps",
-                "needs at least one step, e.g. steps = [{ weight = 10, bake = \"5m\" }]",
-            ));
+                "needs at least one step, e.g. steps = [{ weight = 10, bake = \"5m\" }], or \
+                 linear = { step = 10, bake = \"1m\" }",
+            )),
+            (None, false) => {}
         }
         // Weights rise from 1 to 100, so no valid canary has more than 100 steps; say
         // so once rather than once per step (a config of 100,000 steps took minutes).
@@ -177,11 +212,19 @@ impl Strategy for Canary {
 pub fn plan(params: &Params, target: &TargetInfo) -> Vec<Step> {
     let desired = target.desired_count;
     let mut steps = vec![Step::RunGates(LifecyclePoint::PreDeploy)];
-    let mut weights: Vec<(u32, Duration, Option<Pause>)> = params
-        .steps
-        .iter()
-        .map(|s| (s.weight, s.bake, s.pause))
-        .collect();
+    let mut weights: Vec<(u32, Duration, Option<Pause>)> = match &params.linear {
+        // `check` keeps the step within 1..=99; clamped so `plan` stays finite anyway.
+        Some(linear) => (1..)
+            .map(|i| i * linear.step.clamp(1, 100))
+            .take_while(|w| *w < 100)
+            .map(|w| (w, linear.bake, None))
+            .collect(),
+        None => params
+            .steps
+            .iter()
+            .map(|s| (s.weight, s.bake, s.pause))
+            .collect(),
+    };
     if weights.last().is_none_or(|(w, _, _)| *w < 100) {
         weights.push((100, Duration::ZERO, None));
     }
@@ -275,6 +318,60 @@ mod tests {
             .position(|s| *s == scale(Side::Stable, 0))
             .unwrap();
         assert!(promote < drain);
+    }
+
+    fn shifts(steps: &[Step]) -> Vec<u8> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ShiftTraffic(w) => Some(*w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn linear_shifts_equal_steps_each_baked_then_all() {
+        let linear = |step: u32| {
+            simulate::<Canary>(
+                &format!(r#"{{"linear":{{"step":{step},"bake":"1m"}}}}"#),
+                target(4, true, false),
+            )
+            .unwrap()
+        };
+        let steps = linear(10);
+        assert_eq!(shifts(&steps), [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+        assert_eq!(
+            steps.iter().filter(|s| **s == Step::Bake(60_000)).count(),
+            9,
+            "every share below 100% baked"
+        );
+        assert_eq!(shifts(&linear(33)), [33, 66, 99, 100]);
+        assert_eq!(shifts(&linear(50)), [50, 100]);
+        assert_eq!(shifts(&linear(99)), [99, 100]);
+        assert_eq!(shifts(&linear(1)).len(), 100);
+    }
+
+    #[test]
+    fn linear_is_one_or_the_other_with_steps_and_its_step_is_a_share() {
+        let fields = |params: &str| -> Vec<String> {
+            match deployer_plugin_sdk::strategy::validate::<Canary>(params) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors.into_iter().map(|e| e.field).collect(),
+            }
+        };
+        assert_eq!(
+            fields(r#"{"linear":{"step":10},"steps":[{"weight":10}]}"#),
+            ["linear"]
+        );
+        assert_eq!(fields(r#"{"linear":{"step":0}}"#), ["linear.step"]);
+        assert_eq!(fields(r#"{"linear":{"step":100}}"#), ["linear.step"]);
+        assert_eq!(
+            fields(r#"{"linear":{"step":10,"bake":"25h"}}"#),
+            ["linear.bake"]
+        );
+        assert_eq!(fields(r#"{}"#), ["steps"]);
+        assert!(fields(r#"{"linear":{"step":25,"bake":"30s"}}"#).is_empty());
     }
 
     #[test]
