@@ -172,7 +172,12 @@ async fn a_run_killed_mid_canary_is_taken_back_by_rollback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_new_version_has_its_provisioned_concurrency_ready_before_any_traffic() {
     let env = LambdaEnv::start_on(Moto::start(&[]), 10).await;
-    env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));
+    // Linear steps, CodeDeploy's "Linear25PercentEvery1Second".
+    env.write(&env.function().service("api", |s| {
+        s.strategy("canary", |p| {
+            p.raw("linear", r#"{ step = 25, bake = "1s" }"#)
+        })
+    }));
 
     // Watch the alias and the new version's provisioned concurrency together: at no
     // moment may version 2 carry traffic without its share of 10 provisioned.
@@ -205,10 +210,7 @@ async fn the_new_version_has_its_provisioned_concurrency_ready_before_any_traffi
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(
-        shares_seen.contains(&10) && shares_seen.contains(&40),
-        "{shares_seen:?}"
-    );
+    assert_eq!(shares_seen, [0, 25, 50, 75, 100], "{text}");
     assert_eq!(env.alias().await, on("2"));
     // Promoted: the alias's own 10 serve version 2; the version's own are removed.
     assert_eq!(env.provisioned("live").await, Some(10));
@@ -291,6 +293,34 @@ async fn bad_releases_and_configs_are_refused_before_anything_changes() {
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(err.contains("services.api.target.alias"), "{err}");
     assert!(err.contains("services.api.traffic"), "{err}");
+    env.write(&env.function().service("api", |s| {
+        s.canary_steps(STEPS)
+            .settings(|t| t.str("scale-down-delay", "30m"))
+    }));
+    let (code, out, err) = env.deployer(&["validate"]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("services.api.scale-down-delay"), "{err}");
+
+    // An alias another tool split: refused (exit 4) before anything is journaled, so no
+    // rollback moves that tool's traffic.
+    env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));
+    env.clients
+        .lambda
+        .update_alias()
+        .function_name("api")
+        .name("live")
+        .routing_config(
+            aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+                .additional_version_weights("3", 0.2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, out, err) = env.deployer(&["run", "canary", "--release", "2"]).await;
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(err.contains("20% to version 3"), "{err}");
+    assert_eq!(env.alias().await, split("1", "3", 0.2));
 
     // The plan says what a unit is on Lambda.
     env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));

@@ -688,6 +688,16 @@ fn service_config(
             "at most 7 days (\"168h\"): the old release runs at full size all that time",
         );
     }
+    if !scale_down_delay.is_zero() && matches!(service.target, Target::Lambda { .. }) {
+        // The previous version stays a version; what kept it warm, the alias's
+        // provisioned concurrency, follows the alias to the new one.
+        problems.at(
+            &format!("{prefix}.scale-down-delay"),
+            "a Lambda function has nothing to keep warm: the previous version stays published \
+             and `deployer rollback` points the alias back at it at once\n  fix: remove \
+             scale-down-delay from this service",
+        );
+    }
     let gates: Vec<GateSpec> = service
         .gates
         .iter()

@@ -149,7 +149,10 @@ impl Clients {
 }
 
 /// Error codes AWS uses for throttling and momentary unavailability.
-const TRANSIENT_CODES: [&str; 8] = [
+const TRANSIENT_CODES: [&str; 9] = [
+    // Lambda: another change to the function (an update, a provisioned concurrency
+    // allocation) is in progress; it passes.
+    "ResourceConflictException",
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
