@@ -816,7 +816,7 @@ fn a_strategy_without_its_table_is_named_at_the_service() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
         assert!(
-            stderr.contains("deployer.toml:5:11: services.web: strategy `canary` needs parameters (missing field `steps`)")
+            stderr.contains("deployer.toml:5:11: services.web: strategy `canary` needs parameters (steps: needs at least one step")
                 && stderr.contains("the service has no [services.web.strategies.canary] table")
                 && stderr.contains("fix: add [services.web.strategies.canary]"),
             "{args:?}: {stderr}"

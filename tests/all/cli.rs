@@ -31,6 +31,7 @@ fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
         "asg-canary",
         "ecs-service-pair",
         "release",
+        "lambda",
     ] {
         let config = repo(&format!("examples/{example}/deployer.toml"));
         let (code, out, err) = run(&["validate", "--config", config.to_str().unwrap()]);
@@ -44,6 +45,18 @@ fn the_eks_and_auto_scaling_examples_are_valid_and_plan_for_their_shape() {
         out.contains("(ECS service, 10 units as an example: a run sizes it from the live side"),
         "{out}"
     );
+    // Lambda: linear steps of 10%, and what a unit is there.
+    let lambda = repo("examples/lambda/deployer.toml");
+    let (code, out, err) = run(&["plan", "canary", "--config", lambda.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Lambda function portfolio-api alias live"),
+        "{out}"
+    );
+    assert!(out.contains("provisioned concurrent execution"), "{out}");
+    for share in (10..=90).step_by(10) {
+        assert!(out.contains(&format!("{share}% new")), "{share}%: {out}");
+    }
     let config = repo("examples/asg-canary/deployer.toml");
     let config = config.to_str().unwrap();
     let (code, out, err) = run(&["plan", "rolling", "--service", "worker", "--config", config]);

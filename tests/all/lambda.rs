@@ -329,3 +329,30 @@ async fn bad_releases_and_configs_are_refused_before_anything_changes() {
     assert!(out.contains("Lambda function api alias live"), "{out}");
     assert!(out.contains("provisioned concurrent execution"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_ships_in_a_release_of_several_services_and_comes_back_with_it() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+    env.write(
+        &env.function()
+            .service("api", |s| s.canary_steps(STEPS))
+            .release("portfolio", &[&["api"]], "canary", |t| t, Vec::new()),
+    );
+    let (code, out, seen) =
+        run_watched(&env, &["run", "release", "portfolio", "--release", "api=2"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        seen,
+        vec![on("1"), split("1", "2", 0.1), split("1", "2", 0.4), on("2")],
+        "{out}"
+    );
+    let (code, out, err) = env.deployer(&["rollback", "--release", "portfolio"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.alias().await, on("1"), "{out}\n{err}");
+    // --publish is one function's: a release names each function's version.
+    let (code, out, err) = env
+        .deployer(&["run", "release", "portfolio", "--publish"])
+        .await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert_eq!(env.alias().await, on("1"));
+}

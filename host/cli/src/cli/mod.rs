@@ -85,8 +85,8 @@ pub enum Command {
         #[arg(value_name = "NAME")]
         name: Option<String>,
         /// The release to deploy: an ECS task definition (`web:42` or its ARN), a launch
-        /// template version (`web:3`) or, on EKS, an image. For a release of several
-        /// services, SERVICE=RELEASE, once per service.
+        /// template version (`web:3`), on EKS an image, on Lambda a published version
+        /// (`42`). For a release of several services, SERVICE=RELEASE, once per service.
         #[arg(long, value_name = "[SERVICE=]RELEASE")]
         release: Vec<String>,
         /// Deploy an image instead: the live release with only this image changed (ECS: a
