@@ -541,6 +541,43 @@ async fn rollback_puts_everything_on_a_stable_side_that_cannot_reach_full_size()
     );
 }
 
+/// Promoted and past its post-deploy gates, a run whose clean-up of the old side fails
+/// (an AWS outage at the last step) stays promoted, saying what is left: rolling back
+/// over a clean-up would undo a release every gate passed.
+#[tokio::test]
+async fn a_failed_clean_up_after_promotion_leaves_the_release_promoted() {
+    let h = Harness::new();
+    h.driver.arm(
+        "finalize",
+        Fault::Fail {
+            skip: 0,
+            times: u32::MAX,
+            error: DriverError::Failed(
+                "ServiceException: the old side could not be removed".into(),
+            ),
+        },
+    );
+    let report = canary(&h, &Scripted::default()).await;
+    assert_eq!(report.result, DeployResult::Promoted, "{}", report.detail);
+    assert!(
+        report.detail.contains("removing the old side failed")
+            && report.detail.contains("ServiceException"),
+        "{}",
+        report.detail
+    );
+    let state = h.state();
+    assert_eq!(
+        state.live_release(),
+        Some("web:2"),
+        "traffic stayed on the new release"
+    );
+    assert_eq!(state.shifts, [10, 50, 100], "no shift back");
+    assert!(
+        h.store.active("web").await.unwrap().is_none(),
+        "the run is finished"
+    );
+}
+
 /// The forward shift goes through; every shift after it (the rollback's) is refused
 /// with a permanent error, as an IAM policy without `ModifyListener` would.
 fn refuse_shifts_after_the_first(h: &Harness) {

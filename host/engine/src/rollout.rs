@@ -1575,6 +1575,17 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
             };
             let outcome = match outcome {
                 Ok(outcome) => outcome,
+                // Promoted, post-deploy gates passed: what failed is removing what is
+                // left of the old side (task set, a version's provisioned concurrency).
+                // Traffic stays where it is, as when a recovered run's clean-up fails;
+                // moving it back over a clean-up would undo a good release.
+                Err(err) if step == Step::Complete => {
+                    let detail = format!(
+                        "{} is live on 100% of traffic, but removing the old side failed: {err}",
+                        run.ctx.new_release
+                    );
+                    return self.finish(run, DeployResult::Promoted, detail).await;
+                }
                 Err(err) => {
                     return self
                         .roll_back(run, format!("{}: {err}", describe::step(&step)))
