@@ -275,6 +275,22 @@ def provisioned_concurrency():
             raise LambdaClientError("ResourceNotFoundException", "No Provisioned Concurrency Config found for this function")
         return 204, {"status": 204}, ""
 
+    from moto.awslambda.exceptions import PreconditionFailedException
+    import uuid
+
+    moto_update_alias = LambdaResponse.update_alias
+
+    def update_alias(self):
+        function_name = unquote(self.path.rsplit("/")[-3])
+        alias_name = unquote(self.path.rsplit("/", 2)[-1])
+        alias = self.backend.get_alias(name=alias_name, function_name=function_name)
+        wanted = json.loads(self.body).get("RevisionId")
+        if wanted is not None and wanted != alias.revision_id:
+            raise PreconditionFailedException("The Revision Id provided does not match the latest Revision Id. Call the GetAlias API to retrieve the latest Revision Id")
+        alias.revision_id = str(uuid.uuid4())
+        return moto_update_alias(self)
+
+    LambdaResponse.update_alias = update_alias
     LambdaResponse.put_provisioned_concurrency_config = put_provisioned_concurrency_config
     LambdaResponse.get_provisioned_concurrency_config = get_provisioned_concurrency_config
     LambdaResponse.delete_provisioned_concurrency_config = delete_provisioned_concurrency_config

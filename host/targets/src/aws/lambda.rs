@@ -42,6 +42,14 @@ fn version_of(release: &str) -> &str {
     release.rsplit(':').next().unwrap_or(release)
 }
 
+/// A function's name: the last part of its ARN, or the name as given.
+fn function_name(function: &str) -> &str {
+    match function.split_once(":function:") {
+        Some((_, name)) => name,
+        None => function,
+    }
+}
+
 /// Whether `release` names a published version (digits), not `$LATEST` or an alias.
 fn is_version(release: &str) -> bool {
     let version = version_of(release);
@@ -112,6 +120,11 @@ impl FunctionAlias {
     /// # Errors
     /// No such function or alias; AWS errors.
     pub async fn read(&self) -> Result<Alias, DriverError> {
+        Ok(self.read_revision().await?.0)
+    }
+
+    /// The alias and its revision, which a conditional write names.
+    async fn read_revision(&self) -> Result<(Alias, Option<String>), DriverError> {
         let out = self
             .clients
             .lambda
@@ -120,18 +133,32 @@ impl FunctionAlias {
             .name(&self.alias)
             .send()
             .await
-            .map_err(|e| classify(&format!("reading {}", self.describe()), e))?;
-        Ok(Alias::from_parts(
-            out.function_version(),
-            out.routing_config(),
+            .map_err(|err| {
+                if is_not_found(&err) {
+                    DriverError::Failed(format!(
+                        "{} does not exist ({}): check `function` and `alias` under the \
+                         service's [target] in deployer.toml, and the region; create the alias \
+                         with `aws lambda create-alias` on a published version",
+                        self.describe(),
+                        err.message().unwrap_or("not found")
+                    ))
+                } else {
+                    classify(&format!("reading {}", self.describe()), err)
+                }
+            })?;
+        Ok((
+            Alias::from_parts(out.function_version(), out.routing_config()),
+            out.revision_id().map(str::to_string),
         ))
     }
 
-    /// Point the alias wholly at `version` with `weights` for others; Lambda's answer.
+    /// Point the alias wholly at `version` with `weights` for others, only if it is
+    /// still at `revision` (as read just before); Lambda's answer.
     async fn write(
         &self,
         version: &str,
         weights: HashMap<String, f64>,
+        revision: Option<String>,
     ) -> Result<Alias, DriverError> {
         let out = self
             .clients
@@ -140,6 +167,7 @@ impl FunctionAlias {
             .function_name(&self.function)
             .name(&self.alias)
             .function_version(version)
+            .set_revision_id(revision)
             // An empty map clears the weights; leaving the field out would keep them.
             .routing_config(
                 AliasRoutingConfiguration::builder()
@@ -148,7 +176,17 @@ impl FunctionAlias {
             )
             .send()
             .await
-            .map_err(|e| classify(&format!("updating {}", self.describe()), e))?;
+            .map_err(|err| {
+                if err.code() == Some("PreconditionFailedException") {
+                    DriverError::Failed(format!(
+                        "{} was changed by someone else between deployer's read and its write; \
+                         deployer leaves it as it is",
+                        self.describe()
+                    ))
+                } else {
+                    classify(&format!("updating {}", self.describe()), err)
+                }
+            })?;
         Ok(Alias::from_parts(
             out.function_version(),
             out.routing_config(),
@@ -254,7 +292,9 @@ impl FunctionAlias {
                     )
                 })?;
             match out.state() {
-                Some(State::Failed) | Some(State::Inactive) => {
+                // Inactive (idle long enough for Lambda to reclaim its resources) becomes
+                // Pending on its first invocation and then Active: nothing to wait for here.
+                Some(State::Failed) => {
                     return Err(DriverError::Failed(format!(
                         "version {version} of Lambda function {} is {}: {}",
                         self.function,
@@ -352,6 +392,16 @@ pub async fn pin(target: &FunctionAlias, release: &str) -> Result<String, Driver
             target.function
         )));
     }
+    // A version ARN names its function too: another function's version 42 is not ours.
+    if let Some((_, rest)) = release.split_once(":function:")
+        && rest.rsplit_once(':').map(|(name, _)| name) != Some(function_name(&target.function))
+    {
+        return Err(DriverError::Failed(format!(
+            "`{release}` is a version of another function; this service deploys Lambda \
+             function {}",
+            target.function
+        )));
+    }
     let version = version_of(release);
     target
         .clients
@@ -363,8 +413,12 @@ pub async fn pin(target: &FunctionAlias, release: &str) -> Result<String, Driver
         .await
         .map_err(|err| {
             if is_not_found(&err) {
+                // AWS says which is missing: the function (`Function not found: …:api:3`
+                // either way), so say both.
                 DriverError::Failed(format!(
-                    "Lambda function {} has no version {version}",
+                    "Lambda function {} has no version {version}, or no such function exists \
+                     in this region (check `function` under the service's [target] in \
+                     deployer.toml)",
                     target.function
                 ))
             } else {
@@ -442,7 +496,17 @@ impl LambdaVersions {
                 HashMap::from([(new.to_string(), f64::from(p) / 100.0)]),
             ),
         };
-        let mut read = self.target.write(version, weights).await?;
+        // Only from a state this deployment could have left: the stable version, weighting
+        // at most the new one, or the new one alone. Anything else is another
+        // deployment's or a person's, and is not deployer's to overwrite — not even to
+        // roll back onto the stable version.
+        let (now, revision) = self.target.read_revision().await?;
+        match now.share_of(stable, new) {
+            Some(share) if share == percent => return Ok(share),
+            Some(_) => {}
+            None => return Err(self.changed(&now)),
+        }
+        let mut read = self.target.write(version, weights, revision).await?;
         for attempt in 0..5u64 {
             match read.share_of(stable, new) {
                 Some(share) if share == percent => return Ok(share),
@@ -452,15 +516,29 @@ impl LambdaVersions {
             tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
             read = self.target.read().await?;
         }
-        read.share_of(stable, new).ok_or_else(|| {
-            DriverError::Failed(format!(
-                "{} points at version {} with weights {:?} after deployer set it: neither version \
-                 {stable} nor {new} as asked. Another tool is changing it",
-                self.target.describe(),
-                read.version,
-                read.weights
-            ))
-        })
+        read.share_of(stable, new)
+            .ok_or_else(|| self.changed(&read))
+    }
+
+    /// The alias is in a state this deployment did not leave it in.
+    fn changed(&self, alias: &Alias) -> DriverError {
+        let (stable, new) = (version_of(&self.stable), version_of(&self.new));
+        let weights = match alias.weights.as_slice() {
+            [] => "no weights".to_string(),
+            weights => weights
+                .iter()
+                .map(|(v, w)| format!("{:.0}% to version {v}", w * 100.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        DriverError::Failed(format!(
+            "{} points at version {} with {weights}: not a state this deployment (version \
+             {stable} to {new}) left it in. Another deployment or a person changed it; deployer \
+             leaves it as it is (set it as it should be, then run `deployer rollback` or deploy \
+             again)",
+            self.target.describe(),
+            alias.version
+        ))
     }
 
     /// Wait until version `version` has `count` provisioned concurrency READY.
@@ -548,14 +626,10 @@ impl Driver for LambdaVersions {
     async fn traffic_share(&self) -> Result<Option<u8>, DriverError> {
         let alias = self.target.read().await?;
         let (stable, new) = (version_of(&self.stable), version_of(&self.new));
-        alias.share_of(stable, new).map(Some).ok_or_else(|| {
-            DriverError::Failed(format!(
-                "{} points at version {} with weights {:?}: neither version {stable} nor {new}",
-                self.target.describe(),
-                alias.version,
-                alias.weights
-            ))
-        })
+        alias
+            .share_of(stable, new)
+            .map(Some)
+            .ok_or_else(|| self.changed(&alias))
     }
 
     async fn route_test_traffic(&self) -> Result<(), DriverError> {
@@ -643,6 +717,15 @@ mod tests {
             let weight = f64::from(p) / 100.0;
             assert_eq!((weight * 100.0).round() as u8, p);
         }
+    }
+
+    #[test]
+    fn a_function_is_named_by_its_name_or_its_arn() {
+        assert_eq!(function_name("api"), "api");
+        assert_eq!(
+            function_name("arn:aws:lambda:eu-west-1:123456789012:function:api"),
+            "api"
+        );
     }
 
     #[test]
