@@ -129,7 +129,8 @@ impl ServiceTarget {
                 lambda::publish(&function_alias(&self.access, function, alias)).await
             }
             _ => Err(DriverError::Failed(
-                "--publish publishes a Lambda function's code as a version; this service is                  not a Lambda function: deploy it with --release or --image"
+                "--publish publishes a Lambda function's code as a version; this service is \
+                 not a Lambda function: deploy it with --release or --image"
                     .into(),
             )),
         }
@@ -161,7 +162,8 @@ impl ServiceTarget {
                 images::image_release("", container, wanted)
             }
             ReleaseKind::FunctionVersion => Err(ImageError::Refused(
-                "a Lambda function's release is a published version, not an image: deploy                  with --release VERSION, or --publish to publish its current code"
+                "a Lambda function's release is a published version, not an image: deploy \
+                 with --release VERSION, or --publish to publish its current code"
                     .into(),
             )),
         }

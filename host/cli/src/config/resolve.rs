@@ -167,6 +167,7 @@ pub fn resolve(raw: RawConfig, source: &Source) -> Result<Resolved, Vec<ConfigEr
             services.insert(name.to_string(), service);
         }
     }
+    one_service_per_alias(&services, &mut problems);
     aws_settings("aws", &raw.aws, &mut problems);
     let mut releases = BTreeMap::new();
     for (name, release) in &raw.releases {
@@ -1000,6 +1001,32 @@ fn target(
                     traffic,
                 },
             })
+        }
+    }
+}
+
+/// Two services deploying one Lambda alias would each move its weights over the
+/// other's, each under its own lock: refused at the second service's target.
+fn one_service_per_alias(services: &BTreeMap<String, ServiceConfig>, problems: &mut Problems<'_>) {
+    let mut seen: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    for (name, service) in services {
+        let TargetSpec::Lambda { function, alias } = &service.spec.target else {
+            continue;
+        };
+        // The function as named, or the last part of its ARN.
+        let function = function.rsplit(':').next().unwrap_or(function);
+        match seen.get(&(function, alias.as_str())) {
+            Some(first) => problems.at(
+                &format!("services.{name}.target"),
+                format!(
+                    "Lambda function {function} alias {alias} is service `{first}`'s too: two \
+                     services deploying one alias would move its weights over each other's\n  \
+                     fix: deploy it as one service (or give each its own alias)"
+                ),
+            ),
+            None => {
+                seen.insert((function, alias.as_str()), name.as_str());
+            }
         }
     }
 }

@@ -59,11 +59,20 @@ impl Clients {
     /// [`Clients::new`], counting calls in `calls` (a release's clients of several
     /// regions count into one).
     pub async fn counted(region: Option<&str>, endpoint: Option<&str>, calls: CallCounter) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-            aws_config::retry::RetryConfig::adaptive()
-                .with_max_attempts(5)
-                .with_initial_backoff(std::time::Duration::from_millis(200)),
-        );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                aws_config::retry::RetryConfig::adaptive()
+                    .with_max_attempts(5)
+                    .with_initial_backoff(std::time::Duration::from_millis(200)),
+            )
+            // An endpoint that accepts a request and never answers would hold a bake past
+            // its end and a rollback forever: each attempt gives up, and is retried.
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            );
         if let Some(region) = region {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
@@ -147,6 +156,10 @@ impl Clients {
         }
     }
 }
+
+/// The longest one attempt of an AWS call may take. AWS answers control-plane calls in
+/// well under a second; 30 s leaves room for a slow S3 upload of a journal.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Error codes AWS uses for throttling and momentary unavailability.
 const TRANSIENT_CODES: [&str; 9] = [
