@@ -47,6 +47,18 @@ async fn run_watched(env: &LambdaEnv, args: &[&str]) -> (i32, String, Vec<Alias>
     (out.status.code().unwrap_or(-1), text, seen)
 }
 
+/// Wait until the alias is `state` (60 s at most).
+async fn wait_for(env: &LambdaEnv, state: Alias) {
+    let started = Instant::now();
+    while env.alias().await != state {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the alias never became {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 const STEPS: &str = r#"[{ weight = 10, bake = "1s" }, { weight = 40, bake = "1s" }]"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,11 +161,7 @@ async fn a_run_killed_mid_canary_is_taken_back_by_rollback() {
         s.canary_steps(r#"[{ weight = 25, bake = "5m" }]"#)
     }));
     let child = env.spawn(&["run", "canary", "--release", "2"]);
-    let started = Instant::now();
-    while env.alias().await != split("1", "2", 0.25) {
-        assert!(started.elapsed() < Duration::from_secs(60), "never at 25%");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(&env, split("1", "2", 0.25)).await;
     sigkill(child).await;
     assert_eq!(
         env.alias().await,
@@ -186,11 +194,7 @@ async fn an_alias_changed_by_someone_else_mid_canary_is_not_overwritten() {
         s.canary_steps(r#"[{ weight = 10, bake = "2s" }, { weight = 50 }]"#)
     }));
     let child = env.spawn_captured(&["run", "canary", "--release", "2"]);
-    let started = Instant::now();
-    while env.alias().await != split("1", "2", 0.1) {
-        assert!(started.elapsed() < Duration::from_secs(60), "never at 10%");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(&env, split("1", "2", 0.1)).await;
     env.clients
         .lambda
         .update_alias()
