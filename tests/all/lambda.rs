@@ -219,6 +219,13 @@ async fn an_alias_changed_by_someone_else_mid_canary_is_not_overwritten() {
     );
     assert!(text.contains("deployer leaves it as it is"), "{text}");
     assert_eq!(env.alias().await, on("3"), "the person's choice stands");
+    // `status` does not call that idle and done.
+    let (code, out, err) = env.deployer(&["status"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("ROLLBACK FAILED") && out.contains("run `deployer rollback`"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use deployer_engine::events::short_release;
 use deployer_engine::redact::printable;
 use deployer_engine::safety::SafetyGuard;
 use deployer_engine::state::journal::RollbackAction;
-use deployer_engine::state::{Action, Journal, Record, Store};
+use deployer_engine::state::{Action, DeployResult, Journal, Record, Store};
 
 use super::report::Reporter;
 use super::setup;
@@ -29,6 +29,17 @@ pub struct StatusView {
     /// The previous release, kept at full size without traffic after the live one was
     /// promoted (`scale-down-delay`).
     kept_warm: Option<KeptWarm>,
+    /// The newest deployment's rollback failed: traffic may still be split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_failed: Option<RollbackFailed>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RollbackFailed {
+    deployment: String,
+    new_release: String,
+    detail: String,
 }
 
 #[derive(Debug, PartialEq, serde::Serialize)]
@@ -107,7 +118,17 @@ pub(super) async fn status_view(
         }
     });
     // One object of the history index, not the whole history.
-    let live = store.latest(service_name).await?.promoted;
+    let latest = store.latest(service_name).await?;
+    // "idle" alone would hide that the newest deployment could not put traffic back.
+    let rollback_failed = latest
+        .finished
+        .filter(|s| s.result == DeployResult::RollbackFailed && in_progress.is_none())
+        .map(|s| RollbackFailed {
+            deployment: s.id,
+            new_release: short_release(&s.new_release).to_string(),
+            detail: s.detail,
+        });
+    let live = latest.promoted;
     let (live, live_deployment, kept_warm) = match warm {
         Some((id, release, kept)) => (Some(release), Some(id), Some(kept)),
         None => (
@@ -128,6 +149,7 @@ pub(super) async fn status_view(
         live_deployment,
         in_progress,
         kept_warm,
+        rollback_failed,
     })
 }
 
@@ -186,6 +208,15 @@ pub(super) fn render_status(view: &StatusView) -> String {
             }
         }
         None => out += "state:   idle\n",
+    }
+    if let Some(failed) = &view.rollback_failed {
+        out += &format!(
+            "ROLLBACK FAILED: deployment {} of {}: {}\n  traffic may still reach {}; run `deployer rollback` to finish putting it back\n",
+            p(&failed.deployment),
+            p(&failed.new_release),
+            p(&failed.detail),
+            p(&failed.new_release)
+        );
     }
     match (&view.live, &view.live_deployment) {
         (Some(release), Some(id)) => {
@@ -291,6 +322,7 @@ mod tests {
                 in_flight: journal.in_flight().map(|(_, a)| describe::action(a)),
             }),
             kept_warm: None,
+            rollback_failed: None,
         };
         let text = render_status(&view);
         assert!(
