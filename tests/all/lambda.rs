@@ -184,47 +184,113 @@ async fn a_run_killed_mid_canary_is_taken_back_by_rollback() {
     );
 }
 
-/// A person points the alias at another version while the canary bakes: the run's next
-/// write finds a state it did not leave and stops; its rollback does not overwrite the
-/// person's choice either (exit 2, saying so).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alias_changed_by_someone_else_mid_canary_is_not_overwritten() {
-    let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
-    env.write(&env.function().service("api", |s| {
-        s.canary_steps(r#"[{ weight = 10, bake = "2s" }, { weight = 50 }]"#)
-    }));
-    let child = env.spawn_captured(&["run", "canary", "--release", "2"]);
-    wait_for(&env, split("1", "2", 0.1)).await;
+/// Weights as a test writes them: (version, weight).
+type Weights = &'static [(&'static str, f64)];
+
+/// Set the alias as a person in the console would: `version`, with `weights`.
+async fn set_alias(env: &LambdaEnv, version: &str, weights: &[(&str, f64)]) {
     env.clients
         .lambda
         .update_alias()
         .function_name("api")
         .name("live")
-        .function_version("3")
+        .function_version(version)
         .routing_config(
             aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
-                .set_additional_version_weights(Some(Default::default()))
+                .set_additional_version_weights(Some(
+                    weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+                ))
                 .build(),
         )
         .send()
         .await
         .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(
-        text.contains("points at version 3 with no weights"),
-        "{text}"
+}
+
+/// A person changes the alias while the canary bakes at 10%: to a third version, and —
+/// found by an outside tester — to states the run itself could have left (stopping the
+/// canary, raising the weight, promoting by hand). The run's next write is refused as
+/// stale and it stops; its rollback does not overwrite the person's choice either (exit
+/// 2, saying so); `status` says the rollback failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_changed_by_someone_else_mid_canary_is_not_overwritten() {
+    // (version, weights) as the person sets them, and how the run's refusal names it.
+    let person: [(&str, Weights, &str); 4] = [
+        ("3", &[], "version 3 with no weights"),
+        ("1", &[], "version 1 with no weights"),
+        ("1", &[("2", 0.9)], "version 1 with 90% to version 2"),
+        ("2", &[], "version 2 with no weights"),
+    ];
+    for (version, weights, says) in person {
+        let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+        env.write(&env.function().service("api", |s| {
+            s.canary_steps(r#"[{ weight = 10, bake = "2s" }, { weight = 50 }]"#)
+        }));
+        let child = env.spawn_captured(&["run", "canary", "--release", "2"]);
+        wait_for(&env, split("1", "2", 0.1)).await;
+        set_alias(&env, version, weights).await;
+        let set = env.alias().await;
+        let out = child.wait_with_output().await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{says}: {text}");
+        assert!(text.contains(says), "{says}: {text}");
+        assert!(text.contains("deployer leaves it as it is"), "{text}");
+        assert_eq!(env.alias().await, set, "the person's choice stands: {text}");
+        // `status` does not call that idle and done.
+        let (code, out, err) = env.deployer(&["status"]).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            out.contains("ROLLBACK FAILED") && out.contains("run `deployer rollback`"),
+            "{out}"
+        );
+    }
+}
+
+/// Two CI jobs, each with its own state (so no shared lock), deploy version 2 of one
+/// function at once; the alias's provisioned concurrency makes both pass their checks
+/// before either writes. Found by an outside tester: both reported promoted. Now the
+/// second write is refused as stale: one job promotes, the other stops without
+/// touching the alias again (or is refused at its start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_jobs_with_their_own_state_on_one_alias_never_both_win() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 4).await;
+    let config = env.function().service("api", |s| {
+        s.canary_steps(r#"[{ weight = 10, bake = "2s" }]"#)
+    });
+    let other = tempfile::tempdir().unwrap();
+    env.write(&config);
+    config.write(other.path());
+    let args = ["run", "canary", "--release", "2"];
+    let a = env.spawn_captured(&args);
+    let b = deployer_tests::support::cli::command(other.path(), &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b) = (
+        a.wait_with_output().await.unwrap(),
+        b.wait_with_output().await.unwrap(),
     );
-    assert!(text.contains("deployer leaves it as it is"), "{text}");
-    assert_eq!(env.alias().await, on("3"), "the person's choice stands");
-    // `status` does not call that idle and done.
-    let (code, out, err) = env.deployer(&["status"]).await;
-    assert_eq!(code, 0, "{out}\n{err}");
+    let text = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let codes = [a.status.code(), b.status.code()];
+    let both = format!("A:\n{}\nB:\n{}", text(&a), text(&b));
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        1,
+        "exactly one promotes: {codes:?}\n{both}"
+    );
+    let loser = if codes[0] == Some(0) { &b } else { &a };
     assert!(
-        out.contains("ROLLBACK FAILED") && out.contains("run `deployer rollback`"),
-        "{out}"
+        matches!(loser.status.code(), Some(2) | Some(4)),
+        "the other stops (2) or is refused (4): {codes:?}\n{both}"
+    );
+    assert_eq!(
+        env.alias().await,
+        on("2"),
+        "the winner's promotion stands: {both}"
     );
 }
 
@@ -342,7 +408,7 @@ async fn bad_releases_and_configs_are_refused_before_anything_changes() {
                 "--release",
                 "arn:aws:lambda:us-east-1:123456789012:function:other:2",
             ],
-            "a version of another function",
+            "is not a version of this service's function",
         ),
     ] {
         let (code, out, err) = env.deployer(&args).await;
@@ -396,9 +462,64 @@ async fn bad_releases_and_configs_are_refused_before_anything_changes() {
         "{err}"
     );
 
+    // Found by an outside tester: `validate` accepted what `run` refuses.
+    for (config, field) in [
+        (
+            env.function().service("api", |s| {
+                s.canary_steps(STEPS)
+                    .strategy("rolling", |p| p.int("batch-size", 1))
+            }),
+            "services.api.strategies.rolling",
+        ),
+        (
+            env.function()
+                .service("api", |s| s.canary_steps(STEPS))
+                .release(
+                    "shop",
+                    &[&["api"]],
+                    "canary",
+                    |t| t.raw("strategies", r#"{ api = "rolling" }"#),
+                    Vec::new(),
+                ),
+            "releases.shop.strategies.api",
+        ),
+        (
+            env.function().service("api", |s| {
+                s.canary_steps(STEPS).target(|t| {
+                    t.str(
+                        "function",
+                        "arn:aws:lambda:eu-west-1:123456789012:function:api",
+                    )
+                })
+            }),
+            "services.api.target.function",
+        ),
+    ] {
+        env.write(&config);
+        let (code, out, err) = env.deployer(&["validate"]).await;
+        assert_eq!(code, 3, "{field}: {out}\n{err}");
+        assert!(err.contains(field), "{field}: {err}");
+    }
+    // The same name and alias in another region is another function.
+    env.write(
+        &env.function()
+            .service("api", |s| s.canary_steps(STEPS))
+            .service("api-eu", |s| {
+                s.canary_steps(STEPS)
+                    .target(|t| {
+                        t.str("kind", "lambda")
+                            .str("function", "api")
+                            .str("alias", "live")
+                    })
+                    .settings(|t| t.raw("aws", r#"{ region = "eu-west-1" }"#))
+            }),
+    );
+    let (code, out, err) = env.deployer(&["validate"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+
     // A function or alias that does not exist: said, with where to look.
     for (field, value, says) in [
-        ("function", "nope", "no such function exists"),
+        ("function", "nope", "check `function` and `alias`"),
         ("alias", "nope", "check `function` and `alias`"),
     ] {
         env.write(&env.function().service("api", |s| {
@@ -430,6 +551,24 @@ async fn bad_releases_and_configs_are_refused_before_anything_changes() {
     assert_eq!(code, 4, "{out}\n{err}");
     assert!(err.contains("20% to version 3"), "{err}");
     assert_eq!(env.alias().await, split("1", "3", 0.2));
+    // Found by an outside tester: --publish published a version before this refusal.
+    let (code, out, err) = env.deployer(&["run", "canary", "--publish"]).await;
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(err.contains("not publishing"), "{err}");
+    let versions = env
+        .clients
+        .lambda
+        .list_versions_by_function()
+        .function_name("api")
+        .send()
+        .await
+        .unwrap();
+    let versions: Vec<&str> = versions
+        .versions()
+        .iter()
+        .filter_map(|v| v.version())
+        .collect();
+    assert_eq!(versions, ["$LATEST", "1", "2", "3"], "nothing published");
 
     // The plan says what a unit is on Lambda.
     env.write(&env.function().service("api", |s| s.canary_steps(STEPS)));

@@ -553,13 +553,13 @@ pub fn driver(
             }),
             traffic,
         ),
-        TargetSpec::Lambda { function, alias } => AnyDriver::Lambda(LambdaVersions {
-            target: function_alias(access, function, alias),
-            stable: stable.to_string(),
-            new: new.to_string(),
+        TargetSpec::Lambda { function, alias } => AnyDriver::Lambda(LambdaVersions::new(
+            function_alias(access, function, alias),
+            stable,
+            new,
             health_timeout,
-            poll: POLL,
-        }),
+            POLL,
+        )),
     };
     Ok(TargetDriver {
         inner,

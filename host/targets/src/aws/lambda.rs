@@ -50,10 +50,46 @@ fn function_name(function: &str) -> &str {
     }
 }
 
-/// Whether `release` names a published version (digits), not `$LATEST` or an alias.
-fn is_version(release: &str) -> bool {
-    let version = version_of(release);
+/// Whether `version` is a published version's number (digits), not `$LATEST` or an alias.
+fn is_version(version: &str) -> bool {
     !version.is_empty() && version.len() <= 10 && version.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The version number `release` names of the function whose unqualified ARN is
+/// `function_arn`: `42`, `NAME:42` with this function's name, or `FUNCTION_ARN:42`.
+/// Anything else — another function, region, account or partition, another kind of
+/// resource, `$LATEST`, an alias — is refused, saying why: reading only the number after
+/// the last colon would deploy this function's version of another's number.
+fn version_for<'a>(release: &'a str, function_arn: &str) -> Result<&'a str, String> {
+    let name = function_name(function_arn);
+    let not_a_version = || {
+        format!(
+            "`{release}` is not a published version of Lambda function {name}: a release is a \
+             version number such as 42, {name}:42 or {function_arn}:42; `$LATEST` and aliases \
+             are not fixed code"
+        )
+    };
+    let (owner, version) = match release.rsplit_once(':') {
+        None => {
+            return if is_version(release) {
+                Ok(release)
+            } else {
+                Err(not_a_version())
+            };
+        }
+        Some(parts) => parts,
+    };
+    if owner != name && owner != function_arn {
+        return Err(format!(
+            "`{release}` is not a version of this service's function: it deploys Lambda function \
+             {function_arn} (a release is 42, {name}:42 or {function_arn}:42)"
+        ));
+    }
+    if is_version(version) {
+        Ok(version)
+    } else {
+        Err(not_a_version())
+    }
 }
 
 /// An alias as Lambda reports it: the version it points at, and the weights its routing
@@ -102,6 +138,44 @@ impl Alias {
     }
 }
 
+/// An alias's weights in words: "no weights", "20% to version 3".
+fn weights_in_words(alias: &Alias) -> String {
+    match alias.weights.as_slice() {
+        [] => "no weights".to_string(),
+        weights => weights
+            .iter()
+            .map(|(v, w)| format!("{:.0}% to version {v}", w * 100.0))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// An alias as read, with what a conditional write needs.
+struct Read {
+    alias: Alias,
+    revision: Option<String>,
+    arn: String,
+}
+
+/// Why a write of the alias did not happen.
+enum Write {
+    /// The alias is no longer at the revision the write named: someone wrote it since.
+    Stale,
+    Error(DriverError),
+}
+
+/// What a driver knows of its own writes of the alias.
+#[derive(Debug, Default)]
+struct Written {
+    /// The revision the alias was at after this driver's last write (or, before its
+    /// first, when it was read as the deployment found it). A write names it, so Lambda
+    /// refuses it if anyone changed the alias since.
+    revision: Option<String>,
+    /// A write whose answer never came (timeout, dropped connection): it may have been
+    /// carried out, so a refusal of the retry is checked against what it asked.
+    in_doubt: Option<Alias>,
+}
+
 /// The function and alias a service deploys through.
 #[derive(Clone, Debug)]
 pub struct FunctionAlias {
@@ -123,8 +197,21 @@ impl FunctionAlias {
         Ok(self.read_revision().await?.0)
     }
 
-    /// The alias and its revision, which a conditional write names.
+    /// The alias, its revision (which a conditional write names) and its ARN.
     async fn read_revision(&self) -> Result<(Alias, Option<String>), DriverError> {
+        let read = self.get().await?;
+        Ok((read.alias, read.revision))
+    }
+
+    /// The alias's ARN, as Lambda names it (partition, region, account).
+    ///
+    /// # Errors
+    /// No such function or alias; AWS errors.
+    pub async fn alias_arn(&self) -> Result<String, DriverError> {
+        Ok(self.get().await?.arn)
+    }
+
+    async fn get(&self) -> Result<Read, DriverError> {
         let out = self
             .clients
             .lambda
@@ -146,20 +233,21 @@ impl FunctionAlias {
                     classify(&format!("reading {}", self.describe()), err)
                 }
             })?;
-        Ok((
-            Alias::from_parts(out.function_version(), out.routing_config()),
-            out.revision_id().map(str::to_string),
-        ))
+        Ok(Read {
+            alias: Alias::from_parts(out.function_version(), out.routing_config()),
+            revision: out.revision_id().map(str::to_string),
+            arn: out.alias_arn().unwrap_or_default().to_string(),
+        })
     }
 
     /// Point the alias wholly at `version` with `weights` for others, only if it is
-    /// still at `revision` (as read just before); Lambda's answer.
+    /// still at `revision`: Lambda's answer and the alias's new revision.
     async fn write(
         &self,
         version: &str,
         weights: HashMap<String, f64>,
         revision: Option<String>,
-    ) -> Result<Alias, DriverError> {
+    ) -> Result<(Alias, Option<String>), Write> {
         let out = self
             .clients
             .lambda
@@ -178,18 +266,14 @@ impl FunctionAlias {
             .await
             .map_err(|err| {
                 if err.code() == Some("PreconditionFailedException") {
-                    DriverError::Failed(format!(
-                        "{} was changed by someone else between deployer's read and its write; \
-                         deployer leaves it as it is",
-                        self.describe()
-                    ))
+                    Write::Stale
                 } else {
-                    classify(&format!("updating {}", self.describe()), err)
+                    Write::Error(classify(&format!("updating {}", self.describe()), err))
                 }
             })?;
-        Ok(Alias::from_parts(
-            out.function_version(),
-            out.routing_config(),
+        Ok((
+            Alias::from_parts(out.function_version(), out.routing_config()),
+            out.revision_id().map(str::to_string),
         ))
     }
 
@@ -385,24 +469,14 @@ pub async fn inspect(target: &FunctionAlias) -> Result<Shape, DriverError> {
 /// # Errors
 /// Not a version, or the function has no such version; AWS errors.
 pub async fn pin(target: &FunctionAlias, release: &str) -> Result<String, DriverError> {
-    if !is_version(release) {
-        return Err(DriverError::Failed(format!(
-            "`{release}` is not a published version of Lambda function {}: a release is a \
-             version number such as 42 (or its ARN); `$LATEST` and aliases are not fixed code",
-            target.function
-        )));
-    }
-    // A version ARN names its function too: another function's version 42 is not ours.
-    if let Some((_, rest)) = release.split_once(":function:")
-        && rest.rsplit_once(':').map(|(name, _)| name) != Some(function_name(&target.function))
-    {
-        return Err(DriverError::Failed(format!(
-            "`{release}` is a version of another function; this service deploys Lambda \
-             function {}",
-            target.function
-        )));
-    }
-    let version = version_of(release);
+    // The function's own ARN, as Lambda names it (partition, region, account): the one
+    // thing a version ARN may start with.
+    let alias_arn = target.alias_arn().await?;
+    let function_arn = alias_arn
+        .rsplit_once(':')
+        .map_or(alias_arn.as_str(), |(arn, _)| arn);
+    let version = version_for(release, function_arn).map_err(DriverError::Failed)?;
+
     target
         .clients
         .lambda
@@ -476,9 +550,32 @@ pub struct LambdaVersions {
     pub new: String,
     pub health_timeout: Duration,
     pub poll: Duration,
+    written: std::sync::Mutex<Written>,
 }
 
 impl LambdaVersions {
+    pub fn new(
+        target: FunctionAlias,
+        stable: &str,
+        new: &str,
+        health_timeout: Duration,
+        poll: Duration,
+    ) -> Self {
+        LambdaVersions {
+            target,
+            stable: stable.to_string(),
+            new: new.to_string(),
+            health_timeout,
+            poll,
+            written: std::sync::Mutex::new(Written::default()),
+        }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, Written> {
+        // A panic while holding it cannot leave it half-written: each field is set whole.
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Write the alias for `percent`% on the new version and read it back: Lambda's
     /// answer first, then reads (its API is eventually consistent), a few times.
     async fn route(&self, percent: u8) -> Result<u8, DriverError> {
@@ -496,17 +593,46 @@ impl LambdaVersions {
                 HashMap::from([(new.to_string(), f64::from(p) / 100.0)]),
             ),
         };
-        // Only from a state this deployment could have left: the stable version, weighting
-        // at most the new one, or the new one alone. Anything else is another
-        // deployment's or a person's, and is not deployer's to overwrite — not even to
-        // roll back onto the stable version.
-        let (now, revision) = self.target.read_revision().await?;
-        match now.share_of(stable, new) {
-            Some(share) if share == percent => return Ok(share),
-            Some(_) => {}
-            None => return Err(self.changed(&now)),
-        }
-        let mut read = self.target.write(version, weights, revision).await?;
+        let asked = Alias::from_parts(
+            Some(version),
+            Some(
+                &AliasRoutingConfiguration::builder()
+                    .set_additional_version_weights(Some(weights.clone()))
+                    .build(),
+            ),
+        );
+        // Written before by this run: the write names the revision its own last write left,
+        // so Lambda refuses it if anyone (a person, another deployment) changed the alias
+        // since. Not yet (a run resumed or rolling back after a kill): only from a state
+        // this deployment could have left — the stable version weighting at most the new
+        // one, or the new one alone — and conditional on the revision read.
+        let remembered = self.written().revision.clone();
+        let revision = match remembered {
+            Some(revision) => Some(revision),
+            None => {
+                let (now, revision) = self.target.read_revision().await?;
+                match now.share_of(stable, new) {
+                    Some(_) => revision,
+                    None => return Err(self.changed(&now)),
+                }
+            }
+        };
+        let mut read = match self.target.write(version, weights, revision).await {
+            Ok((answer, revision)) => {
+                *self.written() = Written {
+                    revision,
+                    in_doubt: None,
+                };
+                answer
+            }
+            Err(Write::Error(err)) => {
+                if matches!(err, DriverError::Transient(_)) {
+                    self.written().in_doubt = Some(asked);
+                }
+                return Err(err);
+            }
+            Err(Write::Stale) => return self.stale(&asked, stable, new).await,
+        };
         for attempt in 0..5u64 {
             match read.share_of(stable, new) {
                 Some(share) if share == percent => return Ok(share),
@@ -520,17 +646,43 @@ impl LambdaVersions {
             .ok_or_else(|| self.changed(&read))
     }
 
+    /// Lambda refused a write as stale: the alias changed since this run last wrote it.
+    /// Its own earlier write, whose answer was lost, may be that change: then the alias
+    /// is as that write asked, and the run goes on from there. Otherwise someone else
+    /// changed it, and it is theirs.
+    async fn stale(&self, asked: &Alias, stable: &str, new: &str) -> Result<u8, DriverError> {
+        let in_doubt = self.written().in_doubt.clone();
+        if in_doubt.as_ref() == Some(asked) {
+            // Reads are eventually consistent: give the lost write's effect time to show.
+            for attempt in 0..5u64 {
+                let (now, revision) = self.target.read_revision().await?;
+                if now == *asked {
+                    *self.written() = Written {
+                        revision,
+                        in_doubt: None,
+                    };
+                    if let Some(share) = now.share_of(stable, new) {
+                        return Ok(share);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            }
+        }
+        let now = self.target.read().await?;
+        Err(DriverError::Failed(format!(
+            "{} was changed by someone else since this deployment last set it (it now points at \
+             version {} with {}); deployer leaves it as it is (set it as it should be, then run \
+             `deployer rollback` or deploy again)",
+            self.target.describe(),
+            now.version,
+            weights_in_words(&now)
+        )))
+    }
+
     /// The alias is in a state this deployment did not leave it in.
     fn changed(&self, alias: &Alias) -> DriverError {
         let (stable, new) = (version_of(&self.stable), version_of(&self.new));
-        let weights = match alias.weights.as_slice() {
-            [] => "no weights".to_string(),
-            weights => weights
-                .iter()
-                .map(|(v, w)| format!("{:.0}% to version {v}", w * 100.0))
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
+        let weights = weights_in_words(alias);
         DriverError::Failed(format!(
             "{} points at version {} with {weights}: not a state this deployment (version \
              {stable} to {new}) left it in. Another deployment or a person changed it; deployer \
@@ -579,7 +731,20 @@ impl Driver for LambdaVersions {
     async fn prepare(&self, release: &str) -> Result<(), DriverError> {
         self.target
             .wait_active(version_of(release), self.health_timeout, self.poll)
-            .await
+            .await?;
+        // The alias as the deployment found it (all on the stable version) is where its
+        // writes start from: its first write names this revision, so a change made
+        // between here and there (a second job, a person) is refused, not overwritten.
+        let (now, revision) = self.target.read_revision().await?;
+        if now.share_of(version_of(&self.stable), version_of(&self.new)) == Some(0)
+            && now.weights.is_empty()
+        {
+            let mut written = self.written();
+            if written.revision.is_none() {
+                written.revision = revision;
+            }
+        }
+        Ok(())
     }
 
     /// The new version's provisioned concurrency, READY before this returns; 0 removes
@@ -729,15 +894,51 @@ mod tests {
     }
 
     #[test]
-    fn a_release_is_a_version_number_or_its_arn() {
-        assert!(is_version("42"));
-        assert!(is_version(
-            "arn:aws:lambda:eu-west-1:123456789012:function:api:42"
-        ));
-        assert!(!is_version("$LATEST"));
-        assert!(!is_version("live"));
-        assert!(!is_version(""));
-        assert!(!is_version("12345678901"));
+    fn a_release_is_this_functions_version_and_nothing_else() {
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:api";
+        for (release, version) in [
+            ("42", "42"),
+            ("api:42", "42"),
+            (
+                "arn:aws:lambda:us-east-1:123456789012:function:api:42",
+                "42",
+            ),
+        ] {
+            assert_eq!(version_for(release, arn), Ok(version), "{release}");
+        }
+        // Found by an outside tester: each of these was read as "version N" of `api`.
+        for release in [
+            "other:3",
+            "api2:3",
+            "API:3",
+            "arn:aws:lambda:us-west-2:123456789012:function:api:2",
+            "arn:aws:lambda:us-east-1:999999999999:function:api:3",
+            "arn:aws-cn:lambda:us-east-1:123456789012:function:api:3",
+            "arn:aws:lambda:us-east-1:123456789012:layer:api:2",
+            "arn:aws:sqs:us-east-1:123456789012:function:api:2",
+            "arn:aws:lambda:us-east-1:123456789012:function:other:2",
+            "x:y:z:2",
+            ":2",
+            "api::2",
+            "$LATEST",
+            "live",
+            "api:live",
+            "api:$LATEST",
+            "arn:aws:lambda:us-east-1:123456789012:function:api",
+            "arn:aws:lambda:us-east-1:123456789012:function:api:live",
+            "",
+            "12345678901",
+            "+3",
+            " 3",
+            "3.0",
+        ] {
+            assert!(version_for(release, arn).is_err(), "{release}");
+        }
+        assert!(
+            version_for("other:3", arn)
+                .unwrap_err()
+                .contains("not a version of this service's function")
+        );
         assert!(same_version(
             "42",
             "arn:aws:lambda:eu-west-1:123456789012:function:api:42"
