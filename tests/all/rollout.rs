@@ -560,7 +560,7 @@ async fn a_failed_clean_up_after_promotion_leaves_the_release_promoted() {
     let report = canary(&h, &Scripted::default()).await;
     assert_eq!(report.result, DeployResult::Promoted, "{}", report.detail);
     assert!(
-        report.detail.contains("removing the old side failed")
+        report.detail.contains("cleaning up after it failed")
             && report.detail.contains("ServiceException"),
         "{}",
         report.detail

@@ -1169,7 +1169,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
         if let Err(err) = self.retrying(|| self.driver.finalize()).await {
             // Traffic is on the new release either way; what is left is the old side.
             let detail = format!(
-                "{} is live on 100% of traffic, but removing the old side failed: {err}",
+                "{} is live on 100% of traffic, but cleaning up after it failed: {err}",
                 run.ctx.new_release
             );
             return self.finish(run, DeployResult::Promoted, detail).await;
@@ -1581,7 +1581,7 @@ impl<S: Strategy, T: Target, G: Gates, St: Store> Runner<'_, '_, S, T, G, St> {
                 // moving it back over a clean-up would undo a good release.
                 Err(err) if step == Step::Complete => {
                     let detail = format!(
-                        "{} is live on 100% of traffic, but removing the old side failed: {err}",
+                        "{} is live on 100% of traffic, but cleaning up after it failed: {err}",
                         run.ctx.new_release
                     );
                     return self.finish(run, DeployResult::Promoted, detail).await;

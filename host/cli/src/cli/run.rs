@@ -199,9 +199,17 @@ pub(crate) async fn pin(
                 deployer_targets::spec::TargetSpec::Lambda { .. }
             ) =>
         {
+            // The target itself is missing: its message says where to look, not the
+            // release's.
+            let fix = if message.contains("[target] in deployer.toml") {
+                String::new()
+            } else {
+                "\n  fix: name a published version (see `aws lambda list-versions-by-function`), \
+                 or deploy with --publish"
+                    .to_string()
+            };
             return Err(crate::exit::BadInput(format!(
-                "--release `{}`: {message}\n  fix: name a published version (see `aws lambda \
-                 list-versions-by-function`), or deploy with --publish",
+                "--release `{}`: {message}{fix}",
                 printable(release)
             ))
             .into());
@@ -230,6 +238,20 @@ pub(crate) async fn pin(
 
 /// `--publish`: the version Lambda published (or its newest, when nothing changed).
 async fn publish(reporter: &Reporter, target: &ServiceTarget) -> anyhow::Result<String> {
+    // Publishing is the one change made before the lock and the engine's checks: it is
+    // harmless (a version is immutable, and publishing unchanged code gives back the
+    // newest), but a version made for a deploy that is refused at once is noise in the
+    // function's history. So first what would refuse it: no such function or alias, an
+    // alias on $LATEST or split by another tool.
+    if matches!(
+        target.service.target,
+        deployer_targets::spec::TargetSpec::Lambda { .. }
+    ) {
+        let shape = deployer_engine::driver::Target::inspect(target).await?;
+        if let Some(blocked) = shape.blocked {
+            return Err(anyhow::anyhow!("{blocked}").context("not publishing a version"));
+        }
+    }
     match target.publish().await {
         Ok(version) => {
             reporter.line(&format!("published: deploying version {version}"));

@@ -137,6 +137,24 @@ pub(super) fn release_config(
             problems.at(&field, message);
             continue;
         }
+        if strategy == "rolling"
+            && services.get(service).is_some_and(|s| {
+                matches!(
+                    s.spec.target,
+                    deployer_targets::spec::TargetSpec::Lambda { .. }
+                )
+            })
+        {
+            problems.at(
+                &field,
+                format!(
+                    "gives `rolling` to `{service}`, a Lambda function: rolling replaces units in \
+                     batches, and a function has versions\n  fix: `strategies = {{ {service} = \
+                     \"canary\" }}` (or blue-green)"
+                ),
+            );
+            continue;
+        }
         strategies.insert(service.clone(), strategy.clone());
     }
     let bake = problems.duration(

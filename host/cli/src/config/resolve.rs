@@ -726,6 +726,12 @@ fn service_config(
         aws_settings(&format!("{prefix}.aws"), aws, problems);
     }
     let own = service.aws.as_ref();
+    if let Target::Lambda { function, .. } = &service.target {
+        let region = own
+            .and_then(|a| a.region.as_deref())
+            .or(raw.aws.region.as_deref());
+        lambda_fits(&prefix, function, region, service, problems);
+    }
     Some(ServiceConfig {
         spec: ServiceSpec {
             target: target?,
@@ -1005,17 +1011,54 @@ fn target(
     }
 }
 
+/// What a Lambda service's other settings must agree with: `rolling` is refused (a
+/// function has versions, not units to replace in batches), and a function ARN names
+/// its region, which must be the service's (Lambda's API answers for its own region).
+fn lambda_fits(
+    prefix: &str,
+    function: &str,
+    region: Option<&str>,
+    service: &Service,
+    problems: &mut Problems<'_>,
+) {
+    if service.strategies.contains_key("rolling") {
+        problems.at(
+            &format!("{prefix}.strategies.rolling"),
+            "`rolling` replaces units in batches, and a Lambda function has versions, not units\n  \
+             fix: remove this table; deploy the function with canary (`linear = { step = 10, \
+             bake = \"1m\" }` for equal steps) or blue-green (all at once)",
+        );
+    }
+    let arn_region = function
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split(':').nth(2));
+    if let (Some(arn_region), Some(region)) = (arn_region, region)
+        && arn_region != region
+    {
+        problems.at(
+            &format!("{prefix}.target.function"),
+            format!(
+                "the function's ARN is in {arn_region}, but the service's region is {region}\n  \
+                 fix: set [services.NAME] aws = {{ region = \"{arn_region}\" }}, or name the \
+                 function in {region}"
+            ),
+        );
+    }
+}
+
 /// Two services deploying one Lambda alias would each move its weights over the
 /// other's, each under its own lock: refused at the second service's target.
 fn one_service_per_alias(services: &BTreeMap<String, ServiceConfig>, problems: &mut Problems<'_>) {
-    let mut seen: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    let mut seen: BTreeMap<(&str, &str, &str), &str> = BTreeMap::new();
     for (name, service) in services {
         let TargetSpec::Lambda { function, alias } = &service.spec.target else {
             continue;
         };
-        // The function as named, or the last part of its ARN.
+        // The function as named, or the last part of its ARN; a function of the same
+        // name in another region is another function.
         let function = function.rsplit(':').next().unwrap_or(function);
-        match seen.get(&(function, alias.as_str())) {
+        let region = service.aws.region.as_deref().unwrap_or("");
+        match seen.get(&(region, function, alias.as_str())) {
             Some(first) => problems.at(
                 &format!("services.{name}.target"),
                 format!(
@@ -1025,7 +1068,7 @@ fn one_service_per_alias(services: &BTreeMap<String, ServiceConfig>, problems: &
                 ),
             ),
             None => {
-                seen.insert((function, alias.as_str()), name.as_str());
+                seen.insert((region, function, alias.as_str()), name.as_str());
             }
         }
     }
