@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use deployer_tests::support::Moto;
 use deployer_tests::support::env::{LambdaEnv, sigkill};
+use deployer_tests::support::fault_proxy::{Fault, FaultProxy};
 
 type Alias = (String, Vec<(String, f64)>);
 
@@ -292,6 +293,91 @@ async fn two_jobs_with_their_own_state_on_one_alias_never_both_win() {
         on("2"),
         "the winner's promotion stands: {both}"
     );
+}
+
+/// Found by a third outside round: an alias write that Lambda carried out but whose
+/// answer was lost made its retry stale (the write had replaced the revision it named),
+/// which the run took for someone else's change (exit 2). Lost on the first shift, the
+/// run now recognises its own write and is promoted; lost on the rollback's write, the
+/// rollback finishes (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_landed_but_lost_its_answer_is_the_runs_own() {
+    for (weights, gate_fails, code, end) in [
+        (r#""AdditionalVersionWeights":{"2":0.1}"#, false, 0, on("2")),
+        (r#""AdditionalVersionWeights":{}"#, true, 1, on("1")),
+    ] {
+        let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+        let proxy = FaultProxy::start(&env.moto.endpoint).await;
+        let down = deployer_tests::support::App::start(500, "boom");
+        let config = deployer_tests::support::config::ConfigBuilder::new()
+            .aws(&proxy.endpoint)
+            .service("api", |s| {
+                let s = s
+                    .health_timeout("10s")
+                    .target(|t| {
+                        t.str("kind", "lambda")
+                            .str("function", "api")
+                            .str("alias", "live")
+                    })
+                    .canary_steps(r#"[{ weight = 10, bake = "1s" }]"#);
+                if gate_fails {
+                    s.http_gate(&["post-traffic"], &down.url, 1)
+                } else {
+                    s
+                }
+            });
+        env.write(&config);
+        proxy.arm_matching("UpdateAlias", weights, Fault::Lost, 0, 1);
+        let (got, out, err) = env.deployer(&["run", "canary", "--release", "2"]).await;
+        assert_eq!(got, code, "{weights}: {out}\n{err}");
+        assert_eq!(
+            proxy.count("UpdateAlias", Fault::Lost),
+            1,
+            "{weights}: the answer was lost"
+        );
+        assert!(!err.contains("changed by someone else"), "{weights}: {err}");
+        assert_eq!(env.alias().await, end, "{weights}: {out}\n{err}");
+    }
+}
+
+/// Found by a third outside round: a person removed the new version's provisioned
+/// concurrency during the 10% bake, and the canary went to 50% without it (no scale
+/// step fell between). Each shift now puts the run's units back, READY, first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_removed_mid_canary_are_back_before_the_next_share() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 2).await;
+    env.write(&env.function().service("api", |s| {
+        s.canary_steps(r#"[{ weight = 10, bake = "2s" }, { weight = 50, bake = "1s" }]"#)
+    }));
+    let mut child = env.spawn_captured(&["run", "canary", "--release", "2"]);
+    wait_for(&env, split("1", "2", 0.1)).await;
+    env.clients
+        .lambda
+        .delete_provisioned_concurrency_config()
+        .function_name("api")
+        .qualifier("2")
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if env.alias().await == split("1", "2", 0.5) {
+            assert!(
+                env.provisioned("2").await.is_some(),
+                "version 2 carries 50% without its provisioned concurrency"
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the run hung");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.alias().await, on("2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP proxy in front of moto: AWS calls pass through unchanged
 //! unless a rule is armed for their operation, in which case the proxy answers with
-//! throttling, a 5xx or access denied, answers slowly, drops the connection, serves the
+//! throttling, a 5xx or access denied, answers slowly, drops the connection (before or
+//! after carrying the call out), serves the
 //! previous (stale) answer to the same operation, as an eventually consistent read
 //! does, or carries the call out and keeps its answer until the test lets it go.
 //!
@@ -27,6 +28,9 @@ pub enum Fault {
     Slow(Duration),
     /// Close the connection without an answer.
     Drop,
+    /// Forward (the call takes effect), then close the connection without its answer: a
+    /// write that landed and whose answer was lost.
+    Lost,
     /// Forward, but answer with the previous answer to this operation.
     Stale,
     /// Permission refused, as each protocol says it: JSON `AccessDeniedException` (400),
@@ -229,6 +233,9 @@ fn operation(head: &str, body: &[u8]) -> (String, Protocol) {
     if header(head, "authorization").is_some_and(|a| a.contains("/s3/aws4_request")) {
         return (s3_operation(head), Protocol::S3);
     }
+    if header(head, "authorization").is_some_and(|a| a.contains("/lambda/aws4_request")) {
+        return (lambda_operation(head), Protocol::Json);
+    }
     let body = String::from_utf8_lossy(body);
     let op = body
         .split('&')
@@ -236,6 +243,26 @@ fn operation(head: &str, body: &[u8]) -> (String, Protocol) {
         .unwrap_or("unknown")
         .to_string();
     (op, Protocol::Query)
+}
+
+/// A Lambda REST call's operation from its method and path (the aliases and provisioned
+/// concurrency the Lambda target uses; others are `Lambda`).
+fn lambda_operation(head: &str) -> String {
+    let mut line = head.lines().next().unwrap_or_default().split(' ');
+    let method = line.next().unwrap_or_default();
+    let path = line.next().unwrap_or_default();
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let op = match (method, path) {
+        ("PUT", p) if p.contains("/aliases/") => "UpdateAlias",
+        ("GET", p) if p.contains("/aliases/") => "GetAlias",
+        ("PUT", p) if p.ends_with("/provisioned-concurrency") => "PutProvisionedConcurrencyConfig",
+        ("GET", p) if p.ends_with("/provisioned-concurrency") => "GetProvisionedConcurrencyConfig",
+        ("DELETE", p) if p.ends_with("/provisioned-concurrency") => {
+            "DeleteProvisionedConcurrencyConfig"
+        }
+        _ => "Lambda",
+    };
+    op.to_string()
 }
 
 /// An S3 REST call's operation from its method and path-style target
@@ -376,6 +403,10 @@ async fn serve(
     };
     let response = match fault {
         Some(Fault::Drop) => return Ok(()),
+        Some(Fault::Lost) => {
+            forward(upstream, &head, &body).await?;
+            return Ok(());
+        }
         Some(Fault::Throttle) => match protocol {
             Protocol::Json => error_response("400 Bad Request", "ThrottlingException", protocol),
             Protocol::Query => error_response("400 Bad Request", "Throttling", protocol),

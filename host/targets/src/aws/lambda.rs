@@ -171,9 +171,10 @@ struct Written {
     /// first, when it was read as the deployment found it). A write names it, so Lambda
     /// refuses it if anyone changed the alias since.
     revision: Option<String>,
-    /// A write whose answer never came (timeout, dropped connection): it may have been
-    /// carried out, so a refusal of the retry is checked against what it asked.
-    in_doubt: Option<Alias>,
+    /// Writes whose answer never came (timeout, dropped connection, a run cancelled
+    /// mid-call): each may have been carried out, so a refusal of a later write as stale
+    /// is checked against what they asked.
+    in_doubt: Vec<Alias>,
 }
 
 /// The function and alias a service deploys through.
@@ -261,6 +262,15 @@ impl FunctionAlias {
                 AliasRoutingConfiguration::builder()
                     .set_additional_version_weights(Some(weights))
                     .build(),
+            )
+            // Not retried by the SDK: a retry of a write that landed but lost its answer
+            // names a revision that write has replaced, and Lambda refuses it — the
+            // driver must see the lost answer to know the refusal may be its own doing.
+            // The engine retries the step instead.
+            .customize()
+            .config_override(
+                aws_sdk_lambda::config::Builder::default()
+                    .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled()),
             )
             .send()
             .await
@@ -551,6 +561,8 @@ pub struct LambdaVersions {
     pub health_timeout: Duration,
     pub poll: Duration,
     written: std::sync::Mutex<Written>,
+    /// The new version's provisioned concurrency as this run last scaled it.
+    units: std::sync::Mutex<u32>,
 }
 
 impl LambdaVersions {
@@ -568,6 +580,7 @@ impl LambdaVersions {
             health_timeout,
             poll,
             written: std::sync::Mutex::new(Written::default()),
+            units: std::sync::Mutex::new(0),
         }
     }
 
@@ -617,21 +630,22 @@ impl LambdaVersions {
                 }
             }
         };
-        let mut read = match self.target.write(version, weights, revision).await {
-            Ok((answer, revision)) => {
-                *self.written() = Written {
-                    revision,
-                    in_doubt: None,
-                };
-                answer
-            }
-            Err(Write::Error(err)) => {
-                if matches!(err, DriverError::Transient(_)) {
-                    self.written().in_doubt = Some(asked);
+        let read = match self.write_once(version, &weights, revision, &asked).await {
+            Err(Write::Stale) => {
+                // Refused as stale: an earlier write of this run whose answer was lost
+                // may be what changed the alias. If so, go on from its revision.
+                let revision = self.adopt_lost_write().await?;
+                match self.write_once(version, &weights, revision, &asked).await {
+                    Err(Write::Stale) => return Err(self.stale().await),
+                    other => other,
                 }
-                return Err(err);
             }
-            Err(Write::Stale) => return self.stale(&asked, stable, new).await,
+            other => other,
+        };
+        let mut read = match read {
+            Ok(answer) => answer,
+            Err(Write::Error(err)) => return Err(err),
+            Err(Write::Stale) => return Err(self.stale().await),
         };
         for attempt in 0..5u64 {
             match read.share_of(stable, new) {
@@ -646,37 +660,122 @@ impl LambdaVersions {
             .ok_or_else(|| self.changed(&read))
     }
 
-    /// Lambda refused a write as stale: the alias changed since this run last wrote it.
-    /// Its own earlier write, whose answer was lost, may be that change: then the alias
-    /// is as that write asked, and the run goes on from there. Otherwise someone else
-    /// changed it, and it is theirs.
-    async fn stale(&self, asked: &Alias, stable: &str, new: &str) -> Result<u8, DriverError> {
-        let in_doubt = self.written().in_doubt.clone();
-        if in_doubt.as_ref() == Some(asked) {
-            // Reads are eventually consistent: give the lost write's effect time to show.
-            for attempt in 0..5u64 {
-                let (now, revision) = self.target.read_revision().await?;
-                if now == *asked {
-                    *self.written() = Written {
-                        revision,
-                        in_doubt: None,
-                    };
-                    if let Some(share) = now.share_of(stable, new) {
-                        return Ok(share);
-                    }
+    /// The new version's provisioned concurrency at `count`, READY; 0 removes it.
+    async fn provision(&self, count: u32) -> Result<(), DriverError> {
+        let new = version_of(&self.new);
+        if count == 0 {
+            return self.target.unprovision(new).await;
+        }
+        let asked = match self.target.provisioned(new).await? {
+            Some((requested, _)) => requested,
+            None => 0,
+        };
+        if asked != count {
+            self.target
+                .clients
+                .lambda
+                .put_provisioned_concurrency_config()
+                .function_name(&self.target.function)
+                .qualifier(new)
+                .provisioned_concurrent_executions(i32::try_from(count).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| {
+                    classify(
+                        &format!(
+                            "provisioning {count} concurrent executions of {} version {new}",
+                            self.target.function
+                        ),
+                        e,
+                    )
+                })?;
+        }
+        self.wait_provisioned(new, count).await
+    }
+
+    /// One conditional write of the alias, as `asked`. It is marked in doubt before it is
+    /// sent and cleared once Lambda has answered either way: a write whose answer never
+    /// came — a timeout, a dropped connection, or a run cancelled mid-call (SIGTERM drops
+    /// the call's future) — stays in doubt, since it may have been carried out.
+    async fn write_once(
+        &self,
+        version: &str,
+        weights: &HashMap<String, f64>,
+        revision: Option<String>,
+        asked: &Alias,
+    ) -> Result<Alias, Write> {
+        // Whether this write is the first of its state in doubt: a refusal or an error
+        // then takes it out again; an earlier lost write of the same state stays.
+        let pushed = {
+            let mut written = self.written();
+            let new = !written.in_doubt.contains(asked);
+            if new {
+                written.in_doubt.push(asked.clone());
+            }
+            new
+        };
+        let result = self.target.write(version, weights.clone(), revision).await;
+        let mut written = self.written();
+        match result {
+            Ok((answer, revision)) => {
+                *written = Written {
+                    revision,
+                    in_doubt: Vec::new(),
+                };
+                Ok(answer)
+            }
+            // No answer, or a 5xx: it may have landed. Stays in doubt.
+            Err(Write::Error(err @ DriverError::Transient(_))) => Err(Write::Error(err)),
+            // Refused or failed: this one did not land (an earlier lost one may have).
+            Err(refused) => {
+                if pushed {
+                    written.in_doubt.retain(|a| a != asked);
                 }
-                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                Err(refused)
             }
         }
-        let now = self.target.read().await?;
-        Err(DriverError::Failed(format!(
-            "{} was changed by someone else since this deployment last set it (it now points at \
-             version {} with {}); deployer leaves it as it is (set it as it should be, then run \
-             `deployer rollback` or deploy again)",
+    }
+
+    /// After a refusal as stale: the revision to write from if this run's own write in
+    /// doubt is what changed the alias (it is exactly as that write asked), so the run
+    /// goes on; otherwise someone else changed it.
+    async fn adopt_lost_write(&self) -> Result<Option<String>, DriverError> {
+        let lost = self.written().in_doubt.clone();
+        if lost.is_empty() {
+            return Err(self.stale().await);
+        }
+        // Reads are eventually consistent: give the lost write's effect time to show.
+        for attempt in 0..5u64 {
+            let (now, revision) = self.target.read_revision().await?;
+            if lost.contains(&now) {
+                *self.written() = Written {
+                    revision: revision.clone(),
+                    in_doubt: Vec::new(),
+                };
+                return Ok(revision);
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+        }
+        Err(self.stale().await)
+    }
+
+    /// Lambda refused a write as stale, and it was not this run's own lost write: the
+    /// alias changed since this run last wrote it, and it is whoever changed it's.
+    async fn stale(&self) -> DriverError {
+        let now = match self.target.read().await {
+            Ok(now) => format!(
+                "it now points at version {} with {}",
+                now.version,
+                weights_in_words(&now)
+            ),
+            Err(err) => format!("reading it again failed: {err}"),
+        };
+        DriverError::Failed(format!(
+            "{} was changed by someone else since this deployment last set it ({now}); \
+             deployer leaves it as it is (set it as it should be, then run `deployer rollback` \
+             or deploy again)",
             self.target.describe(),
-            now.version,
-            weights_in_words(&now)
-        )))
+        ))
     }
 
     /// The alias is in a state this deployment did not leave it in.
@@ -753,38 +852,18 @@ impl Driver for LambdaVersions {
         if side == Side::Stable {
             return Ok(());
         }
-        let new = version_of(&self.new);
-        if count == 0 {
-            return self.target.unprovision(new).await;
-        }
-        let asked = match self.target.provisioned(new).await? {
-            Some((requested, _)) => requested,
-            None => 0,
-        };
-        if asked != count {
-            self.target
-                .clients
-                .lambda
-                .put_provisioned_concurrency_config()
-                .function_name(&self.target.function)
-                .qualifier(new)
-                .provisioned_concurrent_executions(i32::try_from(count).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(|e| {
-                    classify(
-                        &format!(
-                            "provisioning {count} concurrent executions of {} version {new}",
-                            self.target.function
-                        ),
-                        e,
-                    )
-                })?;
-        }
-        self.wait_provisioned(new, count).await
+        *self.units.lock().unwrap_or_else(|e| e.into_inner()) = count;
+        self.provision(count).await
     }
 
     async fn shift_traffic(&self, new_percent: u8) -> Result<u8, DriverError> {
+        // The units the run gave the new version must still be there when it gets more
+        // traffic: a person or a script may have removed them since (found by an outside
+        // tester). Put back and READY first; one read when they are.
+        let units = *self.units.lock().unwrap_or_else(|e| e.into_inner());
+        if new_percent > 0 && units > 0 {
+            self.provision(units).await?;
+        }
         self.route(new_percent).await
     }
 
