@@ -340,6 +340,52 @@ async fn a_write_that_landed_but_lost_its_answer_is_the_runs_own() {
     }
 }
 
+/// Found by a fourth outside round: the run's write reaches Lambda only after someone
+/// else set exactly the state it asks (another job deploying the same version), so Lambda
+/// refuses it as stale, and its answer is lost. The alias then looks as the run asked,
+/// but the change is not the run's: it stops and leaves it (exit 2). Each write marks the
+/// alias's description, which tells its own lost write from another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_jobs_identical_write_is_not_taken_for_a_lost_one() {
+    let env = LambdaEnv::start_on(Moto::start(&[]), 0).await;
+    let proxy = FaultProxy::start(&env.moto.endpoint).await;
+    let config = deployer_tests::support::config::ConfigBuilder::new()
+        .aws(&proxy.endpoint)
+        .service("api", |s| {
+            s.health_timeout("10s")
+                .target(|t| {
+                    t.str("kind", "lambda")
+                        .str("function", "api")
+                        .str("alias", "live")
+                })
+                .canary_steps(r#"[{ weight = 10, bake = "1s" }]"#)
+        });
+    env.write(&config);
+    let late = Fault::LateLost(Duration::from_secs(2));
+    proxy.arm_matching("UpdateAlias", r#"{"2":0.1}"#, late, 0, 1);
+    let child = env.spawn_captured(&["run", "canary", "--release", "2"]);
+    let started = Instant::now();
+    while proxy.count("UpdateAlias", late) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the write never came"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The other job's write, while the run's is on its way.
+    set_alias(&env, "1", &[("2", 0.1)]).await;
+    let out = child.wait_with_output().await.unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("changed by someone else"), "{text}");
+    assert_eq!(
+        env.alias().await,
+        split("1", "2", 0.1),
+        "the other's write stands"
+    );
+}
+
 /// Found by a third outside round: a person removed the new version's provisioned
 /// concurrency during the 10% bake, and the canary went to 50% without it (no scale
 /// step fell between). Each shift now puts the run's units back, READY, first.

@@ -31,6 +31,9 @@ pub enum Fault {
     /// Forward (the call takes effect), then close the connection without its answer: a
     /// write that landed and whose answer was lost.
     Lost,
+    /// Wait, then as [`Fault::Lost`]: a write that reaches AWS late (after someone
+    /// else's) and whose answer is lost.
+    LateLost(Duration),
     /// Forward, but answer with the previous answer to this operation.
     Stale,
     /// Permission refused, as each protocol says it: JSON `AccessDeniedException` (400),
@@ -404,6 +407,11 @@ async fn serve(
     let response = match fault {
         Some(Fault::Drop) => return Ok(()),
         Some(Fault::Lost) => {
+            forward(upstream, &head, &body).await?;
+            return Ok(());
+        }
+        Some(Fault::LateLost(delay)) => {
+            tokio::time::sleep(delay).await;
             forward(upstream, &head, &body).await?;
             return Ok(());
         }

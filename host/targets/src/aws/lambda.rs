@@ -138,6 +138,17 @@ impl Alias {
     }
 }
 
+/// A mark no other write carries: the time in nanoseconds, the process and a count
+/// within it.
+fn write_id() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("write {nanos:x}-{}-{count}", std::process::id())
+}
+
 /// An alias's weights in words: "no weights", "20% to version 3".
 fn weights_in_words(alias: &Alias) -> String {
     match alias.weights.as_slice() {
@@ -155,6 +166,7 @@ struct Read {
     alias: Alias,
     revision: Option<String>,
     arn: String,
+    description: Option<String>,
 }
 
 /// Why a write of the alias did not happen.
@@ -172,9 +184,10 @@ struct Written {
     /// refuses it if anyone changed the alias since.
     revision: Option<String>,
     /// Writes whose answer never came (timeout, dropped connection, a run cancelled
-    /// mid-call): each may have been carried out, so a refusal of a later write as stale
-    /// is checked against what they asked.
-    in_doubt: Vec<Alias>,
+    /// mid-call), as what each asked and the mark it wrote in the alias's description:
+    /// each may have been carried out, so a refusal of a later write as stale is checked
+    /// against them. The mark tells this run's write from another job's identical one.
+    in_doubt: Vec<(Alias, String)>,
 }
 
 /// The function and alias a service deploys through.
@@ -238,6 +251,7 @@ impl FunctionAlias {
             alias: Alias::from_parts(out.function_version(), out.routing_config()),
             revision: out.revision_id().map(str::to_string),
             arn: out.alias_arn().unwrap_or_default().to_string(),
+            description: out.description().map(str::to_string),
         })
     }
 
@@ -248,6 +262,7 @@ impl FunctionAlias {
         version: &str,
         weights: HashMap<String, f64>,
         revision: Option<String>,
+        mark: &str,
     ) -> Result<(Alias, Option<String>), Write> {
         let out = self
             .clients
@@ -257,6 +272,7 @@ impl FunctionAlias {
             .name(&self.alias)
             .function_version(version)
             .set_revision_id(revision)
+            .description(mark)
             // An empty map clears the weights; leaving the field out would keep them.
             .routing_config(
                 AliasRoutingConfiguration::builder()
@@ -704,17 +720,27 @@ impl LambdaVersions {
         revision: Option<String>,
         asked: &Alias,
     ) -> Result<Alias, Write> {
-        // Whether this write is the first of its state in doubt: a refusal or an error
-        // then takes it out again; an earlier lost write of the same state stays.
-        let pushed = {
-            let mut written = self.written();
-            let new = !written.in_doubt.contains(asked);
-            if new {
-                written.in_doubt.push(asked.clone());
-            }
-            new
-        };
-        let result = self.target.write(version, weights.clone(), revision).await;
+        // Each write marks the alias's description uniquely, so that a lost one is told
+        // from another job's identical write (same state, another mark).
+        let mark = format!(
+            "deployer: {} ({})",
+            match (asked.version.as_str(), asked.weights.as_slice()) {
+                (v, []) => format!("all on version {v}"),
+                (v, w) => format!(
+                    "version {v} with {}",
+                    weights_in_words(&Alias {
+                        version: v.to_string(),
+                        weights: w.to_vec(),
+                    })
+                ),
+            },
+            write_id()
+        );
+        self.written().in_doubt.push((asked.clone(), mark.clone()));
+        let result = self
+            .target
+            .write(version, weights.clone(), revision, &mark)
+            .await;
         let mut written = self.written();
         match result {
             Ok((answer, revision)) => {
@@ -728,9 +754,7 @@ impl LambdaVersions {
             Err(Write::Error(err @ DriverError::Transient(_))) => Err(Write::Error(err)),
             // Refused or failed: this one did not land (an earlier lost one may have).
             Err(refused) => {
-                if pushed {
-                    written.in_doubt.retain(|a| a != asked);
-                }
+                written.in_doubt.retain(|(_, m)| *m != mark);
                 Err(refused)
             }
         }
@@ -746,13 +770,16 @@ impl LambdaVersions {
         }
         // Reads are eventually consistent: give the lost write's effect time to show.
         for attempt in 0..5u64 {
-            let (now, revision) = self.target.read_revision().await?;
-            if lost.contains(&now) {
+            let read = self.target.get().await?;
+            let ours = lost.iter().any(|(asked, mark)| {
+                *asked == read.alias && read.description.as_deref() == Some(mark.as_str())
+            });
+            if ours {
                 *self.written() = Written {
-                    revision: revision.clone(),
+                    revision: read.revision.clone(),
                     in_doubt: Vec::new(),
                 };
-                return Ok(revision);
+                return Ok(read.revision);
             }
             tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
         }
