@@ -199,17 +199,9 @@ pub(crate) async fn pin(
                 deployer_targets::spec::TargetSpec::Lambda { .. }
             ) =>
         {
-            // The target itself is missing: its message says where to look, not the
-            // release's.
-            let fix = if message.contains("[target] in deployer.toml") {
-                String::new()
-            } else {
-                "\n  fix: name a published version (see `aws lambda list-versions-by-function`), \
-                 or deploy with --publish"
-                    .to_string()
-            };
+            // Each of the target's refusals says its own fix.
             return Err(crate::exit::BadInput(format!(
-                "--release `{}`: {message}{fix}",
+                "--release `{}`: {message}",
                 printable(release)
             ))
             .into());

@@ -102,13 +102,21 @@ pub struct Alias {
 
 impl Alias {
     fn from_parts(version: Option<&str>, routing: Option<&AliasRoutingConfiguration>) -> Alias {
-        let mut weights: Vec<(String, f64)> = routing
+        let none = HashMap::new();
+        let weights = routing
             .and_then(|r| r.additional_version_weights())
-            .map(|w| w.iter().map(|(v, w)| (v.clone(), *w)).collect())
-            .unwrap_or_default();
+            .unwrap_or(&none);
+        Alias::new(version.unwrap_or_default(), weights)
+    }
+
+    /// The alias pointing at `version` with `weights` for others, in version order (so
+    /// two reads of one alias compare equal).
+    fn new(version: &str, weights: &HashMap<String, f64>) -> Alias {
+        let mut weights: Vec<(String, f64)> =
+            weights.iter().map(|(v, w)| (v.clone(), *w)).collect();
         weights.sort_by(|a, b| a.0.cmp(&b.0));
         Alias {
-            version: version.unwrap_or_default().to_string(),
+            version: version.to_string(),
             weights,
         }
     }
@@ -208,13 +216,7 @@ impl FunctionAlias {
     /// # Errors
     /// No such function or alias; AWS errors.
     pub async fn read(&self) -> Result<Alias, DriverError> {
-        Ok(self.read_revision().await?.0)
-    }
-
-    /// The alias, its revision (which a conditional write names) and its ARN.
-    async fn read_revision(&self) -> Result<(Alias, Option<String>), DriverError> {
-        let read = self.get().await?;
-        Ok((read.alias, read.revision))
+        Ok(self.get().await?.alias)
     }
 
     /// The alias's ARN, as Lambda names it (partition, region, account).
@@ -225,6 +227,8 @@ impl FunctionAlias {
         Ok(self.get().await?.arn)
     }
 
+    /// The alias with its revision (which a conditional write names), ARN and
+    /// description (where writes leave their mark).
     async fn get(&self) -> Result<Read, DriverError> {
         let out = self
             .clients
@@ -406,9 +410,8 @@ impl FunctionAlias {
                 // Pending on its first invocation and then Active: nothing to wait for here.
                 Some(State::Failed) => {
                     return Err(DriverError::Failed(format!(
-                        "version {version} of Lambda function {} is {}: {}",
+                        "version {version} of Lambda function {} is Failed: {}",
                         self.function,
-                        out.state().map_or("", |s| s.as_str()),
                         out.state_reason().unwrap_or("Lambda gave no reason")
                     )));
                 }
@@ -464,17 +467,12 @@ pub async fn inspect(target: &FunctionAlias) -> Result<Shape, DriverError> {
         None => 0,
     };
     let blocked = (!alias.weights.is_empty()).then(|| {
-        let split: Vec<String> = alias
-            .weights
-            .iter()
-            .map(|(v, w)| format!("{:.0}% to version {v}", w * 100.0))
-            .collect();
         format!(
             "{} sends {} besides version {}: a deployment is unfinished, or another tool split \
              it. Run `deployer rollback` for a deployment of deployer's, or clear the alias's \
              routing config",
             target.describe(),
-            split.join(", "),
+            weights_in_words(&alias),
             alias.version
         )
     });
@@ -501,8 +499,12 @@ pub async fn pin(target: &FunctionAlias, release: &str) -> Result<String, Driver
     let function_arn = alias_arn
         .rsplit_once(':')
         .map_or(alias_arn.as_str(), |(arn, _)| arn);
-    let version = version_for(release, function_arn).map_err(DriverError::Failed)?;
-
+    let version = version_for(release, function_arn).map_err(|why| {
+        DriverError::Failed(format!(
+            "{why}\n  fix: name a published version (see `aws lambda \
+             list-versions-by-function`), or deploy with --publish"
+        ))
+    })?;
     target
         .clients
         .lambda
@@ -622,14 +624,7 @@ impl LambdaVersions {
                 HashMap::from([(new.to_string(), f64::from(p) / 100.0)]),
             ),
         };
-        let asked = Alias::from_parts(
-            Some(version),
-            Some(
-                &AliasRoutingConfiguration::builder()
-                    .set_additional_version_weights(Some(weights.clone()))
-                    .build(),
-            ),
-        );
+        let asked = Alias::new(version, &weights);
         // Written before by this run: the write names the revision its own last write left,
         // so Lambda refuses it if anyone (a person, another deployment) changed the alias
         // since. Not yet (a run resumed or rolling back after a kill): only from a state
@@ -639,10 +634,10 @@ impl LambdaVersions {
         let revision = match remembered {
             Some(revision) => Some(revision),
             None => {
-                let (now, revision) = self.target.read_revision().await?;
-                match now.share_of(stable, new) {
-                    Some(_) => revision,
-                    None => return Err(self.changed(&now)),
+                let now = self.target.get().await?;
+                match now.alias.share_of(stable, new) {
+                    Some(_) => now.revision,
+                    None => return Err(self.changed(&now.alias)),
                 }
             }
         };
@@ -724,15 +719,10 @@ impl LambdaVersions {
         // from another job's identical write (same state, another mark).
         let mark = format!(
             "deployer: {} ({})",
-            match (asked.version.as_str(), asked.weights.as_slice()) {
-                (v, []) => format!("all on version {v}"),
-                (v, w) => format!(
-                    "version {v} with {}",
-                    weights_in_words(&Alias {
-                        version: v.to_string(),
-                        weights: w.to_vec(),
-                    })
-                ),
+            if asked.weights.is_empty() {
+                format!("all on version {}", asked.version)
+            } else {
+                format!("version {} with {}", asked.version, weights_in_words(asked))
             },
             write_id()
         );
@@ -861,13 +851,16 @@ impl Driver for LambdaVersions {
         // The alias as the deployment found it (all on the stable version) is where its
         // writes start from: its first write names this revision, so a change made
         // between here and there (a second job, a person) is refused, not overwritten.
-        let (now, revision) = self.target.read_revision().await?;
-        if now.share_of(version_of(&self.stable), version_of(&self.new)) == Some(0)
-            && now.weights.is_empty()
+        let now = self.target.get().await?;
+        if now
+            .alias
+            .share_of(version_of(&self.stable), version_of(&self.new))
+            == Some(0)
+            && now.alias.weights.is_empty()
         {
             let mut written = self.written();
             if written.revision.is_none() {
-                written.revision = revision;
+                written.revision = now.revision;
             }
         }
         Ok(())
