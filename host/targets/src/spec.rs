@@ -86,6 +86,11 @@ pub enum ReleaseKind {
 }
 
 impl TargetSpec {
+    /// A Lambda function: versions behind an alias, not units behind a load balancer.
+    pub fn is_lambda(&self) -> bool {
+        matches!(self, TargetSpec::Lambda { .. })
+    }
+
     /// What this target's releases are.
     pub fn release_kind(&self) -> ReleaseKind {
         match self {

@@ -62,7 +62,7 @@ pub async fn run(
         PluginSource::Builtin(_) => "built-in".to_string(),
         PluginSource::File { path, .. } => path.display().to_string(),
     };
-    let lambda = matches!(service.spec.target, TargetSpec::Lambda { .. });
+    let lambda = service.spec.target.is_lambda();
     let kind = match &service.spec.target {
         TargetSpec::Lambda { function, alias } => {
             format!("Lambda function {function} alias {alias}")

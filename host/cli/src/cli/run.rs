@@ -194,10 +194,7 @@ pub(crate) async fn pin(
         Ok(pinned) => pinned,
         // Lambda has no such version, or it is not one: the argument is wrong.
         Err(deployer_engine::driver::DriverError::Failed(message))
-            if matches!(
-                target.service.target,
-                deployer_targets::spec::TargetSpec::Lambda { .. }
-            ) =>
+            if target.service.target.is_lambda() =>
         {
             // Each of the target's refusals says its own fix.
             return Err(crate::exit::BadInput(format!(
@@ -235,10 +232,7 @@ async fn publish(reporter: &Reporter, target: &ServiceTarget) -> anyhow::Result<
     // newest), but a version made for a deploy that is refused at once is noise in the
     // function's history. So first what would refuse it: no such function or alias, an
     // alias on $LATEST or split by another tool.
-    if matches!(
-        target.service.target,
-        deployer_targets::spec::TargetSpec::Lambda { .. }
-    ) {
+    if target.service.target.is_lambda() {
         let shape = deployer_engine::driver::Target::inspect(target).await?;
         if let Some(blocked) = shape.blocked {
             return Err(anyhow::anyhow!("{blocked}").context("not publishing a version"));
@@ -250,10 +244,7 @@ async fn publish(reporter: &Reporter, target: &ServiceTarget) -> anyhow::Result<
             Ok(version)
         }
         Err(deployer_engine::driver::DriverError::Failed(message))
-            if !matches!(
-                target.service.target,
-                deployer_targets::spec::TargetSpec::Lambda { .. }
-            ) =>
+            if !target.service.target.is_lambda() =>
         {
             Err(crate::exit::BadInput(message).into())
         }

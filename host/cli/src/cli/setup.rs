@@ -39,18 +39,17 @@ pub async fn strategy(
         .map_err(|msg| ConfigErrors(vec![config.error_at_field("strategy", msg)]))?;
     if matches!(source, PluginSource::Builtin(_))
         && name == "rolling"
-        && matches!(
-            service.spec.target,
-            deployer_targets::spec::TargetSpec::Lambda { .. }
-        )
+        && service.spec.target.is_lambda()
     {
         // Rolling replaces units in batches; a Lambda function has versions, and with no
         // provisioned concurrency 0 units, so its batches would be one jump to 100%.
         return Err(ConfigErrors(vec![config.error_at_field(
             &format!("services.{service_name}.target"),
-            "`rolling` replaces units in batches, and a Lambda function has versions, not \
-             units\n  fix: deploy it with canary (`linear = { step = 10, bake = \"1m\" }` for \
-             equal steps) or blue-green (all at once)",
+            format!(
+                "{}\n  fix: deploy it with {}",
+                crate::config::check::LAMBDA_NOT_ROLLING,
+                crate::config::check::LAMBDA_STRATEGIES
+            ),
         )])
         .into());
     }

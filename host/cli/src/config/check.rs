@@ -155,6 +155,14 @@ pub fn desired_count_problem(count: u32, max: u32, most: &str) -> Option<String>
     })
 }
 
+/// Why `rolling` is refused for a Lambda function, wherever it is given one.
+pub const LAMBDA_NOT_ROLLING: &str =
+    "`rolling` replaces units in batches, and a Lambda function has versions, not units";
+
+/// What to deploy a Lambda function with instead.
+pub const LAMBDA_STRATEGIES: &str =
+    "canary (`linear = { step = 10, bake = \"1m\" }` for equal steps) or blue-green (all at once)";
+
 /// What is wrong with a Lambda function's name, if anything: Lambda takes 1 to 64 of
 /// letters, digits, `-` and `_`, or the function's ARN (without a version or alias:
 /// the release names the version).

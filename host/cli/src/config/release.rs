@@ -138,19 +138,16 @@ pub(super) fn release_config(
             continue;
         }
         if strategy == "rolling"
-            && services.get(service).is_some_and(|s| {
-                matches!(
-                    s.spec.target,
-                    deployer_targets::spec::TargetSpec::Lambda { .. }
-                )
-            })
+            && services
+                .get(service)
+                .is_some_and(|s| s.spec.target.is_lambda())
         {
             problems.at(
                 &field,
                 format!(
-                    "gives `rolling` to `{service}`, a Lambda function: rolling replaces units in \
-                     batches, and a function has versions\n  fix: `strategies = {{ {service} = \
-                     \"canary\" }}` (or blue-green)"
+                    "gives `rolling` to `{service}`, a Lambda function: {}\n  fix: `strategies = \
+                     {{ {service} = \"canary\" }}` (or blue-green)",
+                    super::check::LAMBDA_NOT_ROLLING
                 ),
             );
             continue;

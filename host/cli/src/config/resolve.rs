@@ -1024,9 +1024,11 @@ fn lambda_fits(
     if service.strategies.contains_key("rolling") {
         problems.at(
             &format!("{prefix}.strategies.rolling"),
-            "`rolling` replaces units in batches, and a Lambda function has versions, not units\n  \
-             fix: remove this table; deploy the function with canary (`linear = { step = 10, \
-             bake = \"1m\" }` for equal steps) or blue-green (all at once)",
+            format!(
+                "{}\n  fix: remove this table; deploy the function with {}",
+                check::LAMBDA_NOT_ROLLING,
+                check::LAMBDA_STRATEGIES
+            ),
         );
     }
     let arn_region = function
