@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use deployer_targets::aws::Clients;
 use deployer_tests::support::config::ConfigBuilder;
-use deployer_tests::support::{App, Moto, cli, moto_python};
+use deployer_tests::support::{App, Moto, cli};
 
 const RUNS: usize = 3;
 const SIZES: [usize; 3] = [1, 10, 50];
@@ -59,19 +59,7 @@ struct FleetService {
 
 /// `support/moto_fleet_world.py` run against `moto`: `count` services in cluster `fleet`.
 fn fleet_world(moto: &Moto, count: usize) -> Vec<FleetService> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/moto_fleet_world.py");
-    let out = Command::new(moto_python())
-        .arg(script)
-        .arg(&moto.endpoint)
-        .arg(count.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "moto_fleet_world.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = moto.world_json("moto_fleet_world.py", &[&count.to_string()]);
     json["services"]
         .as_array()
         .unwrap()

@@ -109,6 +109,13 @@ impl Moto {
         args: &[&str],
         keys: [&str; N],
     ) -> [String; N] {
+        let json = self.world_json(script, args);
+        keys.map(|k| json[k].as_str().unwrap().to_string())
+    }
+
+    /// Run `support/SCRIPT ENDPOINT ARGS…`, which builds a world and prints it as JSON;
+    /// the JSON.
+    pub fn world_json(&self, script: &str, args: &[&str]) -> serde_json::Value {
         let out = Command::new(moto_venv().join("bin/python"))
             .arg(
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -121,11 +128,10 @@ impl Moto {
             .unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "{script}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        keys.map(|k| json[k].as_str().unwrap().to_string())
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// Create the Auto Scaling world (see `support/moto_asg_world.py`).
